@@ -1,0 +1,23 @@
+/* common/error.h — the error convention every magpie library follows.
+ * A failing function returns -1 (or NULL) and leaves a one-line message, readable with
+ * mp_err(), in a thread-local buffer. Messages name the file and the reason:
+ * "slide.svs: not a slide OpenSlide can read". Only main() prints and exits. */
+#ifndef MP_ERROR_H
+#define MP_ERROR_H
+
+#include <stdarg.h>
+
+/* Exit codes of the magpie command (DESIGN.md). */
+enum { MP_EXIT_OK = 0, MP_EXIT_USAGE = 1, MP_EXIT_FAIL = 2, MP_EXIT_PARTIAL = 3 };
+
+/* Set the thread's last error (printf format). Always returns -1 so callers can
+ * `return mp_err_set(...)`. */
+int mp_err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int mp_err_setv(const char *fmt, va_list ap);
+/* Prefix the current message: "ctx: <old message>". Returns -1. */
+int mp_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The thread's last error ("" if none). Valid until the next mp_err_set on this thread. */
+const char *mp_err(void);
+void mp_err_clear(void);
+
+#endif

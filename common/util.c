@@ -1,0 +1,200 @@
+/* common/util.c — checked I/O and small helpers. */
+#include "common/util.h"
+#include "common/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+void *mp_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) { fprintf(stderr, "magpie: out of memory (%zu bytes)\n", n); abort(); }
+    return p;
+}
+
+void *mp_xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p) { fprintf(stderr, "magpie: out of memory (%zu x %zu bytes)\n", n, sz); abort(); }
+    return p;
+}
+
+void *mp_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) { fprintf(stderr, "magpie: out of memory (%zu bytes)\n", n); abort(); }
+    return q;
+}
+
+char *mp_xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = mp_xmalloc(n);
+    memcpy(d, s, n);
+    return d;
+}
+
+int mp_read_file(const char *path, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mp_err_set("%s: %s", path, strerror(errno));
+    if (fseeko(f, 0, SEEK_END) != 0) { fclose(f); return mp_err_set("%s: cannot seek", path); }
+    off_t n = ftello(f);
+    if (n < 0) { fclose(f); return mp_err_set("%s: cannot tell size", path); }
+    rewind(f);
+    uint8_t *buf = malloc((size_t)n + 1);
+    if (!buf) { fclose(f); return mp_err_set("%s: out of memory reading %lld bytes", path, (long long)n); }
+    if (n && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return mp_err_set("%s: read error", path);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *out = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+int mp_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return mp_err_set("%s: %s", tmp, strerror(errno));
+    const uint8_t *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return mp_err_set("%s: write failed: %s", path, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        unlink(tmp);
+        return mp_err_set("%s: fsync failed: %s", path, strerror(errno));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return mp_err_set("%s: rename failed: %s", path, strerror(e));
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
+    return 0;
+}
+
+int mp_mkdir_p(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return mp_err_set("%s: bad directory path", path);
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return mp_err_set("%s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return mp_err_set("%s: %s", buf, strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return mp_err_set("%s: not a directory", buf);
+    return 0;
+}
+
+int mp_file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+int64_t mp_file_size(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    return (int64_t)st.st_size;
+}
+
+int mp_parse_double(const char *s, double *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+int mp_parse_long(const char *s, long *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+int mp_parse_double_list(const char *s, double *out, int max)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        char tok[64];
+        if (len == 0 || len >= sizeof tok || n >= max) return -1;
+        memcpy(tok, p, len);
+        tok[len] = 0;
+        if (mp_parse_double(tok, &out[n++]) != 0) return -1;
+        if (!q) break;
+        p = q + 1;
+        if (!*p) return -1;
+    }
+    return n ? n : -1;
+}
+
+uint32_t mp_crc32(uint32_t crc, const void *data, size_t len)
+{
+    /* zlib takes uInt lengths; feed large buffers in chunks. */
+    const uint8_t *p = data;
+    while (len) {
+        uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        crc = (uint32_t)crc32(crc, p, chunk);
+        p += chunk;
+        len -= chunk;
+    }
+    return crc;
+}
+
+char *mp_fmt_bytes(char *buf, size_t n, double b)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) { b /= 1024; i++; }
+    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+    return buf;
+}
+
+int64_t mp_peak_rss(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    return (int64_t)ru.ru_maxrss * 1024;
+}

@@ -1,0 +1,37 @@
+/* common/util.h — checked I/O and small helpers shared by every library. */
+#ifndef MP_UTIL_H
+#define MP_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocation that aborts on out-of-memory (used for small, bounded allocations). */
+void *mp_xmalloc(size_t n);
+void *mp_xcalloc(size_t n, size_t sz);
+void *mp_xrealloc(void *p, size_t n);
+char *mp_xstrdup(const char *s);
+
+/* Read a whole file; *out is malloc'd (NUL-terminated, not counted in *len). -1 + mp_err on failure. */
+int mp_read_file(const char *path, uint8_t **out, size_t *len);
+/* Write atomically: PATH.tmp.<pid>, fsync, rename, fsync the directory. */
+int mp_write_file_atomic(const char *path, const void *data, size_t len);
+/* Create a directory and its parents (mode 0755); existing is fine. */
+int mp_mkdir_p(const char *path);
+int mp_file_exists(const char *path);
+int64_t mp_file_size(const char *path); /* -1 if missing */
+
+/* Strict number parsing: the whole string must be consumed. Return -1 on failure. */
+int mp_parse_double(const char *s, double *out);
+int mp_parse_long(const char *s, long *out);
+/* Parse a comma list of doubles ("10,1.25"); returns count or -1. */
+int mp_parse_double_list(const char *s, double *out, int max);
+
+uint32_t mp_crc32(uint32_t crc, const void *data, size_t len); /* zlib's CRC-32 */
+
+/* Format a byte count as "1.2 MiB". Returns buf. */
+char *mp_fmt_bytes(char *buf, size_t n, double bytes);
+
+/* Peak resident set size of this process in bytes (from getrusage). */
+int64_t mp_peak_rss(void);
+
+#endif

@@ -1,0 +1,14 @@
+/* pipelines/cmds.h — one entry point per `magpie` subcommand. Each takes the arguments after
+ * the subcommand name (argv[0] is the subcommand) and returns an exit code (MP_EXIT_*). */
+#ifndef MP_CMDS_H
+#define MP_CMDS_H
+
+int cmd_synth(int argc, char **argv);
+int cmd_tile(int argc, char **argv);
+int cmd_db(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif

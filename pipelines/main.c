@@ -1,0 +1,52 @@
+/* pipelines/main.c — the `magpie` binary: dispatch to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "pipelines/cmds.h"
+
+#ifndef MAGPIE_VERSION
+#define MAGPIE_VERSION "dev"
+#endif
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *what;
+} cmds[] = {
+    {"demo", cmd_demo, "synthesize slides, tile them, summarise the dataset (the built-in default job)"},
+    {"synth", cmd_synth, "generate synthetic H&E-like pyramidal slides with ground truth"},
+    {"tile", cmd_tile, "cut tissue patches at several magnifications into an SQLite dataset"},
+    {"db", cmd_db, "inspect and curate a dataset (info, slides, stats, check, labels, split, ...)"},
+    {"train", cmd_train, "train a teacher or distil a student"},
+    {"eval", cmd_eval, "evaluate a checkpoint on a dataset split"},
+    {"model", cmd_model, "model info, run, grad, import/export (safetensors, .npy)"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: magpie COMMAND [ARGS...]   (magpie COMMAND --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) fprintf(f, "  %-7s %s\n", cmds[i].name, cmds[i].what);
+    fprintf(f, "\nexit codes: 0 success, 1 usage error, 2 failure, 3 partial failure (some slides failed)\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return MP_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return MP_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("magpie %s\n", MAGPIE_VERSION);
+        return MP_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "magpie: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return MP_EXIT_USAGE;
+}

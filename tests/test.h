@@ -1,0 +1,96 @@
+/* tests/test.h — the in-tree test runner: each test program runs its cases, prints
+ * failures with the values involved, and exits 0 (all passed), 1 (some failed) or
+ * 77 (skipped, with the reason printed — meson's skip code). */
+#ifndef MP_TEST_H
+#define MP_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int t_fail, t_checks;
+static const char *t_case = "";
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        t_checks++;                                                                     \
+        if (!(cond)) {                                                                  \
+            t_fail++;                                                                   \
+            fprintf(stderr, "FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, t_case, #cond); \
+        }                                                                               \
+    } while (0)
+
+#define CHECK_INT(a, b)                                                                          \
+    do {                                                                                         \
+        long long _a = (long long)(a), _b = (long long)(b);                                      \
+        t_checks++;                                                                              \
+        if (_a != _b) {                                                                          \
+            t_fail++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d [%s]: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__, t_case, \
+                    #a, #b, _a, _b);                                                             \
+        }                                                                                        \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                                    \
+    do {                                                                                         \
+        double _a = (double)(a), _b = (double)(b);                                               \
+        t_checks++;                                                                              \
+        if (!(fabs(_a - _b) <= (tol))) {                                                         \
+            t_fail++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d [%s]: %s ~ %s (%.9g vs %.9g, tol %g)\n", __FILE__, __LINE__, \
+                    t_case, #a, #b, _a, _b, (double)(tol));                                     \
+        }                                                                                        \
+    } while (0)
+
+#define CHECK_STR(a, b)                                                                          \
+    do {                                                                                         \
+        const char *_a = (a), *_b = (b);                                                         \
+        t_checks++;                                                                              \
+        if (!_a || !_b || strcmp(_a, _b) != 0) {                                                 \
+            t_fail++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d [%s]: %s == %s (\"%s\" vs \"%s\")\n", __FILE__, __LINE__, \
+                    t_case, #a, #b, _a ? _a : "(null)", _b ? _b : "(null)");                   \
+        }                                                                                        \
+    } while (0)
+
+/* substring match, for error messages that carry a path */
+#define CHECK_CONTAINS(hay, needle)                                                             \
+    do {                                                                                        \
+        const char *_h = (hay), *_n = (needle);                                                 \
+        t_checks++;                                                                             \
+        if (!_h || !strstr(_h, _n)) {                                                           \
+            t_fail++;                                                                           \
+            fprintf(stderr, "FAIL %s:%d [%s]: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__, \
+                    t_case, _h ? _h : "(null)", _n);                                          \
+        }                                                                                       \
+    } while (0)
+
+#define TEST(name) static void name(void)
+#define RUN(name)                                          \
+    do {                                                   \
+        t_case = #name;                                    \
+        int _before = t_fail;                              \
+        name();                                            \
+        fprintf(stderr, "%s %s\n", t_fail == _before ? "ok  " : "FAIL", #name); \
+    } while (0)
+
+static inline int test_done(void)
+{
+    fprintf(stderr, "%d checks, %d failed\n", t_checks, t_fail);
+    if (t_checks == 0) {
+        fprintf(stderr, "no checks ran\n");
+        return 1;
+    }
+    return t_fail ? 1 : 0;
+}
+
+/* Skip the whole program with a printed reason (meson counts exit 77 as SKIP). */
+#define TEST_SKIP(...)                      \
+    do {                                    \
+        fprintf(stderr, "SKIP: " __VA_ARGS__); \
+        fprintf(stderr, "\n");              \
+        exit(77);                           \
+    } while (0)
+
+#endif

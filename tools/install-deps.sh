@@ -1,0 +1,13 @@
+#!/bin/sh
+# Install what magpie needs to build, test and benchmark on Debian 12 (run as root).
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    build-essential meson ninja-build pkg-config python3 \
+    libopenslide-dev libvips-dev libopenblas-dev libsqlite3-dev libtiff-dev \
+    libjansson-dev libcsv-dev libxxhash-dev libturbojpeg0-dev libpng-dev zlib1g-dev \
+    libvips-tools openslide-tools sqlite3 >/dev/null
+echo "magpie: dependencies installed"

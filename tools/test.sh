@@ -1,0 +1,34 @@
+#!/bin/sh
+# The whole test suite: a normal build and an AddressSanitizer+UBSan build, both tested.
+# Ends with one line "N passed, N failed, N skipped" summed over both builds.
+set -u
+cd "$(dirname "$0")/.."
+status=0
+for cfg in build:debugoptimized: build-asan:debug:address,undefined; do
+    dir=${cfg%%:*}; rest=${cfg#*:}; bt=${rest%%:*}; san=${rest#*:}
+    if [ ! -f "$dir/build.ninja" ]; then
+        if [ -n "$san" ]; then
+            meson setup "$dir" --buildtype="$bt" -Db_sanitize="$san" -Db_lundef=false >/dev/null || exit 2
+        else
+            meson setup "$dir" --buildtype="$bt" >/dev/null || exit 2
+        fi
+    fi
+    ninja -C "$dir" >/dev/null || { echo "build failed in $dir"; ninja -C "$dir" | tail -30; exit 2; }
+    meson test -C "$dir" --print-errorlogs --num-processes 2 --timeout-multiplier 3 || status=1
+done
+python3 - <<'PY'
+import json
+p = f = s = 0
+for d in ("build", "build-asan"):
+    try:
+        lines = open(d + "/meson-logs/testlog.json").read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        r = json.loads(line).get("result")
+        if r in ("OK", "EXPECTEDFAIL"): p += 1
+        elif r == "SKIP": s += 1
+        else: f += 1
+print(f"{p} passed, {f} failed, {s} skipped")
+PY
+exit $status
