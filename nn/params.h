@@ -1,0 +1,33 @@
+/* nn/params.h — the parameter table shared by models, optimisers, checkpoints and interop.
+ * All parameters of a model live in one allocation (data) and their gradients in another
+ * (grad), in table order; each entry names a slice with its PyTorch state_dict name.
+ * Buffers that are not trained (BatchNorm running stats) are entries with trainable = 0. */
+#ifndef NN_PARAMS_H
+#define NN_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NN_NAME_MAX 96
+#define NN_MAX_DIM 4
+
+typedef struct {
+    char name[NN_NAME_MAX]; /* e.g. "layers.1.c1.weight" */
+    int ndim;
+    int64_t shape[NN_MAX_DIM];
+    size_t numel;
+    size_t offset;  /* in floats, into nn_params.data / .grad */
+    int trainable;  /* 0 for buffers (running_mean, running_var, num_batches_tracked) */
+    float *data;    /* = params.data + offset */
+    float *grad;    /* = params.grad + offset (NULL for buffers) */
+} nn_param;
+
+typedef struct {
+    nn_param *p;
+    int n, cap;
+    size_t total;   /* floats in data (and grad) */
+    float *data;    /* one allocation, 64-byte aligned */
+    float *grad;    /* one allocation, same layout; zeroed by nn_params_zero_grad */
+} nn_params;
+
+#endif
