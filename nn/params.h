@@ -30,4 +30,13 @@ typedef struct {
     float *grad;    /* one allocation, same layout; zeroed by nn_params_zero_grad */
 } nn_params;
 
+/* Planning pass: declare entries (no memory yet). Returns the index or -1 (mp_err). */
+int nn_params_add(nn_params *ps, const char *name, int ndim, const int64_t *shape, int trainable);
+/* Allocate data and grad for every declared entry (zeroed) and set the data/grad pointers. */
+int nn_params_alloc(nn_params *ps);
+void nn_params_zero_grad(nn_params *ps);
+nn_param *nn_params_find(const nn_params *ps, const char *name);
+size_t nn_params_count_trainable(const nn_params *ps); /* number of trainable floats */
+void nn_params_free(nn_params *ps); /* accepts a zeroed struct */
+
 #endif
