@@ -1,0 +1,162 @@
+/* db/db.c — open/create/migrate the dataset, and small helpers over the SQLite API. */
+#include "db/db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "db/schema_sql.h" /* generated from db/schema.sql: const char db_schema_sql[] */
+
+struct mp_db {
+    sqlite3 *h;
+    char *path;
+};
+
+sqlite3 *db_sqlite(mp_db *db) { return db->h; }
+const char *db_path(const mp_db *db) { return db->path; }
+
+int db_fail(mp_db *db, const char *what)
+{
+    return mp_err_set("%s: %s%s%s", db->path, what ? what : "", what ? ": " : "", sqlite3_errmsg(db->h));
+}
+
+int db_exec(mp_db *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        mp_err_set("%s: %s (in: %.60s)", db->path, msg ? msg : sqlite3_errmsg(db->h), sql);
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+sqlite3_stmt *db_prepare(mp_db *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+        mp_err_set("%s: %s (in: %.60s)", db->path, sqlite3_errmsg(db->h), sql);
+        return NULL;
+    }
+    return st;
+}
+
+int db_begin(mp_db *db) { return db_exec(db, "BEGIN IMMEDIATE"); }
+int db_commit(mp_db *db) { return db_exec(db, "COMMIT"); }
+int db_rollback(mp_db *db) { return db_exec(db, "ROLLBACK"); }
+
+int64_t db_query_int(mp_db *db, const char *sql)
+{
+    sqlite3_stmt *st = db_prepare(db, sql);
+    if (!st) return -1;
+    int64_t v = -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+    else if (rc != SQLITE_DONE) db_fail(db, "query");
+    sqlite3_finalize(st);
+    return v;
+}
+
+int db_meta_set(mp_db *db, const char *key, const char *value)
+{
+    sqlite3_stmt *st = db_prepare(db, "INSERT INTO meta(key, value) VALUES (?, ?) "
+                                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "meta");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+char *db_meta_get(mp_db *db, const char *key)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT value FROM meta WHERE key = ?");
+    if (!st) return NULL;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    char *v = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = mp_xstrdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Bring an opened database to DB_SCHEMA_VERSION. Version 0 = empty file (or foreign). */
+static int migrate(mp_db *db)
+{
+    int64_t v = db_query_int(db, "PRAGMA user_version");
+    if (v < 0) return -1;
+    if (v > DB_SCHEMA_VERSION)
+        return mp_err_set("%s: dataset schema version %lld is newer than this magpie supports (%d)", db->path,
+                          (long long)v, DB_SCHEMA_VERSION);
+    if (v == DB_SCHEMA_VERSION) return 0;
+    if (v == 0) {
+        /* An empty database gets the schema; a non-empty one without our version is foreign. */
+        int64_t n = db_query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'");
+        if (n < 0) return -1;
+        if (n > 0 && db_query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'slides'") != 1)
+            return mp_err_set("%s: SQLite file is not a magpie dataset", db->path);
+        if (db_begin(db)) return -1;
+        if (db_exec(db, db_schema_sql) || db_exec(db, "PRAGMA user_version = 1") ||
+            db_meta_set(db, "created_by", "magpie") || db_commit(db)) {
+            char keep[1024];
+            snprintf(keep, sizeof keep, "%s", mp_err());
+            db_exec(db, "ROLLBACK");
+            return mp_err_set("%s", keep);
+        }
+        return 0;
+    }
+    /* Future migrations: one step per version, each in its own transaction. */
+    return 0;
+}
+
+mp_db *db_open(const char *path, int flags)
+{
+    int ro = flags & DB_OPEN_READONLY;
+    if (!(flags & DB_OPEN_CREATE) && !mp_file_exists(path)) {
+        mp_err_set("%s: no such dataset", path);
+        return NULL;
+    }
+    mp_db *db = mp_xcalloc(1, sizeof *db);
+    db->path = mp_xstrdup(path);
+    int oflags = ro ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | ((flags & DB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0));
+    oflags |= SQLITE_OPEN_NOMUTEX; /* one handle per thread */
+    if (sqlite3_open_v2(path, &db->h, oflags, NULL) != SQLITE_OK) {
+        mp_err_set("%s: cannot open dataset: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
+        db_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db->h, 30000);
+    sqlite3_extended_result_codes(db->h, 1);
+    /* Reading the schema is the cheapest way to learn whether this is a SQLite file at all. */
+    if (db_query_int(db, "SELECT count(*) FROM sqlite_master") < 0) {
+        mp_err_set("%s: not a SQLite database (or corrupt): %s", path, sqlite3_errmsg(db->h));
+        db_close(db);
+        return NULL;
+    }
+    if (!ro) {
+        if (db_exec(db, "PRAGMA journal_mode = WAL") || db_exec(db, "PRAGMA synchronous = NORMAL") ||
+            db_exec(db, "PRAGMA foreign_keys = ON") || migrate(db)) {
+            db_close(db);
+            return NULL;
+        }
+    } else {
+        int64_t v = db_query_int(db, "PRAGMA user_version");
+        if (v != DB_SCHEMA_VERSION) {
+            mp_err_set("%s: not a magpie dataset of schema version %d (found %lld)", path, DB_SCHEMA_VERSION, (long long)v);
+            db_close(db);
+            return NULL;
+        }
+    }
+    return db;
+}
+
+void db_close(mp_db *db)
+{
+    if (!db) return;
+    if (db->h) sqlite3_close_v2(db->h);
+    free(db->path);
+    free(db);
+}

@@ -1,0 +1,41 @@
+/* db/db.h — the magpie dataset handle: one SQLite file in WAL mode (schema in db/schema.sql).
+ * Opening creates or migrates the schema. The handle keeps its first error (sticky, like
+ * OpenSlide's): mp_err() after a failed call gives "DB.sqlite: reason". */
+#ifndef MP_DB_H
+#define MP_DB_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#define DB_SCHEMA_VERSION 1
+
+enum { DB_OPEN_CREATE = 1, DB_OPEN_READONLY = 2 };
+
+typedef struct mp_db mp_db;
+
+/* Open (DB_OPEN_CREATE: create if missing) and bring the schema to DB_SCHEMA_VERSION.
+ * NULL + mp_err on failure: not a SQLite file, newer schema than this magpie, ... */
+mp_db *db_open(const char *path, int flags);
+void db_close(mp_db *db);              /* accepts NULL */
+sqlite3 *db_sqlite(mp_db *db);         /* borrowed */
+const char *db_path(const mp_db *db);
+
+/* Run SQL with no results. -1 + mp_err ("PATH: sqlite message (in: SQL...)"). */
+int db_exec(mp_db *db, const char *sql);
+/* Prepare; NULL + mp_err on failure. */
+sqlite3_stmt *db_prepare(mp_db *db, const char *sql);
+/* Set mp_err from the connection's last SQLite error, prefixed with the db path and `what`. */
+int db_fail(mp_db *db, const char *what);
+
+int db_begin(mp_db *db);               /* BEGIN IMMEDIATE */
+int db_commit(mp_db *db);
+int db_rollback(mp_db *db);
+
+/* meta key/value. db_meta_get returns a malloc'd string or NULL when absent. */
+int db_meta_set(mp_db *db, const char *key, const char *value);
+char *db_meta_get(mp_db *db, const char *key);
+
+/* Single integer result of a query (e.g. "SELECT count(*) FROM patches"); -1 on error. */
+int64_t db_query_int(mp_db *db, const char *sql);
+
+#endif

@@ -1,0 +1,94 @@
+-- db/schema.sql — the magpie dataset, version 1 (PRAGMA user_version).
+-- One SQLite file: slides, their tissue masks, patches with QC scores, one JPEG/PNG image per
+-- patch per magnification, labels, splits. Readable from any SQLite client without magpie.
+-- Migrations: db/db.c applies this file to an empty database and later steps by user_version.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+
+CREATE TABLE IF NOT EXISTS slides (
+    id          INTEGER PRIMARY KEY,
+    path        TEXT NOT NULL UNIQUE,      -- as given on the command line, made absolute
+    name        TEXT NOT NULL,             -- file name without directory and extension
+    patient     TEXT,                      -- patient id (labels import); NULL until known
+    fingerprint TEXT NOT NULL,             -- content hash of the slide file (xxh3 over size + sampled bytes)
+    vendor      TEXT,                      -- openslide.vendor
+    width       INTEGER,                   -- level-0 size
+    height      INTEGER,
+    level_count INTEGER,
+    mpp_x       REAL,                      -- µm per level-0 pixel
+    mpp_y       REAL,
+    mpp_source  TEXT,                      -- openslide.mpp | aperio.MPP | tiff.XResolution | --mpp
+    params      TEXT,                      -- tiling parameters as JSON
+    params_hash TEXT,                      -- hash of params; a change means the slide is redone
+    status      TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'tiling', 'done', 'failed')),
+    error       TEXT,                      -- one-line reason when failed
+    n_patches   INTEGER NOT NULL DEFAULT 0,
+    n_bad_tiles INTEGER NOT NULL DEFAULT 0,
+    label       TEXT,                      -- slide-level label (labels import), class name
+    mask        BLOB,                      -- tissue mask as PNG (255 = tissue)
+    mask_width  INTEGER,
+    mask_height INTEGER,
+    mask_downsample REAL,                  -- level-0 pixels per mask pixel
+    started_at  TEXT,
+    finished_at TEXT
+);
+
+CREATE TABLE IF NOT EXISTS patches (
+    id         INTEGER PRIMARY KEY,
+    slide_id   INTEGER NOT NULL REFERENCES slides(id) ON DELETE CASCADE,
+    gx         INTEGER NOT NULL,           -- grid column and row
+    gy         INTEGER NOT NULL,
+    x0         INTEGER NOT NULL,           -- level-0 top-left
+    y0         INTEGER NOT NULL,
+    size0      REAL NOT NULL,              -- level-0 extent of the square (pixels)
+    tissue     REAL NOT NULL,              -- tissue fraction from the mask, 0..1
+    blur       REAL,                       -- variance of the Laplacian at the top magnification
+    pen        REAL,                       -- pen-mark fraction, 0..1
+    brightness REAL,                       -- mean luminance, 0..255
+    UNIQUE (slide_id, gx, gy)
+);
+CREATE INDEX IF NOT EXISTS patches_slide ON patches(slide_id);
+
+CREATE TABLE IF NOT EXISTS images (
+    patch_id INTEGER NOT NULL REFERENCES patches(id) ON DELETE CASCADE,
+    mag      REAL NOT NULL,                -- magnification (10 = 1.0 µm/px)
+    width    INTEGER NOT NULL,
+    height   INTEGER NOT NULL,
+    level    INTEGER NOT NULL,             -- pyramid level read
+    scale    REAL NOT NULL,                -- resampling factor applied after the read (<= 1)
+    codec    TEXT NOT NULL CHECK (codec IN ('jpeg', 'png')),
+    data     BLOB NOT NULL,
+    PRIMARY KEY (patch_id, mag)
+) WITHOUT ROWID;
+
+-- Tiles that could not be read inside an otherwise good slide: recorded, skipped.
+CREATE TABLE IF NOT EXISTS tile_errors (
+    slide_id INTEGER NOT NULL REFERENCES slides(id) ON DELETE CASCADE,
+    gx       INTEGER NOT NULL,
+    gy       INTEGER NOT NULL,
+    message  TEXT NOT NULL
+);
+
+-- Class names; labels refer to them by id.
+CREATE TABLE IF NOT EXISTS classes (
+    id   INTEGER PRIMARY KEY,              -- 0-based class index used by models
+    name TEXT NOT NULL UNIQUE
+);
+
+-- Patch-level labels (from region annotations); a patch without one inherits its slide's label.
+CREATE TABLE IF NOT EXISTS patch_labels (
+    patch_id INTEGER PRIMARY KEY REFERENCES patches(id) ON DELETE CASCADE,
+    class_id INTEGER NOT NULL REFERENCES classes(id),
+    coverage REAL,                         -- fraction of the patch covered by that class
+    source   TEXT
+);
+
+-- Splits are by slide (and so by patient): every patch of a slide is in the slide's split.
+CREATE TABLE IF NOT EXISTS splits (
+    slide_id INTEGER PRIMARY KEY REFERENCES slides(id) ON DELETE CASCADE,
+    split    TEXT NOT NULL CHECK (split IN ('train', 'val', 'test', 'unlabeled'))
+);
