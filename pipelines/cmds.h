@@ -11,4 +11,9 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
+/* `magpie db DB labels ...` and `magpie db DB split ...` (pipelines/cmd_db_curate.c);
+ * argv[0] is "labels" or "split", db_path the dataset. */
+int cmd_db_labels(const char *db_path, int argc, char **argv);
+int cmd_db_split(const char *db_path, int argc, char **argv);
+
 #endif
