@@ -33,7 +33,7 @@ int mp_err_prefix(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    snprintf(err_buf, sizeof err_buf, "%s: %s", pre, old);
+    snprintf(err_buf, sizeof err_buf, "%.300s: %.700s", pre, old);
     return -1;
 }
 
