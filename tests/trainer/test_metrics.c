@@ -1,0 +1,116 @@
+/* tests/trainer/test_metrics.c — metrics against values computed by hand (worked in comments). */
+#include "tests/test.h"
+
+#include "common/error.h"
+#include "trainer/trainer.h"
+
+/* y = 0,0,1,1,2,2; predictions 0,1,1,2,2,0 →
+ * confusion [[1,1,0],[0,1,1],[1,0,1]]: accuracy 3/6, every recall/precision/F1 1/2.
+ * Quadratic kappa: weights (i-j)²/4; Σw·O = .25+.25+1 = 1.5; E = 2·2/6 everywhere → Σw·E = 2;
+ * kappa = 1 − 1.5/2 = 0.25.
+ * AUC class 0: pos .7,.3 vs neg .2,.2,.1,.5 → (4+3)/8 = .875.
+ * AUC class 1: pos .6,.2 vs neg .2,.4,.2,.2 → (4 + 3·0.5)/8 = .6875 (ties count 1/2).
+ * AUC class 2: pos .7,.3 vs neg .1,.3,.2,.6 → (4 + 2 + .5)/8 = .8125. */
+static const int Y[6] = {0, 0, 1, 1, 2, 2};
+static const float P[18] = {0.7f, 0.2f, 0.1f, 0.3f, 0.4f, 0.3f, 0.2f, 0.6f, 0.2f,
+                            0.2f, 0.2f, 0.6f, 0.1f, 0.2f, 0.7f, 0.5f, 0.2f, 0.3f};
+
+TEST(hand_computed)
+{
+    tr_metrics m;
+    CHECK_INT(tr_metrics_compute(Y, P, 6, 3, &m), 0);
+    CHECK_NEAR(m.accuracy, 0.5, 1e-12);
+    CHECK_NEAR(m.balanced_accuracy, 0.5, 1e-12);
+    CHECK_NEAR(m.macro_precision, 0.5, 1e-12);
+    CHECK_NEAR(m.macro_recall, 0.5, 1e-12);
+    CHECK_NEAR(m.macro_f1, 0.5, 1e-12);
+    CHECK_NEAR(m.kappa, 0.25, 1e-12);
+    CHECK_NEAR(m.auc_c[0], 0.875, 1e-12);
+    CHECK_NEAR(m.auc_c[1], 0.6875, 1e-12);
+    CHECK_NEAR(m.auc_c[2], 0.8125, 1e-12);
+    CHECK_NEAR(m.macro_auc, 2.375 / 3, 1e-12);
+    static const int conf[9] = {1, 1, 0, 0, 1, 1, 1, 0, 1};
+    for (int i = 0; i < 9; i++) CHECK_INT(m.confusion[i], conf[i]);
+    CHECK_INT(m.support[2], 2);
+}
+
+/* Imbalanced two-class case: y = 0,0,0,1; predictions 0,0,1,1.
+ * recall0 = 2/3, recall1 = 1 → balanced 5/6; precision0 = 1, precision1 = 1/2 → macro P 3/4;
+ * F1_0 = 2·(1·2/3)/(5/3) = 0.8, F1_1 = 2·(.5)/(1.5) = 2/3 → macro F1 11/15.
+ * Kappa (k=2, weight 1 off-diagonal): O off = 1; rows 3,1, cols 2,2 → E off = (3·2+1·2)/4 = 2 → 0.5. */
+TEST(imbalanced_binary)
+{
+    int y[4] = {0, 0, 0, 1};
+    float p[8] = {0.9f, 0.1f, 0.8f, 0.2f, 0.4f, 0.6f, 0.3f, 0.7f};
+    tr_metrics m;
+    CHECK_INT(tr_metrics_compute(y, p, 4, 2, &m), 0);
+    CHECK_NEAR(m.accuracy, 0.75, 1e-12);
+    CHECK_NEAR(m.balanced_accuracy, 5.0 / 6, 1e-12);
+    CHECK_NEAR(m.macro_precision, 0.75, 1e-12);
+    CHECK_NEAR(m.macro_f1, 11.0 / 15, 1e-12);
+    CHECK_NEAR(m.kappa, 0.5, 1e-12);
+    CHECK_NEAR(m.auc_c[1], 1.0, 1e-12); /* .7 beats .1,.2,.6 */
+    CHECK_NEAR(m.auc_c[0], 1.0, 1e-12);
+}
+
+TEST(bootstrap)
+{
+    tr_metrics_ci ci, ci2;
+    CHECK_INT(tr_metrics_bootstrap(Y, P, 6, 3, 2000, 7, &ci), 0);
+    CHECK_INT(tr_metrics_bootstrap(Y, P, 6, 3, 2000, 7, &ci2), 0);
+    for (int j = 0; j < TR_CI_COUNT; j++) {
+        CHECK(ci.lo[j] <= ci.hi[j]);
+        CHECK(ci.lo[j] == ci2.lo[j] && ci.hi[j] == ci2.hi[j]); /* deterministic */
+    }
+    CHECK(ci.lo[TR_CI_ACCURACY] < 0.5 && ci.hi[TR_CI_ACCURACY] > 0.5);
+    /* Class-balanced: each class keeps its 2 samples, so accuracy moves in steps of 1/6 in [0,1]. */
+    CHECK(ci.lo[TR_CI_ACCURACY] >= 0 && ci.hi[TR_CI_ACCURACY] <= 1);
+    /* Perfect predictions: every resample is perfect. */
+    float q[18];
+    for (int i = 0; i < 6; i++)
+        for (int c = 0; c < 3; c++) q[i * 3 + c] = c == Y[i] ? 0.8f : 0.1f;
+    CHECK_INT(tr_metrics_bootstrap(Y, q, 6, 3, 500, 1, &ci), 0);
+    CHECK_NEAR(ci.lo[TR_CI_BALANCED_ACCURACY], 1.0, 1e-12);
+    CHECK_NEAR(ci.hi[TR_CI_MACRO_AUC], 1.0, 1e-12);
+    CHECK_NEAR(ci.lo[TR_CI_KAPPA], 1.0, 1e-12);
+}
+
+/* Slide 0: patches [.9,.1], [.43,.57], [.37,.63] → mean [.5667, .4333] (class 0);
+ * vote at 0.5: all three confident, shares [1/3, 2/3] (class 1); at 0.7 only the first → [1, 0].
+ * Slide 1: [.35,.65] → vote at 0.7 has no confident patch, falls back to the mean. */
+TEST(slide_aggregation)
+{
+    float p[8] = {0.9f, 0.1f, 0.43f, 0.57f, 0.37f, 0.63f, 0.35f, 0.65f};
+    int s[4] = {0, 0, 0, 1}, sy[2] = {0, 1};
+    float out[4];
+    tr_slide_mean(p, s, 4, 2, 2, out);
+    CHECK_NEAR(out[0], 1.7 / 3, 1e-6);
+    CHECK_NEAR(out[3], 0.65, 1e-6);
+    tr_slide_vote(p, s, 4, 2, 2, 0.5, out);
+    CHECK_NEAR(out[0], 1.0 / 3, 1e-6);
+    CHECK_NEAR(out[1], 2.0 / 3, 1e-6);
+    tr_slide_vote(p, s, 4, 2, 2, 0.7, out);
+    CHECK_NEAR(out[0], 1.0, 1e-6);
+    CHECK_NEAR(out[3], 0.65, 1e-6);
+    /* 0.30–0.55 make slide 0 class 1 (wrong); 0.60 keeps .9 and .63 → a 1:1 tie resolved to class 0 (right). */
+    CHECK_NEAR(tr_slide_vote_threshold(p, s, 4, 2, 2, sy), 0.60, 1e-9);
+}
+
+TEST(bad_input)
+{
+    int y[2] = {0, 3};
+    float p[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+    tr_metrics m;
+    CHECK_INT(tr_metrics_compute(y, p, 2, 2, &m), -1);
+    CHECK_CONTAINS(mp_err(), "label 3");
+}
+
+int main(void)
+{
+    RUN(hand_computed);
+    RUN(imbalanced_binary);
+    RUN(bootstrap);
+    RUN(slide_aggregation);
+    RUN(bad_input);
+    return test_done();
+}
