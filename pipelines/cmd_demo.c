@@ -1,12 +1,102 @@
-/* pipelines/cmd_demo.c — `magpie demo` (placeholder until the component lands). */
-#include "pipelines/cmds.h"
+/* pipelines/cmd_demo.c — `magpie demo [DIR]`: the built-in default job. Synthesizes a few
+ * slides, tiles them at 10x and 1.25x into one SQLite dataset, checks it, prints the summary.
+ * It drives the same entry points as the user-facing subcommands. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/error.h"
 #include "common/log.h"
+#include "common/util.h"
+#include "pipelines/cmds.h"
+
+static int is_slide(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcmp(dot, ".tif") || !strcmp(dot, ".tiff"));
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int cmd_demo(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    mp_error("demo: not available in this build yet");
-    return MP_EXIT_FAIL;
+    const char *dir = "magpie-demo";
+    const char *nslides = "3", *width = "12288", *height = "9216";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: magpie demo [DIR] [--slides N] [--width W --height H]\n\n"
+                   "Synthesizes N H&E-like slides (40x, 0.25 µm/px) into DIR/slides, tiles them at 10x and 1.25x\n"
+                   "into DIR/dataset.db, checks the dataset and prints its summary. Default DIR: magpie-demo.\n"
+                   "Running it again resumes: finished slides are skipped.\n");
+            return MP_EXIT_OK;
+        } else if (!strcmp(argv[i], "--slides") && i + 1 < argc) nslides = argv[++i];
+        else if (!strcmp(argv[i], "--width") && i + 1 < argc) width = argv[++i];
+        else if (!strcmp(argv[i], "--height") && i + 1 < argc) height = argv[++i];
+        else if (argv[i][0] == '-') {
+            mp_error("demo: unknown option '%s'", argv[i]);
+            return MP_EXIT_USAGE;
+        } else dir = argv[i];
+    }
+    char slides_dir[4096], db[4096];
+    snprintf(slides_dir, sizeof slides_dir, "%s/slides", dir);
+    snprintf(db, sizeof db, "%s/dataset.db", dir);
+    if (mp_mkdir_p(slides_dir)) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+
+    mp_info("== 1/3 synthesize %s slides into %s", nslides, slides_dir);
+    char *synth_argv[] = {"synth", slides_dir, "--slides", (char *)nslides, "--width", (char *)width,
+                          "--height", (char *)height, "--seed", "1", NULL};
+    int rc = cmd_synth(10, synth_argv);
+    if (rc != MP_EXIT_OK) return rc;
+
+    /* tile every slide synth wrote (sorted, so the dataset's slide ids are stable) */
+    DIR *d = opendir(slides_dir);
+    if (!d) {
+        mp_error("%s: cannot list directory", slides_dir);
+        return MP_EXIT_FAIL;
+    }
+    char **paths = NULL;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_slide(e->d_name)) continue;
+        paths = mp_xrealloc(paths, (size_t)(n + 1) * sizeof *paths);
+        size_t len = strlen(slides_dir) + strlen(e->d_name) + 2;
+        paths[n] = mp_xmalloc(len);
+        snprintf(paths[n++], len, "%s/%s", slides_dir, e->d_name);
+    }
+    closedir(d);
+    if (n == 0) {
+        mp_error("%s: synth wrote no slides", slides_dir);
+        free(paths);
+        return MP_EXIT_FAIL;
+    }
+    qsort(paths, (size_t)n, sizeof *paths, cmp_str);
+
+    mp_info("== 2/3 tile %d slides at 10x and 1.25x into %s", n, db);
+    char **tile_argv = mp_xcalloc((size_t)n + 6, sizeof *tile_argv);
+    int k = 0;
+    tile_argv[k++] = "tile";
+    tile_argv[k++] = db;
+    for (int i = 0; i < n; i++) tile_argv[k++] = paths[i];
+    tile_argv[k++] = "--mags";
+    tile_argv[k++] = "10,1.25";
+    rc = cmd_tile(k, tile_argv);
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    free(tile_argv);
+    if (rc != MP_EXIT_OK) return rc;
+
+    mp_info("== 3/3 dataset summary");
+    char *info_argv[] = {"db", db, "info", NULL};
+    rc = cmd_db(3, info_argv);
+    if (rc != MP_EXIT_OK) return rc;
+    char *check_argv[] = {"db", db, "check", NULL};
+    rc = cmd_db(3, check_argv);
+    if (rc == MP_EXIT_OK)
+        mp_info("\nNext: magpie db %s slides | magpie db %s stats | sqlite3 %s 'SELECT count(*) FROM patches'", db, db, db);
+    return rc;
 }
