@@ -13,6 +13,8 @@ int mp_err_setv(const char *fmt, va_list ap)
     /* One line: a multi-line message from a library is folded. */
     for (char *p = err_buf; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
+    size_t n = strlen(err_buf);
+    while (n && err_buf[n - 1] == ' ') err_buf[--n] = 0;
     return -1;
 }
 

@@ -1,0 +1,51 @@
+#!/bin/sh
+# `magpie db` on a small hand-made dataset: info/slides/stats/check/mask print what the rows
+# say, check catches a truncated blob (exit 2), and bad paths give one-line errors.
+set -u
+T=$(mktemp -d /tmp/mp_dbcli_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail=0
+ok() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+
+vips black "$T/b16.v" 16 16 --bands 3 && vips jpegsave "$T/b16.v" "$T/p16.jpg" --Q 90
+vips black "$T/b2.v" 2 2 --bands 3 && vips jpegsave "$T/b2.v" "$T/p2.jpg" --Q 90
+vips black "$T/m.v" 8 6 && vips pngsave "$T/m.v" "$T/mask.png"
+DB="$T/d.db"
+{ cat "$MAGPIE_SRC/db/schema.sql"; cat <<SQL
+PRAGMA user_version = 1;
+INSERT INTO slides(id, path, name, fingerprint, vendor, width, height, mpp_x, mpp_y, mpp_source, status, n_patches, mask, mask_width, mask_height, mask_downsample)
+  VALUES (1, '/x/alpha.svs', 'alpha', 'f1', 'aperio', 1000, 800, 0.25, 0.25, 'openslide.mpp', 'done', 2, readfile('$T/mask.png'), 8, 6, 125);
+INSERT INTO slides(id, path, name, fingerprint, status, error) VALUES (2, '/x/bad.svs', 'bad', 'f2', 'failed', 'bad.svs: not a slide');
+INSERT INTO patches VALUES (1, 1, 0, 0, 0, 0, 64, 0.9, 12.5, 0, 200), (2, 1, 1, 0, 64, 0, 64, 0.7, 30, 0.1, 180);
+INSERT INTO images VALUES (1, 10, 16, 16, 2, 0.5, 'jpeg', readfile('$T/p16.jpg')), (1, 1.25, 2, 2, 3, 0.25, 'jpeg', readfile('$T/p2.jpg')),
+                          (2, 10, 16, 16, 2, 0.5, 'jpeg', readfile('$T/p16.jpg')), (2, 1.25, 2, 2, 3, 0.25, 'jpeg', readfile('$T/p2.jpg'));
+SQL
+} | sqlite3 "$DB" || { echo "FAIL: cannot build the test dataset"; exit 1; }
+
+M="$MAGPIE_BIN"
+ok "info counts" '"$M" db "$DB" info > "$T/info" && grep -q "slides    2 total: 1 done, 1 failed" "$T/info" && grep -q "patches   2 " "$T/info"'
+ok "info mags" 'grep -q "10x         2 images    16x16" "$T/info" && grep -q "1.25x         2 images     2x2" "$T/info"'
+ok "slides table" '"$M" db "$DB" slides > "$T/slides" && grep -q "alpha .* done .*aperio .*1000x800 *0.2500 openslide.mpp .* 2  10x:2 1.25x:2" "$T/slides"'
+ok "slides error" 'grep -q "bad .*failed .*bad.svs: not a slide" "$T/slides"'
+ok "slides json" '"$M" db "$DB" slides --json | head -1 | grep -q "\"name\":\"alpha\",\"status\":\"done\""'
+ok "stats" '"$M" db "$DB" stats > "$T/stats" && grep -q "tissue .*0.700 .*0.900" "$T/stats"'
+ok "check clean" '"$M" db "$DB" check > "$T/check" && grep -q "2 patches, 4 images, 4 blobs decoded: ok" "$T/check"'
+ok "mask export" '"$M" db "$DB" mask alpha "$T/out.png" 2>/dev/null && cmp -s "$T/out.png" "$T/mask.png"'
+"$M" db "$DB" mask bad "$T/out2.png" 2> "$T/err"; rc=$?
+ok "mask of untiled slide" '[ $rc -eq 2 ] && grep -q "slide .bad. has no tissue mask" "$T/err"'
+
+# damage: truncate one blob → check reports it and exits 2
+head -c 100 "$T/p16.jpg" > "$T/trunc.jpg"
+sqlite3 "$DB" "UPDATE images SET data = readfile('$T/trunc.jpg') WHERE patch_id = 2 AND mag = 10"
+"$M" db "$DB" check > "$T/check2" 2> "$T/err2"; rc=$?
+ok "check finds truncated blob" '[ $rc -eq 2 ] && grep -q "blob does not decode: patch 2 at 10x" "$T/check2" && grep -q "integrity check found 1 problem" "$T/err2"'
+
+# bad inputs
+"$M" db "$T/nope.db" info 2> "$T/err3"; rc=$?
+ok "missing dataset" '[ $rc -eq 2 ] && [ "$(cat "$T/err3")" = "magpie: error: $T/nope.db: no such dataset" ]'
+echo "hello" > "$T/text.db"
+"$M" db "$T/text.db" info 2> "$T/err4"; rc=$?
+ok "text file" '[ $rc -eq 2 ] && grep -q "text.db: not a" "$T/err4" && [ $(wc -l < "$T/err4") -eq 1 ]'
+"$M" db "$DB" frob 2>/dev/null; rc=$?
+ok "unknown db command" '[ $rc -eq 1 ]'
+exit $fail
