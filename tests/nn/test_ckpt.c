@@ -1,0 +1,307 @@
+/* tests/nn/test_ckpt.c — checkpoints: bitwise round trip with training state, parameter
+ * loading with shape checks, and anomalies (truncation at every offset, every byte flipped,
+ * wrong magic/version, bad CRC) each with its exact message. */
+#include "tests/test.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/rng.h"
+#include "common/util.h"
+#include "nn/ckpt.h"
+#include "nn/optim.h"
+
+static char dir[] = "/tmp/mp_ckpt_XXXXXX";
+
+static char *path_in(const char *name)
+{
+    static char buf[8][256];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+/* A small model-like table: conv weight, GN affine, a buffer, fc. */
+static void make_params(nn_params *ps, int width, uint64_t seed)
+{
+    memset(ps, 0, sizeof *ps);
+    int64_t s1[4] = {width, 3, 3, 3}, s2[1] = {width}, s3[2] = {2, width}, s4[1] = {2};
+    nn_params_add(ps, "stem.0.weight", 4, s1, 1);
+    nn_params_add(ps, "stem.1.weight", 1, s2, 1);
+    nn_params_add(ps, "stem.1.running_mean", 1, s2, 0);
+    nn_params_add(ps, "fc.weight", 2, s3, 1);
+    nn_params_add(ps, "fc.bias", 1, s4, 1);
+    nn_params_alloc(ps);
+    mp_rng r;
+    mp_rng_seed(&r, seed);
+    for (int k = 0; k < ps->n; k++)
+        for (size_t i = 0; i < ps->p[k].numel; i++) ps->p[k].data[i] = (float)mp_rng_normal(&r);
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    uint8_t *x, *y;
+    size_t nx, ny;
+    if (mp_read_file(a, &x, &nx) || mp_read_file(b, &y, &ny)) return 0;
+    int eq = nx == ny && !memcmp(x, y, nx);
+    free(x);
+    free(y);
+    return eq;
+}
+
+TEST(roundtrip_bitwise)
+{
+    nn_params ps;
+    make_params(&ps, 8, 1);
+    nn_optim o;
+    nn_optim_cfg cfg = nn_optim_defaults(NN_OPT_ADAMW);
+    CHECK_INT(nn_optim_init(&o, &ps, &cfg), 0);
+    for (int s = 0; s < 3; s++) {
+        for (size_t i = 0; i < ps.total; i++) ps.grad[i] = 0.01f * (float)((i * 7 + s) % 13) - 0.05f;
+        nn_optim_step(&o);
+    }
+    mp_rng rng;
+    mp_rng_seed(&rng, 99);
+    mp_rng_u64(&rng);
+    float bank[5 * 4];
+    for (int i = 0; i < 20; i++) bank[i] = (float)i / 3;
+    int64_t bshape[2] = {5, 4};
+
+    nn_ckpt ck = {0};
+    nn_ckpt_set(&ck, "arch", "resnet_gn");
+    nn_ckpt_set(&ck, "widths", "8");
+    nn_ckpt_set(&ck, "note", "unicode \xc3\xa9 and \"quotes\"");
+    CHECK_INT(nn_ckpt_add_params(&ck, &ps), 0);
+    nn_ckpt_train_set_i64(&ck, "step", 3);
+    nn_ckpt_train_set_i64(&ck, "epoch", 1);
+    CHECK_INT(nn_optim_save(&o, &ck), 0);
+    CHECK_INT(nn_ckpt_add_rng(&ck, "shuffle", &rng), 0);
+    CHECK_INT(nn_ckpt_add(&ck, NN_CKPT_TRAIN, "crckd.bank_s", NN_F32, 2, bshape, bank, 1), 0);
+    CHECK_INT(nn_ckpt_save(&ck, path_in("a.mpk")), 0);
+    nn_ckpt_free(&ck);
+
+    nn_ckpt l;
+    CHECK_INT(nn_ckpt_load(&l, path_in("a.mpk")), 0);
+    CHECK_STR(nn_ckpt_get(&l, "arch"), "resnet_gn");
+    CHECK_STR(nn_ckpt_get(&l, "note"), "unicode \xc3\xa9 and \"quotes\"");
+    int64_t step;
+    CHECK_INT(nn_ckpt_train_get_i64(&l, "step", &step), 0);
+    CHECK_INT(step, 3);
+    mp_rng r2;
+    CHECK_INT(nn_ckpt_get_rng(&l, "shuffle", &r2), 0);
+    CHECK(mp_rng_u64(&r2) == mp_rng_u64(&rng));
+    const nn_ckpt_tensor *b = nn_ckpt_find(&l, NN_CKPT_TRAIN, "crckd.bank_s");
+    CHECK(b && b->numel == 20 && !memcmp(b->data, bank, sizeof bank));
+
+    /* Restore into fresh tables: parameters and optimiser state equal bit for bit. */
+    nn_params ps2;
+    make_params(&ps2, 8, 2);
+    CHECK_INT(nn_ckpt_load_params(&l, &ps2), 0);
+    CHECK(!memcmp(ps.data, ps2.data, ps.total * sizeof(float)));
+    nn_optim o2;
+    CHECK_INT(nn_optim_init(&o2, &ps2, &cfg), 0);
+    CHECK_INT(nn_optim_load(&o2, &l), 0);
+    CHECK_INT(o2.step, 3);
+    CHECK(!memcmp(o.m, o2.m, ps.total * sizeof(float)) && !memcmp(o.v, o2.v, ps.total * sizeof(float)));
+    /* Re-saving what was loaded reproduces the file byte for byte. */
+    CHECK_INT(nn_ckpt_save(&l, path_in("b.mpk")), 0);
+    CHECK(files_equal(path_in("a.mpk"), path_in("b.mpk")));
+    /* A further step after restore equals a further step of the original. */
+    for (size_t i = 0; i < ps.total; i++) ps.grad[i] = ps2.grad[i] = 0.003f * (float)(i % 5);
+    nn_optim_step(&o);
+    nn_optim_step(&o2);
+    CHECK(!memcmp(ps.data, ps2.data, ps.total * sizeof(float)));
+    nn_ckpt_free(&l);
+    nn_optim_free(&o);
+    nn_optim_free(&o2);
+    nn_params_free(&ps);
+    nn_params_free(&ps2);
+}
+
+TEST(model_only_and_empty)
+{
+    nn_ckpt ck = {0};
+    CHECK_INT(nn_ckpt_save(&ck, path_in("empty.mpk")), 0);
+    nn_ckpt l;
+    CHECK_INT(nn_ckpt_load(&l, path_in("empty.mpk")), 0);
+    CHECK_INT(l.n, 0);
+    CHECK_INT(l.has_train, 0);
+    nn_ckpt_free(&l);
+    CHECK(mp_file_size(path_in("empty.mpk")) == 64 + 64);
+}
+
+TEST(shapes_vs_model)
+{
+    nn_params a, b;
+    make_params(&a, 8, 1);
+    make_params(&b, 4, 1);
+    nn_ckpt ck = {0};
+    nn_ckpt_add_params(&ck, &a);
+    CHECK_INT(nn_ckpt_save(&ck, path_in("w8.mpk")), 0);
+    nn_ckpt_free(&ck);
+    nn_ckpt l;
+    CHECK_INT(nn_ckpt_load(&l, path_in("w8.mpk")), 0);
+    CHECK_INT(nn_ckpt_load_params(&l, &b), -1);
+    char want[512];
+    snprintf(want, sizeof want, "%s: tensor stem.0.weight has shape [8,3,3,3], the model expects [4,3,3,3]",
+             path_in("w8.mpk"));
+    CHECK_STR(mp_err(), want);
+    nn_ckpt_free(&l);
+
+    /* a model with an extra entry: missing tensor; a file with an extra tensor: unexpected */
+    nn_params c = {0};
+    int64_t s[1] = {3};
+    nn_params_add(&c, "fc.bias", 1, (int64_t[]){2}, 1);
+    nn_params_add(&c, "extra.weight", 1, s, 1);
+    nn_params_alloc(&c);
+    CHECK_INT(nn_ckpt_load(&l, path_in("w8.mpk")), 0);
+    CHECK_INT(nn_ckpt_load_params(&l, &c), -1);
+    snprintf(want, sizeof want, "%s: missing tensor extra.weight", path_in("w8.mpk"));
+    CHECK_STR(mp_err(), want);
+    nn_params_free(&c);
+    memset(&c, 0, sizeof c);
+    nn_params_add(&c, "fc.bias", 1, (int64_t[]){2}, 1);
+    nn_params_alloc(&c);
+    CHECK_INT(nn_ckpt_load_params(&l, &c), -1);
+    snprintf(want, sizeof want, "%s: unexpected tensor stem.0.weight (not in the model)", path_in("w8.mpk"));
+    CHECK_STR(mp_err(), want);
+    nn_ckpt_free(&l);
+    nn_params_free(&a);
+    nn_params_free(&b);
+    nn_params_free(&c);
+}
+
+/* The small file every anomaly test corrupts. */
+static void small_file(uint8_t **buf, size_t *len)
+{
+    nn_params ps;
+    make_params(&ps, 4, 3);
+    nn_ckpt ck = {0};
+    nn_ckpt_set(&ck, "arch", "tiny");
+    nn_ckpt_add_params(&ck, &ps);
+    nn_ckpt_train_set_i64(&ck, "step", 7);
+    mp_rng r;
+    mp_rng_seed(&r, 5);
+    nn_ckpt_add_rng(&ck, "augment", &r);
+    CHECK_INT(nn_ckpt_save(&ck, path_in("small.mpk")), 0);
+    nn_ckpt_free(&ck);
+    nn_params_free(&ps);
+    CHECK_INT(mp_read_file(path_in("small.mpk"), buf, len), 0);
+}
+
+static int parse_copy(const uint8_t *buf, size_t len)
+{
+    uint8_t *c = malloc(len ? len : 1);
+    memcpy(c, buf, len);
+    nn_ckpt ck;
+    int rc = nn_ckpt_parse(&ck, "ckpt.mpk", c, len);
+    nn_ckpt_free(&ck);
+    return rc;
+}
+
+TEST(anomaly_messages)
+{
+    uint8_t *buf;
+    size_t len;
+    small_file(&buf, &len);
+    CHECK_INT(parse_copy(buf, len), 0);
+
+    uint8_t *c = malloc(len);
+    memcpy(c, buf, len);
+    c[0] = 'X';
+    CHECK_INT(parse_copy(c, len), -1);
+    CHECK_STR(mp_err(), "ckpt.mpk: not a magpie checkpoint (bad magic)");
+    memcpy(c, buf, len);
+    c[8] = 2;
+    CHECK_INT(parse_copy(c, len), -1);
+    CHECK_STR(mp_err(), "ckpt.mpk: unsupported checkpoint version 2 (this build reads 1)");
+    CHECK_INT(parse_copy(buf, 30), -1);
+    CHECK_STR(mp_err(), "ckpt.mpk: truncated: 30 bytes, the preamble needs 64");
+
+    /* locate fc.weight's data from the loaded table to corrupt and to cut it */
+    nn_ckpt l;
+    uint8_t *cp = malloc(len);
+    memcpy(cp, buf, len);
+    CHECK_INT(nn_ckpt_parse(&l, "ckpt.mpk", cp, len), 0);
+    const nn_ckpt_tensor *t = nn_ckpt_find(&l, NN_CKPT_MODEL, "fc.weight");
+    size_t b = (size_t)((uint8_t *)t->data - l.buf), e = b + t->nbytes;
+    nn_ckpt_free(&l);
+
+    memcpy(c, buf, len);
+    c[b + 5] ^= 0x10;
+    CHECK_INT(parse_copy(c, len), -1);
+    CHECK_CONTAINS(mp_err(), "ckpt.mpk: CRC mismatch in tensor fc.weight (stored ");
+
+    char want[256];
+    snprintf(want, sizeof want, "ckpt.mpk: truncated: tensor fc.weight needs bytes %zu..%zu, file has %zu", b, e, e - 3);
+    CHECK_INT(parse_copy(buf, e - 3), -1);
+    CHECK_STR(mp_err(), want);
+
+    memcpy(c, buf, len);
+    c[20] ^= 1; /* header length: caught by the header CRC or the layout check */
+    CHECK_INT(parse_copy(c, len), -1);
+    CHECK_CONTAINS(mp_err(), "ckpt.mpk: corrupt preamble");
+    memcpy(c, buf, len);
+    c[70] ^= 1; /* inside the JSON header */
+    CHECK_INT(parse_copy(c, len), -1);
+    CHECK_CONTAINS(mp_err(), "ckpt.mpk: header CRC mismatch");
+
+    /* trailing garbage */
+    uint8_t *big = calloc(len + 4, 1);
+    memcpy(big, buf, len);
+    CHECK_INT(parse_copy(big, len + 4), -1);
+    CHECK_STR(mp_err(), "ckpt.mpk: 4 unexpected bytes after the data");
+    free(big);
+
+    CHECK_INT(nn_ckpt_load(&l, path_in("does-not-exist.mpk")), -1);
+    CHECK_CONTAINS(mp_err(), "does-not-exist.mpk: No such file or directory");
+    free(c);
+    free(buf);
+}
+
+TEST(fuzz_truncate_and_flip)
+{
+    uint8_t *buf;
+    size_t len;
+    small_file(&buf, &len);
+    int truncated_ok = 1, flips_ok = 1;
+    for (size_t cut = 0; cut < len; cut++) {
+        mp_err_clear();
+        if (parse_copy(buf, cut) != -1 || strncmp(mp_err(), "ckpt.mpk: ", 10) != 0) {
+            fprintf(stderr, "cut at %zu accepted or unnamed: %s\n", cut, mp_err());
+            truncated_ok = 0;
+        }
+    }
+    uint8_t *c = malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            memcpy(c, buf, len);
+            c[i] ^= (uint8_t)(1u << bit);
+            mp_err_clear();
+            if (parse_copy(c, len) != -1 || strncmp(mp_err(), "ckpt.mpk: ", 10) != 0) {
+                fprintf(stderr, "flip of byte %zu bit %d accepted: %s\n", i, bit, mp_err());
+                flips_ok = 0;
+            }
+        }
+    }
+    CHECK(truncated_ok);
+    CHECK(flips_ok);
+    free(c);
+    free(buf);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) TEST_SKIP("cannot create a temp dir");
+    RUN(roundtrip_bitwise);
+    RUN(model_only_and_empty);
+    RUN(shapes_vs_model);
+    RUN(anomaly_messages);
+    RUN(fuzz_truncate_and_flip);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    return test_done();
+}
