@@ -1,20 +1,170 @@
-/* pipelines/cmd_db_curate.c — `magpie db DB labels|split` (placeholder until curation lands). */
+/* pipelines/cmd_db_curate.c — `magpie db DB labels import FILE...` and `magpie db DB split ...`:
+ * label import (slide CSV, QuPath GeoJSON regions) and patient-grouped stratified splits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
 #include "common/error.h"
 #include "common/log.h"
+#include "common/util.h"
+#include "db/db.h"
+#include "db/labels.h"
+#include "db/split.h"
 #include "pipelines/cmds.h"
+
+static void labels_usage(FILE *f)
+{
+    fprintf(f, "usage: magpie db DB labels import FILE... [--slide NAME] [--min-coverage F]\n\n"
+               "  FILE.csv       slide-level labels: header with columns slide, patient, label (quoted fields ok)\n"
+               "  FILE.geojson   region annotations as QuPath exports them (level-0 pixel coordinates);\n"
+               "                 the slide is the file name without extension unless --slide NAME;\n"
+               "                 a patch gets the class covering most of it if that covers >= --min-coverage\n"
+               "                 (default 0.5) of its area\n");
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcasecmp(s + a - b, suf);
+}
 
 int cmd_db_labels(const char *db_path, int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    mp_error("%s: db labels: not available in this build yet", db_path);
-    return MP_EXIT_FAIL;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        labels_usage(stdout);
+        return MP_EXIT_OK;
+    }
+    if (argc < 3 || strcmp(argv[1], "import")) {
+        labels_usage(stderr);
+        return MP_EXIT_USAGE;
+    }
+    const char *slide = NULL;
+    double min_cov = 0.5;
+    const char **files = mp_xcalloc(argc, sizeof(char *));
+    int nf = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--slide") && i + 1 < argc) slide = argv[++i];
+        else if (!strcmp(argv[i], "--min-coverage") && i + 1 < argc) {
+            if (mp_parse_double(argv[++i], &min_cov) < 0 || min_cov < 0 || min_cov > 1) {
+                mp_error("db labels: --min-coverage wants a number in [0, 1], got '%s'", argv[i]);
+                free(files);
+                return MP_EXIT_USAGE;
+            }
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            mp_error("db labels: unknown option '%s'", argv[i]);
+            free(files);
+            return MP_EXIT_USAGE;
+        } else files[nf++] = argv[i];
+    }
+    if (!nf) {
+        labels_usage(stderr);
+        free(files);
+        return MP_EXIT_USAGE;
+    }
+    mp_db *db = db_open(db_path, 0);
+    if (!db) {
+        mp_error("%s", mp_err());
+        free(files);
+        return MP_EXIT_FAIL;
+    }
+    int failed = 0, partial = 0;
+    for (int i = 0; i < nf; i++) {
+        db_label_report rep;
+        int geo = ends_with(files[i], ".geojson") || ends_with(files[i], ".json");
+        int rc = geo ? db_labels_import_geojson(db, files[i], slide, min_cov, &rep) : db_labels_import_csv(db, files[i], &rep);
+        if (rc < 0) {
+            mp_error("%s", mp_err());
+            failed++;
+            continue;
+        }
+        for (int u = 0; u < rep.n_unknown; u++) mp_warn("%s: unknown slide '%s' (not in %s)", files[i], rep.unknown[u], db_path);
+        if (rep.n_unknown) partial = 1;
+        if (geo)
+            mp_info("%s: %d regions, %d patches labelled, %d new classes", files[i], rep.rows, rep.updated, rep.new_classes);
+        else
+            mp_info("%s: %d rows, %d slides updated, %d unknown, %d new classes", files[i], rep.rows, rep.updated,
+                    rep.n_unknown, rep.new_classes);
+        db_label_report_free(&rep);
+    }
+    db_close(db);
+    free(files);
+    return failed == nf ? MP_EXIT_FAIL : failed || partial ? MP_EXIT_PARTIAL : MP_EXIT_OK;
+}
+
+static void split_usage(FILE *f)
+{
+    fprintf(f, "usage: magpie db DB split [--by patient] [--ratios 0.6,0.2,0.2] [--stratify label|none] [--seed S]\n"
+               "                          [--unlabeled-ratio F] [--unlabeled SLIDE,...]\n\n"
+               "Assigns every slide to train, val, test or unlabeled. All slides of a patient share one split;\n"
+               "slides without a label go to 'unlabeled' (or stay with a val/test patient). --unlabeled-ratio\n"
+               "holds out that share of labelled patients (per label) as unlabeled; --unlabeled names slides\n"
+               "whose patients are held out.\n");
 }
 
 int cmd_db_split(const char *db_path, int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    mp_error("%s: db split: not available in this build yet", db_path);
-    return MP_EXIT_FAIL;
+    db_split_opts o = {.ratios = {0.6, 0.2, 0.2}, .stratify = 1, .seed = 0};
+    char *list = NULL;
+    const char *names[4096];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            split_usage(stdout);
+            free(list);
+            return MP_EXIT_OK;
+        }
+        int bad = 0;
+        if (!v) bad = 1;
+        else if (!strcmp(a, "--by")) bad = strcmp(v, "patient") != 0;
+        else if (!strcmp(a, "--ratios")) {
+            double r[4];
+            int n = mp_parse_double_list(v, r, 4);
+            bad = n != 3;
+            if (!bad) memcpy(o.ratios, r, sizeof o.ratios);
+        } else if (!strcmp(a, "--stratify")) {
+            bad = strcmp(v, "label") && strcmp(v, "none");
+            o.stratify = !strcmp(v, "label");
+        } else if (!strcmp(a, "--seed")) {
+            long s;
+            bad = mp_parse_long(v, &s) < 0 || s < 0;
+            o.seed = (uint64_t)s;
+        } else if (!strcmp(a, "--unlabeled-ratio")) bad = mp_parse_double(v, &o.unlabeled_ratio) < 0;
+        else if (!strcmp(a, "--unlabeled")) {
+            free(list);
+            list = mp_xstrdup(v);
+            o.n_unlabeled = 0;
+            for (char *save, *t = strtok_r(list, ",", &save); t && o.n_unlabeled < 4096; t = strtok_r(NULL, ",", &save))
+                names[o.n_unlabeled++] = t;
+            o.unlabeled = names;
+        } else {
+            mp_error("db split: unknown option '%s'", a);
+            free(list);
+            return MP_EXIT_USAGE;
+        }
+        if (bad) {
+            mp_error("db split: bad value for %s: '%s'", a, v ? v : "(missing)");
+            free(list);
+            return MP_EXIT_USAGE;
+        }
+        i++;
+    }
+    mp_db *db = db_open(db_path, 0);
+    if (!db) {
+        mp_error("%s", mp_err());
+        free(list);
+        return MP_EXIT_FAIL;
+    }
+    db_split_report rep;
+    int rc = db_split_make(db, &o, &rep);
+    db_close(db);
+    free(list);
+    if (rc < 0) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    printf("split      slides  patients\n");
+    static const char *nm[4] = {"train", "val", "test", "unlabeled"};
+    for (int s = 0; s < 4; s++) printf("%-10s %6d  %8d\n", nm[s], rep.slides[s], rep.patients[s]);
+    return MP_EXIT_OK;
 }

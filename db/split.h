@@ -1,0 +1,32 @@
+/* db/split.h — patient-grouped, label-stratified train/val/test splits of a magpie dataset.
+ * Splits are by slide; all slides of one patient land in one split, so no patient is ever in
+ * two of train/val/test. Slides without a label go to 'unlabeled'. */
+#ifndef DB_SPLIT_H
+#define DB_SPLIT_H
+
+#include <stdint.h>
+
+#include "db/db.h"
+
+typedef struct {
+    double ratios[3];        /* train, val, test (normalised internally) */
+    int stratify;            /* 1: by slide label (the patient's majority label) */
+    uint64_t seed;
+    double unlabeled_ratio;  /* share of labelled patients held out as 'unlabeled' (0..1) */
+    const char **unlabeled;  /* slide names whose patients are held out as 'unlabeled' */
+    int n_unlabeled;
+} db_split_opts;
+
+typedef struct {
+    int slides[4], patients[4]; /* train, val, test, unlabeled */
+} db_split_report;
+
+/* Replace the splits table. -1 + mp_err on bad options or an unknown slide in `unlabeled`. */
+int db_split_make(mp_db *db, const db_split_opts *o, db_split_report *rep);
+
+/* Verify the splits table: -1 + mp_err "DB: patient P is in two splits (train and test)" when
+ * a patient's slides are in two of train/val/test. Unlabeled slides of a patient in train are
+ * allowed (both are training data). */
+int db_split_check(mp_db *db);
+
+#endif
