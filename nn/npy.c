@@ -177,8 +177,9 @@ int nn_npy_write(const char *path, nn_dtype dtype, int ndim, const int64_t *shap
     if (numel < 0) return mp_err_set("%s: bad shape", path);
     char h[512];
     int n = snprintf(h, sizeof h, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
-    for (int i = 0; i < ndim; i++) n += snprintf(h + n, sizeof h - (size_t)n, "%lld%s", (long long)shape[i],
-                                                 ndim == 1 || i + 1 < ndim ? ", " : "");
+    /* numpy's spelling: "(3,)", "(2, 3)", "()" */
+    for (int i = 0; i < ndim; i++)
+        n += snprintf(h + n, sizeof h - (size_t)n, "%lld%s", (long long)shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
     n += snprintf(h + n, sizeof h - (size_t)n, "), }");
     /* Pad with spaces so the data starts on a 64-byte boundary; the header ends in '\n'. */
     size_t total = ((size_t)10 + (size_t)n + 1 + 63) & ~(size_t)63;
