@@ -1,0 +1,593 @@
+/* nn/ops.c — forward/backward of the engine's layers over NCHW float arrays.
+ * Reductions (norm statistics, gradient sums) accumulate in double so results do not drift
+ * with map size; the heavy lifting of convolutions and linear layers goes to nn_sgemm. */
+#include "nn/ops.h"
+
+#include <assert.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "nn/gemm.h"
+
+/* ------------------------------------------------------------------ conv2d */
+
+/* Maps smaller than this many output pixels are batched across images into one GEMM:
+ * a 7x7 or 1x1 map would otherwise give GEMMs too narrow for BLAS to reach speed. */
+#define NN_CONV_MIN_COLS 1024
+
+static int is_direct(const nn_conv_dims *d)
+{
+    return d->KH == 1 && d->KW == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
+}
+
+int nn_conv2d_group(const nn_conv_dims *d)
+{
+    int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
+    long hw = (long)OH * OW;
+    if (hw >= NN_CONV_MIN_COLS || d->N <= 1) return 1;
+    long g = (NN_CONV_MIN_COLS + hw - 1) / hw;
+    return (int)(g < d->N ? g : d->N);
+}
+
+size_t nn_conv2d_workspace(const nn_conv_dims *d)
+{
+    int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
+    size_t hw = (size_t)OH * OW, ckk = (size_t)d->C * d->KH * d->KW;
+    int g = nn_conv2d_group(d);
+    if (g == 1) return is_direct(d) ? 0 : ckk * hw;
+    return (ckk + (size_t)d->OC) * hw * (size_t)g; /* col + gathered output */
+}
+
+/* first o in [0, OUT) with o*s + off >= 0, and first with o*s + off >= lim */
+static inline int first_ge(int off, int s, int lim_minus_off)
+{
+    /* smallest o >= 0 with o*s >= lim_minus_off */
+    if (lim_minus_off <= 0) return 0;
+    return (lim_minus_off + s - 1) / s;
+}
+
+/* col rows (c,kh,kw), columns the output pixels of one image; ld = row stride of col. */
+static void im2col(float *col, long ld, const float *in, int C, int H, int W, int KH, int KW, int sh,
+                   int sw, int ph, int pw, int OH, int OW)
+{
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++) {
+                float *dst = col + ((long)(c * KH + kh) * KW + kw) * ld;
+                int off = kw - pw;
+                int lo = first_ge(off, sw, -off), hi = first_ge(off, sw, W - off);
+                if (lo > OW) lo = OW;
+                if (hi > OW) hi = OW;
+                if (hi < lo) hi = lo;
+                for (int oh = 0; oh < OH; oh++) {
+                    float *dd = dst + (long)oh * OW;
+                    int ih = oh * sh - ph + kh;
+                    if (ih < 0 || ih >= H) {
+                        memset(dd, 0, sizeof(float) * OW);
+                        continue;
+                    }
+                    const float *src = in + ((long)c * H + ih) * W + off;
+                    for (int ow = 0; ow < lo; ow++) dd[ow] = 0.0f;
+                    if (sw == 1)
+                        memcpy(dd + lo, src + lo, sizeof(float) * (hi - lo));
+                    else
+                        for (int ow = lo; ow < hi; ow++) dd[ow] = src[(long)ow * sw];
+                    for (int ow = hi; ow < OW; ow++) dd[ow] = 0.0f;
+                }
+            }
+}
+
+static void col2im(float *in, const float *col, long ld, int C, int H, int W, int KH, int KW, int sh,
+                   int sw, int ph, int pw, int OH, int OW)
+{
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++) {
+                const float *srcrow = col + ((long)(c * KH + kh) * KW + kw) * ld;
+                int off = kw - pw;
+                int lo = first_ge(off, sw, -off), hi = first_ge(off, sw, W - off);
+                if (hi > OW) hi = OW;
+                for (int oh = 0; oh < OH; oh++) {
+                    int ih = oh * sh - ph + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    const float *s = srcrow + (long)oh * OW;
+                    float *dst = in + ((long)c * H + ih) * W + off;
+                    if (sw == 1)
+                        for (int ow = lo; ow < hi; ow++) dst[ow] += s[ow];
+                    else
+                        for (int ow = lo; ow < hi; ow++) dst[(long)ow * sw] += s[ow];
+                }
+            }
+}
+
+void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, const float *b,
+                       const nn_conv_dims *d)
+{
+    int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
+    long hw = (long)OH * OW, ihw = (long)d->H * d->W;
+    int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
+    for (int n0 = 0; n0 < d->N; n0 += g) {
+        int gn = d->N - n0 < g ? d->N - n0 : g;
+        float *o = out + (long)n0 * d->OC * hw;
+        if (g == 1) {
+            const float *src = in + (long)n0 * d->C * ihw;
+            if (!direct) {
+                im2col(ws, hw, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+                src = ws;
+            }
+            nn_sgemm(0, 0, d->OC, (int)hw, ckk, 1.0f, w, ckk, src, (int)hw, 0.0f, o, (int)hw);
+        } else {
+            long ld = gn * hw;
+            float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
+            for (int j = 0; j < gn; j++)
+                im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW,
+                       d->sh, d->sw, d->ph, d->pw, OH, OW);
+            nn_sgemm(0, 0, d->OC, (int)ld, ckk, 1.0f, w, ckk, col, (int)ld, 0.0f, tmp, (int)ld);
+            for (int j = 0; j < gn; j++)
+                for (int oc = 0; oc < d->OC; oc++)
+                    memcpy(o + ((long)j * d->OC + oc) * hw, tmp + oc * ld + j * hw, sizeof(float) * hw);
+        }
+        if (b)
+            for (int j = 0; j < gn; j++)
+                for (int oc = 0; oc < d->OC; oc++) {
+                    float *p = o + ((long)j * d->OC + oc) * hw, bv = b[oc];
+                    for (long i = 0; i < hw; i++) p[i] += bv;
+                }
+    }
+}
+
+void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float *dout,
+                        const float *in, const float *w, const nn_conv_dims *d)
+{
+    int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
+    long hw = (long)OH * OW, ihw = (long)d->H * d->W;
+    int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
+    if (db)
+        for (int n = 0; n < d->N; n++)
+            for (int oc = 0; oc < d->OC; oc++) {
+                const float *p = dout + ((long)n * d->OC + oc) * hw;
+                double s = 0;
+                for (long i = 0; i < hw; i++) s += p[i];
+                db[oc] += (float)s;
+            }
+    if (!dw && !din) return;
+    for (int n0 = 0; n0 < d->N; n0 += g) {
+        int gn = d->N - n0 < g ? d->N - n0 : g;
+        const float *dy = dout + (long)n0 * d->OC * hw;
+        if (g == 1) {
+            const float *src = in + (long)n0 * d->C * ihw;
+            float *dsrc = din ? din + (long)n0 * d->C * ihw : NULL;
+            if (direct) {
+                if (dw) nn_sgemm(0, 1, d->OC, ckk, (int)hw, 1.0f, dy, (int)hw, src, (int)hw, 1.0f, dw, ckk);
+                if (dsrc) nn_sgemm(1, 0, ckk, (int)hw, d->OC, 1.0f, w, ckk, dy, (int)hw, 1.0f, dsrc, (int)hw);
+                continue;
+            }
+            if (dw) {
+                im2col(ws, hw, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+                nn_sgemm(0, 1, d->OC, ckk, (int)hw, 1.0f, dy, (int)hw, ws, (int)hw, 1.0f, dw, ckk);
+            }
+            if (dsrc) {
+                nn_sgemm(1, 0, ckk, (int)hw, d->OC, 1.0f, w, ckk, dy, (int)hw, 0.0f, ws, (int)hw);
+                col2im(dsrc, ws, hw, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+            }
+        } else {
+            long ld = gn * hw;
+            float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
+            for (int j = 0; j < gn; j++)
+                for (int oc = 0; oc < d->OC; oc++)
+                    memcpy(tmp + oc * ld + j * hw, dy + ((long)j * d->OC + oc) * hw, sizeof(float) * hw);
+            if (dw) {
+                for (int j = 0; j < gn; j++)
+                    im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH,
+                           d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+                nn_sgemm(0, 1, d->OC, ckk, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f, dw, ckk);
+            }
+            if (din) {
+                nn_sgemm(1, 0, ckk, (int)ld, d->OC, 1.0f, w, ckk, tmp, (int)ld, 0.0f, col, (int)ld);
+                for (int j = 0; j < gn; j++)
+                    col2im(din + (long)(n0 + j) * d->C * ihw, col + j * hw, ld, d->C, d->H, d->W, d->KH,
+                           d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ normalisation */
+
+/* Normalise one channel plane with a precomputed scale/shift, ReLU optionally fused. */
+static inline void affine_plane(float *o, const float *x, long n, float scale, float shift, int relu)
+{
+    if (relu)
+        for (long i = 0; i < n; i++) {
+            float v = x[i] * scale + shift;
+            o[i] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (long i = 0; i < n; i++) o[i] = x[i] * scale + shift;
+}
+
+/* sums over a plane of g = dy (masked by out > 0 when out != NULL): Σg and Σg·x */
+static inline void plane_sums(const float *dy, const float *x, const float *out, long n, double *sg, double *sgx)
+{
+    float a = 0, b = 0; /* float partials per plane, double across planes */
+    double A = 0, B = 0;
+    const long blk = 256;
+    for (long i0 = 0; i0 < n; i0 += blk) {
+        long i1 = i0 + blk < n ? i0 + blk : n;
+        a = 0, b = 0;
+        if (out)
+            for (long i = i0; i < i1; i++) {
+                float g = out[i] > 0.0f ? dy[i] : 0.0f;
+                a += g;
+                b += g * x[i];
+            }
+        else
+            for (long i = i0; i < i1; i++) {
+                a += dy[i];
+                b += dy[i] * x[i];
+            }
+        A += a;
+        B += b;
+    }
+    *sg += A;
+    *sgx += B;
+}
+
+/* mean and biased variance of a set of planes (two passes, double accumulation) */
+static void planes_stats(const float *x, long stride, int nplanes, long n, double *mean, double *var)
+{
+    double s = 0;
+    for (int p = 0; p < nplanes; p++) {
+        const float *q = x + p * stride;
+        float part = 0;
+        for (long i = 0; i < n; i++) {
+            part += q[i];
+            if ((i & 255) == 255) s += part, part = 0;
+        }
+        s += part;
+    }
+    double cnt = (double)nplanes * n, m = s / cnt, v = 0;
+    for (int p = 0; p < nplanes; p++) {
+        const float *q = x + p * stride;
+        float mf = (float)m, part = 0;
+        for (long i = 0; i < n; i++) {
+            float t = q[i] - mf;
+            part += t * t;
+            if ((i & 255) == 255) v += part, part = 0;
+        }
+        v += part;
+    }
+    *mean = m;
+    *var = v / cnt;
+}
+
+void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                          const float *beta, int N, int C, int HW, int G, float eps, int relu)
+{
+    int cpg = C / G;
+    assert(cpg * G == C);
+    for (int n = 0; n < N; n++)
+        for (int g = 0; g < G; g++) {
+            long base = ((long)n * C + (long)g * cpg) * HW;
+            double m, v;
+            planes_stats(in + base, HW, cpg, HW, &m, &v);
+            float r = (float)(1.0 / sqrt(v + eps));
+            mean[n * G + g] = (float)m;
+            rstd[n * G + g] = r;
+            for (int c = 0; c < cpg; c++) {
+                int ch = g * cpg + c;
+                float scale = r * (gamma ? gamma[ch] : 1.0f);
+                float shift = (beta ? beta[ch] : 0.0f) - (float)m * scale;
+                affine_plane(out + base + (long)c * HW, in + base + (long)c * HW, HW, scale, shift, relu);
+            }
+        }
+}
+
+/* Backward of y = (x - mean)·rstd·gamma + beta over a set of planes sharing one (mean, rstd):
+ * dx = dy·rstd·gamma + x·c2 + c3 with the group sums folded into c2, c3. stats_sums=1 means
+ * mean and rstd came from these planes (train); 0 means they are constants (BN eval). */
+static void norm_backward_group(float *din, float *dgamma, float *dbeta, const float *dout,
+                                const float *in, const float *out, float mean, float rstd,
+                                const float *gamma, int c0, int nch, int nrep, long rep_stride, long HW,
+                                int stats_sums)
+{
+    double A = 0, B = 0; /* Σ gamma·dy, Σ gamma·dy·xhat over the whole group */
+    for (int c = 0; c < nch; c++) {
+        double sg = 0, sgx = 0;
+        for (int r = 0; r < nrep; r++) {
+            long off = r * rep_stride + (long)c * HW;
+            plane_sums(dout + off, in + off, out ? out + off : NULL, HW, &sg, &sgx);
+        }
+        double sxhat = (sgx - mean * sg) * rstd; /* Σ dy·xhat */
+        float gm = gamma ? gamma[c0 + c] : 1.0f;
+        if (dgamma) dgamma[c0 + c] += (float)sxhat;
+        if (dbeta) dbeta[c0 + c] += (float)sg;
+        A += gm * sg;
+        B += gm * sxhat;
+    }
+    if (!din) return;
+    double cnt = (double)nch * nrep * HW;
+    float c2 = 0, c3 = 0;
+    if (stats_sums) {
+        c2 = (float)(-(double)rstd * rstd * B / cnt);
+        c3 = (float)(-(double)rstd * A / cnt + (double)mean * rstd * rstd * B / cnt);
+    }
+    for (int c = 0; c < nch; c++) {
+        float k = rstd * (gamma ? gamma[c0 + c] : 1.0f);
+        for (int r = 0; r < nrep; r++) {
+            long off = r * rep_stride + (long)c * HW;
+            const float *dy = dout + off, *x = in + off, *o = out ? out + off : NULL;
+            float *dx = din + off;
+            if (o)
+                for (long i = 0; i < HW; i++) {
+                    float g = o[i] > 0.0f ? dy[i] : 0.0f;
+                    dx[i] += g * k + x[i] * c2 + c3;
+                }
+            else
+                for (long i = 0; i < HW; i++) dx[i] += dy[i] * k + x[i] * c2 + c3;
+        }
+    }
+}
+
+void nn_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                           const float *out, const float *mean, const float *rstd, const float *gamma,
+                           int N, int C, int HW, int G)
+{
+    int cpg = C / G;
+    for (int n = 0; n < N; n++)
+        for (int g = 0; g < G; g++) {
+            long base = ((long)n * C + (long)g * cpg) * HW;
+            norm_backward_group(din ? din + base : NULL, dgamma, dbeta, dout + base, in + base,
+                                out ? out + base : NULL, mean[n * G + g], rstd[n * G + g],
+                                gamma, g * cpg, cpg, 1, 0, HW, 1);
+        }
+}
+
+void nn_batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
+                          float *num_batches_tracked, const float *in, const float *gamma,
+                          const float *beta, int N, int C, int HW, float momentum, float eps,
+                          int train, int relu)
+{
+    long cnt = (long)N * HW;
+    for (int c = 0; c < C; c++) {
+        double m, v;
+        if (train) {
+            planes_stats(in + (long)c * HW, (long)C * HW, N, HW, &m, &v);
+            if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+            if (running_var)
+                running_var[c] = (float)((1.0 - momentum) * running_var[c] +
+                                         momentum * (cnt > 1 ? v * cnt / (cnt - 1) : v));
+        } else {
+            m = running_mean[c];
+            v = running_var[c];
+        }
+        float r = (float)(1.0 / sqrt(v + eps));
+        mean[c] = (float)m;
+        rstd[c] = r;
+        float scale = r * (gamma ? gamma[c] : 1.0f), shift = (beta ? beta[c] : 0.0f) - (float)m * scale;
+        for (int n = 0; n < N; n++) {
+            long off = ((long)n * C + c) * HW;
+            affine_plane(out + off, in + off, HW, scale, shift, relu);
+        }
+    }
+    if (train && num_batches_tracked) *num_batches_tracked += 1.0f;
+}
+
+void nn_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                           const float *out, const float *mean, const float *rstd, const float *gamma,
+                           int N, int C, int HW, int train)
+{
+    for (int c = 0; c < C; c++) {
+        long off = (long)c * HW;
+        norm_backward_group(din ? din + off : NULL, dgamma, dbeta, dout + off, in + off,
+                            out ? out + off : NULL, mean[c], rstd[c], gamma, c, 1, N, (long)C * HW, HW, train);
+    }
+}
+
+/* ------------------------------------------------------------------ pointwise */
+
+void nn_relu_forward(float *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
+void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void nn_add_forward(float *out, const float *a, const float *b, size_t n, int relu)
+{
+    if (relu)
+        for (size_t i = 0; i < n; i++) {
+            float v = a[i] + b[i];
+            out[i] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void nn_add_backward(float *da, float *db, const float *dout, const float *out, size_t n, int relu)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = (!relu || out[i] > 0.0f) ? dout[i] : 0.0f;
+        if (da) da[i] += g;
+        if (db) db[i] += g;
+    }
+}
+
+void nn_dropout_forward(float *out, float *mask, const float *in, size_t n, float p, mp_rng *rng, int train)
+{
+    if (!train || p <= 0.0f) {
+        if (out != in) memcpy(out, in, n * sizeof(float));
+        if (mask)
+            for (size_t i = 0; i < n; i++) mask[i] = 1.0f;
+        return;
+    }
+    float keep = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = mp_rng_uniform(rng) < p ? 0.0f : keep;
+        out[i] = in[i] * mask[i];
+    }
+}
+
+void nn_dropout_backward(float *din, const float *dout, const float *mask, size_t n, int train)
+{
+    if (!train) {
+        for (size_t i = 0; i < n; i++) din[i] += dout[i];
+        return;
+    }
+    for (size_t i = 0; i < n; i++) din[i] += dout[i] * mask[i];
+}
+
+/* ------------------------------------------------------------------ pooling */
+
+void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
+                        int k, int s, int p)
+{
+    int OH = nn_conv_out(H, k, s, p), OW = nn_conv_out(W, k, s, p);
+    for (long pl = 0; pl < (long)N * C; pl++) {
+        const float *x = in + pl * H * W;
+        float *o = out + pl * OH * OW;
+        int32_t *am = argmax + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            int h0 = oh * s - p, h1 = h0 + k;
+            if (h0 < 0) h0 = 0;
+            if (h1 > H) h1 = H;
+            for (int ow = 0; ow < OW; ow++) {
+                int w0 = ow * s - p, w1 = w0 + k;
+                if (w0 < 0) w0 = 0;
+                if (w1 > W) w1 = W;
+                /* first maximum in scan order wins, as in PyTorch; NaN propagates */
+                float best = -INFINITY;
+                int bi = h0 * W + w0;
+                for (int h = h0; h < h1; h++)
+                    for (int w = w0; w < w1; w++) {
+                        float v = x[h * W + w];
+                        if (v > best || isnan(v)) {
+                            best = v;
+                            bi = h * W + w;
+                            if (isnan(v)) goto done;
+                        }
+                    }
+            done:
+                o[oh * OW + ow] = best;
+                am[oh * OW + ow] = bi;
+            }
+        }
+    }
+}
+
+void nn_maxpool_backward(float *din, const float *dout, const int32_t *argmax, int N, int C, int H,
+                         int W, int OH, int OW)
+{
+    for (long pl = 0; pl < (long)N * C; pl++) {
+        float *dx = din + pl * H * W;
+        const float *dy = dout + pl * OH * OW;
+        const int32_t *am = argmax + pl * OH * OW;
+        for (long i = 0; i < (long)OH * OW; i++) dx[am[i]] += dy[i];
+    }
+}
+
+void nn_avgpool_global_forward(float *out, const float *in, int N, int C, int HW)
+{
+    for (long pl = 0; pl < (long)N * C; pl++) {
+        const float *x = in + pl * HW;
+        double s = 0;
+        for (int i = 0; i < HW; i++) s += x[i];
+        out[pl] = (float)(s / HW);
+    }
+}
+
+void nn_avgpool_global_backward(float *din, const float *dout, int N, int C, int HW)
+{
+    for (long pl = 0; pl < (long)N * C; pl++) {
+        float g = dout[pl] / (float)HW;
+        float *dx = din + pl * HW;
+        for (int i = 0; i < HW; i++) dx[i] += g;
+    }
+}
+
+void nn_adaptive_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H,
+                                 int W, int OH, int OW)
+{
+    for (long pl = 0; pl < (long)N * C; pl++) {
+        const float *x = in + pl * H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            int h0 = (int)(((long)oh * H) / OH), h1 = (int)(((long)(oh + 1) * H + OH - 1) / OH);
+            for (int ow = 0; ow < OW; ow++) {
+                int w0 = (int)(((long)ow * W) / OW), w1 = (int)(((long)(ow + 1) * W + OW - 1) / OW);
+                float best = -INFINITY;
+                int bi = h0 * W + w0;
+                for (int h = h0; h < h1; h++)
+                    for (int w = w0; w < w1; w++) {
+                        float v = x[h * W + w];
+                        if (v > best || isnan(v)) {
+                            best = v;
+                            bi = h * W + w;
+                            if (isnan(v)) goto done;
+                        }
+                    }
+            done:
+                out[pl * OH * OW + oh * OW + ow] = best;
+                if (argmax) argmax[pl * OH * OW + oh * OW + ow] = bi;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ linear */
+
+void nn_linear_forward(float *out, const float *in, const float *w, const float *b, int N, int IN, int OUT)
+{
+    nn_sgemm(0, 1, N, OUT, IN, 1.0f, in, IN, w, IN, 0.0f, out, OUT);
+    if (b)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OUT; o++) out[(long)n * OUT + o] += b[o];
+}
+
+void nn_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                        const float *w, int N, int IN, int OUT)
+{
+    if (dw) nn_sgemm(1, 0, OUT, IN, N, 1.0f, dout, OUT, in, IN, 1.0f, dw, IN);
+    if (din) nn_sgemm(0, 0, N, IN, OUT, 1.0f, dout, OUT, w, IN, 1.0f, din, IN);
+    if (db)
+        for (int o = 0; o < OUT; o++) {
+            double s = 0;
+            for (int n = 0; n < N; n++) s += dout[(long)n * OUT + o];
+            db[o] += (float)s;
+        }
+}
+
+/* ------------------------------------------------------------------ L2 normalisation */
+
+void nn_l2norm_forward(float *out, float *norm, const float *in, int N, int D, float eps)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (long)n * D;
+        double s = 0;
+        for (int i = 0; i < D; i++) s += (double)x[i] * x[i];
+        float nr = (float)sqrt(s);
+        norm[n] = nr;
+        float inv = 1.0f / (nr > eps ? nr : eps);
+        for (int i = 0; i < D; i++) out[(long)n * D + i] = x[i] * inv;
+    }
+}
+
+void nn_l2norm_backward(float *din, const float *dout, const float *out, const float *norm, int N, int D,
+                        float eps)
+{
+    for (int n = 0; n < N; n++) {
+        const float *y = out + (long)n * D, *dy = dout + (long)n * D;
+        float *dx = din + (long)n * D;
+        if (norm[n] > eps) { /* d(x/|x|) = (dy - y·<y,dy>) / |x| */
+            double s = 0;
+            for (int i = 0; i < D; i++) s += (double)y[i] * dy[i];
+            float inv = 1.0f / norm[n], sf = (float)s;
+            for (int i = 0; i < D; i++) dx[i] += (dy[i] - y[i] * sf) * inv;
+        } else { /* the clamp is active: x/eps is linear */
+            for (int i = 0; i < D; i++) dx[i] += dy[i] / eps;
+        }
+    }
+}

@@ -1,0 +1,81 @@
+/* nn/ops.h — the engine's layers as plain functions over NCHW float arrays (llm.c style).
+ * Outputs first, inputs const; ops never allocate and never fail. Every backward ACCUMULATES
+ * (+=) into the gradients it is given; a NULL gradient pointer means "not needed". */
+#ifndef NN_OPS_H
+#define NN_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/rng.h"
+
+/* ---- conv2d (groups = 1): im2col + sgemm ---- */
+typedef struct {
+    int N, C, H, W;       /* input */
+    int OC, KH, KW;       /* weight OC×C×KH×KW */
+    int sh, sw, ph, pw;   /* stride, zero padding */
+} nn_conv_dims;
+
+static inline int nn_conv_out(int in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }
+/* Images batched into one GEMM (small maps are batched so the GEMM stays wide). */
+int nn_conv2d_group(const nn_conv_dims *d);
+/* Floats of workspace that forward and backward need (0 possible for 1x1 stride 1 pad 0). */
+size_t nn_conv2d_workspace(const nn_conv_dims *d);
+/* out N×OC×OH×OW; bias may be NULL. */
+void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, const float *b,
+                       const nn_conv_dims *d);
+/* din, dw, db may each be NULL. */
+void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float *dout,
+                        const float *in, const float *w, const nn_conv_dims *d);
+
+/* ---- GroupNorm (PyTorch nn.GroupNorm): stats per (n, group); mean/rstd hold N×G ---- */
+void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                          const float *beta, int N, int C, int HW, int G, float eps, int relu);
+/* out: the forward output, needed only when relu was fused (else NULL). */
+void nn_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                           const float *out, const float *mean, const float *rstd, const float *gamma,
+                           int N, int C, int HW, int G);
+
+/* ---- BatchNorm2d: train uses batch stats and updates running_mean / running_var (unbiased) /
+ * num_batches_tracked as PyTorch does; eval uses the running stats. mean/rstd hold C values
+ * (those used for normalisation) for the backward. momentum 0.1, eps 1e-5 in PyTorch. ---- */
+void nn_batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
+                          float *num_batches_tracked, const float *in, const float *gamma,
+                          const float *beta, int N, int C, int HW, float momentum, float eps,
+                          int train, int relu);
+void nn_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                           const float *out, const float *mean, const float *rstd, const float *gamma,
+                           int N, int C, int HW, int train);
+
+/* ---- pointwise ---- */
+void nn_relu_forward(float *out, const float *in, size_t n);          /* in-place allowed */
+void nn_relu_backward(float *din, const float *dout, const float *out, size_t n);
+void nn_add_forward(float *out, const float *a, const float *b, size_t n, int relu);
+/* Residual add backward: da += g, db += g (g = dout masked by out > 0 when relu). */
+void nn_add_backward(float *da, float *db, const float *dout, const float *out, size_t n, int relu);
+/* Dropout with probability p (PyTorch scaling 1/(1-p) in train); mask holds 0 or 1/(1-p). */
+void nn_dropout_forward(float *out, float *mask, const float *in, size_t n, float p, mp_rng *rng, int train);
+void nn_dropout_backward(float *din, const float *dout, const float *mask, size_t n, int train);
+
+/* ---- pooling: argmax holds the index within the input plane (H*W) ---- */
+void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
+                        int k, int s, int p);
+void nn_maxpool_backward(float *din, const float *dout, const int32_t *argmax, int N, int C, int H,
+                         int W, int OH, int OW);
+void nn_avgpool_global_forward(float *out, const float *in, int N, int C, int HW);
+void nn_avgpool_global_backward(float *din, const float *dout, int N, int C, int HW);
+/* PyTorch AdaptiveMaxPool2d: window [floor(o*I/O), ceil((o+1)*I/O)). */
+void nn_adaptive_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H,
+                                 int W, int OH, int OW);
+
+/* ---- linear: weight (out, in) ---- */
+void nn_linear_forward(float *out, const float *in, const float *w, const float *b, int N, int IN, int OUT);
+void nn_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                        const float *w, int N, int IN, int OUT);
+
+/* ---- L2 normalisation of rows (F.normalize: x / max(||x||, eps)); norm holds N values ---- */
+void nn_l2norm_forward(float *out, float *norm, const float *in, int N, int D, float eps);
+void nn_l2norm_backward(float *din, const float *dout, const float *out, const float *norm, int N, int D,
+                        float eps);
+
+#endif
