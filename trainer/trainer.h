@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 
+#include "common/rng.h"
+#include "db/dataset.h"
+
 #define TR_MAX_CLASSES 16
 
 /* ---- metrics (trainer/metrics.c) ---- */
@@ -54,5 +57,55 @@ int tr_slide_vote(const float *prob, const int *slide, int n, int k, int nslides
 /* Grid search 0.30..0.90 (step 0.05) for the vote threshold with the best slide-level balanced
  * accuracy (slide_y[s] = -1 ignores a slide); ties keep the lowest threshold. */
 double tr_slide_vote_threshold(const float *prob, const int *slide, int n, int k, int nslides, const int *slide_y);
+
+/* ---- data loader (trainer/loader.c) ---- */
+
+typedef struct {
+    double mag[2];       /* primary view's magnification; paired view's (0 = none) */
+    int batch;
+    int shuffle;         /* reshuffle every epoch from (seed, epoch) */
+    int augment;         /* flips, rot90 (if rot90), colour jitter — identical on both views */
+    int rot90;
+    float jitter[4];     /* brightness, contrast, saturation, hue (METHODS.md: .5 .5 .5 .2) */
+    int teacher_view;    /* also produce the primary view with extra rot90 + flip (CRCKD) */
+    uint64_t seed;
+    float mean[2][3], std[2][3]; /* normalisation per view, in [0,1] pixel units */
+} tr_loader_cfg;
+
+typedef struct {
+    int n;               /* items in this batch (the last one may be short) */
+    float *x;            /* n×3×S×S primary view, normalised */
+    float *xp;           /* n×3×P×P paired view (NULL without one) */
+    float *xt;           /* n×3×S×S teacher view (NULL unless teacher_view) */
+    int *y;              /* class id or -1 */
+    int *idx;            /* index into the loader's item array (memory banks) */
+    int *slide;
+    int64_t *patch_id;
+} tr_batch;
+
+typedef struct {
+    int hflip, vflip, rot90;
+    float brightness, contrast, saturation, hue;
+    int order[4];
+} tr_aug;
+
+typedef struct tr_loader tr_loader;
+/* Items are copied. Checks up front that every patch has an image at each view's magnification
+ * ("DB: patch N has no image at 10x"). The worker opens its own connection to the same file. */
+tr_loader *tr_loader_new(mp_db *db, const tr_loader_cfg *cfg, const db_item *items, int n);
+int tr_loader_start(tr_loader *L, int epoch);           /* begin an epoch (stops a running one) */
+/* 1 and *b (valid until the next call), 0 at the end of the epoch, -1 + mp_err on failure. */
+int tr_loader_next(tr_loader *L, const tr_batch **b);
+int tr_loader_size(const tr_loader *L, int view);
+int tr_loader_count(const tr_loader *L);
+int tr_loader_batches(const tr_loader *L);
+void tr_loader_free(tr_loader *L);
+
+void tr_aug_draw(tr_aug *a, mp_rng *r, const tr_loader_cfg *c);
+/* rgb: n×n×3 bytes → out: 3×n×n normalised floats; work holds 3·n·n floats. The extra flip and
+ * rotation are applied after the shared transform (teacher-view noise). */
+void tr_augment_image(const uint8_t *rgb, int n, const tr_aug *a, int extra_hflip, int extra_rot, const float mean[3],
+                      const float std[3], float *out, float *work);
+int tr_channel_stats(mp_db *db, const db_item *items, int n, double mag, int max_images, float mean[3], float std[3]);
 
 #endif
