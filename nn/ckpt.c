@@ -359,7 +359,9 @@ static int parse(nn_ckpt *ck, const char *name, const uint8_t *buf, size_t len)
     uint64_t hlen = get64(buf + 16), nt = get64(buf + 24), table_off = get64(buf + 32), data_off = get64(buf + 40),
              file_len = get64(buf + 48);
     if ((flags & ~1u) || get32(buf + 60) != 0) return mp_err_set("%s: corrupt preamble (reserved bits set)", name);
-    if (hlen > len || nt > len / REC || table_off != align_up(PREAMBLE + hlen, 8) ||
+    /* Bounds that only rule out overflow here; sizes against the file length come next, so a
+     * truncated file is reported as truncated, not as corrupt. */
+    if (hlen > (1ull << 40) || nt > (1ull << 32) || table_off != align_up(PREAMBLE + hlen, 8) ||
         data_off != align_up(table_off + REC * nt, ALIGN))
         return mp_err_set("%s: corrupt preamble (header %llu bytes, %llu tensors, table at %llu, data at %llu)", name,
                           (unsigned long long)hlen, (unsigned long long)nt, (unsigned long long)table_off,

@@ -1,12 +1,468 @@
-/* pipelines/cmd_model.c — `magpie model` (placeholder until the component lands). */
-#include "pipelines/cmds.h"
+/* pipelines/cmd_model.c — `magpie model info|run|grad|import|export`: checkpoints in and out of
+ * PyTorch (safetensors with state_dict names), forward and cross-entropy gradients on .npy
+ * batches, and a checkpoint's architecture, size and FLOPs. */
+#include <getopt.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/error.h"
 #include "common/log.h"
+#include "common/util.h"
+#include "nn/arch.h"
+#include "nn/ckpt.h"
+#include "nn/losses.h"
+#include "nn/model.h"
+#include "nn/npy.h"
+#include "nn/safetensors.h"
+#include "pipelines/cmds.h"
+
+#define RUN_BATCH 32 /* images per forward in `model run`: bounds the activation arena */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: magpie model COMMAND [ARGS]   (magpie model COMMAND --help for details)\n\n"
+            "commands:\n"
+            "  info CKPT [--size PX] [--json]            architecture, parameters, FLOPs, training state\n"
+            "  run CKPT IN.npy OUT.npy                    forward an N×C×H×W float32 batch, write N×classes logits\n"
+            "  grad CKPT IN.npy LABELS.npy OUT.safetensors  cross-entropy gradients of every parameter\n"
+            "  import FILE.safetensors --out CKPT [--arch NAME] [--groups G] [--mag M] [--mean a,b,c] [--std a,b,c]\n"
+            "                                             PyTorch state_dict -> checkpoint (architecture inferred)\n"
+            "  export CKPT FILE.safetensors               checkpoint -> PyTorch state_dict (load_state_dict ready)\n");
+}
+
+static const char *help_info =
+    "usage: magpie model info CKPT [--size PX] [--json]\n"
+    "Print the architecture, trainable parameter count, forward FLOPs for one PX×PX image (default 224;\n"
+    "2 FLOPs per multiply-add) and the training state stored in the checkpoint.\n";
+static const char *help_run =
+    "usage: magpie model run CKPT IN.npy OUT.npy\n"
+    "Forward a float32 .npy batch N×C×H×W (C order, already normalised as the model expects) in eval\n"
+    "mode and write the N×classes logits as float32 .npy.\n";
+static const char *help_grad =
+    "usage: magpie model grad CKPT IN.npy LABELS.npy OUT.safetensors [--eval]\n"
+    "Forward IN (N×C×H×W float32) in train mode (--eval: eval mode, matters for BatchNorm), take the\n"
+    "mean softmax cross-entropy against LABELS (N int64 or int32 class indices) and write the gradient\n"
+    "of every trainable parameter under its PyTorch name. The loss is printed and stored as metadata.\n";
+static const char *help_import =
+    "usage: magpie model import FILE.safetensors --out CKPT [--arch NAME] [--groups G] [--mag M]\n"
+    "                           [--mean a,b,c] [--std a,b,c]\n"
+    "Convert a PyTorch state_dict (names of torch_resnet_gn.py: stem.0.weight, layers.K.c1.weight, fc.bias)\n"
+    "to a checkpoint. The architecture is inferred: widths from conv shapes, blocks per stage from the\n"
+    "layer names, GroupNorm or BatchNorm from running_mean, classes from fc.weight. --arch resnet_gn |\n"
+    "resnet18_gn | resnet18_bn states it instead (every tensor is then checked against it). --groups is\n"
+    "the GroupNorm group count (default 32; not recorded in a state_dict). --mag, --mean, --std record\n"
+    "the input magnification and normalisation in the checkpoint.\n";
+static const char *help_export =
+    "usage: magpie model export CKPT FILE.safetensors\n"
+    "Write the model tensors under their PyTorch state_dict names (num_batches_tracked as int64), so\n"
+    "torch's load_state_dict(strict=True) accepts them; the architecture goes into __metadata__.\n";
+
+/* Parse "--opt value" / "--opt=value" options; returns positional args in pos (count in *npos),
+ * or -1 after printing a usage error. --help prints help and returns 1. */
+typedef struct {
+    const char *name;
+    const char **val; /* NULL for a flag */
+    int *flag;
+} opt;
+
+static int parse_args(int argc, char **argv, const opt *opts, const char *help, char **pos, int maxpos, int *npos)
+{
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(help, stdout);
+            return 1;
+        }
+        if (a[0] == '-' && a[1] == '-') {
+            const opt *o = NULL;
+            const char *eq = strchr(a, '=');
+            size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            for (const opt *p = opts; p && p->name; p++)
+                if (strlen(p->name) == n && !strncmp(p->name, a + 2, n)) o = p;
+            if (!o) {
+                mp_error("model %s: unknown option %s (see magpie model %s --help)", argv[0], a, argv[0]);
+                return -1;
+            }
+            if (!o->val) {
+                *o->flag = 1;
+                continue;
+            }
+            if (eq) *o->val = eq + 1;
+            else if (i + 1 < argc) *o->val = argv[++i];
+            else {
+                mp_error("model %s: %s needs a value", argv[0], a);
+                return -1;
+            }
+            continue;
+        }
+        if (*npos == maxpos) {
+            mp_error("model %s: unexpected argument '%s' (see magpie model %s --help)", argv[0], a, argv[0]);
+            return -1;
+        }
+        pos[(*npos)++] = argv[i];
+    }
+    return 0;
+}
+
+static int fail(void)
+{
+    mp_error("%s", mp_err());
+    return MP_EXIT_FAIL;
+}
+
+/* ---- info ---- */
+
+static int do_info(int argc, char **argv)
+{
+    const char *size_s = NULL;
+    int json = 0;
+    opt opts[] = {{"size", &size_s, NULL}, {"json", NULL, &json}, {NULL, NULL, NULL}};
+    char *pos[1];
+    int npos, rc = parse_args(argc, argv, opts, help_info, pos, 1, &npos);
+    if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
+    long size = 224;
+    if (npos != 1 || (size_s && (mp_parse_long(size_s, &size) != 0 || size < 1 || size > 65536))) {
+        mp_error(npos != 1 ? "model info: expected CKPT" : "model info: --size must be a pixel count");
+        return MP_EXIT_USAGE;
+    }
+    nn_ckpt ck;
+    if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
+    nn_model_cfg cfg;
+    nn_model *m = NULL;
+    if (nn_arch_from_ckpt(&ck, &cfg) != 0 || !(m = nn_model_from_ckpt(&ck, 1, 32, 32, 0))) {
+        nn_ckpt_free(&ck);
+        return fail();
+    }
+    int64_t flops = nn_model_flops(&cfg, (int)size, (int)size);
+    size_t params = nn_model_param_count(m), total = 0;
+    const nn_params *ps = nn_model_params(m);
+    for (int i = 0; i < ps->n; i++) total += ps->p[i].numel;
+    char desc[512];
+    nn_arch_describe(&cfg, desc, sizeof desc);
+    int64_t step = -1, epoch = -1;
+    const char *optk = nn_ckpt_train_get(&ck, "optim.kind");
+    if (ck.has_train) {
+        if (nn_ckpt_train_get_i64(&ck, "step", &step) != 0 && nn_ckpt_train_get_i64(&ck, "optim.step", &step) != 0)
+            step = -1;
+        if (nn_ckpt_train_get_i64(&ck, "epoch", &epoch) != 0) epoch = -1;
+    }
+    if (json) {
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:b}", "file", pos[0], "architecture", desc,
+                              "parameters", (json_int_t)params, "buffers", (json_int_t)(total - params), "size",
+                              (int)size, "flops", (json_int_t)flops, "training_state", ck.has_train);
+        json_t *meta = json_object();
+        for (int i = 0; i < ck.nmeta; i++) json_object_set_new(meta, ck.meta[2 * i], json_string(ck.meta[2 * i + 1]));
+        json_object_set_new(o, "meta", meta);
+        if (ck.has_train) {
+            json_object_set_new(o, "step", json_integer(step));
+            json_object_set_new(o, "epoch", json_integer(epoch));
+            if (optk) json_object_set_new(o, "optimizer", json_string(optk));
+        }
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("checkpoint    %s\n", pos[0]);
+        printf("architecture  %s\n", desc);
+        printf("parameters    %zu trainable (%.2f M), %zu buffer values, %d tensors\n", params, (double)params / 1e6,
+               total - params, ps->n);
+        printf("flops         %.4f GFLOP per %ldx%ld image (%.4f GMAC)\n", (double)flops / 1e9, size, size,
+               (double)flops / 2e9);
+        if (ck.has_train)
+            printf("training      step %lld, epoch %lld, optimiser %s\n", (long long)step, (long long)epoch,
+                   optk ? optk : "none");
+        else
+            printf("training      no training state (weights only)\n");
+        for (int i = 0; i < ck.nmeta; i++) printf("meta          %s = %s\n", ck.meta[2 * i], ck.meta[2 * i + 1]);
+    }
+    nn_model_free(m);
+    nn_ckpt_free(&ck);
+    return MP_EXIT_OK;
+}
+
+/* ---- run / grad ---- */
+
+static int read_batch(const char *path, int in_ch, nn_npy *x)
+{
+    if (nn_npy_read(path, x) != 0) return -1;
+    if (x->dtype != NN_F32 || x->ndim != 4)
+        return mp_err_set("%s: expected a float32 N×C×H×W batch, got %s with %d dimensions", path,
+                          x->dtype == NN_F32 ? "float32" : x->dtype == NN_I64 ? "int64" : "int32", x->ndim);
+    if (x->shape[1] != in_ch)
+        return mp_err_set("%s: %lld channels, the model takes %d", path, (long long)x->shape[1], in_ch);
+    if (x->shape[0] < 1 || x->shape[2] < 1 || x->shape[3] < 1 || x->shape[0] > 1 << 24 || x->shape[2] > 1 << 16 ||
+        x->shape[3] > 1 << 16)
+        return mp_err_set("%s: bad batch shape", path);
+    return 0;
+}
+
+static int do_run(int argc, char **argv)
+{
+    char *pos[3];
+    int npos, rc = parse_args(argc, argv, NULL, help_run, pos, 3, &npos);
+    if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
+    if (npos != 3) {
+        mp_error("model run: expected CKPT IN.npy OUT.npy");
+        return MP_EXIT_USAGE;
+    }
+    nn_ckpt ck;
+    nn_model_cfg cfg;
+    nn_npy x = {0};
+    nn_model *m = NULL;
+    float *logits = NULL;
+    int status = MP_EXIT_FAIL;
+    if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
+    if (nn_arch_from_ckpt(&ck, &cfg) != 0 || read_batch(pos[1], cfg.in_ch, &x) != 0) goto out;
+    int N = (int)x.shape[0], C = (int)x.shape[1], H = (int)x.shape[2], W = (int)x.shape[3];
+    int B = N < RUN_BATCH ? N : RUN_BATCH, K = cfg.classes;
+    if (!(m = nn_model_from_ckpt(&ck, B, H, W, 0))) goto out;
+    logits = mp_xmalloc((size_t)N * K * sizeof(float));
+    for (int i = 0; i < N; i += B) {
+        int n = N - i < B ? N - i : B;
+        if (nn_model_forward(m, (const float *)x.data + (size_t)i * C * H * W, n, H, W, 0) != 0) {
+            mp_err_prefix("%s", pos[1]);
+            goto out;
+        }
+        memcpy(logits + (size_t)i * K, nn_model_logits(m), (size_t)n * K * sizeof(float));
+    }
+    int64_t shape[2] = {N, K};
+    if (nn_npy_write(pos[2], NN_F32, 2, shape, logits) != 0) goto out;
+    status = MP_EXIT_OK;
+out:
+    if (status != MP_EXIT_OK) mp_error("%s", mp_err());
+    free(logits);
+    nn_model_free(m);
+    nn_npy_free(&x);
+    nn_ckpt_free(&ck);
+    return status;
+}
+
+static int do_grad(int argc, char **argv)
+{
+    int eval = 0;
+    opt opts[] = {{"eval", NULL, &eval}, {NULL, NULL, NULL}};
+    char *pos[4];
+    int npos, rc = parse_args(argc, argv, opts, help_grad, pos, 4, &npos);
+    if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
+    if (npos != 4) {
+        mp_error("model grad: expected CKPT IN.npy LABELS.npy OUT.safetensors");
+        return MP_EXIT_USAGE;
+    }
+    nn_ckpt ck;
+    nn_model_cfg cfg;
+    nn_npy x = {0}, y = {0};
+    nn_model *m = NULL;
+    int32_t *labels = NULL;
+    float *dlogits = NULL;
+    int status = MP_EXIT_FAIL;
+    if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
+    if (nn_arch_from_ckpt(&ck, &cfg) != 0 || read_batch(pos[1], cfg.in_ch, &x) != 0 || nn_npy_read(pos[2], &y) != 0)
+        goto out;
+    int N = (int)x.shape[0], H = (int)x.shape[2], W = (int)x.shape[3], K = cfg.classes;
+    if (y.dtype == NN_F32 || y.ndim != 1 || y.shape[0] != N) {
+        mp_err_set("%s: expected %d int64 or int32 labels (shape (%d,)), got %s with %d dimensions", pos[2], N, N,
+                   y.dtype == NN_F32 ? "float32" : "integers", y.ndim);
+        goto out;
+    }
+    labels = mp_xmalloc((size_t)N * sizeof *labels);
+    for (int i = 0; i < N; i++) {
+        int64_t v = y.dtype == NN_I64 ? ((int64_t *)y.data)[i] : ((int32_t *)y.data)[i];
+        if (v < 0 || v >= K) {
+            mp_err_set("%s: label %lld at index %d is outside 0..%d", pos[2], (long long)v, i, K - 1);
+            goto out;
+        }
+        labels[i] = (int32_t)v;
+    }
+    if (!(m = nn_model_from_ckpt(&ck, N, H, W, 1))) goto out;
+    if (nn_model_forward(m, x.data, N, H, W, !eval) != 0) {
+        mp_err_prefix("%s", pos[1]);
+        goto out;
+    }
+    dlogits = mp_xcalloc((size_t)N * K, sizeof(float));
+    double loss = nn_cross_entropy(dlogits, nn_model_logits(m), labels, N, K, NULL, 0.0f, 1.0f);
+    nn_params_zero_grad(nn_model_params(m));
+    if (nn_model_backward(m, dlogits, NULL) != 0) goto out;
+    char ls[64];
+    snprintf(ls, sizeof ls, "%.9g", loss);
+    const char *meta[] = {"format", "pt", "loss", ls, "mode", eval ? "eval" : "train", NULL};
+    if (nn_st_write_params(pos[3], nn_model_params(m), 1, meta) != 0) goto out;
+    printf("loss %.9g\n", loss);
+    status = MP_EXIT_OK;
+out:
+    if (status != MP_EXIT_OK) mp_error("%s", mp_err());
+    free(labels);
+    free(dlogits);
+    nn_model_free(m);
+    nn_npy_free(&x);
+    nn_npy_free(&y);
+    nn_ckpt_free(&ck);
+    return status;
+}
+
+/* ---- import / export ---- */
+
+static int check_triple(const char *what, const char *s)
+{
+    double v[4];
+    if (s && mp_parse_double_list(s, v, 4) != 3) {
+        mp_error("model import: %s must be three comma-separated numbers (got '%s')", what, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int do_import(int argc, char **argv)
+{
+    const char *out = NULL, *arch = NULL, *groups_s = NULL, *mag = NULL, *mean = NULL, *std = NULL;
+    opt opts[] = {{"out", &out, NULL},   {"arch", &arch, NULL}, {"groups", &groups_s, NULL}, {"mag", &mag, NULL},
+                  {"mean", &mean, NULL}, {"std", &std, NULL},   {NULL, NULL, NULL}};
+    char *pos[1];
+    int npos, rc = parse_args(argc, argv, opts, help_import, pos, 1, &npos);
+    if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
+    long groups = 32;
+    double magv;
+    if (npos != 1 || !out) {
+        mp_error("model import: expected FILE.safetensors --out CKPT");
+        return MP_EXIT_USAGE;
+    }
+    if (groups_s && (mp_parse_long(groups_s, &groups) != 0 || groups < 1)) {
+        mp_error("model import: --groups must be a positive integer");
+        return MP_EXIT_USAGE;
+    }
+    if (mag && (mp_parse_double(mag, &magv) != 0 || !(magv > 0))) {
+        mp_error("model import: --mag must be a positive number");
+        return MP_EXIT_USAGE;
+    }
+    if (check_triple("--mean", mean) || check_triple("--std", std)) return MP_EXIT_USAGE;
+    nn_st_file f;
+    if (nn_st_read(pos[0], &f) != 0) return fail();
+    nn_model_cfg cfg;
+    nn_model *m = NULL;
+    nn_ckpt ck = {0};
+    int status = MP_EXIT_FAIL;
+    if (arch) {
+        const nn_st_tensor *fc = nn_st_find(&f, "fc.weight");
+        if (nn_arch_preset(arch, fc && fc->ndim == 2 ? (int)fc->shape[0] : 1, &cfg) != 0) {
+            mp_error("model import: %s", mp_err());
+            status = MP_EXIT_USAGE;
+            goto out;
+        }
+        if (groups_s) cfg.groups = (int)groups;
+    } else if (nn_arch_infer(&f, pos[0], (int)groups, &cfg) != 0) {
+        goto out;
+    }
+    if (!(m = nn_model_create(&cfg, 1, 32, 32, 0))) {
+        mp_err_prefix("%s", pos[0]);
+        goto out;
+    }
+    if (nn_arch_load_st(&f, pos[0], nn_model_params(m)) != 0) goto out;
+    nn_arch_to_ckpt(&cfg, &ck);
+    if (mag) nn_ckpt_set(&ck, "input_mag", mag);
+    if (mean) nn_ckpt_set(&ck, "mean", mean);
+    if (std) nn_ckpt_set(&ck, "std", std);
+    {
+        char src[4096];
+        snprintf(src, sizeof src, "%s", pos[0]);
+        nn_ckpt_set(&ck, "source", basename(src));
+    }
+    for (int i = 0; i < f.nmeta; i++) {
+        char key[512];
+        snprintf(key, sizeof key, "import.%s", f.meta[2 * i]);
+        nn_ckpt_set(&ck, key, f.meta[2 * i + 1]);
+    }
+    if (nn_ckpt_add_params(&ck, nn_model_params(m)) != 0 || nn_ckpt_save(&ck, out) != 0) goto out;
+    char desc[512];
+    nn_arch_describe(&cfg, desc, sizeof desc);
+    if (!mp_log_quiet()) printf("%s: %s, %zu parameters\n", out, desc, nn_model_param_count(m));
+    status = MP_EXIT_OK;
+out:
+    if (status == MP_EXIT_FAIL) mp_error("%s", mp_err());
+    nn_ckpt_free(&ck);
+    nn_model_free(m);
+    nn_st_free(&f);
+    return status;
+}
+
+static int do_export(int argc, char **argv)
+{
+    char *pos[2];
+    int npos, rc = parse_args(argc, argv, NULL, help_export, pos, 2, &npos);
+    if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
+    if (npos != 2) {
+        mp_error("model export: expected CKPT FILE.safetensors");
+        return MP_EXIT_USAGE;
+    }
+    nn_ckpt ck;
+    if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
+    /* Building the model proves the checkpoint is a complete, consistent network. */
+    nn_model *m = nn_model_from_ckpt(&ck, 1, 32, 32, 0);
+    if (!m) {
+        nn_ckpt_free(&ck);
+        return fail();
+    }
+    nn_model_free(m);
+    nn_st_entry *e = mp_xcalloc((size_t)ck.n + 1, sizeof *e);
+    int64_t *counts = mp_xcalloc((size_t)ck.n + 1, sizeof *counts);
+    int n = 0;
+    for (int i = 0; i < ck.n; i++) {
+        const nn_ckpt_tensor *t = &ck.t[i];
+        if (t->section != NN_CKPT_MODEL) continue;
+        const char *dot = strrchr(t->name, '.');
+        e[n] = (nn_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
+        if (dot && !strcmp(dot, ".num_batches_tracked") && t->dtype == NN_F32 && t->numel == 1) {
+            /* torch keeps this counter as int64 */
+            float v;
+            memcpy(&v, t->data, 4);
+            counts[n] = (int64_t)v;
+            e[n].dtype = NN_I64;
+            e[n].data = &counts[n];
+        }
+        n++;
+    }
+    const char **meta = mp_xcalloc(2 * (size_t)ck.nmeta + 3, sizeof *meta);
+    char **keys = mp_xcalloc((size_t)ck.nmeta + 1, sizeof *keys);
+    int k = 0;
+    meta[k++] = "format";
+    meta[k++] = "pt";
+    for (int i = 0; i < ck.nmeta; i++) {
+        keys[i] = mp_xmalloc(strlen(ck.meta[2 * i]) + 8);
+        sprintf(keys[i], "magpie.%s", ck.meta[2 * i]);
+        meta[k++] = keys[i];
+        meta[k++] = ck.meta[2 * i + 1];
+    }
+    int status = nn_st_write(pos[1], e, n, meta) == 0 ? MP_EXIT_OK : MP_EXIT_FAIL;
+    if (status != MP_EXIT_OK) mp_error("%s", mp_err());
+    for (int i = 0; i < ck.nmeta; i++) free(keys[i]);
+    free(keys);
+    free(meta);
+    free(counts);
+    free(e);
+    nn_ckpt_free(&ck);
+    return status;
+}
 
 int cmd_model(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    mp_error("model: not available in this build yet");
-    return MP_EXIT_FAIL;
+    if (argc < 2) {
+        usage(stderr);
+        return MP_EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+        usage(stdout);
+        return MP_EXIT_OK;
+    }
+    if (!strcmp(sub, "info")) return do_info(argc - 1, argv + 1);
+    if (!strcmp(sub, "run")) return do_run(argc - 1, argv + 1);
+    if (!strcmp(sub, "grad")) return do_grad(argc - 1, argv + 1);
+    if (!strcmp(sub, "import")) return do_import(argc - 1, argv + 1);
+    if (!strcmp(sub, "export")) return do_export(argc - 1, argv + 1);
+    mp_error("model: unknown command '%s' (see magpie model --help)", sub);
+    return MP_EXIT_USAGE;
 }

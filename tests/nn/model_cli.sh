@@ -1,0 +1,84 @@
+#!/bin/sh
+# `magpie model` end to end against PyTorch goldens (tests/nn/golden/interop_*, written by
+# tools/golden_interop.py): import -> info -> run -> export -> import gives identical logits,
+# logits and gradients match PyTorch, and bad inputs fail with their one-line messages.
+# Args: path of the tensor_close helper. Env: MAGPIE_BIN, MAGPIE_SRC.
+set -u
+CLOSE=$1
+M=$MAGPIE_BIN
+G=$MAGPIE_SRC/tests/nn/golden
+T=$(mktemp -d /tmp/mp_model_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail=0
+ok() { echo "ok   $1"; }
+bad() { echo "FAIL $1"; fail=1; }
+# expect CODE "message substring" CMD...: exit code and stderr text
+expect() {
+    code=$1; msg=$2; shift 2
+    "$@" >"$T/out" 2>"$T/err"; rc=$?
+    if [ $rc -ne "$code" ]; then bad "$* exited $rc, want $code: $(cat "$T/err")"; return; fi
+    if [ -n "$msg" ] && ! grep -qF -- "$msg" "$T/err"; then bad "$*: stderr lacks '$msg': $(cat "$T/err")"; return; fi
+    if [ -n "$msg" ] && [ "$(wc -l <"$T/err")" -ne 1 ]; then bad "$*: error is not one line"; return; fi
+    ok "$* -> $code"
+}
+
+# help and usage
+for c in info run grad import export; do
+    "$M" model $c --help | grep -q "^usage: magpie model $c" && ok "model $c --help" || bad "model $c --help"
+done
+expect 0 "" "$M" model --help
+expect 1 "model: unknown command 'frob'" "$M" model frob
+expect 1 "model run: expected CKPT IN.npy OUT.npy" "$M" model run a.mpk
+expect 1 "model import: expected FILE.safetensors --out CKPT" "$M" model import "$G/interop_model.safetensors"
+expect 1 "model info: unknown option --bogus" "$M" model info x.mpk --bogus
+
+# import -> info -> run -> export -> import -> run
+expect 0 "" "$M" model import "$G/interop_model.safetensors" --out "$T/a.mpk" --mag 10 --mean 0.7,0.5,0.6 --std 0.2,0.2,0.2
+"$M" model info "$T/a.mpk" --size 64 >"$T/info" || bad "model info"
+grep -q "widths 32,32,32,32 blocks 1,2,1,1 GroupNorm(32) 3 classes" "$T/info" && ok "info: inferred architecture" || bad "info architecture: $(cat "$T/info")"
+grep -q "^parameters    100931 trainable" "$T/info" && ok "info: parameter count" || bad "info count: $(cat "$T/info")"
+grep -q "^meta          input_mag = 10" "$T/info" && ok "info: input mag stored" || bad "info mag"
+"$M" model info "$T/a.mpk" --json | grep -q '"parameters": 100931' && ok "info --json" || bad "info --json"
+expect 0 "" "$M" model run "$T/a.mpk" "$G/interop_x.npy" "$T/logits.npy"
+"$CLOSE" "$T/logits.npy" "$G/interop_logits.npy" 1e-5 1e-4 && ok "run: logits match PyTorch" || bad "run: logits vs PyTorch"
+expect 0 "" "$M" model export "$T/a.mpk" "$T/re.safetensors"
+"$CLOSE" "$T/re.safetensors" "$G/interop_model.safetensors" 0 0 && ok "export: same tensors as the PyTorch file" || bad "export values"
+expect 0 "" "$M" model import "$T/re.safetensors" --out "$T/b.mpk"
+expect 0 "" "$M" model run "$T/b.mpk" "$G/interop_x.npy" "$T/logits2.npy"
+cmp -s "$T/logits.npy" "$T/logits2.npy" && ok "import/export round trip: identical logits" || bad "round-trip logits differ"
+
+# gradients vs PyTorch (train mode; GroupNorm has no mode)
+"$M" model grad "$T/a.mpk" "$G/interop_x.npy" "$G/interop_y.npy" "$T/g.safetensors" >"$T/loss" || bad "model grad"
+"$CLOSE" "$T/g.safetensors" "$G/interop_grads.safetensors" 1e-4 1e-3 && ok "grad: gradients match PyTorch" || bad "grad vs PyTorch"
+grep -q "^loss 1.3192" "$T/loss" && ok "grad: loss printed" || bad "grad loss: $(cat "$T/loss")"
+
+# BatchNorm model: inferred from running_mean, eval-mode logits match, num_batches_tracked stays int64
+expect 0 "" "$M" model import "$G/interop_bn_model.safetensors" --out "$T/bn.mpk"
+"$M" model info "$T/bn.mpk" | grep -q "widths 8,16 blocks 1,1 BatchNorm 4 classes" && ok "info: BN inferred" || bad "BN infer"
+expect 0 "" "$M" model run "$T/bn.mpk" "$G/interop_x.npy" "$T/bn.npy"
+"$CLOSE" "$T/bn.npy" "$G/interop_bn_logits.npy" 1e-5 1e-4 && ok "run: BN logits match PyTorch" || bad "BN logits"
+expect 0 "" "$M" model export "$T/bn.mpk" "$T/bn.safetensors"
+"$CLOSE" "$T/bn.safetensors" "$G/interop_bn_model.safetensors" 0 0 && ok "export: BN tensors equal" || bad "BN export"
+grep -q '"layers.0.n1.num_batches_tracked":{"dtype":"I64"' "$T/bn.safetensors" && ok "export: num_batches_tracked is I64" || bad "nbt dtype"
+
+# anomalies
+expect 2 "interop_model.safetensors: tensor stem.0.weight has shape [32,3,7,7], the model expects [64,3,7,7]" \
+    "$M" model import "$G/interop_model.safetensors" --out "$T/x.mpk" --arch resnet18_gn
+expect 2 "interop_bn_model.safetensors: tensor stem.0.weight has shape [8,3,7,7], the model expects [32,3,7,7]" \
+    "$M" model import "$G/interop_bn_model.safetensors" --out "$T/x.mpk" --arch resnet_gn
+expect 1 "model import: unknown architecture 'vgg'" "$M" model import "$G/interop_model.safetensors" --out "$T/x.mpk" --arch vgg
+expect 2 "interop_tensors.safetensors: no tensor stem.0.weight" "$M" model import "$G/interop_tensors.safetensors" --out "$T/x.mpk"
+expect 2 "model config: width 32 of stage 0 is not divisible by 5 groups" \
+    "$M" model import "$G/interop_model.safetensors" --out "$T/x.mpk" --groups 5
+expect 2 "interop_f64.npy: dtype '<f8' not supported" "$M" model run "$T/a.mpk" "$G/interop_f64.npy" "$T/x.npy"
+expect 2 "interop_fortran.npy: Fortran-order array not supported" "$M" model run "$T/a.mpk" "$G/interop_fortran.npy" "$T/x.npy"
+expect 2 "interop_i64.npy: expected a float32 N×C×H×W batch" "$M" model run "$T/a.mpk" "$G/interop_i64.npy" "$T/x.npy"
+expect 2 "interop_f32.npy: expected 2 int64 or int32 labels" "$M" model grad "$T/a.mpk" "$G/interop_x.npy" "$G/interop_f32.npy" "$T/x.st"
+head -c 3000 "$T/a.mpk" >"$T/cut.mpk"
+expect 2 "cut.mpk: truncated: header and tensor table need bytes 0..7424, file has 3000" "$M" model run "$T/cut.mpk" "$G/interop_x.npy" "$T/x.npy"
+head -c 9000 "$T/a.mpk" >"$T/cut.mpk"
+expect 2 "cut.mpk: truncated: tensor stem.0.weight needs bytes 7424..26240, file has 9000" "$M" model run "$T/cut.mpk" "$G/interop_x.npy" "$T/x.npy"
+expect 2 "x.npy: not a magpie checkpoint (bad magic)" "$M" model info "$G/interop_x.npy"
+expect 2 "nothere.mpk: No such file or directory" "$M" model export "$T/nothere.mpk" "$T/x.safetensors"
+[ ! -e "$T/x.npy" ] && [ ! -e "$T/x.mpk" ] && ok "failures leave no output files" || bad "output written on failure"
+exit $fail
