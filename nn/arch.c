@@ -25,30 +25,51 @@ static void fmt_float(char *buf, size_t cap, float v)
     }
 }
 
+static int same_cfg(const nn_model_cfg *a, const nn_model_cfg *b)
+{
+    if (a->in_ch != b->in_ch || a->nstages != b->nstages || a->norm != b->norm ||
+        (a->norm == NN_NORM_GROUP && a->groups != b->groups))
+        return 0;
+    for (int i = 0; i < a->nstages; i++)
+        if (a->widths[i] != b->widths[i] || a->blocks[i] != b->blocks[i]) return 0;
+    return 1;
+}
+
+static const char *const presets[] = {"resnet_gn", "resnet18", "resnet18_bn"};
+
 void nn_arch_to_ckpt(const nn_model_cfg *cfg, nn_ckpt *ck)
 {
     char b[256];
-    nn_ckpt_set(ck, "arch", "resnet");
-    nn_ckpt_setf(ck, "in_ch", "%d", cfg->in_ch);
+    const char *name = "resnet";
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        nn_model_cfg p;
+        if (nn_arch_preset(presets[i], cfg->classes, &p) == 0 && same_cfg(&p, cfg)) name = presets[i];
+    }
+    nn_ckpt_set(ck, "arch", name);
+    nn_ckpt_setf(ck, "arch.in_ch", "%d", cfg->in_ch);
     join_ints(b, sizeof b, cfg->widths, cfg->nstages);
-    nn_ckpt_set(ck, "widths", b);
+    nn_ckpt_set(ck, "arch.widths", b);
     join_ints(b, sizeof b, cfg->blocks, cfg->nstages);
-    nn_ckpt_set(ck, "blocks", b);
-    nn_ckpt_set(ck, "norm", cfg->norm == NN_NORM_BATCH ? "batch" : "group");
-    nn_ckpt_setf(ck, "groups", "%d", cfg->groups);
-    nn_ckpt_setf(ck, "classes", "%d", cfg->classes);
+    nn_ckpt_set(ck, "arch.blocks", b);
+    nn_ckpt_set(ck, "arch.norm", cfg->norm == NN_NORM_BATCH ? "batch" : "group");
+    nn_ckpt_setf(ck, "arch.groups", "%d", cfg->groups);
     fmt_float(b, sizeof b, cfg->norm_eps);
-    nn_ckpt_set(ck, "norm_eps", b);
+    nn_ckpt_set(ck, "arch.norm_eps", b);
     fmt_float(b, sizeof b, cfg->bn_momentum);
-    nn_ckpt_set(ck, "bn_momentum", b);
+    nn_ckpt_set(ck, "arch.bn_momentum", b);
+    nn_ckpt_setf(ck, "classes", "%d", cfg->classes);
 }
 
 static const char *ck_name(const nn_ckpt *ck) { return ck->path ? ck->path : "checkpoint"; }
 
-static int get_int(const nn_ckpt *ck, const char *key, int *out)
+static int get_int(const nn_ckpt *ck, const char *key, int dflt, int *out)
 {
     const char *s = nn_ckpt_get(ck, key);
     long v;
+    if (!s && dflt >= 0) {
+        *out = dflt;
+        return 0;
+    }
     if (!s) return mp_err_set("%s: architecture has no %s", ck_name(ck), key);
     if (mp_parse_long(s, &v) != 0 || v < 0 || v > 1 << 24)
         return mp_err_set("%s: architecture %s = '%s' is not a count", ck_name(ck), key, s);
@@ -62,7 +83,8 @@ static int get_list(const nn_ckpt *ck, const char *key, int *out, int *n)
     double v[NN_MAX_STAGES + 1];
     if (!s) return mp_err_set("%s: architecture has no %s", ck_name(ck), key);
     int k = mp_parse_double_list(s, v, NN_MAX_STAGES + 1);
-    if (k < 1 || k > NN_MAX_STAGES) return mp_err_set("%s: architecture %s = '%s' is not a list of 1..%d counts", ck_name(ck), key, s, NN_MAX_STAGES);
+    if (k < 1 || k > NN_MAX_STAGES)
+        return mp_err_set("%s: architecture %s = '%s' is not a list of 1..%d counts", ck_name(ck), key, s, NN_MAX_STAGES);
     for (int i = 0; i < k; i++) {
         if (v[i] < 1 || v[i] > 1 << 20 || v[i] != (int)v[i])
             return mp_err_set("%s: architecture %s = '%s' is not a list of counts", ck_name(ck), key, s);
@@ -74,24 +96,24 @@ static int get_list(const nn_ckpt *ck, const char *key, int *out, int *n)
 
 int nn_arch_from_ckpt(const nn_ckpt *ck, nn_model_cfg *cfg)
 {
-    const char *arch = nn_ckpt_get(ck, "arch");
-    if (!arch) return mp_err_set("%s: no architecture in the checkpoint (meta key arch)", ck_name(ck));
-    if (strcmp(arch, "resnet") != 0) return mp_err_set("%s: unknown architecture '%s'", ck_name(ck), arch);
+    if (!nn_ckpt_get(ck, "arch") || !nn_ckpt_get(ck, "arch.widths"))
+        return mp_err_set("%s: no architecture in the checkpoint (meta keys arch, arch.widths, ...)", ck_name(ck));
     nn_model_cfg_resnet_gn(cfg, 1);
     int nb;
-    if (get_int(ck, "in_ch", &cfg->in_ch) || get_int(ck, "classes", &cfg->classes) ||
-        get_int(ck, "groups", &cfg->groups) || get_list(ck, "widths", cfg->widths, &cfg->nstages) ||
-        get_list(ck, "blocks", cfg->blocks, &nb))
+    if (get_int(ck, "arch.in_ch", 3, &cfg->in_ch) || get_int(ck, "classes", -1, &cfg->classes) ||
+        get_int(ck, "arch.groups", 32, &cfg->groups) || get_list(ck, "arch.widths", cfg->widths, &cfg->nstages) ||
+        get_list(ck, "arch.blocks", cfg->blocks, &nb))
         return -1;
-    if (nb != cfg->nstages) return mp_err_set("%s: architecture has %d widths but %d block counts", ck_name(ck), cfg->nstages, nb);
-    const char *norm = nn_ckpt_get(ck, "norm");
+    if (nb != cfg->nstages)
+        return mp_err_set("%s: architecture has %d widths but %d block counts", ck_name(ck), cfg->nstages, nb);
+    const char *norm = nn_ckpt_get(ck, "arch.norm");
     if (!norm || (strcmp(norm, "group") && strcmp(norm, "batch")))
-        return mp_err_set("%s: architecture norm must be group or batch", ck_name(ck));
+        return mp_err_set("%s: architecture arch.norm must be group or batch", ck_name(ck));
     cfg->norm = strcmp(norm, "batch") ? NN_NORM_GROUP : NN_NORM_BATCH;
     double d;
-    const char *s = nn_ckpt_get(ck, "norm_eps");
+    const char *s = nn_ckpt_get(ck, "arch.norm_eps");
     if (s && mp_parse_double(s, &d) == 0) cfg->norm_eps = (float)d;
-    s = nn_ckpt_get(ck, "bn_momentum");
+    s = nn_ckpt_get(ck, "arch.bn_momentum");
     if (s && mp_parse_double(s, &d) == 0) cfg->bn_momentum = (float)d;
     if (nn_model_cfg_check(cfg) != 0) return mp_err_prefix("%s", ck_name(ck));
     return 0;
@@ -100,9 +122,9 @@ int nn_arch_from_ckpt(const nn_ckpt *ck, nn_model_cfg *cfg)
 int nn_arch_preset(const char *name, int classes, nn_model_cfg *cfg)
 {
     if (!strcmp(name, "resnet_gn")) nn_model_cfg_resnet_gn(cfg, classes);
-    else if (!strcmp(name, "resnet18_gn")) nn_model_cfg_resnet18(cfg, classes, NN_NORM_GROUP);
+    else if (!strcmp(name, "resnet18") || !strcmp(name, "resnet18_gn")) nn_model_cfg_resnet18(cfg, classes, NN_NORM_GROUP);
     else if (!strcmp(name, "resnet18_bn")) nn_model_cfg_resnet18(cfg, classes, NN_NORM_BATCH);
-    else return mp_err_set("unknown architecture '%s' (resnet_gn, resnet18_gn, resnet18_bn)", name);
+    else return mp_err_set("unknown architecture '%s' (resnet_gn, resnet18, resnet18_bn)", name);
     return 0;
 }
 

@@ -2,9 +2,11 @@
  * state_dict's names and shapes, and models created straight from checkpoints. The glue
  * between nn/model.h (the network) and nn/ckpt.h / nn/safetensors.h (the files).
  *
- * Checkpoint meta keys: arch ("resnet"), in_ch, widths ("32,64,128,256"), blocks ("1,1,1,1"),
- * norm ("group" | "batch"), groups, classes, norm_eps, bn_momentum; the trainer may add
- * input_mag, mean, std ("0.70,0.52,0.66") and anything else. */
+ * Checkpoint meta keys (shared with trainer/modelio.c): arch (a layout name: resnet_gn,
+ * resnet18, resnet18_bn, or "resnet" for any other), arch.in_ch, arch.widths ("32,64,128,256"),
+ * arch.blocks ("1,1,1,1"), arch.norm ("group" | "batch"), arch.groups, arch.norm_eps,
+ * arch.bn_momentum, classes. Optional, written by the trainer or `model import`: mag,
+ * input_size, norm.mean, norm.std ("0.70,0.52,0.66"); anything else is free metadata. */
 #ifndef NN_ARCH_H
 #define NN_ARCH_H
 
@@ -12,12 +14,13 @@
 #include "nn/model.h"
 #include "nn/safetensors.h"
 
-/* Write cfg into ck's meta. */
+/* Write cfg into ck's meta; arch is the layout name if cfg is one of the presets. */
 void nn_arch_to_ckpt(const nn_model_cfg *cfg, nn_ckpt *ck);
 /* Read and check a config from ck's meta; errors name the checkpoint and the key. */
 int nn_arch_from_ckpt(const nn_ckpt *ck, nn_model_cfg *cfg);
-/* Named layouts: "resnet_gn" (RBD: 32/64/128/256, 1 block per stage, GN 32), "resnet18_gn",
- * "resnet18_bn" (64/128/256/512, 2 blocks per stage). -1 + mp_err on an unknown name. */
+/* Named layouts: "resnet_gn" (RBD: 32/64/128/256, 1 block per stage, GN 32), "resnet18"
+ * (= "resnet18_gn") and "resnet18_bn" (64/128/256/512, 2 blocks per stage). -1 + mp_err on an
+ * unknown name. */
 int nn_arch_preset(const char *name, int classes, nn_model_cfg *cfg);
 /* Infer the config from a state_dict: in_ch and widths from conv shapes, blocks per stage from
  * layers.K names (a block with a shortcut conv starts a new stage), GN vs BN from running_mean,

@@ -29,7 +29,7 @@ static void usage(FILE *f)
             "  info CKPT [--size PX] [--json]            architecture, parameters, FLOPs, training state\n"
             "  run CKPT IN.npy OUT.npy                    forward an N×C×H×W float32 batch, write N×classes logits\n"
             "  grad CKPT IN.npy LABELS.npy OUT.safetensors  cross-entropy gradients of every parameter\n"
-            "  import FILE.safetensors --out CKPT [--arch NAME] [--groups G] [--mag M] [--mean a,b,c] [--std a,b,c]\n"
+            "  import FILE.safetensors --out CKPT [--arch NAME] [--groups G] [--mag M] [--size PX] [--mean a,b,c] [--std a,b,c]\n"
             "                                             PyTorch state_dict -> checkpoint (architecture inferred)\n"
             "  export CKPT FILE.safetensors               checkpoint -> PyTorch state_dict (load_state_dict ready)\n");
 }
@@ -49,13 +49,13 @@ static const char *help_grad =
     "of every trainable parameter under its PyTorch name. The loss is printed and stored as metadata.\n";
 static const char *help_import =
     "usage: magpie model import FILE.safetensors --out CKPT [--arch NAME] [--groups G] [--mag M]\n"
-    "                           [--mean a,b,c] [--std a,b,c]\n"
+    "                           [--size PX] [--mean a,b,c] [--std a,b,c]\n"
     "Convert a PyTorch state_dict (names of torch_resnet_gn.py: stem.0.weight, layers.K.c1.weight, fc.bias)\n"
     "to a checkpoint. The architecture is inferred: widths from conv shapes, blocks per stage from the\n"
     "layer names, GroupNorm or BatchNorm from running_mean, classes from fc.weight. --arch resnet_gn |\n"
-    "resnet18_gn | resnet18_bn states it instead (every tensor is then checked against it). --groups is\n"
-    "the GroupNorm group count (default 32; not recorded in a state_dict). --mag, --mean, --std record\n"
-    "the input magnification and normalisation in the checkpoint.\n";
+    "resnet18 | resnet18_bn states it instead (every tensor is then checked against it). --groups is\n"
+    "the GroupNorm group count (default 32; not recorded in a state_dict). --mag, --size, --mean, --std\n"
+    "record the input magnification, patch size and normalisation (of [0,1] pixels) in the checkpoint.\n";
 static const char *help_export =
     "usage: magpie model export CKPT FILE.safetensors\n"
     "Write the model tensors under their PyTorch state_dict names (num_batches_tracked as int64), so\n"
@@ -319,9 +319,10 @@ static int check_triple(const char *what, const char *s)
 
 static int do_import(int argc, char **argv)
 {
-    const char *out = NULL, *arch = NULL, *groups_s = NULL, *mag = NULL, *mean = NULL, *std = NULL;
-    opt opts[] = {{"out", &out, NULL},   {"arch", &arch, NULL}, {"groups", &groups_s, NULL}, {"mag", &mag, NULL},
-                  {"mean", &mean, NULL}, {"std", &std, NULL},   {NULL, NULL, NULL}};
+    const char *out = NULL, *arch = NULL, *groups_s = NULL, *mag = NULL, *mean = NULL, *std = NULL, *size_s = NULL;
+    opt opts[] = {{"out", &out, NULL},   {"arch", &arch, NULL}, {"groups", &groups_s, NULL},
+                  {"mag", &mag, NULL},   {"size", &size_s, NULL}, {"mean", &mean, NULL},
+                  {"std", &std, NULL},   {NULL, NULL, NULL}};
     char *pos[1];
     int npos, rc = parse_args(argc, argv, opts, help_import, pos, 1, &npos);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
@@ -337,6 +338,11 @@ static int do_import(int argc, char **argv)
     }
     if (mag && (mp_parse_double(mag, &magv) != 0 || !(magv > 0))) {
         mp_error("model import: --mag must be a positive number");
+        return MP_EXIT_USAGE;
+    }
+    long sizev;
+    if (size_s && (mp_parse_long(size_s, &sizev) != 0 || sizev < 1)) {
+        mp_error("model import: --size must be a positive pixel count");
         return MP_EXIT_USAGE;
     }
     if (check_triple("--mean", mean) || check_triple("--std", std)) return MP_EXIT_USAGE;
@@ -363,9 +369,11 @@ static int do_import(int argc, char **argv)
     }
     if (nn_arch_load_st(&f, pos[0], nn_model_params(m)) != 0) goto out;
     nn_arch_to_ckpt(&cfg, &ck);
-    if (mag) nn_ckpt_set(&ck, "input_mag", mag);
-    if (mean) nn_ckpt_set(&ck, "mean", mean);
-    if (std) nn_ckpt_set(&ck, "std", std);
+    /* the trainer's keys (trainer/modelio.c), so `magpie eval/infer` can use an imported model */
+    if (mag) nn_ckpt_set(&ck, "mag", mag);
+    if (size_s) nn_ckpt_set(&ck, "input_size", size_s);
+    if (mean) nn_ckpt_set(&ck, "norm.mean", mean);
+    if (std) nn_ckpt_set(&ck, "norm.std", std);
     {
         char src[4096];
         snprintf(src, sizeof src, "%s", pos[0]);
