@@ -3,7 +3,10 @@
  * wrong magic/version, bad CRC) each with its exact message. */
 #include "tests/test.h"
 
+#include <signal.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -293,6 +296,53 @@ TEST(fuzz_truncate_and_flip)
     free(buf);
 }
 
+/* Crash test: a child rewrites one checkpoint in a loop (generation g: every value = g) and is
+ * killed at varying moments; the file must always load, whole, as some complete generation. */
+static int save_gen(const char *path, float *buf, size_t n, int gen)
+{
+    for (size_t i = 0; i < n; i++) buf[i] = (float)gen;
+    nn_ckpt ck = {0};
+    nn_ckpt_setf(&ck, "gen", "%d", gen);
+    int64_t shape[1] = {(int64_t)n};
+    nn_ckpt_add(&ck, NN_CKPT_MODEL, "w", NN_F32, 1, shape, buf, 0);
+    int rc = nn_ckpt_save(&ck, path);
+    nn_ckpt_free(&ck);
+    return rc;
+}
+
+TEST(crash_mid_write)
+{
+    const size_t n = 1 << 20; /* 4 MiB per save */
+    float *buf = malloc(n * sizeof(float));
+    const char *path = path_in("crash.mpk");
+    CHECK_INT(save_gen(path, buf, n, 0), 0);
+    for (int round = 0; round < 6; round++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (int g = 1;; g++) save_gen(path, buf, n, g);
+        }
+        struct timespec ts = {0, 10000000L * (round + 1)}; /* 10..60 ms: several saves complete */
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        nn_ckpt l;
+        int rc = nn_ckpt_load(&l, path);
+        CHECK_INT(rc, 0);
+        if (rc) {
+            fprintf(stderr, "round %d: %s\n", round, mp_err());
+            continue;
+        }
+        const nn_ckpt_tensor *t = nn_ckpt_find(&l, NN_CKPT_MODEL, "w");
+        long gen = atol(nn_ckpt_get(&l, "gen"));
+        int whole = t && t->numel == n;
+        for (size_t i = 0; whole && i < n; i++) whole = ((float *)t->data)[i] == (float)gen;
+        CHECK(whole);
+        fprintf(stderr, "     round %d: generation %ld intact\n", round, gen);
+        nn_ckpt_free(&l);
+    }
+    free(buf);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) TEST_SKIP("cannot create a temp dir");
@@ -301,6 +351,7 @@ int main(void)
     RUN(shapes_vs_model);
     RUN(anomaly_messages);
     RUN(fuzz_truncate_and_flip);
+    RUN(crash_mid_write);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
