@@ -389,7 +389,9 @@ static int parse(nn_ckpt *ck, const char *name, const uint8_t *buf, size_t len)
     ck->has_train = (int)(flags & 1);
 
     uint64_t dlen_decl = file_len >= data_off ? file_len - data_off : 0;
-    if (file_len < data_off) return mp_err_set("%s: corrupt preamble (file length %llu)", name, (unsigned long long)file_len);
+    /* 2^48 bytes bounds every size product below against overflow */
+    if (file_len < data_off || file_len > (1ull << 48))
+        return mp_err_set("%s: corrupt preamble (file length %llu)", name, (unsigned long long)file_len);
     ck->cap = nt ? (int)nt : 1;
     ck->t = mp_xcalloc((size_t)ck->cap, sizeof *ck->t);
     for (uint64_t i = 0; i < nt; i++) {

@@ -264,6 +264,65 @@ TEST(npy_anomalies)
     CHECK_CONTAINS(mp_err(), "bad.npy: cannot write dtype F64 to .npy");
 }
 
+/* Every single-bit flip of the torch file and of a numpy file: parsed or refused with a message
+ * naming the file, never a crash (the ASan build runs this too). */
+TEST(flip_fuzz)
+{
+    const char *files[] = {"interop_tensors.safetensors", "interop_f32.npy", "interop_i64.npy"};
+    for (int f = 0; f < 3; f++) {
+        uint8_t *g;
+        size_t len;
+        CHECK_INT(mp_read_file(golden(files[f]), &g, &len), 0);
+        int named = 1, refused = 0;
+        for (size_t i = 0; i < len; i++)
+            for (int bit = 0; bit < 8; bit++) {
+                uint8_t *c = malloc(len);
+                memcpy(c, g, len);
+                c[i] ^= (uint8_t)(1u << bit);
+                mp_err_clear();
+                int rc;
+                if (f == 0) {
+                    nn_st_file st;
+                    rc = nn_st_parse("f.bin", c, len, &st); /* takes c */
+                    nn_st_free(&st);
+                } else {
+                    nn_npy a;
+                    rc = nn_npy_parse("f.bin", c, len, &a);
+                    nn_npy_free(&a);
+                    free(c);
+                }
+                if (rc) {
+                    refused++;
+                    if (strncmp(mp_err(), "f.bin: ", 7)) named = 0;
+                }
+            }
+        CHECK(named);
+        CHECK(refused > 0);
+        free(g);
+    }
+}
+
+/* A .npy version 2.0 file (4-byte header length) reads like version 1. */
+TEST(npy_v2)
+{
+    const char *h = "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }";
+    size_t hl = strlen(h), pad = 64 - (12 + hl + 1) % 64, n = 12 + hl + pad + 1 + 8;
+    uint8_t *b = calloc(n, 1);
+    memcpy(b, "\x93NUMPY\x02\x00", 8);
+    uint32_t L = (uint32_t)(hl + pad + 1);
+    memcpy(b + 8, &L, 4);
+    memcpy(b + 12, h, hl);
+    memset(b + 12 + hl, ' ', pad);
+    b[12 + hl + pad] = '\n';
+    int32_t v[2] = {7, -9};
+    memcpy(b + n - 8, v, 8);
+    nn_npy a;
+    CHECK_INT(nn_npy_parse("v2.npy", b, n, &a), 0);
+    CHECK(a.dtype == NN_I32 && a.ndim == 1 && a.shape[0] == 2 && ((int32_t *)a.data)[1] == -9);
+    nn_npy_free(&a);
+    free(b);
+}
+
 TEST(arch_keys)
 {
     const char *names[] = {"resnet_gn", "resnet18", "resnet18_bn"};
@@ -311,6 +370,8 @@ int main(void)
     RUN(npy_from_numpy);
     RUN(npy_anomalies);
     RUN(arch_keys);
+    RUN(flip_fuzz);
+    RUN(npy_v2);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
