@@ -31,7 +31,9 @@ static void usage(FILE *f)
             "  grad CKPT IN.npy LABELS.npy OUT.safetensors  cross-entropy gradients of every parameter\n"
             "  import FILE.safetensors --out CKPT [--arch NAME] [--groups G] [--mag M] [--size PX] [--mean a,b,c] [--std a,b,c]\n"
             "                                             PyTorch state_dict -> checkpoint (architecture inferred)\n"
-            "  export CKPT FILE.safetensors               checkpoint -> PyTorch state_dict (load_state_dict ready)\n");
+            "  export CKPT FILE.safetensors               checkpoint -> PyTorch state_dict (load_state_dict ready)\n"
+            "  init --out CKPT [--arch NAME] [--classes K] [--widths ..] [--blocks ..] [--norm group|batch] [--seed S]\n"
+            "                                             a freshly initialised network (PyTorch's default init)\n");
 }
 
 static const char *help_info =
@@ -60,6 +62,13 @@ static const char *help_export =
     "usage: magpie model export CKPT FILE.safetensors\n"
     "Write the model tensors under their PyTorch state_dict names (num_batches_tracked as int64), so\n"
     "torch's load_state_dict(strict=True) accepts them; the architecture goes into __metadata__.\n";
+
+static const char *help_init =
+    "usage: magpie model init --out CKPT [--arch NAME] [--classes K] [--widths W,W,..] [--blocks B,B,..]\n"
+    "                         [--norm group|batch] [--groups G] [--seed S]\n"
+    "Write a checkpoint of a new network with PyTorch's default initialisation (seeded; default 0).\n"
+    "--arch resnet_gn (default) | resnet18 | resnet18_bn; --widths/--blocks/--norm/--groups change the\n"
+    "layout (one width and block count per stage); --classes defaults to 2.\n";
 
 /* Parse "--opt value" / "--opt=value" options; returns positional args in pos (count in *npos),
  * or -1 after printing a usage error. --help prints help and returns 1. */
@@ -455,6 +464,93 @@ static int do_export(int argc, char **argv)
     return status;
 }
 
+static int parse_counts(const char *what, const char *s, int *out, int *n)
+{
+    double v[NN_MAX_STAGES + 1];
+    int k = mp_parse_double_list(s, v, NN_MAX_STAGES + 1);
+    if (k < 1 || k > NN_MAX_STAGES) {
+        mp_error("model init: %s must be 1..%d comma-separated counts", what, NN_MAX_STAGES);
+        return -1;
+    }
+    for (int i = 0; i < k; i++) {
+        if (v[i] < 1 || v[i] > 65536 || v[i] != (int)v[i]) {
+            mp_error("model init: %s must be positive integers (got '%s')", what, s);
+            return -1;
+        }
+        out[i] = (int)v[i];
+    }
+    *n = k;
+    return 0;
+}
+
+static int do_init(int argc, char **argv)
+{
+    const char *out = NULL, *arch = "resnet_gn", *classes_s = NULL, *widths = NULL, *blocks = NULL, *norm = NULL,
+               *groups_s = NULL, *seed_s = NULL;
+    opt opts[] = {{"out", &out, NULL},       {"arch", &arch, NULL},     {"classes", &classes_s, NULL},
+                  {"widths", &widths, NULL}, {"blocks", &blocks, NULL}, {"norm", &norm, NULL},
+                  {"groups", &groups_s, NULL}, {"seed", &seed_s, NULL}, {NULL, NULL, NULL}};
+    char *pos[1];
+    int npos, rc = parse_args(argc, argv, opts, help_init, pos, 0, &npos);
+    if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
+    long classes = 2, groups = 0, seed = 0;
+    if (!out) {
+        mp_error("model init: --out CKPT is required");
+        return MP_EXIT_USAGE;
+    }
+    if ((classes_s && (mp_parse_long(classes_s, &classes) != 0 || classes < 1 || classes > 1 << 20)) ||
+        (groups_s && (mp_parse_long(groups_s, &groups) != 0 || groups < 1)) ||
+        (seed_s && (mp_parse_long(seed_s, &seed) != 0 || seed < 0))) {
+        mp_error("model init: --classes, --groups and --seed take non-negative integers");
+        return MP_EXIT_USAGE;
+    }
+    nn_model_cfg cfg;
+    if (nn_arch_preset(arch, (int)classes, &cfg) != 0) {
+        mp_error("model init: %s", mp_err());
+        return MP_EXIT_USAGE;
+    }
+    int nw = cfg.nstages, nb = cfg.nstages;
+    if (widths && parse_counts("--widths", widths, cfg.widths, &nw)) return MP_EXIT_USAGE;
+    if (blocks && parse_counts("--blocks", blocks, cfg.blocks, &nb)) return MP_EXIT_USAGE;
+    if (nw != nb) {
+        if (!blocks) for (int i = cfg.nstages; i < nw; i++) cfg.blocks[i] = cfg.blocks[0];
+        else if (!widths) for (int i = cfg.nstages; i < nb; i++) cfg.widths[i] = cfg.widths[cfg.nstages - 1] * 2;
+        else {
+            mp_error("model init: --widths has %d stages, --blocks %d", nw, nb);
+            return MP_EXIT_USAGE;
+        }
+    }
+    cfg.nstages = widths ? nw : nb;
+    if (norm) {
+        if (strcmp(norm, "group") && strcmp(norm, "batch")) {
+            mp_error("model init: --norm must be group or batch");
+            return MP_EXIT_USAGE;
+        }
+        cfg.norm = strcmp(norm, "batch") ? NN_NORM_GROUP : NN_NORM_BATCH;
+    }
+    if (groups) cfg.groups = (int)groups;
+    if (nn_model_cfg_check(&cfg) != 0) {
+        mp_error("model init: %s", mp_err());
+        return MP_EXIT_USAGE;
+    }
+    nn_model *m = nn_model_create(&cfg, 1, 32, 32, 0);
+    if (!m) return fail();
+    nn_model_init(m, (uint64_t)seed);
+    nn_ckpt ck = {0};
+    nn_arch_to_ckpt(&cfg, &ck);
+    nn_ckpt_setf(&ck, "init_seed", "%ld", seed);
+    int status = MP_EXIT_OK;
+    if (nn_ckpt_add_params(&ck, nn_model_params(m)) != 0 || nn_ckpt_save(&ck, out) != 0) status = fail();
+    else if (!mp_log_quiet()) {
+        char desc[512];
+        nn_arch_describe(&cfg, desc, sizeof desc);
+        printf("%s: %s, %zu parameters\n", out, desc, nn_model_param_count(m));
+    }
+    nn_ckpt_free(&ck);
+    nn_model_free(m);
+    return status;
+}
+
 int cmd_model(int argc, char **argv)
 {
     if (argc < 2) {
@@ -471,6 +567,7 @@ int cmd_model(int argc, char **argv)
     if (!strcmp(sub, "grad")) return do_grad(argc - 1, argv + 1);
     if (!strcmp(sub, "import")) return do_import(argc - 1, argv + 1);
     if (!strcmp(sub, "export")) return do_export(argc - 1, argv + 1);
+    if (!strcmp(sub, "init")) return do_init(argc - 1, argv + 1);
     mp_error("model: unknown command '%s' (see magpie model --help)", sub);
     return MP_EXIT_USAGE;
 }

@@ -23,7 +23,7 @@ expect() {
 }
 
 # help and usage
-for c in info run grad import export; do
+for c in info run grad import export init; do
     "$M" model $c --help | grep -q "^usage: magpie model $c" && ok "model $c --help" || bad "model $c --help"
 done
 expect 0 "" "$M" model --help
@@ -61,6 +61,21 @@ expect 0 "" "$M" model run "$T/bn.mpk" "$G/interop_x.npy" "$T/bn.npy"
 expect 0 "" "$M" model export "$T/bn.mpk" "$T/bn.safetensors"
 "$CLOSE" "$T/bn.safetensors" "$G/interop_bn_model.safetensors" 0 0 && ok "export: BN tensors equal" || bad "BN export"
 grep -q '"layers.0.n1.num_batches_tracked":{"dtype":"I64"' "$T/bn.safetensors" && ok "export: num_batches_tracked is I64" || bad "nbt dtype"
+
+# init: the RBD network's size and cost as METHODS.md states them (~1.23 M parameters, ~0.25 GMAC at 224)
+expect 0 "" "$M" model init --out "$T/rbd.mpk" --classes 2 --seed 3
+"$M" model info "$T/rbd.mpk" >"$T/info" || bad "info of init"
+grep -q "widths 32,64,128,256 blocks 1,1,1,1 GroupNorm(32) 2 classes" "$T/info" && ok "init: RBD layout" || bad "init layout: $(cat "$T/info")"
+p=$(sed -n 's/^parameters    \([0-9]*\) trainable.*/\1/p' "$T/info")
+[ "${p:-0}" -gt 1200000 ] && [ "${p:-0}" -lt 1260000 ] && ok "init: $p parameters (~1.23 M)" || bad "init params $p"
+grep -q "GFLOP per 224x224 image (0\.2[4-6]" "$T/info" && ok "init: ~0.25 GMAC at 224" || bad "init flops: $(grep flops "$T/info")"
+"$M" model info "$T/rbd.mpk" --size 28 | grep -q "per 28x28 image" && ok "info --size 28" || bad "info --size"
+expect 0 "" "$M" model init --out "$T/r18.mpk" --arch resnet18_bn --classes 5 --widths 16,32 --seed 1
+"$M" model info "$T/r18.mpk" | grep -q "widths 16,32 blocks 2,2 BatchNorm 5 classes" && ok "init: custom layout" || bad "init custom"
+expect 0 "" "$M" model export "$T/r18.mpk" "$T/r18.safetensors"
+expect 0 "" "$M" model import "$T/r18.safetensors" --out "$T/r18b.mpk"
+"$M" model info "$T/r18b.mpk" | grep -q "widths 16,32 blocks 2,2 BatchNorm 5 classes" && ok "import infers 2 blocks per stage" || bad "infer 2 blocks"
+expect 1 "model init: model config: width 48 of stage 0 is not divisible by 32 groups" "$M" model init --out "$T/x.mpk" --widths 48
 
 # anomalies
 expect 2 "interop_model.safetensors: tensor stem.0.weight has shape [32,3,7,7], the model expects [64,3,7,7]" \
