@@ -132,7 +132,7 @@ def verify(magpie):
                 ok &= same
                 if not same:
                     print("MISMATCH", src, k)
-            print(src, "round trip through magpie import/export:", "equal" if ok else "DIFFERENT", meta.get("magpie.widths"))
+            print(src, "round trip through magpie import/export:", "equal" if ok else "DIFFERENT", meta.get("magpie.arch.widths"))
     return ok
 
 
