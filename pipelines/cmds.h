@@ -9,6 +9,7 @@ int cmd_db(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
 /* `magpie db DB labels ...` and `magpie db DB split ...` (pipelines/cmd_db_curate.c);

@@ -20,6 +20,7 @@ static const struct {
     {"db", cmd_db, "inspect and curate a dataset (info, slides, stats, check, labels, split, ...)"},
     {"train", cmd_train, "train a teacher or distil a student"},
     {"eval", cmd_eval, "evaluate a checkpoint on a dataset split"},
+    {"infer", cmd_infer, "turn slides into heatmaps (pyramidal TIFF registered to the slide), overlays, GeoJSON"},
     {"model", cmd_model, "model info, run, grad, import/export (safetensors, .npy)"},
 };
 
