@@ -195,16 +195,17 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
 
 /* ------------------------------------------------------------------ normalisation */
 
-/* Normalise one channel plane with a precomputed scale/shift, ReLU optionally fused. */
-static inline void affine_plane(float *o, const float *x, long n, float scale, float shift, int relu)
+/* Normalise one channel plane, ReLU optionally fused. (x − mean)·scale + beta rather than
+ * x·scale + shift: the latter cancels badly when rstd is large (near-constant groups). */
+static inline void affine_plane(float *o, const float *x, long n, float mean, float scale, float beta, int relu)
 {
     if (relu)
         for (long i = 0; i < n; i++) {
-            float v = x[i] * scale + shift;
+            float v = (x[i] - mean) * scale + beta;
             o[i] = v > 0.0f ? v : 0.0f;
         }
     else
-        for (long i = 0; i < n; i++) o[i] = x[i] * scale + shift;
+        for (long i = 0; i < n; i++) o[i] = (x[i] - mean) * scale + beta;
 }
 
 /* sums over a plane of g = dy (masked by out > 0 when out != NULL): Σg and Σg·x */
@@ -278,14 +279,14 @@ void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
             for (int c = 0; c < cpg; c++) {
                 int ch = g * cpg + c;
                 float scale = r * (gamma ? gamma[ch] : 1.0f);
-                float shift = (beta ? beta[ch] : 0.0f) - (float)m * scale;
-                affine_plane(out + base + (long)c * HW, in + base + (long)c * HW, HW, scale, shift, relu);
+                affine_plane(out + base + (long)c * HW, in + base + (long)c * HW, HW, (float)m, scale,
+                             beta ? beta[ch] : 0.0f, relu);
             }
         }
 }
 
 /* Backward of y = (x - mean)·rstd·gamma + beta over a set of planes sharing one (mean, rstd):
- * dx = dy·rstd·gamma + x·c2 + c3 with the group sums folded into c2, c3. stats_sums=1 means
+ * dx = dy·rstd·gamma + (x − mean)·c2 + c3 with the group sums folded into c2, c3. stats_sums=1 means
  * mean and rstd came from these planes (train); 0 means they are constants (BN eval). */
 static void norm_backward_group(float *din, float *dgamma, float *dbeta, const float *dout,
                                 const float *in, const float *out, float mean, float rstd,
@@ -308,10 +309,11 @@ static void norm_backward_group(float *din, float *dgamma, float *dbeta, const f
     }
     if (!din) return;
     double cnt = (double)nch * nrep * HW;
+    /* centred form: folding mean into the constant would cancel badly when |mean| >> std */
     float c2 = 0, c3 = 0;
     if (stats_sums) {
         c2 = (float)(-(double)rstd * rstd * B / cnt);
-        c3 = (float)(-(double)rstd * A / cnt + (double)mean * rstd * rstd * B / cnt);
+        c3 = (float)(-(double)rstd * A / cnt);
     }
     for (int c = 0; c < nch; c++) {
         float k = rstd * (gamma ? gamma[c0 + c] : 1.0f);
@@ -322,10 +324,10 @@ static void norm_backward_group(float *din, float *dgamma, float *dbeta, const f
             if (o)
                 for (long i = 0; i < HW; i++) {
                     float g = o[i] > 0.0f ? dy[i] : 0.0f;
-                    dx[i] += g * k + x[i] * c2 + c3;
+                    dx[i] += g * k + (x[i] - mean) * c2 + c3;
                 }
             else
-                for (long i = 0; i < HW; i++) dx[i] += dy[i] * k + x[i] * c2 + c3;
+                for (long i = 0; i < HW; i++) dx[i] += dy[i] * k + (x[i] - mean) * c2 + c3;
         }
     }
 }
@@ -365,10 +367,10 @@ void nn_batchnorm_forward(float *out, float *mean, float *rstd, float *running_m
         float r = (float)(1.0 / sqrt(v + eps));
         mean[c] = (float)m;
         rstd[c] = r;
-        float scale = r * (gamma ? gamma[c] : 1.0f), shift = (beta ? beta[c] : 0.0f) - (float)m * scale;
+        float scale = r * (gamma ? gamma[c] : 1.0f), bt = beta ? beta[c] : 0.0f;
         for (int n = 0; n < N; n++) {
             long off = ((long)n * C + c) * HW;
-            affine_plane(out + off, in + off, HW, scale, shift, relu);
+            affine_plane(out + off, in + off, HW, (float)m, scale, bt, relu);
         }
     }
     if (train && num_batches_tracked) *num_batches_tracked += 1.0f;
