@@ -1,12 +1,132 @@
-/* pipelines/cmd_train.c — `magpie train` (placeholder until the component lands). */
-#include "pipelines/cmds.h"
+/* pipelines/cmd_train.c — `magpie train DB --method M --mag X --out CKPT [...]`: option parsing
+ * over trainer/trainer.h's tr_train; every hyperparameter defaults to the papers' values. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/error.h"
 #include "common/log.h"
+#include "common/util.h"
+#include "pipelines/cmds.h"
+#include "trainer/trainer.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: magpie train DB --method supervised|rbd|crckd|rbd+crckd --mag X --out CKPT [options]\n\n"
+            "  --teacher CKPT     frozen teacher for rbd (trained at a higher magnification)\n"
+            "  --arch A           resnet_gn (default; rbd: the teacher's), resnet18, resnet18_bn\n"
+            "  --epochs N         30      --batch N   32      --patience N  8 (0 = no early stop)\n"
+            "  --lr F --wd F      rbd/supervised: Adam 1e-3, wd 1e-4; crckd: Adam 1e-4, wd 5e-4, one-cycle\n"
+            "  --max-lr F         crckd one-cycle peak (3e-4)\n"
+            "  --seed S --threads N (BLAS threads; decoding uses its own thread)\n"
+            "  --temperature T    rbd KL temperature (1)   --beta F  feature term weight (1)   --l1\n"
+            "  --ce-weight F      rbd: add F x cross-entropy on labelled patches (0)\n"
+            "  --no-unlabeled     rbd: do not use the 'unlabeled' split\n"
+            "  --lambda-ccd F (0.1) --lambda-crp F (1) --ema F (0.99) --tau F (0.07) --P N (20) --K N (4096)\n"
+            "  --feat-dim N (128) --rampup EPOCHS (30)\n"
+            "  --no-augment       no flips/rotations/colour jitter\n"
+            "  --resume           continue from CKPT's .last.mpk   --stop-after N  stop after N epochs (resume later)\n"
+            "  --progress=tty|json|none   --quiet\n\n"
+            "Writes CKPT (best on validation), next to it .last.mpk (every epoch, full training state),\n"
+            ".log.jsonl (one line per epoch) and .png (loss and validation curve).\n");
+}
 
 int cmd_train(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    mp_error("train: not available in this build yet");
-    return MP_EXIT_FAIL;
+    const char *db = NULL, *method = NULL;
+    double mag = 0;
+    int m = -1;
+    /* first pass: the method decides the defaults */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return MP_EXIT_OK;
+        } else if (!strcmp(argv[i], "--method") && i + 1 < argc) method = argv[i + 1];
+    if (method) {
+        m = !strcmp(method, "supervised") ? 0 : !strcmp(method, "rbd") ? TR_RBD : !strcmp(method, "crckd") ? TR_CRCKD
+          : !strcmp(method, "rbd+crckd") ? TR_RBD | TR_CRCKD : -1;
+        if (m < 0) {
+            mp_error("train: unknown method '%s' (supervised, rbd, crckd, rbd+crckd)", method);
+            return MP_EXIT_USAGE;
+        }
+    }
+    tr_train_opts o;
+    tr_train_defaults(&o, m < 0 ? 0 : m);
+    o.arch = NULL;
+    o.progress = MP_PROGRESS_AUTO;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long lv;
+        int bad = 0, flag = 1;
+        if (!strcmp(a, "--resume")) o.resume = 1;
+        else if (!strcmp(a, "--l1")) o.l1 = 1;
+        else if (!strcmp(a, "--no-unlabeled")) o.use_unlabeled = 0;
+        else if (!strcmp(a, "--no-augment")) o.augment = 0;
+        else if (!strcmp(a, "--quiet")) mp_log_set_quiet(1);
+        else if (!strncmp(a, "--progress=", 11)) {
+            mp_progress_mode pm;
+            if (mp_progress_parse(a + 11, &pm) < 0) bad = 1;
+            else o.progress = pm;
+        } else if (a[0] != '-') {
+            if (db) {
+                mp_error("train: unexpected argument '%s'", a);
+                return MP_EXIT_USAGE;
+            }
+            db = a;
+        } else {
+            flag = 0;
+            if (!v) bad = 1;
+            else if (!strcmp(a, "--method")) ;
+            else if (!strcmp(a, "--mag")) bad = mp_parse_double(v, &mag) < 0 || mag <= 0;
+            else if (!strcmp(a, "--out")) o.out = v;
+            else if (!strcmp(a, "--teacher")) o.teacher = v;
+            else if (!strcmp(a, "--arch")) o.arch = v;
+            else if (!strcmp(a, "--epochs")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.epochs = (int)lv;
+            else if (!strcmp(a, "--batch")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.batch = (int)lv;
+            else if (!strcmp(a, "--patience")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.patience = (int)lv;
+            else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.threads = (int)lv;
+            else if (!strcmp(a, "--seed")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.seed = (uint64_t)lv;
+            else if (!strcmp(a, "--stop-after")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.stop_after = (int)lv;
+            else if (!strcmp(a, "--max-train")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.max_train = (int)lv;
+            else if (!strcmp(a, "--P")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.P = (int)lv;
+            else if (!strcmp(a, "--K")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.K = (int)lv;
+            else if (!strcmp(a, "--feat-dim")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.feat_dim = (int)lv;
+            else if (!strcmp(a, "--rampup")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.rampup = (int)lv;
+            else if (!strcmp(a, "--lr")) bad = mp_parse_double(v, &o.lr) < 0 || o.lr <= 0;
+            else if (!strcmp(a, "--wd")) bad = mp_parse_double(v, &o.wd) < 0 || o.wd < 0;
+            else if (!strcmp(a, "--max-lr")) bad = mp_parse_double(v, &o.max_lr) < 0 || o.max_lr <= 0;
+            else if (!strcmp(a, "--ce-weight")) bad = mp_parse_double(v, &o.ce_weight) < 0 || o.ce_weight < 0;
+            else if (!strcmp(a, "--temperature")) bad = mp_parse_double(v, &o.temperature) < 0 || o.temperature <= 0;
+            else if (!strcmp(a, "--beta")) bad = mp_parse_double(v, &o.beta) < 0 || o.beta < 0;
+            else if (!strcmp(a, "--lambda-ccd")) bad = mp_parse_double(v, &o.lambda_ccd) < 0;
+            else if (!strcmp(a, "--lambda-crp")) bad = mp_parse_double(v, &o.lambda_crp) < 0;
+            else if (!strcmp(a, "--ema")) bad = mp_parse_double(v, &o.ema) < 0 || o.ema < 0 || o.ema >= 1;
+            else if (!strcmp(a, "--tau")) bad = mp_parse_double(v, &o.tau) < 0 || o.tau <= 0;
+            else {
+                mp_error("train: unknown option '%s'", a);
+                return MP_EXIT_USAGE;
+            }
+        }
+        if (bad) {
+            mp_error("train: bad value for %s: '%s'", a, flag ? a : v ? v : "(missing)");
+            return MP_EXIT_USAGE;
+        }
+        if (!flag) i++;
+    }
+    if (!db || m < 0 || mag <= 0 || !o.out) {
+        usage(stderr);
+        mp_error("train: DB, --method, --mag and --out are required");
+        return MP_EXIT_USAGE;
+    }
+    o.db_path = db;
+    o.mag = mag;
+    tr_train_result r;
+    if (tr_train(&o, &r) < 0) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    mp_info("%s: %d epochs, %lld steps in %.1f s; best validation balanced accuracy %.4f (epoch %d)", o.out, r.epochs_run,
+            (long long)r.steps, r.train_seconds, r.best_val, r.best_epoch);
+    return MP_EXIT_OK;
 }

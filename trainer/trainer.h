@@ -8,6 +8,8 @@
 
 #include "common/rng.h"
 #include "db/dataset.h"
+#include "nn/ckpt.h"
+#include "nn/model.h"
 
 #define TR_MAX_CLASSES 16
 
@@ -107,5 +109,68 @@ void tr_aug_draw(tr_aug *a, mp_rng *r, const tr_loader_cfg *c);
 void tr_augment_image(const uint8_t *rgb, int n, const tr_aug *a, int extra_hflip, int extra_rot, const float mean[3],
                       const float std[3], float *out, float *work);
 int tr_channel_stats(mp_db *db, const db_item *items, int n, double mag, int max_images, float mean[3], float std[3]);
+
+/* ---- checkpoint metadata and prediction (trainer/modelio.c) ---- */
+
+typedef struct {
+    char arch[32];          /* resnet_gn, resnet18, resnet18_bn */
+    nn_model_cfg cfg;
+    double mag;             /* magnification the model was trained at */
+    int size;               /* input pixels (square) */
+    float mean[3], std[3];  /* normalisation of [0,1] pixels */
+    int nclasses;
+    char **class_names;
+    char method[32];
+} tr_model_info;
+
+int tr_arch_cfg(const char *arch, int classes, nn_model_cfg *cfg);
+const char *tr_arch_string(const nn_model_cfg *c); /* "gn32:w32/64/128/256:b1/1/1/1" */
+void tr_info_write(nn_ckpt *ck, const tr_model_info *mi);
+int tr_info_read(const nn_ckpt *ck, const char *path, tr_model_info *mi);
+void tr_info_free(tr_model_info *mi);
+/* Load a trained checkpoint as an inference model for batches up to max_batch. */
+int tr_model_load(const char *path, tr_model_info *mi, nn_model **model, int max_batch);
+void tr_softmax_rows(float *p, const float *z, int n, int k);
+/* Probabilities (n×k) over one unshuffled pass of L; y and slide may be NULL. Returns n or -1. */
+int tr_predict(nn_model *m, tr_loader *L, float *prob, int *y, int *slide);
+
+/* ---- training (trainer/train.c) ---- */
+
+enum { TR_RBD = 1, TR_CRCKD = 2 }; /* method flags; 0 = supervised */
+
+typedef struct {
+    const char *db_path, *out, *teacher, *arch;
+    int method;
+    double mag;
+    int epochs, batch, patience, threads, resume, use_unlabeled, max_train; /* max_train: cap items (0 = all) */
+    uint64_t seed;
+    double lr, wd;
+    double ce_weight;        /* rbd: weight of a CE term on labelled patches (default 0) */
+    double temperature, beta;
+    int l1;
+    /* crckd */
+    double lambda_ccd, lambda_crp, ema, tau, max_lr;
+    int P, K, feat_dim, rampup;
+    int augment;
+    float jitter[4];
+    int progress;            /* mp_progress_mode */
+    int log_every;
+    int stop_after;          /* run at most this many epochs in this call (0 = all); --resume continues */
+} tr_train_opts;
+
+/* Defaults per method (METHODS.md), to be overridden field by field. */
+void tr_train_defaults(tr_train_opts *o, int method);
+
+typedef struct {
+    int epochs_run, best_epoch;
+    double best_val, last_loss, train_seconds;
+    int64_t steps;
+} tr_train_result;
+
+/* Train per opts; writes OUT (best on validation), OUT's stem + .last.mpk (every epoch, with
+ * training state), .log.jsonl and .png. -1 + mp_err on failure (the last good checkpoint stays). */
+int tr_train(const tr_train_opts *o, tr_train_result *res);
+/* Paths next to the checkpoint: stem(OUT) + suffix (".last.mpk", ".log.jsonl", ".png"). */
+void tr_side_path(char *buf, size_t cap, const char *out, const char *suffix);
 
 #endif

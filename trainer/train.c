@@ -1,0 +1,853 @@
+/* trainer/train.c — `magpie train`: supervised, RBD (frozen higher-magnification teacher on the
+ * paired image), CRCKD (EMA mean teacher, projection heads, memory banks, CCD + CRP) and both,
+ * with per-epoch checkpoints carrying the full training state so --resume continues exactly. */
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/rng.h"
+#include "common/util.h"
+#include "db/split.h"
+#include "nn/gemm.h"
+#include "nn/losses.h"
+#include "nn/ops.h"
+#include "nn/optim.h"
+#include "trainer/trainer.h"
+
+enum { RNG_INIT = 0x1417, RNG_SAMPLE = 0x5a3, RNG_BANK = 0xba4 };
+
+void tr_train_defaults(tr_train_opts *o, int method)
+{
+    memset(o, 0, sizeof *o);
+    o->method = method;
+    o->arch = NULL; /* resnet_gn, or the teacher's for rbd */
+    o->epochs = 30;
+    o->batch = 32;
+    o->patience = 8;
+    o->threads = 1;
+    o->use_unlabeled = (method & TR_RBD) != 0;
+    o->lr = 1e-3; /* RBD / supervised: Adam 1e-3, wd 1e-4, no decay */
+    o->wd = 1e-4;
+    o->temperature = 1;
+    o->beta = 1;
+    o->lambda_ccd = 0.1;
+    o->lambda_crp = 1;
+    o->ema = 0.99;
+    o->tau = 0.07f;
+    o->max_lr = 3e-4;
+    o->P = 20;
+    o->K = 4096;
+    o->feat_dim = 128;
+    o->rampup = 30;
+    if (method & TR_CRCKD && !(method & TR_RBD)) {
+        o->lr = 1e-4; /* CRCKD: Adam 1e-4, wd 5e-4, one-cycle to 3e-4 */
+        o->wd = 5e-4;
+    }
+    o->augment = 1;
+    o->jitter[0] = o->jitter[1] = o->jitter[2] = 0.5f;
+    o->jitter[3] = 0.2f;
+    o->log_every = 10;
+}
+
+void tr_side_path(char *buf, size_t cap, const char *out, const char *suffix)
+{
+    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
+    int stem = (int)(dot && (!slash || dot > slash) ? dot - out : (long)strlen(out));
+    snprintf(buf, cap, "%.*s%s", stem, out, suffix);
+}
+
+/* ---- CRCKD projection heads: g = L2norm(W2 · (W1 · pooled + b1) + b2), one per side ---- */
+
+typedef struct {
+    int in, d;           /* pooled dim, embedding dim */
+    nn_param *w1[2], *b1[2], *w2[2], *b2[2]; /* [0] student, [1] teacher */
+    float *f[2], *h[2], *g[2], *norm[2], *df, *dh, *dg[2], *dpooled;
+} heads;
+
+static void heads_plan(heads *H, nn_params *ps, int in, int d)
+{
+    static const char *side[2] = {"head_s", "head_t"};
+    H->in = in;
+    H->d = d;
+    for (int s = 0; s < 2; s++) {
+        char n[64];
+        int64_t sw1[2] = {d, in}, sb[1] = {d}, sw2[2] = {d, d};
+        snprintf(n, sizeof n, "%s.0.weight", side[s]);
+        nn_params_add(ps, n, 2, sw1, 1);
+        snprintf(n, sizeof n, "%s.0.bias", side[s]);
+        nn_params_add(ps, n, 1, sb, 1);
+        snprintf(n, sizeof n, "%s.1.weight", side[s]);
+        nn_params_add(ps, n, 2, sw2, 1);
+        snprintf(n, sizeof n, "%s.1.bias", side[s]);
+        nn_params_add(ps, n, 1, sb, 1);
+    }
+}
+
+static void heads_bind(heads *H, nn_params *ps, int B, uint64_t seed)
+{
+    for (int s = 0; s < 2; s++) {
+        H->w1[s] = &ps->p[4 * s + 0];
+        H->b1[s] = &ps->p[4 * s + 1];
+        H->w2[s] = &ps->p[4 * s + 2];
+        H->b2[s] = &ps->p[4 * s + 3];
+        H->f[s] = mp_xmalloc(sizeof(float) * B * H->d);
+        H->h[s] = mp_xmalloc(sizeof(float) * B * H->d);
+        H->g[s] = mp_xmalloc(sizeof(float) * B * H->d);
+        H->norm[s] = mp_xmalloc(sizeof(float) * B);
+        H->dg[s] = mp_xmalloc(sizeof(float) * B * H->d);
+    }
+    H->df = mp_xmalloc(sizeof(float) * B * H->d);
+    H->dh = mp_xmalloc(sizeof(float) * B * H->d);
+    H->dpooled = mp_xmalloc(sizeof(float) * B * H->in);
+    /* PyTorch's nn.Linear init: U(±1/sqrt(fan_in)) for weights and biases. */
+    mp_rng r;
+    mp_rng_derive(&r, seed, RNG_INIT, 2, 0);
+    for (int k = 0; k < ps->n; k++) {
+        nn_param *p = &ps->p[k];
+        float bound = 1.0f / sqrtf((float)(k % 4 < 2 ? H->in : H->d)); /* fan_in of w1/b1, w2/b2 */
+        for (size_t i = 0; i < p->numel; i++) p->data[i] = mp_rng_uniformf(&r, -bound, bound);
+    }
+}
+
+static void heads_free(heads *H)
+{
+    for (int s = 0; s < 2; s++) {
+        free(H->f[s]);
+        free(H->h[s]);
+        free(H->g[s]);
+        free(H->norm[s]);
+        free(H->dg[s]);
+    }
+    free(H->df);
+    free(H->dh);
+    free(H->dpooled);
+}
+
+static void heads_forward(heads *H, int s, const float *pooled, int B)
+{
+    nn_linear_forward(H->f[s], pooled, H->w1[s]->data, H->b1[s]->data, B, H->in, H->d);
+    nn_linear_forward(H->h[s], H->f[s], H->w2[s]->data, H->b2[s]->data, B, H->d, H->d);
+    nn_l2norm_forward(H->g[s], H->norm[s], H->h[s], B, H->d, 1e-12f);
+}
+
+/* Backward of side s from H->dg[s]; dpooled (if non-NULL) receives the gradient at the input. */
+static void heads_backward(heads *H, int s, const float *pooled, int B, float *dpooled)
+{
+    memset(H->dh, 0, sizeof(float) * B * H->d);
+    nn_l2norm_backward(H->dh, H->dg[s], H->g[s], H->norm[s], B, H->d, 1e-12f);
+    memset(H->df, 0, sizeof(float) * B * H->d);
+    nn_linear_backward(H->df, H->w2[s]->grad, H->b2[s]->grad, H->dh, H->f[s], H->w2[s]->data, B, H->d, H->d);
+    nn_linear_backward(dpooled, H->w1[s]->grad, H->b1[s]->grad, H->df, pooled, H->w1[s]->data, B, H->in, H->d);
+}
+
+/* ---- the training run ---- */
+
+typedef struct {
+    const tr_train_opts *o;
+    mp_db *db;
+    db_itemset train, val, unl;
+    db_item *items;       /* training items (train [+ unlabeled]) */
+    int n, nlab, k;
+    tr_model_info info, tinfo;
+    nn_model *student, *teacher, *ema, *eval_model;
+    tr_loader *loader, *vloader;
+    nn_optim opt, hopt;
+    nn_sched sched;
+    nn_params hp;         /* CRCKD heads */
+    heads H;
+    float *bank[2];       /* n × d: [0] student bank M_S, [1] teacher bank M_T */
+    float Z[2];
+    int32_t *row_label;   /* n: class of each bank row (-1 unlabelled) */
+    int32_t **byclass;    /* rows of each class */
+    int *nbyclass;
+    float *class_w;
+    /* scratch */
+    float *dz, *dF, *work, *zt, *Ft, *cent[2];
+    int32_t *sidx, *ids, *lab;
+    float *gl[2], *dgl[2];
+    int64_t step;
+    int epoch0, best_epoch, bad_epochs;
+    double best_val;
+    double *hist;         /* per epoch: train loss, val balanced accuracy */
+    int nhist;
+} run;
+
+static int load_sets(run *R)
+{
+    const tr_train_opts *o = R->o;
+    if (db_split_check(R->db) < 0) return -1;
+    if (db_items_load(R->db, "train", 0, &R->train) < 0 || db_items_load(R->db, "val", 0, &R->val) < 0) return -1;
+    if (o->use_unlabeled && db_items_load(R->db, "unlabeled", 1, &R->unl) < 0) return -1;
+    R->k = R->train.nclasses;
+    int cnt[TR_MAX_CLASSES + 1] = {0};
+    if (R->k > TR_MAX_CLASSES) return mp_err_set("%s: %d classes (at most %d)", o->db_path, R->k, TR_MAX_CLASSES);
+    R->items = mp_xmalloc(sizeof(db_item) * (R->train.n + R->unl.n + 1));
+    for (int i = 0; i < R->train.n; i++)
+        if (R->train.items[i].label >= 0 || o->method & TR_RBD) {
+            R->items[R->n++] = R->train.items[i];
+            if (R->train.items[i].label >= 0) {
+                cnt[R->train.items[i].label]++;
+                R->nlab++;
+            }
+        }
+    if (R->n == 0 || (!(o->method & TR_RBD) && R->nlab == 0))
+        return mp_err_set("%s: the train split has no %spatches (run `magpie db DB split` first)", o->db_path,
+                          o->method & TR_RBD ? "" : "labelled ");
+    int present = 0, only = -1;
+    for (int c = 0; c < R->k; c++)
+        if (cnt[c]) present++, only = c;
+    if (present < 2 && !(o->method & TR_RBD))
+        return mp_err_set("%s: the train split has one class only (%s); training needs at least two",
+                          o->db_path, only >= 0 ? R->train.class_names[only] : "none");
+    for (int i = 0; i < R->unl.n; i++) {
+        R->items[R->n] = R->unl.items[i];
+        R->items[R->n].slide += R->train.nslides; /* keep slide ids distinct */
+        R->n++;
+    }
+    if (o->max_train > 0 && R->n > o->max_train) R->n = o->max_train;
+    R->class_w = mp_xmalloc(sizeof(float) * R->k);
+    for (int c = 0; c < R->k; c++) R->class_w[c] = cnt[c] ? (float)R->nlab / cnt[c] : 0.0f; /* N_total / N_class */
+    return 0;
+}
+
+static int setup_teacher(run *R)
+{
+    const tr_train_opts *o = R->o;
+    if (!o->teacher) return mp_err_set("--teacher CKPT is required for --method %s", o->method & TR_CRCKD ? "rbd+crckd" : "rbd");
+    nn_model *t;
+    if (tr_model_load(o->teacher, &R->tinfo, &t, o->batch) < 0) return -1;
+    R->teacher = t;
+    if (R->tinfo.mag <= o->mag)
+        return mp_err_set("%s: teacher was trained at %gx; rbd needs a teacher at a higher magnification than the "
+                          "student's %gx", o->teacher, R->tinfo.mag, o->mag);
+    if (R->tinfo.nclasses != R->k)
+        return mp_err_set("%s: teacher has %d classes, the dataset %d", o->teacher, R->tinfo.nclasses, R->k);
+    return 0;
+}
+
+static int save_ckpt(run *R, const char *path, int with_state, int epoch, const double *hist)
+{
+    nn_ckpt ck = {0};
+    tr_info_write(&ck, &R->info);
+    nn_ckpt_setf(&ck, "trained.epoch", "%d", epoch);
+    nn_ckpt_setf(&ck, "val.balanced_accuracy", "%.6f", R->best_val);
+    if (R->o->teacher) nn_ckpt_set(&ck, "teacher", R->o->teacher);
+    int rc = nn_ckpt_add_params(&ck, nn_model_params(R->student));
+    if (!rc && with_state) {
+        nn_ckpt_train_set_i64(&ck, "epoch", epoch + 1); /* next epoch to run */
+        nn_ckpt_train_set_i64(&ck, "step", R->step);
+        nn_ckpt_train_set_i64(&ck, "best_epoch", R->best_epoch);
+        nn_ckpt_train_set_i64(&ck, "bad_epochs", R->bad_epochs);
+        nn_ckpt_train_set_f64(&ck, "best_val", R->best_val);
+        nn_ckpt_train_set_i64(&ck, "seed", (int64_t)R->o->seed);
+        nn_ckpt_train_set_i64(&ck, "n_items", R->n);
+        rc = nn_optim_save(&R->opt, &ck);
+        int64_t hs[2] = {epoch + 1, 2};
+        if (!rc && epoch >= 0) rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, "history", NN_F64, 2, hs, hist, 0);
+        if (!rc && R->ema) {
+            nn_params *ep = nn_model_params(R->ema);
+            for (int i = 0; i < ep->n && !rc; i++) {
+                char name[NN_NAME_MAX + 8];
+                snprintf(name, sizeof name, "ema.%s", ep->p[i].name);
+                rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, name, NN_F32, ep->p[i].ndim, ep->p[i].shape, ep->p[i].data, 0);
+            }
+            for (int i = 0; i < R->hp.n && !rc; i++)
+                rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, R->hp.p[i].name, NN_F32, R->hp.p[i].ndim, R->hp.p[i].shape,
+                                 R->hp.p[i].data, 0);
+            if (!rc) rc = nn_optim_save(&R->hopt, &ck); /* same scalars as the model's; own moments */
+            int64_t bs[2] = {R->n, R->H.d};
+            if (!rc) rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, "bank.s", NN_F32, 2, bs, R->bank[0], 0);
+            if (!rc) rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, "bank.t", NN_F32, 2, bs, R->bank[1], 0);
+            nn_ckpt_train_set_f64(&ck, "Z.s", R->Z[0]);
+            nn_ckpt_train_set_f64(&ck, "Z.t", R->Z[1]);
+        }
+    }
+    if (!rc) rc = nn_ckpt_save(&ck, path);
+    nn_ckpt_free(&ck);
+    return rc;
+}
+
+static int copy_tensor(const nn_ckpt *ck, const char *name, float *dst, size_t n, const char *path)
+{
+    const nn_ckpt_tensor *t = nn_ckpt_find(ck, NN_CKPT_TRAIN, name);
+    if (!t || t->dtype != NN_F32 || t->numel != n) return mp_err_set("%s: training state lacks %s", path, name);
+    memcpy(dst, t->data, sizeof(float) * n);
+    return 0;
+}
+
+static int resume(run *R, const char *path)
+{
+    nn_ckpt ck = {0};
+    if (nn_ckpt_load(&ck, path) < 0) return -1;
+    int64_t ep, st, be, bad, nitems;
+    double bv;
+    int rc = nn_ckpt_load_params(&ck, nn_model_params(R->student));
+    if (!rc) rc = nn_ckpt_train_get_i64(&ck, "epoch", &ep) || nn_ckpt_train_get_i64(&ck, "step", &st) ||
+                  nn_ckpt_train_get_i64(&ck, "best_epoch", &be) || nn_ckpt_train_get_i64(&ck, "bad_epochs", &bad) ||
+                  nn_ckpt_train_get_f64(&ck, "best_val", &bv) || nn_ckpt_train_get_i64(&ck, "n_items", &nitems)
+                      ? -1 : 0;
+    if (!rc && nitems != R->n)
+        rc = mp_err_set("%s: the checkpoint was trained on %lld patches, the dataset now gives %d", path,
+                        (long long)nitems, R->n);
+    if (!rc) rc = nn_optim_load(&R->opt, &ck);
+    if (!rc && R->ema) {
+        nn_params *ep2 = nn_model_params(R->ema);
+        for (int i = 0; i < ep2->n && !rc; i++) {
+            char name[NN_NAME_MAX + 8];
+            snprintf(name, sizeof name, "ema.%s", ep2->p[i].name);
+            rc = copy_tensor(&ck, name, ep2->p[i].data, ep2->p[i].numel, path);
+        }
+        for (int i = 0; i < R->hp.n && !rc; i++) rc = copy_tensor(&ck, R->hp.p[i].name, R->hp.p[i].data, R->hp.p[i].numel, path);
+        if (!rc) rc = nn_optim_load(&R->hopt, &ck);
+        if (!rc) rc = copy_tensor(&ck, "bank.s", R->bank[0], (size_t)R->n * R->H.d, path);
+        if (!rc) rc = copy_tensor(&ck, "bank.t", R->bank[1], (size_t)R->n * R->H.d, path);
+        double z0, z1;
+        if (!rc) rc = nn_ckpt_train_get_f64(&ck, "Z.s", &z0) || nn_ckpt_train_get_f64(&ck, "Z.t", &z1) ? -1 : 0;
+        if (!rc) R->Z[0] = (float)z0, R->Z[1] = (float)z1;
+    }
+    const nn_ckpt_tensor *h = nn_ckpt_find(&ck, NN_CKPT_TRAIN, "history");
+    if (!rc && h && h->dtype == NN_F64 && h->numel == (size_t)ep * 2) {
+        memcpy(R->hist, h->data, sizeof(double) * h->numel);
+        R->nhist = (int)ep;
+    }
+    if (!rc) {
+        R->epoch0 = (int)ep;
+        R->step = st;
+        R->best_epoch = (int)be;
+        R->bad_epochs = (int)bad;
+        R->best_val = bv;
+    }
+    nn_ckpt_free(&ck);
+    return rc;
+}
+
+/* Positives and negatives for CCD: row b's own index first, P−1 more of its class, then K of
+ * other classes (with replacement, as CRD samples). */
+static void sample_contrast(run *R, const int32_t *ids, const int32_t *lab, int B, int P, int K, mp_rng *r)
+{
+    for (int b = 0; b < B; b++) {
+        int32_t *o = R->sidx + (size_t)b * (P + K);
+        int y = lab[b];
+        o[0] = ids[b];
+        for (int p = 1; p < P; p++) o[p] = R->byclass[y][mp_rng_below(r, (uint32_t)R->nbyclass[y])];
+        int nother = R->nlab - R->nbyclass[y];
+        for (int q = 0; q < K; q++) {
+            /* pick uniformly among rows of other classes */
+            uint32_t t = mp_rng_below(r, (uint32_t)nother);
+            int c = 0;
+            for (;; c++) {
+                if (c == y) continue;
+                if (t < (uint32_t)R->nbyclass[c]) break;
+                t -= (uint32_t)R->nbyclass[c];
+            }
+            o[P + q] = R->byclass[c][t];
+        }
+    }
+}
+
+static int setup_crckd(run *R)
+{
+    const tr_train_opts *o = R->o;
+    int B = o->batch, d = o->feat_dim;
+    nn_model_cfg c = R->info.cfg;
+    R->ema = nn_model_create(&c, B, R->info.size, R->info.size, 0);
+    if (!R->ema) return -1;
+    nn_params *sp = nn_model_params(R->student), *ep = nn_model_params(R->ema);
+    memcpy(ep->data, sp->data, sizeof(float) * sp->total);
+    heads_plan(&R->H, &R->hp, nn_model_feature_dim(R->student), d);
+    if (nn_params_alloc(&R->hp) < 0) return -1;
+    heads_bind(&R->H, &R->hp, B, o->seed);
+    nn_optim_cfg oc = nn_optim_defaults(NN_OPT_ADAM);
+    oc.lr = o->lr;
+    oc.weight_decay = o->wd;
+    if (nn_optim_init(&R->hopt, &R->hp, &oc) < 0) return -1;
+    mp_rng r;
+    mp_rng_derive(&r, o->seed, RNG_BANK, 0, 0);
+    for (int s = 0; s < 2; s++) {
+        R->bank[s] = mp_xmalloc(sizeof(float) * (size_t)R->n * d);
+        nn_membank_init(R->bank[s], R->n, d, &r);
+        R->cent[s] = mp_xmalloc(sizeof(float) * R->k * d);
+        R->gl[s] = mp_xmalloc(sizeof(float) * B * d);
+        R->dgl[s] = mp_xmalloc(sizeof(float) * B * d);
+    }
+    R->Z[0] = R->Z[1] = 0;
+    R->row_label = mp_xmalloc(sizeof(int32_t) * R->n);
+    R->byclass = mp_xcalloc(R->k, sizeof(int32_t *));
+    R->nbyclass = mp_xcalloc(R->k, sizeof(int));
+    for (int i = 0; i < R->n; i++) {
+        int y = R->items[i].label;
+        R->row_label[i] = y;
+        if (y >= 0) {
+            R->byclass[y] = mp_xrealloc(R->byclass[y], sizeof(int32_t) * (R->nbyclass[y] + 1));
+            R->byclass[y][R->nbyclass[y]++] = i;
+        }
+    }
+    R->sidx = mp_xmalloc(sizeof(int32_t) * B * (o->P + o->K));
+    R->ids = mp_xmalloc(sizeof(int32_t) * B);
+    R->lab = mp_xmalloc(sizeof(int32_t) * B);
+    return 0;
+}
+
+/* One CRCKD step's extra terms on the current batch. The student forward must be the last
+ * forward of R->student; the EMA teacher runs on the teacher view. Adds gradients into R->dz and
+ * H->dpooled. Returns the loss contribution, parts[] = {wce, mt, ccd, crp}. */
+static double crckd_terms(run *R, const tr_batch *b, int epoch, double parts[4])
+{
+    const tr_train_opts *o = R->o;
+    int B = b->n, S = R->info.size, k = R->k, d = R->H.d;
+    const float *zs = nn_model_logits(R->student);
+    /* class-weighted CE on labelled rows */
+    parts[0] = nn_cross_entropy(R->dz, zs, b->y, B, k, R->class_w, 0, 1.0f);
+    if (nn_model_forward(R->ema, b->xt, B, S, S, 1) < 0) return NAN;
+    const float *zt = nn_model_logits(R->ema);
+    double w = epoch < o->rampup ? exp(-5.0 * (1.0 - (double)epoch / o->rampup) * (1.0 - (double)epoch / o->rampup)) : 1.0;
+    parts[1] = nn_kd_kl(R->dz, NULL, zs, zt, B, k, 1.0f, (float)w);
+    parts[1] *= w;
+    /* heads on both sides */
+    heads_forward(&R->H, 0, nn_model_pooled(R->student), B);
+    heads_forward(&R->H, 1, nn_model_pooled(R->ema), B);
+    /* labelled rows only take part in CCD/CRP (classes pick the positives) */
+    int nl = 0;
+    for (int i = 0; i < B; i++)
+        if (b->y[i] >= 0) {
+            for (int s = 0; s < 2; s++) memcpy(R->gl[s] + (size_t)nl * d, R->H.g[s] + (size_t)i * d, sizeof(float) * d);
+            R->ids[nl] = b->idx[i];
+            R->lab[nl] = b->y[i];
+            nl++;
+        }
+    for (int s = 0; s < 2; s++) {
+        memset(R->H.dg[s], 0, sizeof(float) * B * d);
+        memset(R->dgl[s], 0, sizeof(float) * B * d);
+    }
+    parts[2] = parts[3] = 0;
+    if (nl > 0) {
+        int K = o->K, P = o->P;
+        int maxneg = R->nlab;
+        for (int c = 0; c < k; c++)
+            if (R->nbyclass[c] && R->nlab - R->nbyclass[c] < maxneg) maxneg = R->nlab - R->nbyclass[c];
+        if (K > maxneg) K = maxneg; /* K capped by dataset size */
+        mp_rng r;
+        mp_rng_derive(&r, o->seed, RNG_SAMPLE, (uint64_t)R->step, 0);
+        sample_contrast(R, R->ids, R->lab, nl, P, K, &r);
+        float lc = (float)o->lambda_ccd;
+        parts[2] = nn_ccd_loss(R->dgl[0], R->gl[0], R->bank[1], R->sidx, nl, d, P, K, R->n, (float)o->tau, &R->Z[0], lc) +
+                   nn_ccd_loss(R->dgl[1], R->gl[1], R->bank[0], R->sidx, nl, d, P, K, R->n, (float)o->tau, &R->Z[1], lc);
+        parts[2] *= lc;
+        nn_class_centroids(R->cent[0], R->bank[0], R->row_label, R->n, d, k);
+        nn_class_centroids(R->cent[1], R->bank[1], R->row_label, R->n, d, k);
+        parts[3] = o->lambda_crp * nn_crp_loss(R->dgl[0], NULL, R->gl[0], R->gl[1], R->cent[0], R->cent[1], nl, d, k,
+                                               (float)o->tau, (float)o->lambda_crp);
+        /* banks move after the loss, with this batch's embeddings */
+        nn_membank_update(R->bank[0], R->gl[0], R->ids, nl, d, 0.5f);
+        nn_membank_update(R->bank[1], R->gl[1], R->ids, nl, d, 0.5f);
+        nl = 0;
+        for (int i = 0; i < B; i++)
+            if (b->y[i] >= 0) {
+                for (int s = 0; s < 2; s++) memcpy(R->H.dg[s] + (size_t)i * d, R->dgl[s] + (size_t)nl * d, sizeof(float) * d);
+                nl++;
+            }
+    }
+    memset(R->H.dpooled, 0, sizeof(float) * B * R->H.in);
+    heads_backward(&R->H, 0, nn_model_pooled(R->student), B, R->H.dpooled);
+    heads_backward(&R->H, 1, nn_model_pooled(R->ema), B, NULL); /* teacher backbone is detached */
+    return parts[0] + parts[1] + parts[2] + parts[3];
+}
+
+static int write_curve(const char *path, const double *hist, int n);
+
+static void append_log(FILE *f, int epoch, int64_t step, double loss, const double *parts, double val, double ips,
+                       double secs)
+{
+    if (!f) return;
+    fprintf(f, "{\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"kd\":%.6g,\"feat\":%.6g,\"ce\":%.6g,\"mt\":%.6g,\"ccd\":%.6g,"
+               "\"crp\":%.6g,\"val_balanced_accuracy\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.2f}\n",
+            epoch, (long long)step, loss, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], val, ips, secs);
+    fflush(f);
+}
+
+static void run_free(run *R)
+{
+    tr_loader_free(R->loader);
+    tr_loader_free(R->vloader);
+    nn_model_free(R->student);
+    nn_model_free(R->teacher);
+    nn_model_free(R->ema);
+    nn_model_free(R->eval_model);
+    nn_optim_free(&R->opt);
+    nn_optim_free(&R->hopt);
+    if (R->H.g[0]) heads_free(&R->H);
+    nn_params_free(&R->hp);
+    for (int s = 0; s < 2; s++) {
+        free(R->bank[s]);
+        free(R->cent[s]);
+        free(R->gl[s]);
+        free(R->dgl[s]);
+    }
+    if (R->byclass)
+        for (int c = 0; c < R->k; c++) free(R->byclass[c]);
+    free(R->byclass);
+    free(R->nbyclass);
+    free(R->row_label);
+    free(R->sidx);
+    free(R->ids);
+    free(R->lab);
+    free(R->class_w);
+    free(R->dz);
+    free(R->dF);
+    free(R->work);
+    free(R->zt);
+    free(R->Ft);
+    free(R->hist);
+    free(R->items);
+    tr_info_free(&R->info);
+    tr_info_free(&R->tinfo);
+    db_itemset_free(&R->train);
+    db_itemset_free(&R->val);
+    db_itemset_free(&R->unl);
+    db_close(R->db);
+}
+
+int tr_train(const tr_train_opts *o, tr_train_result *res)
+{
+    memset(res, 0, sizeof *res);
+    run Rs, *R = &Rs;
+    memset(R, 0, sizeof *R);
+    R->o = o;
+    int rc = -1;
+    char last[1024], logp[1024], pngp[1024];
+    tr_side_path(last, sizeof last, o->out, ".last.mpk");
+    tr_side_path(logp, sizeof logp, o->out, ".log.jsonl");
+    tr_side_path(pngp, sizeof pngp, o->out, ".png");
+    FILE *logf = NULL;
+    mp_progress *pg = NULL;
+    nn_set_threads(o->threads);
+    if (o->epochs < 1 || o->batch < 1) {
+        mp_err_set("train: --epochs and --batch must be positive");
+        goto out;
+    }
+    if (!(R->db = db_open(o->db_path, DB_OPEN_READONLY))) goto out;
+    if (load_sets(R) < 0) goto out;
+    if (o->method & TR_RBD && setup_teacher(R) < 0) goto out;
+
+    /* student: architecture from --arch, or the teacher's (RBD: the same network) */
+    R->info.nclasses = R->k;
+    R->info.class_names = mp_xcalloc(R->k, sizeof(char *));
+    for (int c = 0; c < R->k; c++) R->info.class_names[c] = mp_xstrdup(R->train.class_names[c]);
+    snprintf(R->info.method, sizeof R->info.method, "%s",
+             o->method == 0 ? "supervised" : o->method == TR_RBD ? "rbd" : o->method == TR_CRCKD ? "crckd" : "rbd+crckd");
+    if (R->teacher && !o->arch) {
+        snprintf(R->info.arch, sizeof R->info.arch, "%.31s", R->tinfo.arch);
+        R->info.cfg = R->tinfo.cfg;
+    } else {
+        snprintf(R->info.arch, sizeof R->info.arch, "%s", o->arch ? o->arch : "resnet_gn");
+        if (tr_arch_cfg(R->info.arch, R->k, &R->info.cfg) < 0) goto out;
+        char ts[160];
+        snprintf(ts, sizeof ts, "%s", tr_arch_string(&R->tinfo.cfg));
+        if (R->teacher && strcmp(tr_arch_string(&R->info.cfg), ts) != 0) {
+            mp_err_set("%s: teacher architecture %s (%s) differs from the student's %s (%s); rbd distils into the same network",
+                       o->teacher, R->tinfo.arch, ts, R->info.arch, tr_arch_string(&R->info.cfg));
+            goto out;
+        }
+    }
+    R->info.mag = o->mag;
+
+    /* loaders: the training one (paired view at the teacher's magnification for RBD) and validation */
+    tr_loader_cfg lc = {.mag = {o->mag, R->teacher ? R->tinfo.mag : 0}, .batch = o->batch, .shuffle = 1,
+                        .augment = o->augment, .rot90 = 1, .teacher_view = (o->method & TR_CRCKD) != 0, .seed = o->seed};
+    memcpy(lc.jitter, o->jitter, sizeof lc.jitter);
+    if (tr_channel_stats(R->db, R->items, R->n, o->mag, 512, R->info.mean, R->info.std) < 0) goto out;
+    memcpy(lc.mean[0], R->info.mean, sizeof R->info.mean);
+    memcpy(lc.std[0], R->info.std, sizeof R->info.std);
+    if (R->teacher) {
+        memcpy(lc.mean[1], R->tinfo.mean, sizeof R->tinfo.mean);
+        memcpy(lc.std[1], R->tinfo.std, sizeof R->tinfo.std);
+    }
+    if (!(R->loader = tr_loader_new(R->db, &lc, R->items, R->n))) goto out;
+    R->info.size = tr_loader_size(R->loader, 0);
+    if (R->teacher && tr_loader_size(R->loader, 1) != R->tinfo.size) {
+        mp_err_set("%s: teacher input is %d px, the dataset's %gx images are %d px", o->teacher, R->tinfo.size, R->tinfo.mag,
+                   tr_loader_size(R->loader, 1));
+        goto out;
+    }
+    int nval = 0;
+    for (int i = 0; i < R->val.n; i++) nval += R->val.items[i].label >= 0;
+    if (nval) {
+        tr_loader_cfg vc = lc;
+        vc.mag[1] = 0;
+        vc.shuffle = vc.augment = vc.teacher_view = 0;
+        if (!(R->vloader = tr_loader_new(R->db, &vc, R->val.items, R->val.n))) goto out;
+    } else mp_warn("%s: no labelled validation patches; the last epoch is kept as best", o->db_path);
+
+    int S = R->info.size, B = o->batch, k = R->k;
+    if (!(R->student = nn_model_create(&R->info.cfg, B, S, S, 1))) goto out;
+    nn_model_init(R->student, o->seed);
+    nn_optim_cfg oc = nn_optim_defaults(NN_OPT_ADAM);
+    oc.lr = o->lr;
+    oc.weight_decay = o->wd;
+    if (nn_optim_init(&R->opt, nn_model_params(R->student), &oc) < 0) goto out;
+    int nb = tr_loader_batches(R->loader);
+    R->sched = o->method & TR_CRCKD && !(o->method & TR_RBD) ? nn_sched_onecycle(o->max_lr, (int64_t)o->epochs * nb)
+                                                             : nn_sched_constant(o->lr);
+    if (o->method & TR_CRCKD && setup_crckd(R) < 0) goto out;
+    R->dz = mp_xmalloc(sizeof(float) * B * k);
+    R->hist = mp_xcalloc((size_t)o->epochs * 2 + 2, sizeof(double));
+    R->best_val = -1;
+    R->best_epoch = -1;
+    if (o->resume) {
+        if (!mp_file_exists(last)) {
+            mp_err_set("%s: nothing to resume (no checkpoint from an earlier run)", last);
+            goto out;
+        }
+        if (resume(R, last) < 0) goto out;
+        mp_info("resuming %s at epoch %d (step %lld)", last, R->epoch0 + 1, (long long)R->step);
+    }
+    logf = fopen(logp, o->resume ? "a" : "w");
+    if (!logf) {
+        mp_err_set("%s: cannot write the training log", logp);
+        goto out;
+    }
+    float *prob = NULL;
+    int *vy = NULL;
+    if (R->vloader) {
+        prob = mp_xmalloc(sizeof(float) * R->val.n * k);
+        vy = mp_xmalloc(sizeof(int) * R->val.n);
+    }
+    double t0 = mp_now();
+    pg = mp_progress_new((mp_progress_mode)o->progress, "train", (uint64_t)(o->epochs - R->epoch0) * nb, "step");
+    int64_t steps_done = 0;
+    rc = 0;
+    for (int epoch = R->epoch0; epoch < o->epochs && !rc; epoch++) {
+        double te = mp_now(), lsum = 0, psum[6] = {0};
+        int nsteps = 0, nimg = 0;
+        if (tr_loader_start(R->loader, epoch) < 0) {
+            rc = -1;
+            break;
+        }
+        const tr_batch *b;
+        int got;
+        while ((got = tr_loader_next(R->loader, &b)) == 1) {
+            int n = b->n;
+            nn_sched_apply(&R->sched, &R->opt);
+            if (R->ema) nn_sched_apply(&R->sched, &R->hopt);
+            memset(R->dz, 0, sizeof(float) * n * k);
+            double loss = 0, parts[6] = {0};
+            int C, FH, FW;
+            if (R->teacher) {
+                /* frozen teacher on the paired view at its own magnification */
+                int TS = R->tinfo.size;
+                if (nn_model_forward(R->teacher, b->xp, n, TS, TS, 0) < 0) {
+                    rc = -1;
+                    break;
+                }
+                int tC, tH, tW;
+                const float *Ft = nn_model_feature_map(R->teacher, &tC, &tH, &tW);
+                if (!R->zt) {
+                    R->zt = mp_xmalloc(sizeof(float) * B * k);
+                    R->Ft = mp_xmalloc(sizeof(float) * (size_t)B * tC * tH * tW);
+                }
+                memcpy(R->zt, nn_model_logits(R->teacher), sizeof(float) * n * k);
+                memcpy(R->Ft, Ft, sizeof(float) * (size_t)n * tC * tH * tW);
+                if (nn_model_forward(R->student, b->x, n, S, S, 1) < 0) {
+                    rc = -1;
+                    break;
+                }
+                const float *Fs = nn_model_feature_map(R->student, &C, &FH, &FW);
+                if (!R->dF) {
+                    R->dF = mp_xmalloc(sizeof(float) * (size_t)B * C * FH * FW);
+                    R->work = mp_xmalloc(sizeof(float) * (size_t)B * C * FH * FW);
+                }
+                memset(R->dF, 0, sizeof(float) * (size_t)n * C * FH * FW);
+                double rp[2];
+                loss += nn_rbd_loss(R->dz, R->dF, R->work, nn_model_logits(R->student), R->zt, Fs, R->Ft, n, k, C, FH, FW,
+                                    tH, tW, (float)o->temperature, (float)o->beta, o->l1, 1.0f, rp);
+                parts[0] = rp[0];
+                parts[1] = rp[1];
+                if (o->ce_weight > 0) {
+                    parts[2] = o->ce_weight * nn_cross_entropy(R->dz, nn_model_logits(R->student), b->y, n, k, NULL, 0,
+                                                               (float)o->ce_weight);
+                    loss += parts[2];
+                }
+            } else if (nn_model_forward(R->student, b->x, n, S, S, 1) < 0) {
+                rc = -1;
+                break;
+            }
+            if (R->ema) {
+                double cp[4] = {0};
+                loss += crckd_terms(R, b, epoch, cp);
+                parts[2] += cp[0];
+                for (int j = 0; j < 3; j++) parts[3 + j] = cp[1 + j];
+            } else if (!R->teacher) {
+                parts[2] = nn_cross_entropy(R->dz, nn_model_logits(R->student), b->y, n, k, NULL, 0, 1.0f);
+                loss += parts[2];
+            }
+            if (!isfinite(loss)) {
+                rc = mp_err_set("training diverged: loss is %s at epoch %d, step %lld; the last good checkpoint is %s",
+                                isnan(loss) ? "NaN" : "Inf", epoch + 1, (long long)R->step + 1,
+                                mp_file_exists(last) ? last : "(none yet)");
+                break;
+            }
+            if (nn_model_backward_ex(R->student, R->dz, R->ema ? R->H.dpooled : NULL, R->teacher ? R->dF : NULL) < 0) {
+                rc = -1;
+                break;
+            }
+            nn_optim_step(&R->opt);
+            if (R->ema) {
+                nn_optim_step(&R->hopt);
+                nn_ema_update(nn_model_params(R->ema), nn_model_params(R->student), R->step, o->ema);
+            }
+            R->step++;
+            steps_done++;
+            nsteps++;
+            nimg += n;
+            lsum += loss;
+            for (int j = 0; j < 6; j++) psum[j] += parts[j];
+            if (pg && (steps_done % (o->log_every > 0 ? o->log_every : 1) == 0 || nsteps == nb)) {
+                char extra[256];
+                snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f %.0f img/s", epoch + 1, o->epochs, lsum / nsteps,
+                         nimg / (mp_now() - te));
+                mp_progress_update(pg, (uint64_t)steps_done, extra);
+            }
+        }
+        if (rc) break;
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        double secs = mp_now() - te, val = NAN;
+        if (R->vloader) {
+            int nv = tr_predict(R->student, R->vloader, prob, vy, NULL);
+            if (nv < 0) {
+                rc = -1;
+                break;
+            }
+            /* patch-level balanced accuracy on labelled validation patches */
+            int m = 0;
+            for (int i = 0; i < nv; i++)
+                if (vy[i] >= 0) {
+                    vy[m] = vy[i];
+                    memmove(prob + (size_t)m * k, prob + (size_t)i * k, sizeof(float) * k);
+                    m++;
+                }
+            tr_metrics mt;
+            if (tr_metrics_compute(vy, prob, m, k, &mt) < 0) {
+                rc = -1;
+                break;
+            }
+            val = mt.balanced_accuracy;
+        }
+        double l = lsum / (nsteps ? nsteps : 1);
+        R->hist[2 * epoch] = l;
+        R->hist[2 * epoch + 1] = val;
+        R->nhist = epoch + 1;
+        for (int j = 0; j < 6; j++) psum[j] /= nsteps ? nsteps : 1;
+        append_log(logf, epoch + 1, R->step, l, psum, val, nimg / secs, secs);
+        int improved = R->vloader ? val > R->best_val + 1e-9 : 1;
+        if (improved) {
+            R->best_val = R->vloader ? val : R->best_val;
+            R->best_epoch = epoch;
+            R->bad_epochs = 0;
+        } else R->bad_epochs++;
+        int stop = o->patience > 0 && R->bad_epochs >= o->patience;
+        if (improved && save_ckpt(R, o->out, 0, epoch, NULL) < 0) {
+            rc = -1;
+            break;
+        }
+        if (save_ckpt(R, last, 1, epoch, R->hist) < 0) {
+            rc = -1;
+            break;
+        }
+        write_curve(pngp, R->hist, R->nhist);
+        if (pg) {
+            char extra[256];
+            snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f val bacc %.4f%s", epoch + 1, o->epochs, l, val,
+                     improved ? " (best)" : "");
+            mp_progress_update(pg, (uint64_t)steps_done, extra);
+        }
+        if (o->progress != MP_PROGRESS_JSON)
+            mp_info("epoch %d/%d: loss %.4f, val balanced accuracy %.4f%s, %.0f img/s", epoch + 1, o->epochs, l, val,
+                    improved ? " (best)" : "", nimg / secs);
+        res->epochs_run++;
+        res->last_loss = l;
+        if (o->stop_after > 0 && res->epochs_run >= o->stop_after) break;
+        if (stop) {
+            mp_info("early stop: no validation improvement for %d epochs (best epoch %d)", o->patience, R->best_epoch + 1);
+            break;
+        }
+    }
+    if (pg) mp_progress_finish(pg, NULL);
+    free(prob);
+    free(vy);
+    res->best_epoch = R->best_epoch + 1;
+    res->best_val = R->best_val;
+    res->steps = R->step;
+    res->train_seconds = mp_now() - t0;
+out:
+    if (pg) mp_progress_free(pg);
+    if (logf) fclose(logf);
+    if (rc < 0 || !R->db) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", mp_err());
+        run_free(R);
+        mp_err_set("%s", msg);
+        return -1;
+    }
+    run_free(R);
+    return rc;
+}
+
+/* ---- loss / metric curve as a PNG (libpng): loss in red (left scale), val in blue (0..1) ---- */
+
+static void plot_line(uint8_t *im, int W, int H, int x0, int y0, int x1, int y1, const uint8_t c[3])
+{
+    int dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, err = dx + dy;
+    for (;;) {
+        for (int t = -1; t <= 1; t++)
+            if (x0 >= 0 && x0 < W && y0 + t >= 0 && y0 + t < H) memcpy(im + 3 * ((size_t)(y0 + t) * W + x0), c, 3);
+        if (x0 == x1 && y0 == y1) break;
+        int e2 = 2 * err;
+        if (e2 >= dy) err += dy, x0 += sx;
+        if (e2 <= dx) err += dx, y0 += sy;
+    }
+}
+
+static int write_curve(const char *path, const double *hist, int n)
+{
+    enum { W = 640, H = 360, M = 30 };
+    uint8_t *im = mp_xmalloc(3 * W * H);
+    memset(im, 255, 3 * W * H);
+    static const uint8_t grey[3] = {210, 210, 210}, black[3] = {0, 0, 0}, red[3] = {200, 30, 30}, blue[3] = {30, 60, 200};
+    for (int g = 0; g <= 4; g++) plot_line(im, W, H, M, M + g * (H - 2 * M) / 4, W - M, M + g * (H - 2 * M) / 4, grey);
+    plot_line(im, W, H, M, M, M, H - M, black);
+    plot_line(im, W, H, M, H - M, W - M, H - M, black);
+    double lmax = 1e-9;
+    for (int i = 0; i < n; i++)
+        if (isfinite(hist[2 * i]) && hist[2 * i] > lmax) lmax = hist[2 * i];
+    int span = n > 1 ? n - 1 : 1;
+    for (int s = 0; s < 2; s++)
+        for (int i = 1; i < n; i++) {
+            double a = hist[2 * (i - 1) + s], b = hist[2 * i + s];
+            if (!isfinite(a) || !isfinite(b)) continue;
+            double sa = s ? a : a / lmax, sb = s ? b : b / lmax;
+            plot_line(im, W, H, M + (i - 1) * (W - 2 * M) / span, H - M - (int)(sa * (H - 2 * M)), M + i * (W - 2 * M) / span,
+                      H - M - (int)(sb * (H - 2 * M)), s ? blue : red);
+        }
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    pi.width = W;
+    pi.height = H;
+    pi.format = PNG_FORMAT_RGB;
+    png_alloc_size_t sz = 0;
+    int rc = -1;
+    if (png_image_write_to_memory(&pi, NULL, &sz, 0, im, 0, NULL)) {
+        void *buf = mp_xmalloc(sz);
+        if (png_image_write_to_memory(&pi, buf, &sz, 0, im, 0, NULL)) rc = mp_write_file_atomic(path, buf, sz);
+        free(buf);
+    }
+    free(im);
+    return rc;
+}
