@@ -251,7 +251,8 @@ static void *worker(void *arg)
             b->slide[j] = it->slide;
             b->patch_id[j] = it->patch_id;
             mp_rng r;
-            mp_rng_derive(&r, c->seed, RNG_AUG, (uint64_t)L->epoch, (uint64_t)it->patch_id);
+            mp_rng_derive(&r, c->seed, RNG_AUG, (uint64_t)(c->aug_period > 0 ? L->epoch % c->aug_period : L->epoch),
+                          (uint64_t)it->patch_id);
             tr_aug a;
             tr_aug_draw(&a, &r, c);
             for (int v = 0; v < 2 && !err; v++) {

@@ -167,6 +167,8 @@ typedef struct {
     float *class_w;
     /* scratch */
     float *dz, *dF, *work, *zt, *Ft, *cent[2];
+    float *cz, *cf;       /* cached teacher logits / pooled maps: views × n × ... */
+    int cC, cH, cW;
     int32_t *sidx, *ids, *lab;
     float *gl[2], *dgl[2];
     int64_t step;
@@ -459,6 +461,59 @@ static double crckd_terms(run *R, const tr_batch *b, int epoch, double parts[4])
 
 static int write_curve(const char *path, const double *hist, int n);
 
+/* Teacher outputs for `teacher_views` augmentation draws of every pair, computed once: the
+ * 10x teacher is the expensive part of RBD, and the loader makes epoch e reuse draw e mod N,
+ * so both views still share one augmentation. Maps are stored max-pooled to the student's
+ * map size (what the loss compares). */
+static int cache_teacher(run *R)
+{
+    const tr_train_opts *o = R->o;
+    int S = R->info.size, k = R->k, A = o->teacher_views, TS = R->tinfo.size;
+    float *zero = mp_xcalloc((size_t)3 * S * S, sizeof(float));
+    int rc = nn_model_forward(R->student, zero, 1, S, S, 0);
+    free(zero);
+    if (rc < 0) return -1;
+    nn_model_feature_map(R->student, &R->cC, &R->cH, &R->cW);
+    size_t fs = (size_t)R->cC * R->cH * R->cW;
+    R->cz = mp_xmalloc(sizeof(float) * (size_t)A * R->n * k);
+    R->cf = mp_xmalloc(sizeof(float) * (size_t)A * R->n * fs);
+    R->zt = mp_xmalloc(sizeof(float) * o->batch * k);
+    R->Ft = mp_xmalloc(sizeof(float) * o->batch * fs);
+    R->dF = mp_xmalloc(sizeof(float) * o->batch * fs);
+    R->work = mp_xmalloc(sizeof(float) * o->batch * fs);
+    int32_t *am = mp_xmalloc(sizeof(int32_t) * o->batch * fs);
+    double t0 = mp_now();
+    for (int a = 0; a < A && !rc; a++) {
+        if (tr_loader_start(R->loader, a) < 0) rc = -1;
+        const tr_batch *b;
+        int got;
+        while (!rc && (got = tr_loader_next(R->loader, &b)) == 1) {
+            if (nn_model_forward(R->teacher, b->xp, b->n, TS, TS, 0) < 0) {
+                rc = -1;
+                break;
+            }
+            int tC, tH, tW;
+            const float *Ft = nn_model_feature_map(R->teacher, &tC, &tH, &tW);
+            if (tC != R->cC) {
+                rc = mp_err_set("%s: teacher map has %d channels, the student's %d", o->teacher, tC, R->cC);
+                break;
+            }
+            nn_adaptive_maxpool_forward(R->Ft, am, Ft, b->n, tC, tH, tW, R->cH, R->cW);
+            const float *z = nn_model_logits(R->teacher);
+            for (int i = 0; i < b->n; i++) {
+                size_t row = (size_t)a * R->n + b->idx[i];
+                memcpy(R->cz + row * k, z + (size_t)i * k, sizeof(float) * k);
+                memcpy(R->cf + row * fs, R->Ft + (size_t)i * fs, sizeof(float) * fs);
+            }
+        }
+        if (!rc && got < 0) rc = -1;
+    }
+    free(am);
+    if (!rc)
+        mp_info("teacher outputs cached: %d draws x %d pairs in %.1f s", A, R->n, mp_now() - t0);
+    return rc;
+}
+
 static void append_log(FILE *f, int epoch, int64_t step, double loss, const double *parts, double val, double ips,
                        double secs)
 {
@@ -500,6 +555,8 @@ static void run_free(run *R)
     free(R->dF);
     free(R->work);
     free(R->zt);
+    free(R->cz);
+    free(R->cf);
     free(R->Ft);
     free(R->hist);
     free(R->items);
@@ -557,7 +614,8 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
 
     /* loaders: the training one (paired view at the teacher's magnification for RBD) and validation */
     tr_loader_cfg lc = {.mag = {o->mag, R->teacher ? R->tinfo.mag : 0}, .batch = o->batch, .shuffle = 1,
-                        .augment = o->augment, .rot90 = 1, .teacher_view = (o->method & TR_CRCKD) != 0, .seed = o->seed};
+                        .augment = o->augment, .rot90 = 1, .teacher_view = (o->method & TR_CRCKD) != 0, .seed = o->seed,
+                        .aug_period = R->teacher && o->teacher_views > 0 ? o->teacher_views : 0};
     memcpy(lc.jitter, o->jitter, sizeof lc.jitter);
     if (tr_channel_stats(R->db, R->items, R->n, o->mag, 512, R->info.mean, R->info.std) < 0) goto out;
     memcpy(lc.mean[0], R->info.mean, sizeof R->info.mean);
@@ -594,6 +652,7 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
                                                              : nn_sched_constant(o->lr);
     if (o->method & TR_CRCKD && setup_crckd(R) < 0) goto out;
     R->dz = mp_xmalloc(sizeof(float) * B * k);
+    if (R->teacher && o->teacher_views > 0 && cache_teacher(R) < 0) goto out;
     R->hist = mp_xcalloc((size_t)o->epochs * 2 + 2, sizeof(double));
     R->best_val = -1;
     R->best_epoch = -1;
@@ -636,7 +695,32 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
             memset(R->dz, 0, sizeof(float) * n * k);
             double loss = 0, parts[6] = {0};
             int C, FH, FW;
-            if (R->teacher) {
+            if (R->teacher && R->cz) {
+                /* cached teacher outputs for this epoch's augmentation draw */
+                int a = epoch % o->teacher_views;
+                size_t fs = (size_t)R->cC * R->cH * R->cW;
+                if (nn_model_forward(R->student, b->x, n, S, S, 1) < 0) {
+                    rc = -1;
+                    break;
+                }
+                const float *Fs = nn_model_feature_map(R->student, &C, &FH, &FW);
+                for (int i = 0; i < n; i++) {
+                    size_t row = (size_t)a * R->n + b->idx[i];
+                    memcpy(R->zt + (size_t)i * k, R->cz + row * k, sizeof(float) * k);
+                    memcpy(R->Ft + (size_t)i * fs, R->cf + row * fs, sizeof(float) * fs);
+                }
+                memset(R->dF, 0, sizeof(float) * (size_t)n * fs);
+                double rp[2];
+                loss += nn_rbd_loss(R->dz, R->dF, R->work, nn_model_logits(R->student), R->zt, Fs, R->Ft, n, k, C, FH, FW,
+                                    FH, FW, (float)o->temperature, (float)o->beta, o->l1, 1.0f, rp);
+                parts[0] = rp[0];
+                parts[1] = rp[1];
+                if (o->ce_weight > 0) {
+                    parts[2] = o->ce_weight * nn_cross_entropy(R->dz, nn_model_logits(R->student), b->y, n, k, NULL, 0,
+                                                               (float)o->ce_weight);
+                    loss += parts[2];
+                }
+            } else if (R->teacher) {
                 /* frozen teacher on the paired view at its own magnification */
                 int TS = R->tinfo.size;
                 if (nn_model_forward(R->teacher, b->xp, n, TS, TS, 0) < 0) {

@@ -71,6 +71,7 @@ typedef struct {
     float jitter[4];     /* brightness, contrast, saturation, hue (METHODS.md: .5 .5 .5 .2) */
     int teacher_view;    /* also produce the primary view with extra rot90 + flip (CRCKD) */
     uint64_t seed;
+    int aug_period;      /* > 0: epoch e reuses the augmentations of epoch e mod aug_period */
     float mean[2][3], std[2][3]; /* normalisation per view, in [0,1] pixel units */
 } tr_loader_cfg;
 
@@ -155,6 +156,8 @@ typedef struct {
     float jitter[4];
     int progress;            /* mp_progress_mode */
     int log_every;
+    int teacher_views;       /* rbd: > 0 caches the teacher's outputs for this many augmentation draws
+                              * per pair (computed once; epoch e uses draw e mod N); 0 = live teacher */
     int stop_after;          /* run at most this many epochs in this call (0 = all); --resume continues */
 } tr_train_opts;
 
