@@ -1,0 +1,264 @@
+/* db/tiling.c — the tiler's side of the dataset: slide rows and their status transitions,
+ * batched patch + image inserts, tile errors. Status moves pending -> tiling -> done|failed,
+ * each step in its own transaction; patches and their images always commit together. */
+#include "db/tiling.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/util.h"
+
+/* Roll back and keep the message that caused it. */
+static int abort_tx(mp_db *db)
+{
+    char keep[1024];
+    snprintf(keep, sizeof keep, "%s", mp_err());
+    db_exec(db, "ROLLBACK");
+    return mp_err_set("%s", keep);
+}
+
+static int step_done(mp_db *db, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int r = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : db_fail(db, what);
+    sqlite3_reset(st);
+    return r;
+}
+
+static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int col)
+{
+    const unsigned char *s = sqlite3_column_text(st, col);
+    snprintf(dst, n, "%s", s ? (const char *)s : "");
+}
+
+int db_tiling_find(mp_db *db, const char *path, db_slide_state *out)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT id, fingerprint, params_hash, status FROM slides WHERE path = ?");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st), r = 0;
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        out->id = sqlite3_column_int64(st, 0);
+        copy_col(out->fingerprint, sizeof out->fingerprint, st, 1);
+        copy_col(out->params_hash, sizeof out->params_hash, st, 2);
+        copy_col(out->status, sizeof out->status, st, 3);
+        r = 1;
+    } else if (rc != SQLITE_DONE) {
+        r = db_fail(db, "slide lookup");
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int exec_id(mp_db *db, const char *sql, int64_t id)
+{
+    sqlite3_stmt *st = db_prepare(db, sql);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int r = step_done(db, st, "tiling");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_tiling_prepare(mp_db *db, const char *path, const char *name, const char *fingerprint,
+                      const char *params_json, const char *params_hash, int64_t *id)
+{
+    if (db_begin(db)) return -1;
+    db_slide_state s;
+    int found = db_tiling_find(db, path, &s);
+    if (found < 0) return abort_tx(db);
+    if (!found) {
+        sqlite3_stmt *st = db_prepare(db, "INSERT INTO slides(path, name, fingerprint, params, params_hash, status) "
+                                          "VALUES (?, ?, ?, ?, ?, 'pending')");
+        if (!st) return abort_tx(db);
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, fingerprint, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, params_json, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 5, params_hash, -1, SQLITE_TRANSIENT);
+        int r = step_done(db, st, "insert slide");
+        sqlite3_finalize(st);
+        if (r) return abort_tx(db);
+        *id = sqlite3_last_insert_rowid(db_sqlite(db));
+    } else {
+        *id = s.id;
+        if (strcmp(s.fingerprint, fingerprint) || strcmp(s.params_hash, params_hash)) {
+            /* Stale output: the file or the settings changed. Images go by ON DELETE CASCADE. */
+            if (exec_id(db, "DELETE FROM patches WHERE slide_id = ?", s.id) ||
+                exec_id(db, "DELETE FROM tile_errors WHERE slide_id = ?", s.id))
+                return abort_tx(db);
+            sqlite3_stmt *st = db_prepare(db, "UPDATE slides SET fingerprint = ?, params = ?, params_hash = ?, "
+                                              "status = 'pending', error = NULL, n_patches = 0, n_bad_tiles = 0, "
+                                              "started_at = NULL, finished_at = NULL WHERE id = ?");
+            if (!st) return abort_tx(db);
+            sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 2, params_json, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 3, params_hash, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 4, s.id);
+            int r = step_done(db, st, "reset slide");
+            sqlite3_finalize(st);
+            if (r) return abort_tx(db);
+        }
+    }
+    if (db_commit(db)) return abort_tx(db);
+    return 0;
+}
+
+int db_tiling_start(mp_db *db, int64_t id, const db_slide_meta *m)
+{
+    sqlite3_stmt *st = db_prepare(db,
+        "UPDATE slides SET vendor = ?, width = ?, height = ?, level_count = ?, mpp_x = ?, mpp_y = ?, "
+        "mpp_source = ?, mask = ?, mask_width = ?, mask_height = ?, mask_downsample = ?, status = 'tiling', "
+        "error = NULL, started_at = coalesce(started_at, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')) WHERE id = ?");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, m->vendor ? m->vendor : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, m->width);
+    sqlite3_bind_int64(st, 3, m->height);
+    sqlite3_bind_int(st, 4, m->level_count);
+    sqlite3_bind_double(st, 5, m->mpp_x);
+    sqlite3_bind_double(st, 6, m->mpp_y);
+    sqlite3_bind_text(st, 7, m->mpp_source, -1, SQLITE_TRANSIENT);
+    if (m->mask_png) sqlite3_bind_blob(st, 8, m->mask_png, (int)m->mask_len, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, 8);
+    sqlite3_bind_int(st, 9, m->mask_width);
+    sqlite3_bind_int(st, 10, m->mask_height);
+    sqlite3_bind_double(st, 11, m->mask_downsample);
+    sqlite3_bind_int64(st, 12, id);
+    int r = step_done(db, st, "start slide");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_tiling_fail(mp_db *db, int64_t id, const char *error)
+{
+    sqlite3_stmt *st = db_prepare(db, "UPDATE slides SET status = 'failed', error = ?, "
+                                      "finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, error, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, id);
+    int r = step_done(db, st, "fail slide");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_tiling_finish(mp_db *db, int64_t id)
+{
+    return exec_id(db,
+        "UPDATE slides SET status = 'done', error = NULL, "
+        "n_patches = (SELECT count(*) FROM patches WHERE slide_id = slides.id), "
+        "n_bad_tiles = (SELECT count(*) FROM tile_errors WHERE slide_id = slides.id), "
+        "finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?", id);
+}
+
+int db_tiling_done_cells(mp_db *db, int64_t id, void (*fn)(int, int, void *), void *arg)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT gx, gy FROM patches WHERE slide_id = ?1 "
+                                      "UNION ALL SELECT gx, gy FROM tile_errors WHERE slide_id = ?1");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) fn(sqlite3_column_int(st, 0), sqlite3_column_int(st, 1), arg);
+    int r = rc == SQLITE_DONE ? 0 : db_fail(db, "done cells");
+    sqlite3_finalize(st);
+    return r;
+}
+
+struct db_tile_writer {
+    mp_db *db;
+    int64_t slide_id;
+    sqlite3_stmt *patch, *image, *err, *count;
+    void (*hook)(void *);
+    void *hook_arg;
+};
+
+void db_tile_writer_set_hook(db_tile_writer *w, void (*fn)(void *), void *arg)
+{
+    w->hook = fn;
+    w->hook_arg = arg;
+}
+
+db_tile_writer *db_tile_writer_new(mp_db *db, int64_t slide_id)
+{
+    db_tile_writer *w = mp_xcalloc(1, sizeof *w);
+    w->db = db;
+    w->slide_id = slide_id;
+    w->patch = db_prepare(db, "INSERT INTO patches(slide_id, gx, gy, x0, y0, size0, tissue, blur, pen, brightness) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    w->image = w->patch ? db_prepare(db, "INSERT INTO images(patch_id, mag, width, height, level, scale, codec, data) "
+                                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)") : NULL;
+    w->err = w->image ? db_prepare(db, "INSERT INTO tile_errors(slide_id, gx, gy, message) VALUES (?, ?, ?, ?)") : NULL;
+    /* The running count lets a reader (db info, progress) see how far a slide got. */
+    w->count = w->err ? db_prepare(db, "UPDATE slides SET n_patches = n_patches + ?, n_bad_tiles = n_bad_tiles + ? "
+                                       "WHERE id = ?") : NULL;
+    if (!w->count) {
+        db_tile_writer_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void db_tile_writer_free(db_tile_writer *w)
+{
+    if (!w) return;
+    sqlite3_finalize(w->patch);
+    sqlite3_finalize(w->image);
+    sqlite3_finalize(w->err);
+    sqlite3_finalize(w->count);
+    free(w);
+}
+
+int db_tile_writer_batch(db_tile_writer *w, const db_patch_rec *recs, int n)
+{
+    mp_db *db = w->db;
+    if (db_begin(db)) return -1;
+    int np = 0, ne = 0;
+    for (int i = 0; i < n; i++) {
+        const db_patch_rec *p = &recs[i];
+        if (p->error) {
+            sqlite3_bind_int64(w->err, 1, w->slide_id);
+            sqlite3_bind_int(w->err, 2, p->gx);
+            sqlite3_bind_int(w->err, 3, p->gy);
+            sqlite3_bind_text(w->err, 4, p->error, -1, SQLITE_STATIC);
+            if (step_done(db, w->err, "insert tile error")) return abort_tx(db);
+            ne++;
+            continue;
+        }
+        sqlite3_stmt *s = w->patch;
+        sqlite3_bind_int64(s, 1, w->slide_id);
+        sqlite3_bind_int(s, 2, p->gx);
+        sqlite3_bind_int(s, 3, p->gy);
+        sqlite3_bind_int64(s, 4, p->x0);
+        sqlite3_bind_int64(s, 5, p->y0);
+        sqlite3_bind_double(s, 6, p->size0);
+        sqlite3_bind_double(s, 7, p->tissue);
+        sqlite3_bind_double(s, 8, p->blur);
+        sqlite3_bind_double(s, 9, p->pen);
+        sqlite3_bind_double(s, 10, p->brightness);
+        if (step_done(db, s, "insert patch")) return abort_tx(db);
+        int64_t pid = sqlite3_last_insert_rowid(db_sqlite(db));
+        for (int k = 0; k < p->n_images; k++) {
+            const db_image_rec *im = &p->images[k];
+            sqlite3_stmt *t = w->image;
+            sqlite3_bind_int64(t, 1, pid);
+            sqlite3_bind_double(t, 2, im->mag);
+            sqlite3_bind_int(t, 3, im->width);
+            sqlite3_bind_int(t, 4, im->height);
+            sqlite3_bind_int(t, 5, im->level);
+            sqlite3_bind_double(t, 6, im->scale);
+            sqlite3_bind_text(t, 7, im->codec, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(t, 8, im->data, (int)im->len, SQLITE_STATIC);
+            if (step_done(db, t, "insert image")) return abort_tx(db);
+        }
+        np++;
+    }
+    sqlite3_bind_int(w->count, 1, np);
+    sqlite3_bind_int(w->count, 2, ne);
+    sqlite3_bind_int64(w->count, 3, w->slide_id);
+    if (step_done(db, w->count, "count patches")) return abort_tx(db);
+    if (w->hook) w->hook(w->hook_arg);
+    if (db_commit(db)) return abort_tx(db);
+    return 0;
+}

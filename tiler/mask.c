@@ -1,0 +1,320 @@
+/* tiler/mask.c — tissue mask on a low-resolution thumbnail: Otsu on saturation for brightfield
+ * (intensity for dark-background fluorescence), 3x3 median, pen-ink rejection, morphological
+ * close, small-object removal and hole filling. Also per-patch QC (blur, brightness). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "tiler/tiler.h"
+
+int tiler_otsu(const uint64_t hist[256])
+{
+    double total = 0, sum = 0;
+    for (int i = 0; i < 256; i++) {
+        total += hist[i];
+        sum += (double)i * hist[i];
+    }
+    if (total <= 0) return 0;
+    double wb = 0, sb = 0, best = -1;
+    int t = 0;
+    for (int i = 0; i < 255; i++) {
+        wb += hist[i];
+        sb += (double)i * hist[i];
+        double wf = total - wb;
+        if (wb <= 0 || wf <= 0) continue;
+        double mb = sb / wb, mf = (sum - sb) / wf;
+        double between = wb * wf * (mb - mf) * (mb - mf);
+        if (between > best) {
+            best = between;
+            t = i;
+        }
+    }
+    return t;
+}
+
+static inline void sort2(uint8_t *a, uint8_t *b)
+{
+    if (*a > *b) {
+        uint8_t t = *a;
+        *a = *b;
+        *b = t;
+    }
+}
+
+/* 3x3 median (edge pixels replicate); Paeth's 19-exchange network. */
+static void median3(const uint8_t *in, uint8_t *out, int w, int h)
+{
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            uint8_t p[9];
+            int k = 0;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int yy = y + dy < 0 ? 0 : y + dy >= h ? h - 1 : y + dy;
+                    int xx = x + dx < 0 ? 0 : x + dx >= w ? w - 1 : x + dx;
+                    p[k++] = in[(size_t)yy * w + xx];
+                }
+            sort2(&p[1], &p[2]); sort2(&p[4], &p[5]); sort2(&p[7], &p[8]);
+            sort2(&p[0], &p[1]); sort2(&p[3], &p[4]); sort2(&p[6], &p[7]);
+            sort2(&p[1], &p[2]); sort2(&p[4], &p[5]); sort2(&p[7], &p[8]);
+            sort2(&p[0], &p[3]); sort2(&p[5], &p[8]); sort2(&p[4], &p[7]);
+            sort2(&p[3], &p[6]); sort2(&p[1], &p[4]); sort2(&p[2], &p[5]);
+            sort2(&p[4], &p[7]); sort2(&p[4], &p[2]); sort2(&p[6], &p[4]);
+            sort2(&p[4], &p[2]);
+            out[(size_t)y * w + x] = p[4];
+        }
+}
+
+/* Mean over a (2r+1)^2 window (clipped at the edges), through an integral image. */
+static void box_mean(const uint8_t *in, uint8_t *out, int w, int h, int r)
+{
+    uint64_t *ii = mp_xcalloc((size_t)(w + 1) * (h + 1), sizeof *ii);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            ii[(size_t)(y + 1) * (w + 1) + x + 1] = in[(size_t)y * w + x] + ii[(size_t)y * (w + 1) + x + 1] +
+                                                     ii[(size_t)(y + 1) * (w + 1) + x] - ii[(size_t)y * (w + 1) + x];
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int x0 = x - r < 0 ? 0 : x - r, x1 = x + r + 1 > w ? w : x + r + 1;
+            int y0 = y - r < 0 ? 0 : y - r, y1 = y + r + 1 > h ? h : y + r + 1;
+            uint64_t s = ii[(size_t)y1 * (w + 1) + x1] - ii[(size_t)y0 * (w + 1) + x1] - ii[(size_t)y1 * (w + 1) + x0] +
+                         ii[(size_t)y0 * (w + 1) + x0];
+            out[(size_t)y * w + x] = (uint8_t)(s / (uint64_t)((x1 - x0) * (y1 - y0)));
+        }
+    free(ii);
+}
+
+/* Binary dilation (grow=1) or erosion (grow=0) by a (2r+1)^2 square, separably. Outside the
+ * image counts as background for dilation and as foreground for erosion (no edge erosion). */
+static void morph(uint8_t *m, int w, int h, int r, int grow)
+{
+    uint8_t *t = mp_xmalloc((size_t)w * h);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int v = grow ? 0 : 1;
+            for (int d = -r; d <= r; d++) {
+                int xx = x + d;
+                if (xx < 0 || xx >= w) continue;
+                int b = m[(size_t)y * w + xx] != 0;
+                if (grow ? b : !b) { v = grow; break; }
+            }
+            t[(size_t)y * w + x] = (uint8_t)v;
+        }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int v = grow ? 0 : 1;
+            for (int d = -r; d <= r; d++) {
+                int yy = y + d;
+                if (yy < 0 || yy >= h) continue;
+                int b = t[(size_t)yy * w + x] != 0;
+                if (grow ? b : !b) { v = grow; break; }
+            }
+            m[(size_t)y * w + x] = (uint8_t)v;
+        }
+    free(t);
+}
+
+/* Connected components of pixels equal to `val` (8-connected for objects, 4 for holes).
+ * Components smaller than min_area — and, when border_keeps, not touching the border —
+ * are flipped to !val. */
+static void filter_components(uint8_t *m, int w, int h, uint8_t val, int64_t min_area, int conn8, int border_keeps)
+{
+    size_t n = (size_t)w * h;
+    uint8_t *seen = mp_xcalloc(n, 1);
+    int32_t *stack = mp_xmalloc(n * sizeof *stack), *comp = mp_xmalloc(n * sizeof *comp);
+    for (size_t s = 0; s < n; s++) {
+        if (seen[s] || m[s] != val) continue;
+        size_t sp = 0, cn = 0;
+        int border = 0;
+        stack[sp++] = (int32_t)s;
+        seen[s] = 1;
+        while (sp) {
+            int32_t p = stack[--sp];
+            comp[cn++] = p;
+            int x = p % w, y = p / w;
+            if (x == 0 || y == 0 || x == w - 1 || y == h - 1) border = 1;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    if (!dx && !dy) continue;
+                    if (!conn8 && dx && dy) continue;
+                    int xx = x + dx, yy = y + dy;
+                    if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
+                    size_t q = (size_t)yy * w + xx;
+                    if (!seen[q] && m[q] == val) {
+                        seen[q] = 1;
+                        stack[sp++] = (int32_t)q;
+                    }
+                }
+        }
+        if ((int64_t)cn < min_area && !(border_keeps && border))
+            for (size_t i = 0; i < cn; i++) m[comp[i]] = !val;
+    }
+    free(seen);
+    free(stack);
+    free(comp);
+}
+
+int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler_mask *m)
+{
+    memset(m, 0, sizeof *m);
+    size_t n = (size_t)w * h;
+    uint8_t *sat = mp_xmalloc(n), *val = mp_xmalloc(n), *feat = mp_xmalloc(n);
+    uint8_t *pen = mp_xcalloc(n, 1), *valid = mp_xmalloc(n);
+    uint64_t vh[256] = {0};
+    size_t nvalid = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = rgba + i * 4;
+        int mx = p[0] > p[1] ? p[0] : p[1], mn = p[0] < p[1] ? p[0] : p[1];
+        if (p[2] > mx) mx = p[2];
+        if (p[2] < mn) mn = p[2];
+        sat[i] = mx ? (uint8_t)((mx - mn) * 255 / mx) : 0;
+        val[i] = (uint8_t)mx;
+        valid[i] = p[3] >= 128; /* outside the scanned area (alpha 0) is never tissue */
+        if (valid[i]) {
+            vh[mx]++;
+            nvalid++;
+        }
+    }
+    /* Brightfield glass is bright; fluorescence background is dark. Decide on the median. */
+    uint64_t c = 0;
+    int median_v = 0;
+    for (int i = 0; i < 256; i++) {
+        c += vh[i];
+        if (c * 2 >= nvalid) { median_v = i; break; }
+    }
+    m->dark = nvalid > 0 && median_v < 90;
+    if (!m->dark) {
+        /* Pen ink: green, blue, black. H&E hues are pink to purple (about 270-360 and 0-20 deg). */
+        for (size_t i = 0; i < n; i++) {
+            if (!valid[i]) continue;
+            const uint8_t *p = rgba + i * 4;
+            int r = p[0], g = p[1], b = p[2], mx = val[i], s = sat[i];
+            int mn = mx - (s * mx) / 255;
+            double hue = 0;
+            if (mx > mn) {
+                double d = mx - mn;
+                if (mx == r) hue = 60 * fmod((g - b) / d + 6, 6);
+                else if (mx == g) hue = 60 * ((b - r) / d + 2);
+                else hue = 60 * ((r - g) / d + 4);
+            }
+            if (mx < 50) pen[i] = 1;                                          /* black */
+            else if (hue >= 70 && hue <= 170 && s >= 50) pen[i] = 1;            /* green */
+            else if (hue >= 185 && hue <= 250 && s >= 80 && mx < 235) pen[i] = 1; /* blue */
+        }
+    }
+    if (m->dark) {
+        /* Fluorescence: nuclei are sparse bright dots on black; tissue is where they are dense,
+         * so threshold the local mean intensity (~50 µm window), not single pixels. */
+        box_mean(val, feat, w, h, (int)fmax(1, round(24.0 / mask_mpp)));
+        /* Log scale: dim tissue (10-30) separates from black glass (0-5) instead of the
+         * brightest nuclei bands from everything else. */
+        for (size_t i = 0; i < n; i++) sat[i] = (uint8_t)lround(255.0 * log1p(feat[i]) / log(256.0));
+    } else {
+        memcpy(feat, sat, n);
+        median3(feat, sat, w, h); /* sat now holds the filtered feature */
+    }
+    uint64_t hist[256] = {0};
+    for (size_t i = 0; i < n; i++)
+        if (valid[i] && !pen[i]) hist[sat[i]]++;
+    int t = tiler_otsu(hist);
+    /* Floor so an empty slide's noise never becomes tissue. */
+    int floor_t = m->dark ? 80 : 15; /* dark: log scale, 80 ~ intensity 7.8 */
+    if (t < floor_t) t = floor_t;
+    m->threshold = t;
+    uint8_t *tis = mp_xmalloc(n);
+    for (size_t i = 0; i < n; i++) tis[i] = valid[i] && !pen[i] && sat[i] > t;
+    morph(pen, w, h, 1, 1); /* ink edges blend into tissue colours */
+    int r = (int)fmax(1, round(16.0 / mask_mpp)); /* close gaps of ~30 µm */
+    if (r > 3) r = 3;
+    morph(tis, w, h, r, 1);
+    morph(tis, w, h, r, 0);
+    double px_um2 = mask_mpp * mask_mpp;
+    filter_components(tis, w, h, 1, (int64_t)ceil(10000.0 / px_um2), 1, 0); /* objects < 0.01 mm² */
+    filter_components(tis, w, h, 0, (int64_t)ceil(50000.0 / px_um2), 0, 1); /* holes < 0.05 mm² */
+    size_t cnt = 0;
+    for (size_t i = 0; i < n; i++) {
+        tis[i] = (tis[i] && !pen[i] && valid[i]) ? 255 : 0;
+        cnt += tis[i] != 0;
+    }
+    m->w = w;
+    m->h = h;
+    m->tissue = tis;
+    m->pen = pen;
+    m->fraction = n ? (double)cnt / n : 0;
+    free(sat);
+    free(val);
+    free(feat);
+    free(valid);
+    return 0;
+}
+
+void tiler_mask_free(tiler_mask *m)
+{
+    if (!m) return;
+    free(m->tissue);
+    free(m->pen);
+    m->tissue = m->pen = NULL;
+}
+
+double tiler_mask_cover(const tiler_mask *m, const uint8_t *map, int one, double x0, double y0, double size0)
+{
+    double ax = x0 / m->ds, ay = y0 / m->ds, bx = (x0 + size0) / m->ds, by = (y0 + size0) / m->ds;
+    int ix0 = (int)floor(ax), iy0 = (int)floor(ay), ix1 = (int)ceil(bx), iy1 = (int)ceil(by);
+    double acc = 0, area = (bx - ax) * (by - ay);
+    if (area <= 0) return 0;
+    for (int y = iy0; y < iy1; y++) {
+        if (y < 0 || y >= m->h) continue;
+        double wy = fmin(by, y + 1) - fmax(ay, y);
+        for (int x = ix0; x < ix1; x++) {
+            if (x < 0 || x >= m->w) continue;
+            if (map[(size_t)y * m->w + x] != one) continue;
+            acc += wy * (fmin(bx, x + 1) - fmax(ax, x));
+        }
+    }
+    double f = acc / area;
+    return f > 1 ? 1 : f;
+}
+
+int tiler_mask_png(const tiler_mask *m, void **png, size_t *len)
+{
+    VipsImage *im = vips_image_new_from_memory(m->tissue, (size_t)m->w * m->h, m->w, m->h, 1, VIPS_FORMAT_UCHAR);
+    if (!im) return mp_err_set("mask: %s", vips_error_buffer());
+    int r = vips_pngsave_buffer(im, png, len, "compression", 6, NULL);
+    g_object_unref(im);
+    if (r) {
+        mp_err_set("mask: PNG encode failed: %s", vips_error_buffer());
+        vips_error_clear();
+        return -1;
+    }
+    return 0;
+}
+
+void tiler_free(void *p) { g_free(p); }
+
+void tiler_qc(const uint8_t *rgb, int w, int h, double *blur, double *brightness)
+{
+    /* Luminance (BT.601 integer weights), then the 4-neighbour Laplacian over the interior. */
+    float *l = mp_xmalloc(sizeof(float) * w * h);
+    double sum = 0;
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        const uint8_t *p = rgb + i * 3;
+        l[i] = (float)((299 * p[0] + 587 * p[1] + 114 * p[2]) / 1000.0);
+        sum += l[i];
+    }
+    *brightness = (w > 0 && h > 0) ? sum / (w * h) : 0;
+    double s = 0, s2 = 0;
+    size_t k = 0;
+    for (int y = 1; y < h - 1; y++)
+        for (int x = 1; x < w - 1; x++) {
+            size_t i = (size_t)y * w + x;
+            double v = l[i - 1] + l[i + 1] + l[i - w] + l[i + w] - 4.0 * l[i];
+            s += v;
+            s2 += v * v;
+            k++;
+        }
+    *blur = k ? s2 / k - (s / k) * (s / k) : 0;
+    free(l);
+}

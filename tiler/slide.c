@@ -1,0 +1,326 @@
+/* tiler/slide.c — opening a slide (with a one-line reason for every way it can be bad), its
+ * MPP in DESIGN.md's order with provenance, the content fingerprint, and the thumbnail the
+ * tissue mask is computed on. */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <tiffio.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "tiler/internal.h"
+
+int tiler_is_dicom(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return 0;
+    char b[4];
+    int r = pread(fd, b, 4, 128) == 4 && !memcmp(b, "DICM", 4);
+    close(fd);
+    return r;
+}
+
+/* libtiff reports through a global handler; a thread-local flag lets one thread ask "did
+ * that fail?" without libtiff printing to the user's terminal. */
+static _Thread_local int tiff_error_seen;
+static void tiff_error(const char *mod, const char *fmt, va_list ap)
+{
+    (void)mod;
+    (void)fmt;
+    (void)ap;
+    tiff_error_seen = 1;
+}
+
+void tiler_tiff_quiet(void)
+{
+    TIFFSetErrorHandler(tiff_error);
+    TIFFSetWarningHandler(NULL);
+}
+
+/* 1 if a directory chain or any tile/strip of the TIFF points past the end of the file. */
+static int tiff_cut_short(TIFF *t, uint64_t size)
+{
+    do {
+        int tiled = TIFFIsTiled(t);
+        uint64_t *off = NULL, *cnt = NULL;
+        uint32_t n = tiled ? TIFFNumberOfTiles(t) : TIFFNumberOfStrips(t);
+        if (!TIFFGetField(t, tiled ? TIFFTAG_TILEOFFSETS : TIFFTAG_STRIPOFFSETS, &off) ||
+            !TIFFGetField(t, tiled ? TIFFTAG_TILEBYTECOUNTS : TIFFTAG_STRIPBYTECOUNTS, &cnt))
+            return 1;
+        for (uint32_t i = 0; i < n; i++)
+            if (off[i] + cnt[i] > size) return 1;
+    } while (TIFFReadDirectory(t));
+    /* TIFFReadDirectory returns 0 both at the end and on a broken link; only the error
+     * handler tells them apart. */
+    return tiff_error_seen;
+}
+
+int tiler_slide_open(const char *path, tiler_slide *s)
+{
+    memset(s, 0, sizeof *s);
+    s->path = path;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return mp_err_set("%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return mp_err_set("%s: is a directory, not a slide", path);
+    if (sb.st_size == 0) return mp_err_set("%s: empty file (0 bytes)", path);
+    if (access(path, R_OK) != 0) return mp_err_set("%s: %s", path, strerror(errno));
+    if (tiler_is_dicom(path)) return mp_err_set("%s: DICOM is not supported by OpenSlide 3.4", path);
+    const char *vendor = openslide_detect_vendor(path);
+    if (!vendor) {
+        /* A TIFF that OpenSlide refuses is most often cut short (the directory of a libtiff
+         * file sits at its end); say that instead of "unrecognised". */
+        unsigned char mg[4] = {0};
+        int fd = open(path, O_RDONLY);
+        int is_tiff = fd >= 0 && pread(fd, mg, 4, 0) == 4 &&
+                      ((mg[0] == 'I' && mg[1] == 'I' && (mg[2] == 42 || mg[2] == 43) && mg[3] == 0) ||
+                       (mg[0] == 'M' && mg[1] == 'M' && mg[2] == 0 && (mg[3] == 42 || mg[3] == 43)));
+        if (fd >= 0) close(fd);
+        if (is_tiff) {
+            /* OpenSlide installs its own libtiff handlers; ours only for this check. */
+            TIFFErrorHandler prev = TIFFSetErrorHandler(tiff_error);
+            tiff_error_seen = 0;
+            TIFF *t = TIFFOpen(path, "rm");
+            int cut = t ? tiff_cut_short(t, (uint64_t)sb.st_size) : 0;
+            if (t) TIFFClose(t);
+            TIFFSetErrorHandler(prev);
+            if (!t) return mp_err_set("%s: truncated or corrupt TIFF (its directory cannot be read)", path);
+            if (cut) return mp_err_set("%s: truncated TIFF (image data or directories beyond the end of the file)", path);
+            return mp_err_set("%s: a TIFF OpenSlide cannot read (not a tiled slide)", path);
+        }
+        return mp_err_set("%s: not a slide OpenSlide can read (unrecognised format)", path);
+    }
+    s->osr = openslide_open(path);
+    if (!s->osr) return mp_err_set("%s: not a slide OpenSlide can read (%s)", path, vendor);
+    const char *e = openslide_get_error(s->osr);
+    if (e) {
+        mp_err_set("%s: OpenSlide cannot read it: %s", path, e);
+        tiler_slide_close(s);
+        return -1;
+    }
+    snprintf(s->vendor, sizeof s->vendor, "%s", vendor);
+    s->levels = openslide_get_level_count(s->osr);
+    if (s->levels < 1) {
+        tiler_slide_close(s);
+        return mp_err_set("%s: slide has no pyramid levels", path);
+    }
+    if (s->levels > TILER_MAX_LEVELS) s->levels = TILER_MAX_LEVELS; /* deeper levels are never needed */
+    for (int i = 0; i < s->levels; i++) {
+        openslide_get_level_dimensions(s->osr, i, &s->lw[i], &s->lh[i]);
+        s->ds[i] = openslide_get_level_downsample(s->osr, i);
+    }
+    s->width = s->lw[0];
+    s->height = s->lh[0];
+    if (s->width <= 0 || s->height <= 0 || !(s->ds[0] > 0)) {
+        e = openslide_get_error(s->osr);
+        mp_err_set("%s: OpenSlide cannot read it: %s", path, e ? e : "level 0 has no pixels");
+        tiler_slide_close(s);
+        return -1;
+    }
+    return 0;
+}
+
+void tiler_slide_close(tiler_slide *s)
+{
+    if (s && s->osr) openslide_close(s->osr);
+    if (s) s->osr = NULL;
+}
+
+/* ---- MPP ---- */
+
+int tiler_mpp_plausible(double v) { return v >= TILER_MPP_MIN && v <= TILER_MPP_MAX; }
+
+int tiler_mpp_from_resolution(double res, int unit, double *mpp)
+{
+    double um;
+    if (unit == RESUNIT_INCH) um = 25400.0;
+    else if (unit == RESUNIT_CENTIMETER) um = 10000.0;
+    else return -1; /* RESUNIT_NONE: an aspect ratio, not a size */
+    if (!(res > 0) || !isfinite(res)) return -1;
+    *mpp = um / res;
+    return 0;
+}
+
+static void note(tiler_mpp *o, const char *what, double v)
+{
+    size_t n = strlen(o->rejected);
+    snprintf(o->rejected + n, sizeof o->rejected - n, "%s%s gives %.3g µm/px, outside %g–%g", n ? "; " : "", what,
+             v, TILER_MPP_MIN, TILER_MPP_MAX);
+}
+
+/* A property as a number; 0 when absent or unparseable. */
+static double prop_num(openslide_t *osr, const char *key)
+{
+    const char *v = openslide_get_property_value(osr, key);
+    double d;
+    if (!v || mp_parse_double(v, &d) != 0) return 0;
+    return d;
+}
+
+/* Resolution tags of the first directory, through libtiff (OpenSlide 3.4 turns them into
+ * openslide.mpp-* only for some vendors). 0 = found. */
+static int tiff_resolution(const char *path, double *rx, double *ry, int *unit)
+{
+    TIFF *t = TIFFOpen(path, "rm"); /* m: no memory-mapping, the file may be huge */
+    if (!t) return -1;
+    float x = 0, y = 0;
+    uint16_t u = RESUNIT_INCH; /* the TIFF default when the tag is absent */
+    int ok = TIFFGetField(t, TIFFTAG_XRESOLUTION, &x) == 1;
+    if (TIFFGetField(t, TIFFTAG_YRESOLUTION, &y) != 1) y = x;
+    TIFFGetFieldDefaulted(t, TIFFTAG_RESOLUTIONUNIT, &u);
+    TIFFClose(t);
+    if (!ok) return -1;
+    *rx = x;
+    *ry = y;
+    *unit = u;
+    return 0;
+}
+
+int tiler_resolve_mpp(const char *path, void *osr_, double override, tiler_mpp *o)
+{
+    openslide_t *osr = osr_;
+    memset(o, 0, sizeof *o);
+    if (override > 0) {
+        o->mpp_x = o->mpp_y = override;
+        snprintf(o->source, sizeof o->source, "--mpp");
+        return 0;
+    }
+    double x = prop_num(osr, OPENSLIDE_PROPERTY_NAME_MPP_X), y = prop_num(osr, OPENSLIDE_PROPERTY_NAME_MPP_Y);
+    if (x > 0) {
+        if (!(y > 0)) y = x;
+        if (tiler_mpp_plausible(x) && tiler_mpp_plausible(y)) {
+            o->mpp_x = x;
+            o->mpp_y = y;
+            snprintf(o->source, sizeof o->source, "openslide.mpp");
+            return 0;
+        }
+        note(o, "openslide.mpp-x", tiler_mpp_plausible(x) ? y : x);
+    }
+    double a = prop_num(osr, "aperio.MPP");
+    if (a > 0) {
+        if (tiler_mpp_plausible(a)) {
+            o->mpp_x = o->mpp_y = a;
+            snprintf(o->source, sizeof o->source, "aperio.MPP");
+            return 0;
+        }
+        note(o, "aperio.MPP", a);
+    }
+    double rx, ry;
+    int unit;
+    if (tiff_resolution(path, &rx, &ry, &unit) == 0) {
+        double mx, my;
+        if (tiler_mpp_from_resolution(rx, unit, &mx) == 0 && tiler_mpp_from_resolution(ry, unit, &my) == 0) {
+            if (tiler_mpp_plausible(mx) && tiler_mpp_plausible(my)) {
+                o->mpp_x = mx;
+                o->mpp_y = my;
+                snprintf(o->source, sizeof o->source, "tiff.XResolution");
+                return 0;
+            }
+            note(o, "TIFF XResolution", tiler_mpp_plausible(mx) ? my : mx);
+        }
+    }
+    return mp_err_set("%s: no usable MPP (%s); pass --mpp", path, o->rejected[0] ? o->rejected : "no MPP in the file");
+}
+
+/* ---- fingerprint ---- */
+
+int tiler_fingerprint(const char *path, char out[64])
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return mp_err_set("%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        return mp_err_set("%s: %s", path, strerror(errno));
+    }
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    uint64_t size = (uint64_t)sb.st_size;
+    XXH3_64bits_update(st, &size, sizeof size);
+    enum { BLOCK = 1 << 16, SAMPLES = 64 };
+    uint8_t *buf = mp_xmalloc(BLOCK);
+    int rc = 0;
+    /* Whole file when small; else 64 blocks of 64 KiB spread evenly, first and last included
+     * (a re-saved or truncated slide changes its size or its directory at either end). */
+    uint64_t nblocks = (size + BLOCK - 1) / BLOCK;
+    int whole = nblocks <= SAMPLES * 2;
+    uint64_t count = whole ? nblocks : SAMPLES;
+    for (uint64_t i = 0; i < count && rc == 0; i++) {
+        uint64_t b = whole ? i : (count > 1 ? i * (nblocks - 1) / (count - 1) : 0);
+        ssize_t n = pread(fd, buf, BLOCK, (off_t)(b * BLOCK));
+        if (n < 0) rc = mp_err_set("%s: %s", path, strerror(errno));
+        else XXH3_64bits_update(st, buf, (size_t)n);
+    }
+    snprintf(out, 64, "xxh3:%016llx", (unsigned long long)XXH3_64bits_digest(st));
+    XXH3_freeState(st);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* ---- thumbnail ---- */
+
+int tiler_thumbnail(tiler_slide *s, double mpp, double target_mpp, uint8_t **out, int *ow, int *oh, double *ods)
+{
+    int L = tiler_choose_level(s->ds, s->levels, target_mpp / mpp, TILER_LEVEL_TOL);
+    double lmpp = mpp * s->ds[L];
+    double f = lmpp / target_mpp; /* thumb px per level px, <= ~1 */
+    if (f > 1) f = 1;
+    int64_t lw = s->lw[L], lh = s->lh[L];
+    int w = (int)fmax(1, llround(lw * f)), h = (int)fmax(1, llround(lh * f));
+    double fx = (double)w / lw, fy = (double)h / lh;
+    /* Box filter: every level pixel lands in one thumbnail pixel. Sums of premultiplied values. */
+    uint32_t *acc = mp_xcalloc((size_t)w * h * 5, sizeof *acc);
+    int64_t band = (int64_t)fmax(1, (1 << 22) / (double)lw);
+    uint32_t *px = mp_xmalloc((size_t)(lw * band) * 4);
+    int *tx = mp_xmalloc(sizeof(int) * lw);
+    for (int64_t x = 0; x < lw; x++) tx[x] = (int)fmin(w - 1, floor(x * fx));
+    for (int64_t y0 = 0; y0 < lh; y0 += band) {
+        int64_t bh = y0 + band <= lh ? band : lh - y0;
+        openslide_read_region(s->osr, px, 0, (int64_t)llround(y0 * s->ds[L]), L, lw, bh);
+        const char *e = openslide_get_error(s->osr);
+        if (e) {
+            free(acc);
+            free(px);
+            free(tx);
+            return mp_err_set("%s: cannot read the thumbnail (level %d): %s", s->path, L, e);
+        }
+        for (int64_t y = 0; y < bh; y++) {
+            int ty = (int)fmin(h - 1, floor((y0 + y) * fy));
+            const uint32_t *row = px + y * lw;
+            uint32_t *arow = acc + (size_t)ty * w * 5;
+            for (int64_t x = 0; x < lw; x++) {
+                uint32_t p = row[x];
+                uint32_t *a = arow + (size_t)tx[x] * 5;
+                a[0] += (p >> 16) & 255;
+                a[1] += (p >> 8) & 255;
+                a[2] += p & 255;
+                a[3] += p >> 24;
+                a[4] += 1;
+            }
+        }
+    }
+    uint8_t *rgba = mp_xmalloc((size_t)w * h * 4);
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        uint32_t *a = acc + i * 5;
+        uint32_t n = a[4] ? a[4] : 1, al = a[3];
+        /* unpremultiply: colour = sum(c) / sum(alpha) */
+        for (int c = 0; c < 3; c++) rgba[i * 4 + c] = al ? (uint8_t)fmin(255, (a[c] * 255.0 + al / 2) / al) : 0;
+        rgba[i * 4 + 3] = (uint8_t)((al + n / 2) / n);
+    }
+    free(acc);
+    free(px);
+    free(tx);
+    *out = rgba;
+    *ow = w;
+    *oh = h;
+    *ods = (double)s->width / w;
+    return 0;
+}

@@ -1,0 +1,127 @@
+/* tiler/tiler.h — the tiler's door: open a slide through OpenSlide, resolve its MPP, build a
+ * tissue mask, lay a grid in level-0 coordinates and write multi-magnification patches into the
+ * dataset (db/tiling.h), resumably and in parallel. The small pure functions below are public so
+ * unit tests can pin them down. */
+#ifndef MP_TILER_H
+#define MP_TILER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/log.h"
+#include "db/db.h"
+
+#define TILER_MAX_MAGS 8
+#define TILER_MPP_MIN 0.05 /* µm/px outside [MIN, MAX] is not trusted (DESIGN.md) */
+#define TILER_MPP_MAX 20.0
+#define TILER_LEVEL_TOL 0.01 /* a level up to 1% coarser than asked still counts (4.0003 ~ 4) */
+
+typedef struct {
+    double mags[TILER_MAX_MAGS]; /* requested magnifications; mag m <-> 10/m µm/px */
+    int n_mags;
+    int size;           /* patch side in px at the highest requested magnification */
+    int stride;         /* grid step in px at that magnification; 0 = size (no overlap) */
+    double min_tissue;  /* keep cells whose mask coverage is >= this */
+    double mpp;         /* > 0: overrides the file's MPP */
+    int jobs;           /* worker threads */
+    int quality;        /* JPEG quality */
+    int png;            /* store PNG instead of JPEG */
+    int allow_upsample; /* permit a magnification finer than level 0 */
+    mp_progress_mode progress;
+} tiler_opts;
+
+void tiler_opts_default(tiler_opts *o);
+/* Once per process, before any other tiler call: libvips, libtiff message handlers. */
+int tiler_global_init(const char *argv0);
+
+/* Outcome of one slide. */
+typedef enum { TILER_DONE, TILER_SKIPPED, TILER_FAILED } tiler_outcome;
+
+typedef struct {
+    tiler_outcome outcome;
+    int64_t n_patches;   /* patches of the slide in the dataset at the end */
+    int64_t n_new;       /* written by this run */
+    int64_t n_errors;    /* unreadable cells recorded in tile_errors */
+    double seconds;
+} tiler_result;
+
+/* Tile one slide into db. Returns 0 when done or skipped, -1 + mp_err when the slide failed
+ * (the failure is also recorded in the slide's row when the file could be fingerprinted). */
+int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_result *res);
+
+/* --dry-run: print what tiling `path` would do to `out`; db may be NULL. -1 + mp_err if the
+ * slide would fail. */
+int tiler_dry_run(mp_db *db, const char *path, const tiler_opts *o, FILE *out);
+
+/* ---- pieces with unit tests ---- */
+
+/* MPP from a TIFF resolution: res pixels per unit, unit as TIFF ResolutionUnit (2 inch, 3 cm).
+ * Returns 0 and *mpp, or -1 when the unit is none/unknown or res <= 0. Range is not checked. */
+int tiler_mpp_from_resolution(double res, int unit, double *mpp);
+/* 1 if v is a plausible microscope MPP. */
+int tiler_mpp_plausible(double v);
+
+typedef struct {
+    double mpp_x, mpp_y;
+    char source[32];     /* openslide.mpp | aperio.MPP | tiff.XResolution | --mpp */
+    char rejected[256];  /* values seen and not trusted, "" if none */
+} tiler_mpp;
+
+/* Resolve the MPP of an opened slide (an openslide_t *, void to keep OpenSlide out of this
+ * header) in DESIGN.md's order. -1 + mp_err "PATH: no usable MPP (...); pass --mpp". */
+int tiler_resolve_mpp(const char *path, void *osr, double override, tiler_mpp *out);
+
+/* Index of the coarsest level whose downsample is <= want * (1 + tol); level 0 if none. */
+int tiler_choose_level(const double *downsamples, int n, double want, double tol);
+
+/* Otsu's threshold over a 256-bin histogram: foreground is value > threshold. */
+int tiler_otsu(const uint64_t hist[256]);
+
+/* 1 if the file starts like DICOM Part 10 ("DICM" at offset 128). */
+int tiler_is_dicom(const char *path);
+
+/* Content fingerprint: "xxh3:<16 hex>" over size + sampled blocks (whole file if small). */
+int tiler_fingerprint(const char *path, char out[64]);
+
+/* Patch grid in level-0 pixels. */
+typedef struct {
+    double size0, stride0; /* level-0 extent of a patch and of a grid step */
+    int nx, ny;            /* cells that fit entirely inside the slide */
+} tiler_grid;
+
+int tiler_grid_make(int64_t width, int64_t height, double mpp, double mag_top, int size, int stride,
+                    tiler_grid *g);
+int64_t tiler_grid_pos(const tiler_grid *g, int i); /* level-0 coordinate of cell index i */
+/* Side in px of the image at magnification mag when size is the side at mag_top. */
+int tiler_mag_size(int size, double mag, double mag_top);
+
+/* Tissue mask over a thumbnail. */
+typedef struct {
+    int w, h;
+    double ds;        /* level-0 pixels per mask pixel */
+    uint8_t *tissue;  /* w*h, 255 = tissue */
+    uint8_t *pen;     /* w*h, 1 = pen mark */
+    int dark;         /* 1: dark background (fluorescence): foreground by intensity */
+    int threshold;    /* Otsu threshold used (saturation or intensity) */
+    double fraction;  /* tissue fraction of the mask */
+} tiler_mask;
+
+/* Build the mask from straight (not premultiplied) RGBA thumbnail pixels at mask_mpp µm/px.
+ * Takes no ownership of rgba. */
+int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler_mask *m);
+void tiler_mask_free(tiler_mask *m);
+/* Area-weighted coverage of a level-0 square by the mask (tissue) or pen map, 0..1. */
+double tiler_mask_cover(const tiler_mask *m, const uint8_t *map, int one, double x0, double y0, double size0);
+/* PNG of the tissue map (malloc'd via g_malloc: free with tiler_free). */
+int tiler_mask_png(const tiler_mask *m, void **png, size_t *len);
+void tiler_free(void *p);
+
+/* Per-patch QC on an RGB image: variance of the Laplacian of the luminance, mean luminance. */
+void tiler_qc(const uint8_t *rgb, int w, int h, double *blur, double *brightness);
+
+/* Test hooks (environment, read once per slide):
+ *   MAGPIE_TILER_FAIL="gx,gy;gx,gy"  reads of these cells fail (recorded in tile_errors)
+ *   MAGPIE_TILER_KILL="after-start" | "batch:N" | "in-batch:N" | "before-finish"
+ *                                    SIGKILL the process at that point (crash tests) */
+
+#endif
