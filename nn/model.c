@@ -408,7 +408,7 @@ int nn_model_forward(nn_model *m, const float *x, int N, int H, int W, int train
             break;
         }
         case L_MAXPOOL:
-            nn_maxpool_forward(out, m->iarena + l->argmax, in, N, a->C, a->H, a->W, l->k, l->s, l->p);
+            nn_maxpool_forward(out, m->with_grad ? m->iarena + l->argmax : NULL, in, N, a->C, a->H, a->W, l->k, l->s, l->p);
             break;
         case L_ADD:
             nn_add_forward(out, in, T_(m, l->in2), (size_t)N * o->C * o->H * o->W, l->relu);

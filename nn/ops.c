@@ -10,6 +10,18 @@
 
 #include "nn/gemm.h"
 
+/* Hot elementwise loops get AVX-512 / AVX2 clones picked at load time (the baseline build
+ * targets plain x86-64). Not under the sanitizers, which do not need the speed. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define NN_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_VEC
+#endif
+
+/* Sums use 16 float lanes (a fixed order, so results are deterministic and vectorise without
+ * -ffast-math), folded into double per call. */
+#define LANES 16
+
 /* ------------------------------------------------------------------ conv2d */
 
 /* Maps smaller than this many output pixels are batched across images into one GEMM:
@@ -197,7 +209,7 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
 
 /* Normalise one channel plane, ReLU optionally fused. (x − mean)·scale + beta rather than
  * x·scale + shift: the latter cancels badly when rstd is large (near-constant groups). */
-static inline void affine_plane(float *o, const float *x, long n, float mean, float scale, float beta, int relu)
+NN_VEC static void affine_plane(float *o, const float *x, long n, float mean, float scale, float beta, int relu)
 {
     if (relu)
         for (long i = 0; i < n; i++) {
@@ -209,56 +221,68 @@ static inline void affine_plane(float *o, const float *x, long n, float mean, fl
 }
 
 /* sums over a plane of g = dy (masked by out > 0 when out != NULL): Σg and Σg·x */
-static inline void plane_sums(const float *dy, const float *x, const float *out, long n, double *sg, double *sgx)
+NN_VEC static void plane_sums(const float *dy, const float *x, const float *out, long n, double *sg, double *sgx)
 {
-    float a = 0, b = 0; /* float partials per plane, double across planes */
+    float a[LANES] = {0}, b[LANES] = {0};
+    long i = 0;
+    if (out)
+        for (; i + LANES <= n; i += LANES)
+            for (int j = 0; j < LANES; j++) {
+                float g = out[i + j] > 0.0f ? dy[i + j] : 0.0f;
+                a[j] += g;
+                b[j] += g * x[i + j];
+            }
+    else
+        for (; i + LANES <= n; i += LANES)
+            for (int j = 0; j < LANES; j++) {
+                a[j] += dy[i + j];
+                b[j] += dy[i + j] * x[i + j];
+            }
     double A = 0, B = 0;
-    const long blk = 256;
-    for (long i0 = 0; i0 < n; i0 += blk) {
-        long i1 = i0 + blk < n ? i0 + blk : n;
-        a = 0, b = 0;
-        if (out)
-            for (long i = i0; i < i1; i++) {
-                float g = out[i] > 0.0f ? dy[i] : 0.0f;
-                a += g;
-                b += g * x[i];
-            }
-        else
-            for (long i = i0; i < i1; i++) {
-                a += dy[i];
-                b += dy[i] * x[i];
-            }
-        A += a;
-        B += b;
+    for (int j = 0; j < LANES; j++) A += a[j], B += b[j];
+    for (; i < n; i++) {
+        float g = (!out || out[i] > 0.0f) ? dy[i] : 0.0f;
+        A += g;
+        B += (double)g * x[i];
     }
     *sg += A;
     *sgx += B;
 }
 
-/* mean and biased variance of a set of planes (two passes, double accumulation) */
+NN_VEC static double lane_sum(const float *x, long n)
+{
+    float acc[LANES] = {0};
+    long i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += x[i + j];
+    double s = 0;
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+NN_VEC static double lane_sqdev(const float *x, long n, float m)
+{
+    float acc[LANES] = {0};
+    long i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            float t = x[i + j] - m;
+            acc[j] += t * t;
+        }
+    double s = 0;
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    for (; i < n; i++) s += (double)(x[i] - m) * (x[i] - m);
+    return s;
+}
+
+/* mean and biased variance of a set of planes (two passes: no cancellation when |mean| >> std) */
 static void planes_stats(const float *x, long stride, int nplanes, long n, double *mean, double *var)
 {
     double s = 0;
-    for (int p = 0; p < nplanes; p++) {
-        const float *q = x + p * stride;
-        float part = 0;
-        for (long i = 0; i < n; i++) {
-            part += q[i];
-            if ((i & 255) == 255) s += part, part = 0;
-        }
-        s += part;
-    }
+    for (int p = 0; p < nplanes; p++) s += lane_sum(x + p * stride, n);
     double cnt = (double)nplanes * n, m = s / cnt, v = 0;
-    for (int p = 0; p < nplanes; p++) {
-        const float *q = x + p * stride;
-        float mf = (float)m, part = 0;
-        for (long i = 0; i < n; i++) {
-            float t = q[i] - mf;
-            part += t * t;
-            if ((i & 255) == 255) v += part, part = 0;
-        }
-        v += part;
-    }
+    for (int p = 0; p < nplanes; p++) v += lane_sqdev(x + p * stride, n, (float)m);
     *mean = m;
     *var = v / cnt;
 }
@@ -283,6 +307,18 @@ void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
                              beta ? beta[ch] : 0.0f, relu);
             }
         }
+}
+
+NN_VEC static void norm_dx(float *dx, const float *dy, const float *x, const float *o, long n, float k, float mean,
+                           float c2, float c3)
+{
+    if (o)
+        for (long i = 0; i < n; i++) {
+            float g = o[i] > 0.0f ? dy[i] : 0.0f;
+            dx[i] += g * k + (x[i] - mean) * c2 + c3;
+        }
+    else
+        for (long i = 0; i < n; i++) dx[i] += dy[i] * k + (x[i] - mean) * c2 + c3;
 }
 
 /* Backward of y = (x - mean)·rstd·gamma + beta over a set of planes sharing one (mean, rstd):
@@ -319,15 +355,7 @@ static void norm_backward_group(float *din, float *dgamma, float *dbeta, const f
         float k = rstd * (gamma ? gamma[c0 + c] : 1.0f);
         for (int r = 0; r < nrep; r++) {
             long off = r * rep_stride + (long)c * HW;
-            const float *dy = dout + off, *x = in + off, *o = out ? out + off : NULL;
-            float *dx = din + off;
-            if (o)
-                for (long i = 0; i < HW; i++) {
-                    float g = o[i] > 0.0f ? dy[i] : 0.0f;
-                    dx[i] += g * k + (x[i] - mean) * c2 + c3;
-                }
-            else
-                for (long i = 0; i < HW; i++) dx[i] += dy[i] * k + (x[i] - mean) * c2 + c3;
+            norm_dx(din + off, dout + off, in + off, out ? out + off : NULL, HW, k, mean, c2, c3);
         }
     }
 }
@@ -389,17 +417,17 @@ void nn_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float 
 
 /* ------------------------------------------------------------------ pointwise */
 
-void nn_relu_forward(float *out, const float *in, size_t n)
+NN_VEC void nn_relu_forward(float *out, const float *in, size_t n)
 {
     for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
-void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
+NN_VEC void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-void nn_add_forward(float *out, const float *a, const float *b, size_t n, int relu)
+NN_VEC void nn_add_forward(float *out, const float *a, const float *b, size_t n, int relu)
 {
     if (relu)
         for (size_t i = 0; i < n; i++) {
@@ -410,7 +438,7 @@ void nn_add_forward(float *out, const float *a, const float *b, size_t n, int re
         for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void nn_add_backward(float *da, float *db, const float *dout, const float *out, size_t n, int relu)
+NN_VEC void nn_add_backward(float *da, float *db, const float *dout, const float *out, size_t n, int relu)
 {
     for (size_t i = 0; i < n; i++) {
         float g = (!relu || out[i] > 0.0f) ? dout[i] : 0.0f;
@@ -445,37 +473,50 @@ void nn_dropout_backward(float *din, const float *dout, const float *mask, size_
 
 /* ------------------------------------------------------------------ pooling */
 
+/* Max over rows first (contiguous, vectorises), then over the column window. The argmax, when
+ * asked for, is the first maximum in scan order (PyTorch's), found by a second look at the
+ * window; a NaN anywhere in a window wins, as in PyTorch. */
+NN_VEC static void colmax_rows(float *cm, const float *x, int W, int h0, int h1)
+{
+    for (int w = 0; w < W; w++) cm[w] = x[(long)h0 * W + w];
+    for (int h = h0 + 1; h < h1; h++)
+        for (int w = 0; w < W; w++) {
+            float v = x[(long)h * W + w];
+            cm[w] = (v > cm[w] || v != v) ? v : cm[w];
+        }
+}
+
+static int window_argmax(const float *x, int W, int h0, int h1, int w0, int w1, float best)
+{
+    for (int h = h0; h < h1; h++)
+        for (int w = w0; w < w1; w++) {
+            float v = x[(long)h * W + w];
+            if (v == best || (best != best && v != v)) return h * W + w;
+        }
+    return h0 * W + w0;
+}
+
 void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                         int k, int s, int p)
 {
     int OH = nn_conv_out(H, k, s, p), OW = nn_conv_out(W, k, s, p);
+    float cm[W > 0 ? W : 1]; /* one row of column maxima: W floats of stack */
     for (long pl = 0; pl < (long)N * C; pl++) {
         const float *x = in + pl * H * W;
         float *o = out + pl * OH * OW;
-        int32_t *am = argmax + pl * OH * OW;
         for (int oh = 0; oh < OH; oh++) {
             int h0 = oh * s - p, h1 = h0 + k;
             if (h0 < 0) h0 = 0;
             if (h1 > H) h1 = H;
+            colmax_rows(cm, x, W, h0, h1);
             for (int ow = 0; ow < OW; ow++) {
                 int w0 = ow * s - p, w1 = w0 + k;
                 if (w0 < 0) w0 = 0;
                 if (w1 > W) w1 = W;
-                /* first maximum in scan order wins, as in PyTorch; NaN propagates */
-                float best = -INFINITY;
-                int bi = h0 * W + w0;
-                for (int h = h0; h < h1; h++)
-                    for (int w = w0; w < w1; w++) {
-                        float v = x[h * W + w];
-                        if (v > best || isnan(v)) {
-                            best = v;
-                            bi = h * W + w;
-                            if (isnan(v)) goto done;
-                        }
-                    }
-            done:
+                float best = cm[w0];
+                for (int w = w0 + 1; w < w1; w++) best = (cm[w] > best || cm[w] != cm[w]) ? cm[w] : best;
                 o[oh * OW + ow] = best;
-                am[oh * OW + ow] = bi;
+                if (argmax) argmax[pl * OH * OW + oh * OW + ow] = window_argmax(x, W, h0, h1, w0, w1, best);
             }
         }
     }
@@ -502,7 +543,7 @@ void nn_avgpool_global_forward(float *out, const float *in, int N, int C, int HW
     }
 }
 
-void nn_avgpool_global_backward(float *din, const float *dout, int N, int C, int HW)
+NN_VEC void nn_avgpool_global_backward(float *din, const float *dout, int N, int C, int HW)
 {
     for (long pl = 0; pl < (long)N * C; pl++) {
         float g = dout[pl] / (float)HW;

@@ -293,25 +293,53 @@ def synth_state(m):
 
 def add_grads(w, m, p):
     for name, prm in m.named_parameters():
-        g = prm.grad.reshape(-1)
+        g = prm.grad.reshape(-1).float()
         n = g.numel()
         if n <= 4096:
             w.add(p + "g." + name, g)
         else:
             idx = torch.arange(256) * n // 256
             w.add(p + "g." + name, g[idx])
-        w.add(p + "a." + name, np.array([g.abs().double().sum().item()], np.float64))
+        w.add(p + "a." + name, np.array([prm.grad.abs().double().sum().item()], np.float64))
 
 
-def model_golden(w, p, m, x, train, R_seed):
-    m.train(train)
-    logits, f = m(x)
-    g = torch.Generator().manual_seed(R_seed)
-    R1 = (torch.rand(logits.shape, generator=g) * 2 - 1).to(logits.dtype)
-    R2 = (torch.rand(f.shape, generator=g) * 2 - 1).to(f.dtype)
-    ((logits * R1).sum() + (f * R2).sum()).backward()
-    w.add(p + "x", x), w.add(p + "logits", logits), w.add(p + "F", f), w.add(p + "dlogits", R1), w.add(p + "dF", R2)
+def close(a, b, atol, rtol):
+    return bool(((a.double() - b.double()).abs() <= atol + rtol * b.double().abs()).all())
+
+
+def model_golden(w, p, make, train, R_seed, loose=1.0, x_seed=0, shape=(2, 3, 64, 64)):
+    """Reference = PyTorch in float64 (stored as float32): the exact result, so the C engine is
+    measured against the truth rather than against PyTorch's own float32 rounding. The input is
+    redrawn until PyTorch float32 itself passes the C test's tolerances against it, which keeps
+    every ReLU kink and max-pool tie away from rounding noise. Returns the float64 model."""
+    for seed in range(x_seed, x_seed + 50):
+        x = (torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1).float()
+        res = {}
+        for dt in (torch.float32, torch.float64):
+            m = make()
+            synth_state(m)
+            m.to(dt).train(train)
+            logits, f = m(x.to(dt))
+            g = torch.Generator().manual_seed(R_seed)
+            R1 = (torch.rand(logits.shape, generator=g) * 2 - 1)
+            R2 = (torch.rand(f.shape, generator=g) * 2 - 1)
+            ((logits * R1.to(dt)).sum() + (f * R2.to(dt)).sum()).backward()
+            res[dt] = (m, logits.detach(), f.detach(), R1, R2)
+        m32, m64 = res[torch.float32][0], res[torch.float64][0]
+        ok = close(res[torch.float32][1], res[torch.float64][1], 1e-5 * loose, 1e-4 * loose)
+        ok = ok and close(res[torch.float32][2], res[torch.float64][2], 1e-5 * loose, 1e-4 * loose)
+        for (n, a), (_, b) in zip(m32.named_parameters(), m64.named_parameters()):
+            ok = ok and close(a.grad, b.grad, 1e-4 * loose, 1e-3 * loose)
+        if ok:
+            break
+        print(p, "input seed", seed, "rejected: PyTorch float32 strays from float64 beyond tolerance")
+    else:
+        raise SystemExit(p + ": no well-conditioned input found")
+    m, logits, f, R1, R2 = res[torch.float64]
+    w.add(p + "x", x), w.add(p + "logits", logits.float()), w.add(p + "F", f.float())
+    w.add(p + "dlogits", R1), w.add(p + "dF", R2)
     add_grads(w, m, p)
+    return m, x
 
 
 def models():
@@ -329,26 +357,26 @@ def models():
     w.save("model_block.bin")
 
     w = Writer()
-    m = ResNet(ncls=3)
-    synth_state(m)
-    x = rnd(2, 3, 64, 64)
-    model_golden(w, "gn.", m, x, True, 1)
+    m, x = model_golden(w, "gn.", lambda: ResNet(ncls=3), True, 1)
     w.add("gn.nparams", np.array([sum(q.numel() for q in m.parameters())], np.int32))
     with torch.no_grad():  # the student size on the same net: forward only
-        l32, f32 = m(x[:, :, ::2, ::2].contiguous())
-    w.add("gn32.x", x[:, :, ::2, ::2].contiguous()), w.add("gn32.logits", l32), w.add("gn32.F", f32)
-    # ResNet-18 layout with BatchNorm, train mode (running stats updated), then eval forward
-    # The 18-layer net with batch statistics is ill-conditioned enough that float32 PyTorch itself
-    # strays from its float64 result by ~5e-5: the C test uses a 10x looser tolerance for this
-    # variant only. (A float64 reference does not help: ReLU kinks then flip on a few elements.)
-    m18 = ResNet(ncls=4, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), norm=nn.BatchNorm2d)
-    synth_state(m18)
-    x18 = rnd(4, 3, 64, 64)
-    model_golden(w, "bn.", m18, x18, True, 2)
-    w.add("bn.rm.layers.3.n2", m18.layers[3].n2.running_mean), w.add("bn.rv.layers.3.n2", m18.layers[3].n2.running_var)
+        x32 = x[:, :, ::2, ::2].contiguous()
+        l32, f32 = m(x32.double())
+        m32 = ResNet(ncls=3)
+        synth_state(m32)
+        l32f, f32f = m32(x32)
+        assert close(l32f, l32, 1e-5, 1e-4) and close(f32f, f32, 1e-5, 1e-4), "32 px input ill-conditioned"
+    w.add("gn32.x", x32), w.add("gn32.logits", l32.float()), w.add("gn32.F", f32.float())
+    # ResNet-18 layout with BatchNorm, train mode (running stats updated), then eval forward.
+    # Batch statistics of an 18-layer net are ill-conditioned enough that float32 PyTorch strays
+    # from float64 by ~5e-5 here: this variant is held to 10x the tolerances, in the C test too.
+    m18, x18 = model_golden(w, "bn.", lambda: ResNet(ncls=4, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2),
+                                                    norm=nn.BatchNorm2d), True, 2, loose=10, shape=(4, 3, 64, 64))
+    w.add("bn.rm.layers.3.n2", m18.layers[3].n2.running_mean.float())
+    w.add("bn.rv.layers.3.n2", m18.layers[3].n2.running_var.float())
     m18.eval()
     with torch.no_grad():
-        w.add("bn.eval_logits", m18(x18)[0])
+        w.add("bn.eval_logits", m18(x18.double())[0].float())
     w.save("model_resnet.bin")
 
     # 10 Adam steps (lr 1e-3, wd 1e-4, the RBD settings) of cross-entropy on one batch
