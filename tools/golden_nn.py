@@ -379,22 +379,26 @@ def models():
         w.add("bn.eval_logits", m18(x18.double())[0].float())
     w.save("model_resnet.bin")
 
-    # 10 Adam steps (lr 1e-3, wd 1e-4, the RBD settings) of cross-entropy on one batch
+    # 10 Adam steps (lr 1e-3, wd 1e-4, the RBD settings) of cross-entropy on one batch, in
+    # float64. Adam's eps is 1e-3 here, not 1e-8: with a tiny eps the first step is lr·sign(g),
+    # so a gradient within float32 rounding of zero (there are always some among 1.2 M) gets a
+    # full ±lr step whose sign is noise, and the trajectories part by ~1% within three steps.
     w = Writer()
     m = ResNet(ncls=3)
     synth_state(m)
+    m.double()
     x = rnd(4, 3, 32, 32)
     y = torch.tensor([0, 2, 1, 2])
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=1e-4, eps=1e-3)
     losses = []
     for _ in range(10):
         opt.zero_grad()
-        l = F.cross_entropy(m(x)[0], y)
+        l = F.cross_entropy(m(x.double())[0], y)
         l.backward()
         opt.step()
         losses.append(l.item())
     w.add("adam.x", x), w.add("adam.y", y.int()), w.add("adam.loss", np.array(losses, np.float64))
-    w.add("adam.fc.weight", m.fc.weight), w.add("adam.fc.bias", m.fc.bias)
+    w.add("adam.fc.weight", m.fc.weight.float()), w.add("adam.fc.bias", m.fc.bias.float())
     w.save("model_adam.bin")
 
 
