@@ -25,6 +25,8 @@ static void usage(FILE *f)
             "  --no-unlabeled     rbd: do not use the 'unlabeled' split\n"
             "  --teacher-views N  rbd: compute the teacher once for N augmentation draws per pair (epoch e uses\n"
             "                     draw e mod N; far faster with a 10x teacher); 0 = run the teacher every step\n"
+            "  --teacher-cache F  keep those outputs in file F and reuse them in a later run with the same\n"
+            "                     teacher, seed, pairs and draws (e.g. rbd then rbd+crckd)\n"
             "  --lambda-ccd F (0.1) --lambda-crp F (1) --ema F (0.99) --tau F (0.07) --P N (20) --K N (4096)\n"
             "  --feat-dim N (128) --rampup EPOCHS (30)\n"
             "  --no-augment       no flips/rotations/colour jitter\n"
@@ -90,6 +92,7 @@ int cmd_train(int argc, char **argv)
             else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.threads = (int)lv;
             else if (!strcmp(a, "--seed")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.seed = (uint64_t)lv;
             else if (!strcmp(a, "--teacher-views")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.teacher_views = (int)lv;
+            else if (!strcmp(a, "--teacher-cache")) o.teacher_cache = v;
             else if (!strcmp(a, "--stop-after")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.stop_after = (int)lv;
             else if (!strcmp(a, "--max-train")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.max_train = (int)lv;
             else if (!strcmp(a, "--P")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.P = (int)lv;

@@ -481,6 +481,26 @@ static int cache_teacher(run *R)
     R->Ft = mp_xmalloc(sizeof(float) * o->batch * fs);
     R->dF = mp_xmalloc(sizeof(float) * o->batch * fs);
     R->work = mp_xmalloc(sizeof(float) * o->batch * fs);
+    /* A cache file made for the same teacher, seed, pairs and draws is reused (rbd, then rbd+crckd). */
+    char key[1200];
+    snprintf(key, sizeof key, "%s|seed %llu|pairs %d|draws %d|map %dx%dx%d|aug %d", o->teacher, (unsigned long long)o->seed,
+             R->n, A, R->cC, R->cH, R->cW, o->augment);
+    if (o->teacher_cache && mp_file_exists(o->teacher_cache)) {
+        nn_ckpt ck = {0};
+        if (nn_ckpt_load(&ck, o->teacher_cache) == 0) {
+            const char *k2 = nn_ckpt_get(&ck, "teacher_cache.key");
+            const nn_ckpt_tensor *tz = nn_ckpt_find(&ck, NN_CKPT_MODEL, "cz"), *tf = nn_ckpt_find(&ck, NN_CKPT_MODEL, "cf");
+            if (k2 && !strcmp(k2, key) && tz && tf && tz->numel == (size_t)A * R->n * k && tf->numel == (size_t)A * R->n * fs) {
+                memcpy(R->cz, tz->data, sizeof(float) * tz->numel);
+                memcpy(R->cf, tf->data, sizeof(float) * tf->numel);
+                nn_ckpt_free(&ck);
+                mp_info("teacher outputs from %s", o->teacher_cache);
+                return 0;
+            }
+            mp_warn("%s: made for another run; recomputing", o->teacher_cache);
+        }
+        nn_ckpt_free(&ck);
+    }
     int32_t *am = mp_xmalloc(sizeof(int32_t) * o->batch * fs);
     double t0 = mp_now();
     for (int a = 0; a < A && !rc; a++) {
@@ -511,6 +531,14 @@ static int cache_teacher(run *R)
     free(am);
     if (!rc)
         mp_info("teacher outputs cached: %d draws x %d pairs in %.1f s", A, R->n, mp_now() - t0);
+    if (!rc && o->teacher_cache) {
+        nn_ckpt ck = {0};
+        nn_ckpt_set(&ck, "teacher_cache.key", key);
+        int64_t sz[2] = {(int64_t)A * R->n, k}, sf[2] = {(int64_t)A * R->n, (int64_t)fs};
+        rc = nn_ckpt_add(&ck, NN_CKPT_MODEL, "cz", NN_F32, 2, sz, R->cz, 0) ||
+             nn_ckpt_add(&ck, NN_CKPT_MODEL, "cf", NN_F32, 2, sf, R->cf, 0) || nn_ckpt_save(&ck, o->teacher_cache) ? -1 : 0;
+        nn_ckpt_free(&ck);
+    }
     return rc;
 }
 

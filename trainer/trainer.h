@@ -158,6 +158,7 @@ typedef struct {
     int log_every;
     int teacher_views;       /* rbd: > 0 caches the teacher's outputs for this many augmentation draws
                               * per pair (computed once; epoch e uses draw e mod N); 0 = live teacher */
+    const char *teacher_cache; /* file to reuse cached teacher outputs across runs (NULL = none) */
     int stop_after;          /* run at most this many epochs in this call (0 = all); --resume continues */
 } tr_train_opts;
 

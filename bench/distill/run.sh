@@ -8,7 +8,9 @@ cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 W=${1:-/tmp/magpie-distill}
 TORCH=${2:-}
-M=$ROOT/build/pipelines/magpie
+# a private copy of the binary, so rebuilding the tree during a long run changes nothing
+cp "${MAGPIE:-$ROOT/build/pipelines/magpie}" "$W/magpie" 2>/dev/null || { mkdir -p "$W"; cp "${MAGPIE:-$ROOT/build/pipelines/magpie}" "$W/magpie"; }
+M=$W/magpie
 THREADS=${THREADS:-2}
 SEED=${SEED:-1}
 mkdir -p "$W"
@@ -36,9 +38,9 @@ train() { # name, args...
 : > "$W/times.txt"
 train teacher  --method supervised --mag 10   --epochs ${TEACHER_EPOCHS:-25} --patience 8
 train baseline --method supervised --mag 1.25 --epochs 60 --patience 15
-train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --epochs 30 --patience 10
+train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" --epochs 30 --patience 10
 train crckd    --method crckd      --mag 1.25 --epochs 60 --patience 15
-train rbd_crckd --method rbd+crckd --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --epochs 30 --patience 10
+train rbd_crckd --method rbd+crckd --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" --epochs 30 --patience 10
 for n in teacher baseline rbd crckd rbd_crckd; do
     "$M" eval "$W/distill.db" "$W/$n.mpk" --split test --json --threads "$THREADS" > "$W/$n.eval.json"
 done

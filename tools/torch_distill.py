@@ -1,0 +1,401 @@
+"""tools/torch_distill.py — bench/distill's recipe in PyTorch (Debian python3-torch, offline), on
+the patches tools/export_patches.py wrote: teacher @10x, baseline @1.25x, RBD (cached teacher
+draws), CRCKD (EMA teacher, heads, banks, CCD + CRP) and RBD+CRCKD, with the same
+hyperparameters, augmentation and model selection as `magpie train`. Writes OUT/results.json.
+Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1]"""
+import json, math, os, sys, time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HI, LO = "mag10", "mag1.25"
+
+
+# ---- the RBD paper's ResNet-GN (written from METHODS.md) ----
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.n1 = nn.GroupNorm(32, cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.n2 = nn.GroupNorm(32, cout)
+        self.sc = None
+        if stride != 1 or cin != cout:
+            self.sc = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.GroupNorm(32, cout))
+
+    def forward(self, x):
+        y = self.n2(self.c2(F.relu(self.n1(self.c1(x)))))
+        return F.relu(y + (x if self.sc is None else self.sc(x)))
+
+
+class Net(nn.Module):
+    def __init__(self, k, widths=(32, 64, 128, 256)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.GroupNorm(32, widths[0]), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        layers, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            layers.append(Block(cin, w, 1 if i == 0 else 2))
+            cin = w
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, k)
+
+    def forward(self, x):
+        f = self.layers(self.stem(x))
+        pooled = f.mean((2, 3))
+        return self.fc(pooled), f, pooled
+
+
+# ---- augmentation: flips, rot90, colour jitter (b, c, s .5, hue .2, random order), same on both views ----
+def draw_aug(rng):
+    return dict(h=rng.integers(2), v=rng.integers(2), r=rng.integers(4), b=rng.uniform(0.5, 1.5), c=rng.uniform(0.5, 1.5),
+                s=rng.uniform(0.5, 1.5), hue=rng.uniform(-0.2, 0.2), order=rng.permutation(4))
+
+
+def gray(x):
+    return 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
+
+
+def rgb2hsv(x):
+    r, g, b = x[0], x[1], x[2]
+    mx, _ = x.max(0)
+    mn, _ = x.min(0)
+    d = mx - mn
+    s = torch.where(mx > 0, d / mx.clamp(min=1e-12), torch.zeros_like(mx))
+    dd = d.clamp(min=1e-12)
+    h = torch.where(mx == r, (g - b) / dd, torch.where(mx == g, 2 + (b - r) / dd, 4 + (r - g) / dd)) / 6
+    h = torch.where(d > 0, h - torch.floor(h), torch.zeros_like(h))
+    return h, s, mx
+
+
+def hsv2rgb(h, s, v):
+    h6 = h * 6
+    i = torch.floor(h6).long() % 6
+    f = h6 - torch.floor(h6)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    sel = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    out = torch.zeros(3, *h.shape)
+    for k, (a, b, c) in enumerate(sel):
+        m = i == k
+        out[0][m], out[1][m], out[2][m] = a[m], b[m], c[m]
+    return out
+
+
+def augment(img, a, extra=None):
+    """img: 3×H×W float in [0,1]; returns the jittered, flipped, rotated image."""
+    x = img.clone()
+    for op in a["order"]:
+        if op == 0:
+            x = (x * a["b"]).clamp(0, 1)
+        elif op == 1:
+            m = gray(x).mean()
+            x = (a["c"] * x + (1 - a["c"]) * m).clamp(0, 1)
+        elif op == 2:
+            g = gray(x)
+            x = (a["s"] * x + (1 - a["s"]) * g).clamp(0, 1)
+        else:
+            h, s, v = rgb2hsv(x)
+            h = h + a["hue"]
+            x = hsv2rgb(h - torch.floor(h), s, v)
+    if a["h"]:
+        x = x.flip(2)
+    if a["v"]:
+        x = x.flip(1)
+    x = torch.rot90(x, int(a["r"]), (1, 2))
+    if extra is not None:
+        hf, rot = extra
+        if hf:
+            x = x.flip(2)
+        x = torch.rot90(x, rot, (1, 2))
+    return x
+
+
+def stats(imgs):
+    idx = np.linspace(0, len(imgs), min(len(imgs), 512), endpoint=False).astype(int)
+    x = imgs[idx].reshape(-1, 3).astype(np.float64) / 255
+    return x.mean(0), np.maximum(x.std(0), 1e-4)
+
+
+def to_tensor(u8, mean, std):
+    return ((torch.from_numpy(u8).float() / 255 - torch.tensor(mean).float().view(1, 1, 3)) /
+            torch.tensor(std).float().view(1, 1, 3)).permute(0, 3, 1, 2).contiguous()
+
+
+def batch_views(imgs_list, idx, epoch_key, seed, norms, extra_rng=None):
+    """Augmented, normalised batch for each image array in imgs_list (same draw for all views)."""
+    outs = [[] for _ in imgs_list]
+    extra = []
+    for i in idx:
+        a = draw_aug(np.random.default_rng([seed, 0xa06, epoch_key, int(i)]))
+        for v, arr in enumerate(imgs_list):
+            x = torch.from_numpy(arr[i]).float().permute(2, 0, 1) / 255
+            x = augment(x, a)
+            m, s = norms[v]
+            outs[v].append((x - torch.tensor(m).float().view(3, 1, 1)) / torch.tensor(s).float().view(3, 1, 1))
+        if extra_rng is not None:
+            e = np.random.default_rng([seed, 0x7e1, extra_rng, int(i)])
+            hf, rot = int(e.integers(2)), int(e.integers(4))
+            x = torch.from_numpy(imgs_list[0][i]).float().permute(2, 0, 1) / 255
+            x = augment(x, a, (hf, rot))
+            m, s = norms[0]
+            extra.append((x - torch.tensor(m).float().view(3, 1, 1)) / torch.tensor(s).float().view(3, 1, 1))
+    res = [torch.stack(o) for o in outs]
+    if extra_rng is not None:
+        res.append(torch.stack(extra))
+    return res
+
+
+# ---- metrics ----
+def balanced_accuracy(y, pred, k):
+    rec = [np.mean(pred[y == c] == c) for c in range(k) if np.any(y == c)]
+    return float(np.mean(rec))
+
+
+def macro_f1(y, pred, k):
+    f = []
+    for c in range(k):
+        tp = np.sum((pred == c) & (y == c))
+        p = tp / max(np.sum(pred == c), 1)
+        r = tp / max(np.sum(y == c), 1)
+        f.append(0 if p + r == 0 else 2 * p * r / (p + r))
+    return float(np.mean(f))
+
+
+def auc_ovr(y, prob, k):
+    out = []
+    for c in range(k):
+        s, pos = prob[:, c], y == c
+        order = np.argsort(s, kind="mergesort")
+        ranks = np.empty(len(s))
+        ss = s[order]
+        i = 0
+        while i < len(ss):  # average ranks over ties
+            j = i
+            while j < len(ss) and ss[j] == ss[i]:
+                j += 1
+            ranks[order[i:j]] = (i + j + 1) / 2
+            i = j
+        npos, nneg = pos.sum(), (~pos).sum()
+        out.append((ranks[pos].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+    return float(np.mean(out))
+
+
+@torch.no_grad()
+def predict(model, u8, mean, std, bs=128):
+    model.eval()
+    ps = []
+    for i in range(0, len(u8), bs):
+        z = model(to_tensor(u8[i:i + bs], mean, std))[0]
+        ps.append(F.softmax(z, 1).numpy())
+    model.train()
+    return np.concatenate(ps)
+
+
+def evaluate(model, d, key, mean, std, k):
+    p = predict(model, d[key], mean, std)
+    y = d["y"]
+    keep = y >= 0
+    return p[keep], y[keep]
+
+
+# ---- training ----
+def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30, patience=8, lr=1e-3, wd=1e-4):
+    seed = args["seed"]
+    if args.get("quick"):
+        epochs = 1
+    torch.manual_seed(seed)
+    key = HI if mag == 10 else LO
+    tr, va, un = data["train"], data["val"], data.get("unlabeled")
+    use_unl = "rbd" in method and un is not None
+    lab = tr["y"] >= 0
+    imgs = tr[key][lab]
+    y = tr["y"][lab]
+    pair = tr[HI][lab] if "rbd" in method else None
+    if use_unl:
+        imgs = np.concatenate([imgs, un[key]])
+        y = np.concatenate([y, un["y"]])
+        pair = np.concatenate([pair, un[HI]])
+    n = len(imgs)
+    mean, std = stats(imgs)
+    model = Net(k)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    nb = math.ceil(n / args["batch"])
+    sched = None
+    crckd = "crckd" in method
+    if crckd:
+        ema = Net(k)
+        ema.load_state_dict(model.state_dict())
+        for p in ema.parameters():
+            p.requires_grad_(False)
+        d = 128
+        heads = nn.ModuleList([nn.Sequential(nn.Linear(256, d), nn.Linear(d, d)) for _ in range(2)])
+        hopt = torch.optim.Adam(heads.parameters(), lr=lr, weight_decay=wd)
+        if method == "crckd":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-4, total_steps=epochs * nb)
+            hsched = torch.optim.lr_scheduler.OneCycleLR(hopt, max_lr=3e-4, total_steps=epochs * nb)
+        g = torch.Generator().manual_seed(seed)
+        stdv = 1 / math.sqrt(d / 3)
+        banks = [(torch.rand(n, d, generator=g) * 2 - 1) * stdv for _ in range(2)]
+        Z = [None, None]
+        byclass = [np.where(y == c)[0] for c in range(k)]
+        cnt = np.array([len(b) for b in byclass])
+        nlab = int(cnt.sum())
+        cw = torch.tensor([nlab / c if c else 0 for c in cnt], dtype=torch.float32)
+        K = min(4096, int(min(nlab - c for c in cnt if c)))
+        P = 20
+    # RBD: cached teacher outputs for 4 augmentation draws per pair
+    views = 4
+    if teacher is not None:
+        teacher.eval()
+        with torch.no_grad():
+            zs = model(torch.zeros(1, 3, imgs.shape[1], imgs.shape[2]))[1]
+        hs, ws = zs.shape[2], zs.shape[3]
+        cz = torch.zeros(views, n, k)
+        cf = torch.zeros(views, n, 256, hs, ws)
+        with torch.no_grad():
+            for a in range(views):
+                for i in range(0, n, args["batch"]):
+                    idx = np.arange(i, min(n, i + args["batch"]))
+                    xp, = batch_views([pair], idx, a, seed, [tnorm])
+                    z, f, _ = teacher(xp)
+                    cz[a, idx] = z
+                    cf[a, idx] = F.adaptive_max_pool2d(f, (hs, ws))
+    best, best_state, bad = -1, None, 0
+    t0 = time.time()
+    step = 0
+    for ep in range(epochs):
+        perm = np.random.default_rng([seed, 0x5f1, ep]).permutation(n)
+        for bi in range(nb):
+            idx = perm[bi * args["batch"]:(bi + 1) * args["batch"]]
+            akey = ep % views if teacher is not None else ep
+            vs = batch_views([imgs], idx, akey, seed, [(mean, std)], extra_rng=ep if crckd else None)
+            x = vs[0]
+            yb = torch.from_numpy(y[idx])
+            z, f, pooled = model(x)
+            loss = 0
+            if teacher is not None:
+                zt, ft = cz[ep % views, idx], cf[ep % views, idx]
+                loss = loss + F.kl_div(F.log_softmax(z, 1), F.softmax(zt, 1), reduction="batchmean") + F.mse_loss(f, ft)
+            if crckd:
+                labm = yb >= 0
+                if labm.any():
+                    loss = loss + F.cross_entropy(z[labm], yb[labm], weight=cw)
+                with torch.no_grad():
+                    zt2, _, pt = ema(vs[1])
+                w = math.exp(-5 * (1 - ep / 30) ** 2) if ep < 30 else 1.0
+                loss = loss + w * F.kl_div(F.log_softmax(z, 1), F.softmax(zt2, 1), reduction="batchmean")
+                gs = F.normalize(heads[0](pooled), dim=1)
+                gt = F.normalize(heads[1](pt), dim=1)
+                li = torch.nonzero(labm).flatten()
+                if len(li):
+                    rows = torch.from_numpy(idx[li.numpy()])
+                    yl = yb[li].numpy()
+                    r = np.random.default_rng([seed, 0x5a3, step])
+                    samp = np.zeros((len(li), P + K), np.int64)
+                    for b, c in enumerate(yl):
+                        samp[b, 0] = rows[b]
+                        samp[b, 1:P] = r.choice(byclass[c], P - 1)
+                        other = np.concatenate([byclass[o] for o in range(k) if o != c])
+                        samp[b, P:] = r.choice(other, K)
+                    samp = torch.from_numpy(samp)
+                    ccd = 0
+                    for side, (ga, bank) in enumerate(((gs[li], banks[1]), (gt[li], banks[0]))):
+                        sc = torch.exp(torch.einsum("bjd,bd->bj", bank[samp], ga) / 0.07)
+                        if Z[side] is None:
+                            Z[side] = float(sc.mean().detach()) * n
+                        s = sc / Z[side]
+                        kp = K / n
+                        lp = torch.log(s[:, :P] / (s[:, :P] + kp)).mean(1)
+                        ln = torch.log(kp / (s[:, P:] + kp)).sum(1)
+                        ccd = ccd - (lp + ln).mean()
+                    loss = loss + 0.1 * ccd
+                    labels_all = torch.from_numpy(y)
+                    cents = []
+                    for bank in banks:
+                        cm = torch.zeros(k, d)
+                        for c in range(k):
+                            m = labels_all == c
+                            if m.any():
+                                cm[c] = F.normalize(F.relu(bank[m]).mean(0), dim=0)
+                        cents.append(cm)
+                    rs = gs[li] @ cents[0].t() / 0.07
+                    rt = gt[li].detach() @ cents[1].t() / 0.07
+                    loss = loss + F.kl_div(F.log_softmax(rs, 1), F.softmax(rt, 1), reduction="batchmean")
+                    with torch.no_grad():
+                        for bank, gg in ((banks[0], gs[li]), (banks[1], gt[li])):
+                            bank[rows] = F.normalize(0.5 * bank[rows] + 0.5 * gg, dim=1)
+            elif teacher is None:
+                loss = loss + F.cross_entropy(z, yb)
+            if not torch.isfinite(loss):
+                sys.exit(f"{name}: loss {loss.item()}")
+            opt.zero_grad()
+            if crckd:
+                hopt.zero_grad()
+            loss.backward()
+            opt.step()
+            if crckd:
+                hopt.step()
+                a = min(1 - 1 / (step + 1), 0.99)
+                with torch.no_grad():
+                    for pe, ps in zip(ema.parameters(), model.parameters()):
+                        pe.mul_(a).add_(ps, alpha=1 - a)
+            if sched is not None:
+                sched.step()
+                hsched.step()
+            step += 1
+        p, yv = evaluate(model, va, key, mean, std, k)
+        v = balanced_accuracy(yv, p.argmax(1), k)
+        print(f"{name} epoch {ep + 1}: loss {float(loss):.4f} val bacc {v:.4f}", flush=True)
+        if v > best + 1e-9:
+            best, bad = v, 0
+            best_state = {kk: t.clone() for kk, t in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    secs = time.time() - t0
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, (mean, std), secs
+
+
+def main():
+    exp, out = sys.argv[1], sys.argv[2]
+    args = {"threads": 2, "seed": 1, "batch": 32}
+    for kk in ("threads", "seed"):
+        if f"--{kk}" in sys.argv:
+            args[kk] = int(sys.argv[sys.argv.index(f"--{kk}") + 1])
+    args["quick"] = "--quick" in sys.argv  # one epoch per model: a smoke test of the script
+    torch.set_num_threads(args["threads"])
+    os.makedirs(out, exist_ok=True)
+    data = {s: dict(np.load(os.path.join(exp, f"{s}.npz"))) for s in ("train", "val", "test", "unlabeled")
+            if os.path.exists(os.path.join(exp, f"{s}.npz"))}
+    k = len(open(os.path.join(exp, "classes.txt")).read().split())
+    res = {}
+
+    def report(name, model, norm, mag, secs):
+        key = HI if mag == 10 else LO
+        t = time.time()
+        p, y = evaluate(model, data["test"], key, norm[0], norm[1], k)
+        inf = time.time() - t
+        res[name] = {"balanced_accuracy": balanced_accuracy(y, p.argmax(1), k), "macro_f1": macro_f1(y, p.argmax(1), k),
+                     "auc": auc_ovr(y, p, k), "train_seconds": secs, "inference_seconds": inf}
+        print(name, res[name], flush=True)
+        json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=1)
+
+    teacher, tnorm, s = train("teacher", args, data, k, 10, "supervised", epochs=25, patience=8)
+    report("teacher", teacher, tnorm, 10, s)
+    m, nrm, s = train("baseline", args, data, k, 1.25, "supervised", epochs=60, patience=15)
+    report("baseline", m, nrm, 1.25, s)
+    m, nrm, s = train("rbd", args, data, k, 1.25, "rbd", teacher=teacher, tnorm=tnorm, epochs=30, patience=10)
+    report("rbd", m, nrm, 1.25, s)
+    m, nrm, s = train("crckd", args, data, k, 1.25, "crckd", epochs=60, patience=15, lr=1e-4, wd=5e-4)
+    report("crckd", m, nrm, 1.25, s)
+    m, nrm, s = train("rbd_crckd", args, data, k, 1.25, "rbd+crckd", teacher=teacher, tnorm=tnorm, epochs=30, patience=10)
+    report("rbd_crckd", m, nrm, 1.25, s)
+
+
+if __name__ == "__main__":
+    main()
