@@ -1,12 +1,191 @@
-/* pipelines/cmd_infer.c — `magpie infer` (placeholder until the component lands). */
+/* pipelines/cmd_infer.c — `magpie infer CKPT SLIDE... --out DIR`: load the checkpoint once,
+ * infer every slide (one bad slide never stops the others), report per slide and exit
+ * 0 / 2 (nothing done) / 3 (some slides failed). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "common/error.h"
 #include "common/log.h"
+#include "common/util.h"
+#include "infer/infer.h"
+#include "nn/gemm.h"
 #include "pipelines/cmds.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: magpie infer CKPT SLIDE... --out DIR [options]\n"
+            "Run a checkpoint over the tissue of every slide and write, per slide, DIR/<slide name>/:\n"
+            "  heatmap.tif      tiled pyramidal TIFF, one band per class (uint8 = round(255 p)), one pixel\n"
+            "                   per stride step, registered to the slide by its resolution tags (px/cm)\n"
+            "                   and XPosition/YPosition (the slide's bounds offset)\n"
+            "  overlay.png      probability of --class over a slide thumbnail\n"
+            "  heatmap.geojson  QuPath annotations: cells with probability >= --threshold, per class\n"
+            "  prediction.json  slide-level prediction (mean probability, thresholded majority vote),\n"
+            "                   patch counts, MPP and its source, level read, timing\n"
+            "Patches are the checkpoint's input size at its magnification (mag m = 10/m µm/px), read from\n"
+            "the smallest pyramid level at least as fine and resampled. Rerunning skips slides whose outputs\n"
+            "are complete and were made from the same slide, checkpoint and options.\n\n"
+            "  --out DIR          output directory (required)\n"
+            "  --stride PX        grid step in model pixels (default: the input size, no overlap)\n"
+            "  --class K          class shown in overlay.png (default: the last class)\n"
+            "  --batch N          patches per forward (default 32)\n"
+            "  --threads N        BLAS threads for the model (default: number of cores); one more\n"
+            "                     thread reads and resamples the next batch meanwhile\n"
+            "  --mpp X            µm per level-0 pixel; overrides the file (needed when it has none)\n"
+            "  --min-tissue F     evaluate cells whose patch is >= F tissue (default 0.25)\n"
+            "  --threshold P      GeoJSON and vote confidence threshold (default 0.5)\n"
+            "  --float32          heatmap.tif samples as float32 probabilities instead of uint8\n"
+            "  --force            recompute even when the outputs are current\n"
+            "  --progress MODE    auto|tty|json|none (default auto); --progress=json for JSON lines\n"
+            "  -q, --quiet        only errors\n"
+            "  -h, --help\n\n"
+            "exit: 0 all slides done or skipped, 1 usage, 2 nothing done (bad checkpoint, output\n"
+            "directory, or every slide failed), 3 some slides failed and the others are done\n");
+}
+
+static int bad(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "magpie infer: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (magpie infer --help)\n");
+    return MP_EXIT_USAGE;
+}
 
 int cmd_infer(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    mp_error("infer: not available in this build yet");
-    return MP_EXIT_FAIL;
+    infer_opts o;
+    infer_opts_default(&o);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    o.threads = ncpu > 0 ? (int)ncpu : 2;
+    const char *out = NULL;
+    int quiet = 0;
+    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG };
+    static const struct option lo[] = {
+        {"out", required_argument, 0, O_OUT},         {"stride", required_argument, 0, O_STRIDE},
+        {"class", required_argument, 0, O_CLASS},     {"batch", required_argument, 0, O_BATCH},
+        {"threads", required_argument, 0, O_THREADS}, {"mpp", required_argument, 0, O_MPP},
+        {"min-tissue", required_argument, 0, O_MIN},  {"threshold", required_argument, 0, O_THR},
+        {"float32", no_argument, 0, O_F32},           {"force", no_argument, 0, O_FORCE},
+        {"progress", required_argument, 0, O_PROG},   {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "qh", lo, NULL)) != -1) {
+        long l;
+        double d;
+        switch (ch) {
+        case O_OUT: out = optarg; break;
+        case O_STRIDE:
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return bad("--stride wants a positive px count, got '%s'", optarg);
+            o.stride = (int)l;
+            break;
+        case O_CLASS:
+            if (mp_parse_long(optarg, &l) || l < 0 || l >= INFER_MAX_CLASSES) return bad("--class wants a class index, got '%s'", optarg);
+            o.klass = (int)l;
+            break;
+        case O_BATCH:
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 4096) return bad("--batch wants 1..4096, got '%s'", optarg);
+            o.batch = (int)l;
+            break;
+        case O_THREADS:
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return bad("--threads wants 1..256, got '%s'", optarg);
+            o.threads = (int)l;
+            break;
+        case O_MPP:
+            if (mp_parse_double(optarg, &d) || d < 0.05 || d > 20) return bad("--mpp wants µm per pixel within 0.05-20, got '%s'", optarg);
+            o.mpp = d;
+            break;
+        case O_MIN:
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return bad("--min-tissue wants 0..1, got '%s'", optarg);
+            o.min_tissue = d;
+            break;
+        case O_THR:
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return bad("--threshold wants 0..1, got '%s'", optarg);
+            o.threshold = d;
+            break;
+        case O_F32: o.float32 = 1; break;
+        case O_FORCE: o.force = 1; break;
+        case O_PROG:
+            if (mp_progress_parse(optarg, &o.progress)) return bad("--progress wants auto|tty|json|none, got '%s'", optarg);
+            break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return MP_EXIT_OK;
+        default: return bad("unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind < 2) {
+        usage(stderr);
+        return MP_EXIT_USAGE;
+    }
+    if (!out) return bad("--out DIR is required%s", "");
+    if (quiet) {
+        mp_log_set_quiet(1);
+        if (o.progress == MP_PROGRESS_AUTO || o.progress == MP_PROGRESS_TTY) o.progress = MP_PROGRESS_NONE;
+    }
+    const char *ckpt = argv[optind];
+    char **slides = argv + optind + 1;
+    int n = argc - optind - 1;
+
+    if (mp_mkdir_p(out)) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    if (access(out, W_OK | X_OK)) {
+        mp_error("%s: output directory is not writable (%s)", out, strerror(errno));
+        return MP_EXIT_FAIL;
+    }
+    if (infer_global_init(argv[0])) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    nn_set_threads(o.threads);
+    infer_model *m = infer_model_load(ckpt, o.batch);
+    if (!m) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    if (o.klass >= infer_model_classes(m)) {
+        mp_error("%s: --class %d but the checkpoint has %d classes", ckpt, o.klass, infer_model_classes(m));
+        infer_model_free(m);
+        return MP_EXIT_USAGE;
+    }
+
+    int nfail = 0;
+    for (int i = 0; i < n; i++) {
+        /* two slides with one name would overwrite each other's outputs */
+        char ni[1024], nj[1024];
+        infer_slide_name(slides[i], ni, sizeof ni);
+        int dup = -1;
+        for (int j = 0; j < i && dup < 0; j++) {
+            infer_slide_name(slides[j], nj, sizeof nj);
+            if (!strcmp(ni, nj)) dup = j;
+        }
+        if (dup >= 0) {
+            mp_error("%s: same output name '%s' as %s; rename one or run them separately", slides[i], ni, slides[dup]);
+            nfail++;
+            continue;
+        }
+        infer_result r;
+        if (infer_slide(m, ckpt, slides[i], out, &o, &r)) {
+            mp_error("%s", mp_err());
+            nfail++;
+            continue;
+        }
+        if (r.outcome == INFER_SKIPPED)
+            mp_info("%s: outputs current, skipped (%s)", slides[i], r.outdir);
+        else
+            mp_info("%s: %lld of %lld cells evaluated (level %d, %lld unreadable) in %.1f s -> %s", slides[i],
+                    (long long)r.n_evaluated, (long long)r.n_cells, r.level, (long long)r.n_read_errors, r.seconds,
+                    r.outdir);
+    }
+    infer_model_free(m);
+    mp_info("%s: %d of %d slides done", out, n - nfail, n);
+    if (nfail == 0) return MP_EXIT_OK;
+    return nfail == n ? MP_EXIT_FAIL : MP_EXIT_PARTIAL;
 }

@@ -1,0 +1,130 @@
+/* infer/export.c — the small outputs next to heatmap.tif: the colour map, QuPath GeoJSON of the
+ * cells above a threshold, and atomic file commits shared by every writer. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "infer/infer.h"
+#include "infer/internal.h"
+
+int infer_commit(const char *tmp, const char *path)
+{
+    int fd = open(tmp, O_RDONLY);
+    if (fd < 0) return mp_err_set("%s: %s", tmp, strerror(errno));
+    int r = fsync(fd);
+    close(fd);
+    if (r) return mp_err_set("%s: fsync: %s", path, strerror(errno));
+    if (rename(tmp, path)) return mp_err_set("%s: %s", path, strerror(errno));
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd); /* the rename itself must survive a crash */
+        close(dfd);
+    }
+    return 0;
+}
+
+int infer_write_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return mp_err_set("%s: cannot create (%s)", path, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len;
+    ok &= fflush(f) == 0;
+    ok &= fclose(f) == 0;
+    if (!ok) {
+        unlink(tmp);
+        return mp_err_set("%s: write failed (%s)", path, strerror(errno));
+    }
+    if (infer_commit(tmp, path)) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+void infer_colormap(float p, uint8_t rgb[3])
+{
+    /* piecewise-linear through dark blue, blue, cyan, yellow, red, dark red */
+    static const float stop[6][3] = {{48, 18, 59}, {40, 120, 240}, {30, 220, 200},
+                                     {240, 220, 40}, {240, 80, 20}, {122, 4, 3}};
+    if (!(p >= 0)) p = 0;
+    if (p > 1) p = 1;
+    float x = p * 5;
+    int i = (int)x;
+    if (i > 4) i = 4;
+    float t = x - i;
+    for (int c = 0; c < 3; c++) rgb[c] = (uint8_t)lrintf(stop[i][c] + t * (stop[i + 1][c] - stop[i][c]));
+}
+
+static void class_color(int k, int rgb[3])
+{
+    static const int pal[8][3] = {{200, 0, 0},   {0, 150, 0},   {0, 80, 220},  {220, 160, 0},
+                                  {150, 0, 180}, {0, 170, 170}, {120, 70, 20}, {90, 90, 90}};
+    memcpy(rgb, pal[k % 8], sizeof pal[0]);
+}
+
+int infer_geojson_write(const char *path, const infer_grid *g, const float *prob, const uint8_t *valid,
+                        int K, char *const *names, double threshold)
+{
+    json_t *fc = json_object(), *feats = json_array();
+    json_object_set_new(fc, "type", json_string("FeatureCollection"));
+    for (int k = 0; k < K; k++) {
+        json_t *polys = json_array();
+        int64_t n = 0;
+        double sum = 0;
+        for (int j = 0; j < g->ny; j++) {
+            int i = 0;
+            while (i < g->nx) {
+                size_t c = (size_t)j * g->nx + i;
+                if (!valid[c] || prob[c * K + k] < threshold) {
+                    i++;
+                    continue;
+                }
+                int a = i;
+                while (i < g->nx && valid[(size_t)j * g->nx + i] && prob[((size_t)j * g->nx + i) * K + k] >= threshold) {
+                    sum += prob[((size_t)j * g->nx + i) * K + k];
+                    n++;
+                    i++;
+                }
+                /* QuPath's frame starts at the bounds origin: cell edges are multiples of cell0 */
+                double x0 = a * g->cell0, x1 = i * g->cell0, y0 = j * g->cell0, y1 = (j + 1) * g->cell0;
+                json_t *ring = json_pack("[[f,f],[f,f],[f,f],[f,f],[f,f]]", x0, y0, x1, y0, x1, y1, x0, y1, x0, y0);
+                json_array_append_new(polys, json_pack("[o]", ring));
+            }
+        }
+        if (n == 0) {
+            json_decref(polys);
+            continue;
+        }
+        int c[3];
+        class_color(k, c);
+        json_t *f = json_pack("{s:s, s:{s:s, s:o}, s:{s:s, s:{s:s, s:[i,i,i]}, s:{s:I, s:f}}}", "type", "Feature",
+                              "geometry", "type", "MultiPolygon", "coordinates", polys, "properties", "objectType",
+                              "annotation", "classification", "name", names[k], "color", c[0], c[1], c[2],
+                              "measurements", "cells", (json_int_t)n, "mean_probability", sum / n);
+        if (!f) {
+            json_decref(fc);
+            json_decref(feats);
+            return mp_err_set("%s: cannot build GeoJSON", path);
+        }
+        json_array_append_new(feats, f);
+    }
+    json_object_set_new(fc, "features", feats);
+    char *txt = json_dumps(fc, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    json_decref(fc);
+    if (!txt) return mp_err_set("%s: cannot serialise GeoJSON", path);
+    int r = infer_write_atomic(path, txt, strlen(txt));
+    free(txt);
+    return r;
+}

@@ -1,0 +1,124 @@
+/* infer/infer.h — the door of infer/: slide -> patch batches -> class probabilities on a grid
+ * of cells -> heatmap.tif (pyramidal, registered to the slide), overlay.png, heatmap.geojson and
+ * prediction.json. The grid geometry and the writers are public so tests can pin them down. */
+#ifndef MP_INFER_H
+#define MP_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/log.h"
+
+#define INFER_MAX_CLASSES 64
+
+/* ---- grid geometry ----
+ * The grid is anchored at the slide's bounds origin (openslide.bounds-x/y; 0,0 when absent) in
+ * OpenSlide level-0 pixels. Cell (i, j) owns the level-0 square
+ *     [ox + i*cell0, ox + (i+1)*cell0) x [oy + j*cell0, oy + (j+1)*cell0)
+ * and its patch (patch0 level-0 px a side) is centred on that square, so a heatmap pixel sits
+ * exactly over the tissue that produced it whatever the stride. Cells cover the bounds
+ * rectangle: nx = ceil(bw / cell0); patches reaching past the slide are padded with white. */
+typedef struct {
+    double ox, oy;        /* level-0 corner of cell (0,0) = bounds offset */
+    double cell0;         /* level-0 px per cell (the stride) */
+    double patch0;        /* level-0 px per patch side */
+    int64_t bw, bh;       /* level-0 extent covered (bounds width/height) */
+    int nx, ny;
+} infer_grid;
+
+/* target µm/px = 10 / mag (DESIGN.md). stride is in px at the model's magnification (0 = size).
+ * -1 + mp_err if a value is out of range or the grid would be empty or huge. */
+int infer_grid_make(int64_t bx, int64_t by, int64_t bw, int64_t bh, double mpp, double mag, int size, int stride,
+                    infer_grid *g);
+/* Level-0 top-left corner of cell (i, j)'s square. */
+void infer_grid_cell_origin(const infer_grid *g, int i, int j, double *x0, double *y0);
+/* Level-0 top-left of the patch of cell (i, j), rounded to whole pixels. */
+void infer_grid_patch_origin(const infer_grid *g, int i, int j, int64_t *x0, int64_t *y0);
+/* Cell containing level-0 point (x, y); -1 when outside the grid. */
+int infer_grid_cell_at(const infer_grid *g, double x, double y, int *i, int *j);
+
+/* ---- heatmap TIFF ----
+ * Tiled, deflate-compressed, one sample per class (uint8 = round(255 p), or float32 raw),
+ * level 0 one pixel per cell, then reduced levels halving (ceil) down to one tile, each a
+ * NewSubfileType=1 IFD after the first. Resolution in pixels/cm = 1e4 / (mpp * cell0) at
+ * level 0 (doubling per level), XPosition/YPosition = bounds offset in cm (from the OpenSlide
+ * frame's origin), ImageDescription = desc. Cells never evaluated are 0 in every band. */
+typedef struct {
+    int nx, ny, nclasses;
+    const float *prob;     /* ny * nx * nclasses, row-major, class fastest */
+    const uint8_t *valid;  /* ny * nx; 0 = not evaluated (never averaged into reduced levels) */
+    double mpp_x, mpp_y;   /* µm per slide level-0 pixel */
+    double cell0;          /* level-0 px per cell */
+    double ox, oy;         /* level-0 offset of the grid */
+    int float32;           /* 1: float32 samples, 0: uint8 */
+    int tile;              /* tile side (multiple of 16); 0 = 128 */
+    const char *desc;      /* ImageDescription (may be NULL) */
+} infer_tiff_spec;
+
+int infer_tiff_write(const char *path, const infer_tiff_spec *s);
+/* Number of levels infer_tiff_write produces for a w x h raster and tile size. */
+int infer_tiff_levels(int w, int h, int tile);
+
+/* ---- colour map ---- */
+/* Probability 0..1 to RGB (dark blue -> cyan -> yellow -> red, "turbo"-like, monotone luminance
+ * in the middle so low and high stay apart in grey). */
+void infer_colormap(float p, uint8_t rgb[3]);
+
+/* ---- GeoJSON ----
+ * QuPath layout: a FeatureCollection with one Feature per class that has cells >= threshold, a
+ * MultiPolygon of row runs of such cells in level-0 px relative to the bounds origin (QuPath's
+ * frame; add bounds-x/y for OpenSlide's), properties.objectType "annotation",
+ * properties.classification {name, color}, measurements {cells, mean_probability}. */
+int infer_geojson_write(const char *path, const infer_grid *g, const float *prob, const uint8_t *valid,
+                        int nclasses, char *const *names, double threshold);
+
+/* ---- the run ---- */
+typedef struct {
+    int stride;          /* px at the model's magnification; 0 = the input size */
+    int klass;           /* --class K: the class shown in overlay.png (-1 = last class) */
+    int batch;           /* patches per forward */
+    int threads;         /* BLAS threads for the model; the reader is one more thread */
+    double mpp;          /* > 0 overrides the slide's MPP */
+    double min_tissue;   /* a cell is evaluated when its patch is at least this share tissue */
+    double threshold;    /* GeoJSON and majority vote confidence threshold */
+    int float32;         /* heatmap.tif samples as float32 */
+    int force;           /* recompute even when outputs are complete and current */
+    mp_progress_mode progress;
+} infer_opts;
+
+void infer_opts_default(infer_opts *o);
+/* Once per process: libvips and libtiff handlers (through the tiler). */
+int infer_global_init(const char *argv0);
+
+typedef struct infer_model infer_model;
+/* Load a checkpoint for inference: architecture, weights, mag, input_size, norm.mean/std,
+ * class names. NULL + mp_err "CKPT: reason". */
+infer_model *infer_model_load(const char *path, int max_batch);
+void infer_model_free(infer_model *m);
+int infer_model_classes(const infer_model *m);
+double infer_model_mag(const infer_model *m);
+int infer_model_size(const infer_model *m);
+char *const *infer_model_names(const infer_model *m); /* classes entries, borrowed */
+/* Probabilities (softmax, eval mode) of n RGB patches (size x size x 3, uint8, row-major) into
+ * prob (n x classes). Normalises with the checkpoint's mean/std. -1 + mp_err on failure. */
+int infer_model_predict(infer_model *m, const uint8_t *rgb, int n, float *prob);
+
+typedef enum { INFER_DONE, INFER_SKIPPED, INFER_FAILED } infer_outcome;
+
+typedef struct {
+    infer_outcome outcome;
+    int64_t n_cells, n_tissue, n_evaluated, n_read_errors;
+    int level;
+    double seconds;
+    char outdir[4096];
+} infer_result;
+
+/* Infer one slide into outdir/<slide name>/. Returns 0 when done or skipped; -1 + mp_err
+ * "SLIDE: reason" when the slide failed (nothing half-written is left). */
+int infer_slide(infer_model *m, const char *ckpt_path, const char *slide, const char *outdir, const infer_opts *o,
+                infer_result *res);
+
+/* The directory name used for a slide: its basename without the last extension. */
+void infer_slide_name(const char *path, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,480 @@
+/* infer/run.c — one slide end to end: open, mask, select cells, a reader thread that fills
+ * patch batches while the model runs on the previous one, then the outputs (heatmap.tif,
+ * overlay.png, heatmap.geojson, prediction.json last, so its presence with a matching key
+ * means the set is complete). Memory is the cell raster plus two batches, whatever the slide. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "infer/infer.h"
+#include "infer/internal.h"
+#include "nn/gemm.h"
+
+#define INFER_KEY_VERSION 1
+
+void infer_opts_default(infer_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->stride = 0;
+    o->klass = -1;
+    o->batch = 32;
+    o->threads = 2;
+    o->mpp = 0;
+    o->min_tissue = 0.25;
+    o->threshold = 0.5;
+    o->progress = MP_PROGRESS_AUTO;
+}
+
+int infer_global_init(const char *argv0) { return tiler_global_init(argv0); }
+
+void infer_slide_name(const char *path, char *out, size_t cap)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(out, cap, "%s", b);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out) *dot = 0;
+    if (!out[0]) snprintf(out, cap, "slide");
+}
+
+/* ---- the reader thread and its two batch slots ---- */
+
+typedef struct {
+    int n;          /* patches in the slot */
+    int *cell;      /* cell index per patch */
+    uint8_t *ok;    /* 1 read fine */
+    uint8_t *rgb;   /* n x S x S x 3 */
+    int full;
+} slot;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    slot sl[2];
+    int abort, finished;
+    /* what to read */
+    const int *cells;
+    int64_t ncells;
+    const infer_grid *g;
+    int level, rs, S, batch;
+    infer_reader rd;
+    int64_t read_errors;
+    char first_error[600];
+    double busy;    /* seconds spent reading */
+} pipeline;
+
+static void *reader_main(void *arg)
+{
+    pipeline *P = arg;
+    size_t psz = (size_t)P->S * P->S * 3;
+    int which = 0;
+    for (int64_t c0 = 0; c0 < P->ncells; c0 += P->batch) {
+        slot *s = &P->sl[which];
+        pthread_mutex_lock(&P->mu);
+        while (s->full && !P->abort) pthread_cond_wait(&P->cv, &P->mu);
+        int stop = P->abort;
+        pthread_mutex_unlock(&P->mu);
+        if (stop) break;
+        double t0 = mp_now();
+        int n = (int)(P->ncells - c0 < P->batch ? P->ncells - c0 : P->batch);
+        for (int b = 0; b < n; b++) {
+            int cell = P->cells[c0 + b];
+            int64_t x0, y0;
+            infer_grid_patch_origin(P->g, cell % P->g->nx, cell / P->g->nx, &x0, &y0);
+            s->cell[b] = cell;
+            s->ok[b] = infer_reader_read(&P->rd, P->level, x0, y0, P->rs, P->S, s->rgb + b * psz) == 0;
+            if (!s->ok[b]) {
+                /* an unreadable tile costs its cell, not the slide */
+                if (P->read_errors++ == 0) snprintf(P->first_error, sizeof P->first_error, "%s", P->rd.err);
+                memset(s->rgb + b * psz, 255, psz);
+            }
+        }
+        s->n = n;
+        P->busy += mp_now() - t0;
+        pthread_mutex_lock(&P->mu);
+        s->full = 1;
+        pthread_cond_broadcast(&P->cv);
+        pthread_mutex_unlock(&P->mu);
+        which ^= 1;
+    }
+    pthread_mutex_lock(&P->mu);
+    P->finished = 1;
+    pthread_cond_broadcast(&P->cv);
+    pthread_mutex_unlock(&P->mu);
+    return NULL;
+}
+
+/* ---- outputs ---- */
+
+static int write_overlay(const char *path, const infer_src *src, const infer_grid *g, const float *prob,
+                         const uint8_t *valid, int K, int k)
+{
+    int w = src->tw, h = src->th;
+    uint8_t *rgb = mp_xmalloc((size_t)w * h * 3);
+    double ds = src->mask.ds;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const uint8_t *t = src->thumb + ((size_t)y * w + x) * 4;
+            uint8_t *o = rgb + ((size_t)y * w + x) * 3;
+            /* thumbnail pixels are straight RGBA; transparent areas show as white glass */
+            for (int c = 0; c < 3; c++) o[c] = (uint8_t)((t[c] * t[3] + 255 * (255 - t[3]) + 127) / 255);
+            int i, j;
+            if (infer_grid_cell_at(g, (x + 0.5) * ds, (y + 0.5) * ds, &i, &j)) continue;
+            size_t c = (size_t)j * g->nx + i;
+            if (!valid[c]) continue;
+            uint8_t cm[3];
+            infer_colormap(prob[c * K + k], cm);
+            for (int q = 0; q < 3; q++) o[q] = (uint8_t)((o[q] * 2 + cm[q] * 3 + 2) / 5); /* 60 % heat */
+        }
+    VipsImage *im = vips_image_new_from_memory(rgb, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
+    void *buf = NULL;
+    size_t len = 0;
+    int r = !im || vips_pngsave_buffer(im, &buf, &len, "compression", 6, NULL);
+    if (im) g_object_unref(im);
+    free(rgb);
+    if (r) {
+        mp_err_set("%s: PNG encode failed: %s", path, vips_error_buffer());
+        vips_error_clear();
+        return -1;
+    }
+    r = infer_write_atomic(path, buf, len);
+    g_free(buf);
+    return r;
+}
+
+static int file_complete(const char *dir, const char *name)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return mp_file_size(p) > 0;
+}
+
+/* 1 when dir holds a complete output set made with this key. */
+static int outputs_current(const char *dir, const char *key)
+{
+    static const char *files[] = {"heatmap.tif", "overlay.png", "heatmap.geojson", "prediction.json"};
+    for (int i = 0; i < 4; i++)
+        if (!file_complete(dir, files[i])) return 0;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/prediction.json", dir);
+    json_t *j = json_load_file(p, 0, NULL);
+    if (!j) return 0;
+    const char *k = json_string_value(json_object_get(j, "key"));
+    int same = k && !strcmp(k, key);
+    json_decref(j);
+    return same;
+}
+
+static int argmax(const double *v, int K)
+{
+    int b = 0;
+    for (int k = 1; k < K; k++)
+        if (v[k] > v[b]) b = k;
+    return b;
+}
+
+int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const char *outdir, const infer_opts *o,
+                infer_result *res)
+{
+    double t_start = mp_now();
+    memset(res, 0, sizeof *res);
+    res->outcome = INFER_FAILED;
+    res->level = -1;
+    char name[1024];
+    infer_slide_name(path, name, sizeof name);
+    snprintf(res->outdir, sizeof res->outdir, "%s/%s", outdir, name);
+    const char *dir = res->outdir;
+    int K = infer_model_classes(m), S = infer_model_size(m);
+    double mag = infer_model_mag(m);
+    int klass = o->klass < 0 ? K - 1 : o->klass;
+    if (klass >= K) return mp_err_set("%s: --class %d but the checkpoint has %d classes", path, klass, K);
+
+    infer_src src;
+    if (infer_src_open(path, o->mpp, &src)) return -1;
+    double mpp = src.mpp.mpp_x;
+    double want = (10.0 / mag) / mpp; /* level-0 px per model px */
+    if (want < 1.0 / (1 + TILER_LEVEL_TOL)) {
+        infer_src_close(&src);
+        return mp_err_set("%s: the slide's %.4g µm/px is coarser than the model's %.4g µm/px (%gx); upsampling "
+                          "would invent detail",
+                          path, mpp, 10.0 / mag, mag);
+    }
+
+    /* the key: what the outputs depend on */
+    char fp[64], ck[64], key[512];
+    if (tiler_fingerprint(path, fp) || tiler_fingerprint(ckpt_path, ck)) {
+        infer_src_close(&src);
+        return -1;
+    }
+    snprintf(key, sizeof key, "v%d %s %s stride=%d mpp=%.9g min_tissue=%.6g threshold=%.6g float32=%d class=%d",
+             INFER_KEY_VERSION, fp, ck, o->stride, mpp, o->min_tissue, o->threshold, o->float32, klass);
+    if (!o->force && outputs_current(dir, key)) {
+        infer_src_close(&src);
+        res->outcome = INFER_SKIPPED;
+        res->seconds = mp_now() - t_start;
+        return 0;
+    }
+
+    infer_grid g;
+    if (infer_grid_make(src.bx, src.by, src.bw, src.bh, mpp, mag, S, o->stride, &g)) {
+        infer_src_close(&src);
+        return mp_err_prefix("%s", path);
+    }
+    int level = tiler_choose_level(src.s.ds, src.s.levels, want, TILER_LEVEL_TOL);
+    int rs = (int)fmax(1, llround(g.patch0 / src.s.ds[level]));
+    res->level = level;
+    if (infer_src_mask(&src, S * 10.0 / mag)) {
+        infer_src_close(&src);
+        return -1;
+    }
+
+    /* cells to evaluate: patch at least min_tissue tissue */
+    int64_t ncell = (int64_t)g.nx * g.ny;
+    float *prob = mp_xcalloc((size_t)ncell * K, sizeof(float));
+    uint8_t *valid = mp_xcalloc((size_t)ncell, 1);
+    int *cells = mp_xmalloc(sizeof(int) * (size_t)ncell);
+    int64_t nsel = 0;
+    for (int j = 0; j < g.ny; j++)
+        for (int i = 0; i < g.nx; i++) {
+            int64_t x0, y0;
+            infer_grid_patch_origin(&g, i, j, &x0, &y0);
+            double t = tiler_mask_cover(&src.mask, src.mask.tissue, 255, (double)x0, (double)y0, g.patch0);
+            if (t >= o->min_tissue && t > 0) cells[nsel++] = j * g.nx + i;
+        }
+    res->n_cells = ncell;
+    res->n_tissue = nsel;
+
+    int rc = 0;
+    char err[4400] = "";
+    if (mp_mkdir_p(dir)) {
+        snprintf(err, sizeof err, "%s", mp_err());
+        rc = -1;
+    }
+    char pj[4200];
+    snprintf(pj, sizeof pj, "%s/prediction.json", dir);
+    /* an old prediction.json must not vouch for outputs this run is about to replace */
+    if (!rc && unlink(pj) && errno != ENOENT) {
+        snprintf(err, sizeof err, "%s: %s", pj, strerror(errno));
+        rc = -1;
+    }
+
+    pipeline P;
+    memset(&P, 0, sizeof P);
+    pthread_mutex_init(&P.mu, NULL);
+    pthread_cond_init(&P.cv, NULL);
+    int batch = o->batch > 0 ? o->batch : 32;
+    size_t psz = (size_t)S * S * 3;
+    for (int s = 0; s < 2; s++) {
+        P.sl[s].cell = mp_xmalloc(sizeof(int) * batch);
+        P.sl[s].ok = mp_xmalloc(batch);
+        P.sl[s].rgb = mp_xmalloc(psz * batch);
+    }
+    P.cells = cells;
+    P.ncells = nsel;
+    P.g = &g;
+    P.level = level;
+    P.rs = rs;
+    P.S = S;
+    P.batch = batch;
+    double t_model = 0, t_loop = mp_now();
+    int64_t done = 0;
+    float *bp = mp_xmalloc(sizeof(float) * (size_t)batch * K);
+    mp_progress *prog = NULL;
+    if (!rc && infer_reader_open(&P.rd, path)) {
+        snprintf(err, sizeof err, "%s", mp_err());
+        rc = -1;
+    }
+    pthread_t th;
+    int started = 0;
+    if (!rc && nsel > 0) {
+        char task[1100];
+        snprintf(task, sizeof task, "infer %s", name);
+        prog = mp_progress_new(o->progress, task, (uint64_t)nsel, "patches");
+        if (pthread_create(&th, NULL, reader_main, &P)) {
+            snprintf(err, sizeof err, "%s: cannot start the reader thread", path);
+            rc = -1;
+        } else {
+            started = 1;
+        }
+    }
+    int which = 0;
+    while (started && !rc && done < nsel) {
+        slot *s = &P.sl[which];
+        pthread_mutex_lock(&P.mu);
+        while (!s->full && !P.finished) pthread_cond_wait(&P.cv, &P.mu);
+        int have = s->full;
+        pthread_mutex_unlock(&P.mu);
+        if (!have) break;
+        double t0 = mp_now();
+        if (infer_model_predict(m, s->rgb, s->n, bp)) {
+            snprintf(err, sizeof err, "%s: model: %s", path, mp_err());
+            rc = -1;
+        } else {
+            for (int b = 0; b < s->n; b++) {
+                if (!s->ok[b]) continue;
+                memcpy(prob + (size_t)s->cell[b] * K, bp + (size_t)b * K, sizeof(float) * K);
+                valid[s->cell[b]] = 1;
+            }
+        }
+        t_model += mp_now() - t0;
+        done += s->n;
+        if (prog) mp_progress_update(prog, (uint64_t)done, NULL);
+        pthread_mutex_lock(&P.mu);
+        s->full = 0;
+        pthread_cond_broadcast(&P.cv);
+        pthread_mutex_unlock(&P.mu);
+        which ^= 1;
+    }
+    if (started) {
+        pthread_mutex_lock(&P.mu);
+        P.abort = 1;
+        pthread_cond_broadcast(&P.cv);
+        pthread_mutex_unlock(&P.mu);
+        pthread_join(th, NULL);
+    }
+    double t_infer = mp_now() - t_loop;
+    if (prog) {
+        mp_progress_finish(prog, NULL);
+        mp_progress_free(prog);
+    }
+    infer_reader_close(&P.rd);
+    for (int s = 0; s < 2; s++) {
+        free(P.sl[s].cell);
+        free(P.sl[s].ok);
+        free(P.sl[s].rgb);
+    }
+    free(bp);
+    pthread_mutex_destroy(&P.mu);
+    pthread_cond_destroy(&P.cv);
+    res->n_read_errors = P.read_errors;
+    int64_t nval = 0;
+    for (int64_t c = 0; c < ncell; c++) nval += valid[c];
+    res->n_evaluated = nval;
+    if (!rc && nsel > 0 && nval == 0) {
+        snprintf(err, sizeof err, "%s: every patch read failed (first: %s)", path, P.first_error);
+        rc = -1;
+    }
+
+    /* slide-level predictions (METHODS.md): mean probability, and the majority of confident patches */
+    double mean[INFER_MAX_CLASSES] = {0}, votes[INFER_MAX_CLASSES] = {0};
+    int64_t nvotes = 0;
+    for (int64_t c = 0; c < ncell; c++) {
+        if (!valid[c]) continue;
+        const float *p = prob + (size_t)c * K;
+        int b = 0;
+        for (int k = 0; k < K; k++) {
+            mean[k] += p[k];
+            if (p[k] > p[b]) b = k;
+        }
+        if (p[b] >= o->threshold) votes[b] += 1, nvotes++;
+    }
+    for (int k = 0; k < K; k++) mean[k] = nval ? mean[k] / nval : 0;
+
+    char *const *names = infer_model_names(m);
+    char fpath[4200];
+    json_t *desc = NULL;
+    if (!rc) {
+        desc = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:[I,I,I,I], s:s}", "software", "magpie infer",
+                         "slide", path, "grid_width", g.nx, "grid_height", g.ny, "cell_level0_px", g.cell0,
+                         "patch_level0_px", g.patch0, "mpp_x", src.mpp.mpp_x, "mpp_y", src.mpp.mpp_y, "bounds",
+                         (json_int_t)src.bx, (json_int_t)src.by, (json_int_t)src.bw, (json_int_t)src.bh, "samples",
+                         o->float32 ? "float32 probability" : "uint8 round(255*probability)");
+        json_t *cls = json_array();
+        for (int k = 0; k < K; k++) json_array_append_new(cls, json_string(names[k]));
+        json_object_set_new(desc, "classes", cls);
+        char *d = json_dumps(desc, JSON_COMPACT | JSON_REAL_PRECISION(12));
+        infer_tiff_spec ts = {g.nx, g.ny, K, prob, valid, src.mpp.mpp_x, src.mpp.mpp_y, g.cell0, g.ox, g.oy,
+                              o->float32, 128, d};
+        snprintf(fpath, sizeof fpath, "%s/heatmap.tif", dir);
+        if (infer_tiff_write(fpath, &ts)) rc = -1;
+        free(d);
+        snprintf(fpath, sizeof fpath, "%s/overlay.png", dir);
+        if (!rc && write_overlay(fpath, &src, &g, prob, valid, K, klass)) rc = -1;
+        snprintf(fpath, sizeof fpath, "%s/heatmap.geojson", dir);
+        if (!rc && infer_geojson_write(fpath, &g, prob, valid, K, names, o->threshold)) rc = -1;
+        if (rc) snprintf(err, sizeof err, "%s", mp_err());
+    }
+    if (!rc) {
+        json_t *pm = json_array(), *pv = json_array(), *cls = json_array();
+        for (int k = 0; k < K; k++) {
+            json_array_append_new(cls, json_string(names[k]));
+            json_array_append_new(pm, json_real(mean[k]));
+            json_array_append_new(pv, json_integer((json_int_t)votes[k]));
+        }
+        double total = mp_now() - t_start;
+        json_t *j = json_object();
+        json_object_set_new(j, "key", json_string(key));
+        json_object_set_new(j, "slide", json_string(path));
+        json_object_set_new(j, "slide_fingerprint", json_string(fp));
+        json_object_set_new(j, "checkpoint", json_string(ckpt_path));
+        json_object_set_new(j, "checkpoint_hash", json_string(ck));
+        json_object_set_new(j, "classes", cls);
+        json_object_set_new(j, "prediction_mean",
+                            json_pack("{s:o, s:s, s:i}", "probabilities", pm, "class",
+                                      nval ? names[argmax(mean, K)] : "", "class_index", nval ? argmax(mean, K) : -1));
+        json_object_set_new(j, "prediction_vote",
+                            json_pack("{s:o, s:f, s:I, s:s, s:i}", "votes", pv, "threshold", o->threshold,
+                                      "confident_patches", (json_int_t)nvotes, "class",
+                                      nvotes ? names[argmax(votes, K)] : "", "class_index",
+                                      nvotes ? argmax(votes, K) : -1));
+        if (!nval) json_object_set_new(json_object_get(j, "prediction_mean"), "class", json_null());
+        if (!nvotes) json_object_set_new(json_object_get(j, "prediction_vote"), "class", json_null());
+        json_object_set_new(j, "patches",
+                            json_pack("{s:I, s:I, s:I, s:I}", "cells", (json_int_t)ncell, "tissue", (json_int_t)nsel,
+                                      "evaluated", (json_int_t)nval, "read_errors", (json_int_t)P.read_errors));
+        json_object_set_new(j, "mpp",
+                            json_pack("{s:f, s:f, s:s, s:s}", "x", src.mpp.mpp_x, "y", src.mpp.mpp_y, "source",
+                                      src.mpp.source, "rejected", src.mpp.rejected));
+        json_object_set_new(j, "read",
+                            json_pack("{s:i, s:f, s:i, s:i, s:f, s:f}", "level", level, "level_downsample",
+                                      src.s.ds[level], "read_px", rs, "input_px", S, "scale", (double)S / rs, "mag", mag));
+        json_object_set_new(j, "grid",
+                            json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:[I,I,I,I], s:b, s:s}", "width", g.nx,
+                                      "height", g.ny, "cell_level0_px", g.cell0, "patch_level0_px", g.patch0,
+                                      "origin_x", g.ox, "origin_y", g.oy, "bounds", (json_int_t)src.bx,
+                                      (json_int_t)src.by, (json_int_t)src.bw, (json_int_t)src.bh, "has_bounds",
+                                      src.has_bounds, "geojson_frame",
+                                      "level-0 px from the bounds origin (QuPath); add origin_x/y for OpenSlide"));
+        json_object_set_new(j, "heatmap_tif",
+                            json_string(o->float32 ? "float32 probability per class"
+                                                   : "uint8 round(255*probability) per class; 0 in every band = not evaluated"));
+        json_object_set_new(j, "params",
+                            json_pack("{s:f, s:i, s:i, s:f, s:i, s:f}", "min_tissue", o->min_tissue, "stride",
+                                      o->stride ? o->stride : S, "batch", batch, "threshold", o->threshold, "class",
+                                      klass, "mask_mpp", src.mask_mpp));
+        json_object_set_new(j, "timing",
+                            json_pack("{s:f, s:f, s:f, s:f, s:f}", "seconds", total, "inference_seconds", t_infer,
+                                      "read_seconds", P.busy, "model_seconds", t_model, "patches_per_s",
+                                      t_infer > 0 ? nsel / t_infer : 0.0));
+        char *txt = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(j);
+        if (!txt) {
+            snprintf(err, sizeof err, "%s: cannot build prediction.json", path);
+            rc = -1;
+        } else {
+            if (infer_write_atomic(pj, txt, strlen(txt))) {
+                snprintf(err, sizeof err, "%s", mp_err());
+                rc = -1;
+            }
+            free(txt);
+        }
+    }
+    json_decref(desc);
+    free(prob);
+    free(valid);
+    free(cells);
+    infer_src_close(&src);
+    res->seconds = mp_now() - t_start;
+    if (rc) return mp_err_set("%s", err);
+    res->outcome = INFER_DONE;
+    return 0;
+}
