@@ -1,0 +1,87 @@
+#!/bin/sh
+# magpie infer through the binary: exact one-line errors and exit codes for bad checkpoints,
+# bad slides and unwritable outputs; one bad slide among good ones gives exit 3 with the good
+# ones done; reruns skip; --progress=json lines; then e2e on the readable real slides in
+# $MAGPIE_SHARED_DATA/slides (that part is skipped with a message when they are absent).
+set -u
+T=$(mktemp -d /tmp/mp_infer_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+B="$MAGPIE_BIN"
+fail=0
+no() { echo "FAIL: $*"; fail=1; }
+has() { grep -qxF "$1" "$2" || no "want line: $1 -- got: $(cat "$2")"; }
+
+"$B" synth "$T/s" --slides 2 --width 4096 --height 3072 --mpp 0.5 --quiet || { echo "synth failed"; exit 1; }
+s0="$T/s/synth_000.tiff"; s1="$T/s/synth_001.tiff"
+"$B" model init --out "$T/r.mpk" --classes 3 --widths 32,32,32,32 >/dev/null &&
+"$B" model export "$T/r.mpk" "$T/r.safetensors" >/dev/null &&
+"$B" model import "$T/r.safetensors" --out "$T/m.mpk" --mag 1.25 --size 28 >/dev/null || { echo "model setup failed"; exit 1; }
+
+# --help and usage
+"$B" infer --help | grep -q "usage: magpie infer CKPT SLIDE... --out DIR" || no "--help"
+"$B" infer "$T/m.mpk" "$s0" >/dev/null 2>"$T/e"; [ $? -eq 1 ] || no "missing --out should exit 1"
+"$B" infer "$T/m.mpk" --out "$T/o" >/dev/null 2>&1; [ $? -eq 1 ] || no "missing slide should exit 1"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/o" --stride 0 >/dev/null 2>&1; [ $? -eq 1 ] || no "--stride 0 should exit 1"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/o" --class 3 -q 2>"$T/e"; [ $? -eq 1 ] || no "--class 3 of 3 should exit 1"
+has "magpie: error: $T/m.mpk: --class 3 but the checkpoint has 3 classes" "$T/e"
+
+# checkpoints: missing, truncated, without magnification
+"$B" infer "$T/none.mpk" "$s0" --out "$T/o" -q 2>"$T/e"; [ $? -eq 2 ] || no "missing ckpt exit"
+has "magpie: error: $T/none.mpk: No such file or directory" "$T/e"
+head -c 1000 "$T/m.mpk" >"$T/trunc.mpk"
+"$B" infer "$T/trunc.mpk" "$s0" --out "$T/o" -q 2>"$T/e"; [ $? -eq 2 ] || no "truncated ckpt exit"
+grep -q "^magpie: error: $T/trunc.mpk: truncated" "$T/e" || no "truncated ckpt message: $(cat "$T/e")"
+"$B" infer "$T/r.mpk" "$s0" --out "$T/o" -q 2>"$T/e"; [ $? -eq 2 ] || no "ckpt without mag exit"
+has "magpie: error: $T/r.mpk: checkpoint has no usable 'mag' (a trained checkpoint records it; for others use magpie model import --mag)" "$T/e"
+[ -e "$T/o/synth_000" ] && no "a bad checkpoint wrote outputs"
+
+# output directory unwritable
+touch "$T/file"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/file/sub" -q 2>"$T/e"; [ $? -eq 2 ] || no "unwritable out exit"
+has "magpie: error: $T/file/sub: Not a directory" "$T/e"
+
+# bad slides among good ones: exit 3, every failure one line naming the file, good ones done
+echo "not a slide" >"$T/bad.svs"
+printf '%0128d' 0 | tr 0 '\0' >"$T/fake.dcm"; printf 'DICM' >>"$T/fake.dcm"; head -c 2000 /dev/zero >>"$T/fake.dcm"
+cp "$s1" "$T/nompp.tiff"; tiffset -s 296 1 "$T/nompp.tiff" 2>/dev/null # ResolutionUnit none: no physical size
+"$B" infer "$T/m.mpk" "$T/missing.svs" "$s0" "$T/bad.svs" "$T/fake.dcm" "$T/nompp.tiff" --out "$T/o" -q 2>"$T/e"; rc=$?
+[ $rc -eq 3 ] || no "mixed run exit $rc, want 3"
+has "magpie: error: $T/missing.svs: no such file" "$T/e"
+has "magpie: error: $T/bad.svs: not a slide OpenSlide can read (unrecognised format)" "$T/e"
+has "magpie: error: $T/fake.dcm: DICOM is not supported by OpenSlide 3.4" "$T/e"
+has "magpie: error: $T/nompp.tiff: no usable MPP (no MPP in the file); pass --mpp" "$T/e"
+[ "$(wc -l <"$T/e")" -eq 4 ] || no "one line per failure: $(cat "$T/e")"
+for f in heatmap.tif overlay.png heatmap.geojson prediction.json; do
+    [ -s "$T/o/synth_000/$f" ] || no "good slide's $f missing"
+done
+[ -e "$T/o/bad" ] && no "a failed slide left an output directory with files" 
+# --mpp rescues the slide without one
+"$B" infer "$T/m.mpk" "$T/nompp.tiff" --out "$T/o" --mpp 0.5 -q || no "--mpp rescue"
+grep -q '"source": "--mpp"' "$T/o/nompp/prediction.json" || no "MPP source --mpp recorded"
+
+# rerun: skipped and says so; --progress=json gives JSON lines
+"$B" infer "$T/m.mpk" "$s0" --out "$T/o" 2>"$T/e"; [ $? -eq 0 ] || no "rerun exit"
+grep -q "outputs current, skipped" "$T/e" || no "rerun skip message: $(cat "$T/e")"
+"$B" infer "$T/m.mpk" "$s1" --out "$T/o" --progress=json 2>"$T/e" || no "json progress run"
+grep -q '^{.*"patches"' "$T/e" || grep -q '^{' "$T/e" || no "no JSON progress lines: $(head -3 "$T/e")"
+ls "$T/o"/*/ | grep -q '\.tmp\.' && no "temporary files left"
+
+# e2e on the real slides
+S="${MAGPIE_SHARED_DATA:-}/slides"
+if [ ! -d "$S" ]; then
+    echo "SKIP part: $S absent (real slides not available)"
+else
+    svs="$S/aperio-jpeg-cmu1-small-region/CMU-1-Small-Region.svs"
+    ndpi="$S/hamamatsu-ndpi-dapi/test3-DAPI-2-387.ndpi"
+    gtif="$S/generic-tiff-jpeg-cmu1/CMU-1-Small-Region.jpeg.tiff"
+    dcm="$S/dicom-wsi-tcga-xk-aaju/small_dicom.dcm"
+    "$B" infer "$T/m.mpk" "$svs" "$ndpi" "$dcm" --out "$T/real" --stride 14 -q 2>"$T/e"; rc=$?
+    [ $rc -eq 3 ] || no "real mixed exit $rc"
+    has "magpie: error: $dcm: DICOM is not supported by OpenSlide 3.4" "$T/e"
+    grep -q '"source": "openslide.mpp"' "$T/real/CMU-1-Small-Region/prediction.json" || no "svs MPP source"
+    [ -s "$T/real/test3-DAPI-2-387/heatmap.tif" ] || no "ndpi heatmap"
+    "$B" infer "$T/m.mpk" "$gtif" --out "$T/real" --mpp 0.499 -q || no "generic TIFF with --mpp"
+    tiffinfo "$T/real/CMU-1-Small-Region/heatmap.tif" 2>/dev/null | grep -q "Resolution: 89.2857, 89.2857 pixels/cm" || no "svs heatmap resolution (14 px at 8 µm = 112 µm per cell)"
+fi
+[ $fail -eq 0 ] && echo "infer cli: all checks passed"
+exit $fail

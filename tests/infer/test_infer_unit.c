@@ -1,0 +1,356 @@
+/* tests/infer/test_infer_unit.c — the pieces of infer/ with exact answers: cell <-> level-0
+ * geometry (stride, bounds offset), heatmap.tif read back with libtiff (tiles, halving levels,
+ * resolution and position tags, values), GeoJSON parsed with jansson against the raster. */
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tiffio.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "infer/infer.h"
+#include "tests/test.h"
+
+static char tmpdir[256];
+
+TEST(grid_geometry)
+{
+    infer_grid g;
+    /* 10x model on a 40x slide: 224 model px = 896 level-0 px; stride 112 -> 448 */
+    CHECK_INT(infer_grid_make(0, 0, 10000, 5000, 0.25, 10, 224, 112, &g), 0);
+    CHECK_NEAR(g.cell0, 448, 1e-9);
+    CHECK_NEAR(g.patch0, 896, 1e-9);
+    CHECK_INT(g.nx, 23); /* ceil(10000/448) */
+    CHECK_INT(g.ny, 12); /* ceil(5000/448) */
+    double x, y;
+    infer_grid_cell_origin(&g, 3, 2, &x, &y);
+    CHECK_NEAR(x, 3 * 448, 1e-9);
+    CHECK_NEAR(y, 2 * 448, 1e-9);
+    int64_t px, py;
+    infer_grid_patch_origin(&g, 3, 2, &px, &py);
+    /* the patch is centred on the cell: centre = (3.5*448, 2.5*448) */
+    CHECK_INT(px, 3 * 448 + 224 - 448);
+    CHECK_INT(py, 2 * 448 + 224 - 448);
+    CHECK_NEAR(px + g.patch0 / 2, (3 + 0.5) * g.cell0, 1e-9);
+    int i, j;
+    CHECK_INT(infer_grid_cell_at(&g, 3 * 448 + 0.5, 2 * 448 + 447.9, &i, &j), 0);
+    CHECK_INT(i, 3);
+    CHECK_INT(j, 2);
+    CHECK_INT(infer_grid_cell_at(&g, -0.1, 10, &i, &j), -1);
+    CHECK_INT(infer_grid_cell_at(&g, 23 * 448 + 1, 10, &i, &j), -1);
+    /* every cell round-trips through its centre */
+    int bad = 0;
+    for (int jj = 0; jj < g.ny; jj++)
+        for (int ii = 0; ii < g.nx; ii++) {
+            infer_grid_cell_origin(&g, ii, jj, &x, &y);
+            if (infer_grid_cell_at(&g, x + g.cell0 / 2, y + g.cell0 / 2, &i, &j) || i != ii || j != jj) bad++;
+        }
+    CHECK_INT(bad, 0);
+
+    /* stride 0 = input size; 1.25x at 0.5 µm/px: 28 px * 16 = 448 level-0 px */
+    CHECK_INT(infer_grid_make(0, 0, 4480, 4481, 0.5, 1.25, 28, 0, &g), 0);
+    CHECK_NEAR(g.cell0, 448, 1e-9);
+    CHECK_INT(g.nx, 10);
+    CHECK_INT(g.ny, 11);
+}
+
+TEST(grid_bounds_offset)
+{
+    infer_grid g;
+    /* MRXS-like: the scanned area starts at (1234, 5678) in OpenSlide's frame */
+    CHECK_INT(infer_grid_make(1234, 5678, 3000, 2000, 0.25, 10, 224, 0, &g), 0);
+    CHECK_NEAR(g.ox, 1234, 0);
+    CHECK_NEAR(g.oy, 5678, 0);
+    double x, y;
+    infer_grid_cell_origin(&g, 0, 0, &x, &y);
+    CHECK_NEAR(x, 1234, 0);
+    CHECK_NEAR(y, 5678, 0);
+    int64_t px, py;
+    infer_grid_patch_origin(&g, 1, 1, &px, &py);
+    CHECK_INT(px, 1234 + 896);
+    CHECK_INT(py, 5678 + 896);
+    int i, j;
+    CHECK_INT(infer_grid_cell_at(&g, 1233.9, 6000, &i, &j), -1); /* left of the bounds */
+    CHECK_INT(infer_grid_cell_at(&g, 1234 + 896 * 2 + 1, 5678 + 1, &i, &j), 0);
+    CHECK_INT(i, 2);
+    CHECK_INT(j, 0);
+}
+
+TEST(grid_errors)
+{
+    infer_grid g;
+    CHECK_INT(infer_grid_make(0, 0, 100, 100, 0, 10, 224, 0, &g), -1);
+    CHECK_STR(mp_err(), "grid: MPP must be positive (got 0)");
+    CHECK_INT(infer_grid_make(0, 0, 0, 100, 0.25, 10, 224, 0, &g), -1);
+    CHECK_STR(mp_err(), "grid: empty slide (0x100)");
+    CHECK_INT(infer_grid_make(0, 0, 1000000, 1000000, 0.25, 10, 224, 1, &g), -1);
+    CHECK_CONTAINS(mp_err(), "too many; use a larger --stride");
+}
+
+TEST(tiff_levels)
+{
+    CHECK_INT(infer_tiff_levels(100, 50, 128), 1);
+    CHECK_INT(infer_tiff_levels(129, 50, 128), 2);
+    CHECK_INT(infer_tiff_levels(300, 200, 64), 4); /* 300 150 75 38 */
+    CHECK_INT(infer_tiff_levels(300, 200, 16), 6); /* ... 19 10 */
+}
+
+static void quiet_tiff(const char *m, const char *f, va_list ap) { (void)m, (void)f, (void)ap; }
+
+TEST(tiff_readback)
+{
+    const int W = 150, H = 70, K = 3, T = 32;
+    float *p = malloc(sizeof(float) * W * H * K);
+    uint8_t *v = malloc(W * H);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            float a = (float)x / (W - 1), b = (float)y / (H - 1) * (1 - a);
+            float *q = p + ((size_t)y * W + x) * K;
+            q[0] = a, q[1] = b, q[2] = 1 - a - b;
+            v[y * W + x] = !(x < 5 && y < 5); /* a corner never evaluated */
+        }
+    char path[512];
+    snprintf(path, sizeof path, "%s/h.tif", tmpdir);
+    double mpp = 0.25, cell0 = 448;
+    infer_tiff_spec s = {W, H, K, p, v, mpp, mpp, cell0, 1234, 5678, 0, T, "{\"x\":1}"};
+    CHECK_INT(infer_tiff_write(path, &s), 0);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    CHECK(access(tmp, F_OK) != 0); /* no temporary left behind */
+
+    TIFF *t = TIFFOpen(path, "r");
+    CHECK(t != NULL);
+    if (!t) return;
+    int level = 0;
+    uint32_t pw = 0, ph = 0;
+    do {
+        uint32_t w, h, tw, th, sub = 0;
+        uint16_t spp, bps, fmt, unit;
+        float xr, yr, xp = -1, yp = -1;
+        TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w);
+        TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h);
+        CHECK(TIFFIsTiled(t));
+        TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw);
+        TIFFGetField(t, TIFFTAG_TILELENGTH, &th);
+        CHECK_INT(tw, T);
+        CHECK_INT(th, T);
+        TIFFGetFieldDefaulted(t, TIFFTAG_SUBFILETYPE, &sub);
+        CHECK_INT(sub, level ? FILETYPE_REDUCEDIMAGE : 0);
+        TIFFGetField(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
+        TIFFGetField(t, TIFFTAG_BITSPERSAMPLE, &bps);
+        TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLEFORMAT, &fmt);
+        CHECK_INT(spp, K);
+        CHECK_INT(bps, 8);
+        CHECK_INT(fmt, SAMPLEFORMAT_UINT);
+        if (level == 0) {
+            CHECK_INT(w, W);
+            CHECK_INT(h, H);
+        } else {
+            CHECK_INT(w, (pw + 1) / 2); /* each level halves */
+            CHECK_INT(h, (ph + 1) / 2);
+        }
+        TIFFGetField(t, TIFFTAG_RESOLUTIONUNIT, &unit);
+        TIFFGetField(t, TIFFTAG_XRESOLUTION, &xr);
+        TIFFGetField(t, TIFFTAG_YRESOLUTION, &yr);
+        CHECK_INT(unit, RESUNIT_CENTIMETER);
+        /* µm per heatmap pixel = mpp * cell0 * 2^level */
+        CHECK_NEAR(1e4 / xr, mpp * cell0 * (1 << level), 1e-3);
+        CHECK_NEAR(1e4 / yr, mpp * cell0 * (1 << level), 1e-3);
+        TIFFGetField(t, TIFFTAG_XPOSITION, &xp);
+        TIFFGetField(t, TIFFTAG_YPOSITION, &yp);
+        CHECK_NEAR(xp * 1e4 / mpp, 1234, 0.05); /* bounds offset in level-0 px */
+        CHECK_NEAR(yp * 1e4 / mpp, 5678, 0.05);
+        if (level == 0) {
+            char *d = NULL;
+            CHECK(TIFFGetField(t, TIFFTAG_IMAGEDESCRIPTION, &d) && d && !strcmp(d, "{\"x\":1}"));
+            /* every value back (one tile read per pixel: slow but small) */
+            uint8_t *tile = malloc(TIFFTileSize(t));
+            int bad = 0;
+            for (uint32_t y = 0; y < h; y++)
+                for (uint32_t x = 0; x < w; x++) {
+                    TIFFReadTile(t, tile, x, y, 0, 0);
+                    const uint8_t *px = tile + (((y % T) * T) + (x % T)) * K;
+                    for (int k = 0; k < K; k++) {
+                        int want = v[y * W + x] ? (int)lrintf(p[((size_t)y * W + x) * K + k] * 255) : 0;
+                        if (px[k] != want) bad++;
+                    }
+                }
+            CHECK_INT(bad, 0);
+            free(tile);
+        }
+        if (level == 1) {
+            /* reduced level: mean of the valid cells of each 2x2 block */
+            uint8_t *tile = malloc(TIFFTileSize(t));
+            TIFFReadTile(t, tile, 10, 10, 0, 0);
+            int x = 10, y = 10;
+            for (int k = 0; k < K; k++) {
+                float m = 0;
+                for (int dy = 0; dy < 2; dy++)
+                    for (int dx = 0; dx < 2; dx++) m += p[((size_t)(2 * y + dy) * W + 2 * x + dx) * K + k] / 4;
+                CHECK_NEAR(tile[((y % T) * T + x % T) * K + k], lrintf(m * 255), 1);
+            }
+            TIFFReadTile(t, tile, 0, 0, 0, 0);
+            for (int k = 0; k < K; k++) CHECK_INT(tile[k], 0); /* the never-evaluated corner stays 0 */
+            free(tile);
+        }
+        pw = w, ph = h;
+        level++;
+    } while (TIFFReadDirectory(t));
+    CHECK_INT(level, infer_tiff_levels(W, H, T));
+    CHECK_INT(level, 4); /* 150 75 38 19 */
+    TIFFClose(t);
+
+    /* float32: raw values */
+    s.float32 = 1;
+    CHECK_INT(infer_tiff_write(path, &s), 0);
+    t = TIFFOpen(path, "r");
+    CHECK(t != NULL);
+    if (t) {
+        uint16_t bps, fmt;
+        TIFFGetField(t, TIFFTAG_BITSPERSAMPLE, &bps);
+        TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLEFORMAT, &fmt);
+        CHECK_INT(bps, 32);
+        CHECK_INT(fmt, SAMPLEFORMAT_IEEEFP);
+        float *tile = malloc(TIFFTileSize(t));
+        TIFFReadTile(t, tile, 40, 40, 0, 0);
+        int x = 40, y = 40;
+        for (int k = 0; k < K; k++) CHECK(tile[((y % T) * T + x % T) * K + k] == p[((size_t)y * W + x) * K + k]);
+        free(tile);
+        TIFFClose(t);
+    }
+    free(p);
+    free(v);
+}
+
+TEST(tiff_unwritable)
+{
+    float p[4] = {0};
+    uint8_t v[4] = {1, 1, 1, 1};
+    infer_tiff_spec s = {2, 2, 1, p, v, 0.25, 0.25, 100, 0, 0, 0, 0, NULL};
+    CHECK_INT(infer_tiff_write("/nonexistent-dir/h.tif", &s), -1);
+    CHECK_CONTAINS(mp_err(), "/nonexistent-dir/h.tif.tmp.");
+    CHECK_CONTAINS(mp_err(), "cannot create");
+}
+
+TEST(geojson_matches_raster)
+{
+    infer_grid g;
+    CHECK_INT(infer_grid_make(500, 700, 4000, 3000, 0.5, 5, 32, 0, &g), 0); /* cell0 = 128 */
+    CHECK_NEAR(g.cell0, 128, 1e-9);
+    int n = g.nx * g.ny, K = 2;
+    float *p = calloc((size_t)n * K, sizeof(float));
+    uint8_t *v = calloc(n, 1);
+    int above = 0;
+    double sum = 0;
+    for (int c = 0; c < n; c++) {
+        int i = c % g.nx, j = c / g.nx;
+        v[c] = (i + j) % 7 != 0;
+        float a = (float)((i * 37 + j * 11) % 100) / 100.0f;
+        p[c * K + 1] = a, p[c * K] = 1 - a;
+        if (v[c] && a >= 0.5f) above++, sum += a;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/h.geojson", tmpdir);
+    char *names[2] = {"Stroma", "Tumor"};
+    CHECK_INT(infer_geojson_write(path, &g, p, v, K, names, 0.5), 0);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    CHECK(j != NULL);
+    if (!j) return;
+    CHECK_STR(json_string_value(json_object_get(j, "type")), "FeatureCollection");
+    json_t *fs = json_object_get(j, "features");
+    CHECK_INT(json_array_size(fs), 2);
+    json_t *tum = NULL;
+    size_t idx;
+    json_t *f;
+    json_array_foreach(fs, idx, f)
+    {
+        json_t *props = json_object_get(f, "properties");
+        CHECK_STR(json_string_value(json_object_get(props, "objectType")), "annotation");
+        const char *nm = json_string_value(json_object_get(json_object_get(props, "classification"), "name"));
+        if (nm && !strcmp(nm, "Tumor")) tum = f;
+    }
+    CHECK(tum != NULL);
+    if (tum) {
+        json_t *props = json_object_get(tum, "properties");
+        CHECK_INT(json_integer_value(json_object_get(json_object_get(props, "measurements"), "cells")), above);
+        CHECK_NEAR(json_real_value(json_object_get(json_object_get(props, "measurements"), "mean_probability")),
+                   sum / above, 1e-6);
+        json_t *geom = json_object_get(tum, "geometry");
+        CHECK_STR(json_string_value(json_object_get(geom, "type")), "MultiPolygon");
+        /* rasterise the polygons back into cells: exactly the cells above threshold */
+        uint8_t *hit = calloc(n, 1);
+        json_t *poly;
+        int badshape = 0;
+        json_array_foreach(json_object_get(geom, "coordinates"), idx, poly)
+        {
+            json_t *ring = json_array_get(poly, 0);
+            if (json_array_size(ring) != 5) badshape++;
+            double x0 = json_number_value(json_array_get(json_array_get(ring, 0), 0));
+            double y0 = json_number_value(json_array_get(json_array_get(ring, 0), 1));
+            double x1 = json_number_value(json_array_get(json_array_get(ring, 2), 0));
+            double y1 = json_number_value(json_array_get(json_array_get(ring, 2), 1));
+            /* QuPath frame: relative to the bounds origin, on cell edges */
+            if (fmod(x0, 128) || fmod(x1, 128) || y1 - y0 != 128) badshape++;
+            for (double x = x0 + 64; x < x1; x += 128) {
+                int c = (int)(y0 / 128) * g.nx + (int)(x / 128);
+                if (c < 0 || c >= n) badshape++;
+                else hit[c]++;
+            }
+        }
+        CHECK_INT(badshape, 0);
+        int diff = 0;
+        for (int c = 0; c < n; c++) diff += hit[c] != (v[c] && p[c * K + 1] >= 0.5f);
+        CHECK_INT(diff, 0);
+        free(hit);
+    }
+    json_decref(j);
+    free(p);
+    free(v);
+}
+
+TEST(colormap_ends)
+{
+    uint8_t a[3], b[3], c[3];
+    infer_colormap(0, a);
+    infer_colormap(1, b);
+    infer_colormap(NAN, c);
+    CHECK(a[2] > a[0]); /* low is blue */
+    CHECK(b[0] > b[2]); /* high is red */
+    CHECK(memcmp(a, c, 3) == 0);
+}
+
+TEST(slide_name)
+{
+    char b[64];
+    infer_slide_name("/x/y/CMU-1.svs", b, sizeof b);
+    CHECK_STR(b, "CMU-1");
+    infer_slide_name("a.b.tiff", b, sizeof b);
+    CHECK_STR(b, "a.b");
+    infer_slide_name(".hidden", b, sizeof b);
+    CHECK_STR(b, ".hidden");
+}
+
+int main(void)
+{
+    TIFFSetWarningHandler(quiet_tiff);
+    TIFFSetErrorHandler(quiet_tiff);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mp_infer_unit_XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    RUN(grid_geometry);
+    RUN(grid_bounds_offset);
+    RUN(grid_errors);
+    RUN(tiff_levels);
+    RUN(tiff_readback);
+    RUN(tiff_unwritable);
+    RUN(geojson_matches_raster);
+    RUN(colormap_ends);
+    RUN(slide_name);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd)) return 1;
+    return test_done();
+}
