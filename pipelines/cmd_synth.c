@@ -25,7 +25,7 @@ static void usage(FILE *f)
             "  --seed S              seed (default 1); same seed, same bytes\n"
             "  --classes LIST        TYPE[:NAME],... types lymphocyte, tumor, stroma\n"
             "                        (default lymphocyte,tumor,stroma named Lymphocyte, Tumor, Stroma)\n"
-            "  --region-size UM      class region (Voronoi cell) spacing in µm (default 400)\n"
+            "  --region-size UM      class region (Voronoi cell) spacing in µm (default 600)\n"
             "  --purity F            share of regions of the slide's dominant class (default 0.6)\n"
             "nuisance:\n"
             "  --nuisance PRESET     none | mild (mix 0.10, density 0.2, stain 0.5, default) |\n"

@@ -69,19 +69,22 @@ static inline uint32_t syn_h32(uint32_t x)
     return x;
 }
 
+/* One mixing round over a linear combination: cheap enough for per-pixel noise. */
 static inline uint32_t syn_hash(int32_t x, int32_t y, uint32_t salt)
 {
-    return syn_h32((uint32_t)x * 0x9E3779B1U ^ syn_h32((uint32_t)y * 0x85EBCA77U ^ salt));
+    return syn_h32((uint32_t)x * 0x8DA6B343U + (uint32_t)y * 0xD8163841U + salt * 0xCB1AB31FU);
 }
 
 static inline float syn_u01(uint32_t h) { return (h >> 8) * (1.0f / 16777216.0f); }
 
 /* 2-D gradient noise, roughly in [-1, 1], smooth at the scale of one lattice unit. */
-static inline float syn_noise(float x, float y, uint32_t salt)
+static inline __attribute__((always_inline)) float syn_noise(float x, float y, uint32_t salt)
 {
-    float fx0 = floorf(x), fy0 = floorf(y);
-    int32_t ix = (int32_t)fx0, iy = (int32_t)fy0;
-    float fx = x - fx0, fy = y - fy0;
+    /* floor without SSE4.1: truncate, then step down for negatives */
+    int32_t ix = (int32_t)x, iy = (int32_t)y;
+    ix -= x < (float)ix;
+    iy -= y < (float)iy;
+    float fx = x - (float)ix, fy = y - (float)iy;
     float u = fx * fx * fx * (fx * (fx * 6.0f - 15.0f) + 10.0f);
     float v = fy * fy * fy * (fy * (fy * 6.0f - 15.0f) + 10.0f);
     /* gradients from 8 directions keep the table-free code short */

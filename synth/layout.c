@@ -46,7 +46,7 @@ void synth_params_default(synth_params *p)
         snprintf(p->names[k], SYNTH_NAME_MAX, "%s", type_labels[k]);
     }
     synth_nuisance_preset(p, "mild");
-    p->region_um = 400;
+    p->region_um = 600;
     p->purity = 0.6;
     p->pen_prob = 0.5;
     p->dust_per_mm2 = 1.0;

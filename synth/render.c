@@ -2,6 +2,7 @@
  * Stain amounts (hematoxylin h, eosin e) are built per pixel from stroma texture and nuclei,
  * then Beer–Lambert: OD = h·H + e·E (+ ink, dust, glass), RGB = white·exp(−OD). */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,32 @@
 #define H_TUM_RIM 0.95f /* times h_nuc[tumor] */
 #define H_TUM_IN 0.32f
 #define GLASS_WHITE 246.0f
+#define GLASS_OD_R 0.012f /* glass tint */
+#define GLASS_OD_G 0.012f
+#define GLASS_OD_B 0.008f
+
+/* exp(−od) by table: od in [0, 16) at 1/256 steps, linear in between (error < 1e-5). */
+#define TRANS_STEPS 256
+#define TRANS_N (16 * TRANS_STEPS)
+static float trans_lut[TRANS_N + 2];
+static float glass_t[3];
+static pthread_once_t trans_once = PTHREAD_ONCE_INIT;
+
+static void trans_init(void)
+{
+    for (int i = 0; i <= TRANS_N + 1; i++) trans_lut[i] = expf(-(float)i / TRANS_STEPS);
+    glass_t[0] = expf(-GLASS_OD_R), glass_t[1] = expf(-GLASS_OD_G), glass_t[2] = expf(-GLASS_OD_B);
+}
+
+static inline float trans(float od)
+{
+    if (od <= 0) return od < 0 ? expf(-od) : 1.0f;
+    float t = od * TRANS_STEPS;
+    if (t >= TRANS_N) return 0.0f;
+    int i = (int)t;
+    float f = t - (float)i;
+    return trans_lut[i] + (trans_lut[i + 1] - trans_lut[i]) * f;
+}
 
 typedef struct {
     float x, y;      /* centre, µm */
@@ -43,6 +70,7 @@ struct synth_scratch {
 
 synth_scratch *synth_scratch_new(void)
 {
+    pthread_once(&trans_once, trans_init);
     synth_scratch *sc = mp_xcalloc(1, sizeof *sc);
     sc->hn = mp_xmalloc(sizeof(float) * CHUNK * CHUNK);
     sc->cov = mp_xmalloc(sizeof(float) * CHUNK * CHUNK);
@@ -399,39 +427,51 @@ static void render_chunk(const synth_slide *s, synth_scratch *sc, int x0, int y0
             float fx = gx - (float)i;
             const float *la = sc->row + (size_t)i * L_N, *lb = la + L_N;
             float L[L_N];
-            for (int k = 0; k < L_N; k++) L[k] = la[k] + (lb[k] - la[k]) * fx;
+            L[L_F] = la[L_F] + (lb[L_F] - la[L_F]) * fx;
+            L[L_BJ] = la[L_BJ] + (lb[L_BJ] - la[L_BJ]) * fx;
 
             float f = L[L_F], alpha;
             if (f > 9.0f) alpha = 1.0f;
             else if (f < -9.0f) alpha = 0.0f;
-            else alpha = syn_smoothstep(-2.5f, 2.5f, f + 3.0f * syn_noise(u / 17.0f, v / 17.0f, salt ^ P_EDGE) +
-                                                         1.2f * syn_noise(u / 5.0f, v / 5.0f, salt ^ (P_EDGE + 100)));
-            float od[3] = {0.012f, 0.012f, 0.008f}; /* glass tint */
-            if (alpha > 0) {
-                /* fibres: noise stretched along the local orientation */
-                float al = L[L_OC] * u + L[L_OS] * v, ac = -L[L_OS] * u + L[L_OC] * v;
-                float fib = 0.75f * syn_noise(al / 28.0f, ac / 2.4f, salt ^ P_FIBRE1) +
-                            0.35f * syn_noise(al / 11.0f, ac / 1.3f, salt ^ P_FIBRE2);
-                float e = E_STROMA * (1 + 0.13f * fib) * (1 + 0.08f * L[L_SLOW]);
-                float hb = H_STROMA;
-                float gap = syn_noise(u / 45.0f, v / 45.0f, salt ^ P_GAP1) + 0.35f * syn_noise(u / 14.0f, v / 14.0f, salt ^ P_GAP2);
-                float g = syn_smoothstep(0.55f, 0.7f, gap);
-                e *= 1 - 0.75f * g;
-                hb *= 1 - 0.75f * g;
-                float cov = sc->cov[o + px];
-                e = e * (1 - cov) + sc->en[o + px];
-                float hh = hb + sc->hn[o + px];
-                hh *= s->hscale * (1 + ja * 0.25f * L[L_HJ]);
-                e *= s->escale * (1 + ja * 0.25f * L[L_EJ]);
-                for (int c = 0; c < 3; c++) od[c] += alpha * (hh * H[c] + e * E[c]);
-            }
+            else alpha = syn_smoothstep(-2.5f, 2.5f, f + 3.0f * syn_noise(u * (1 / 17.0f), v * (1 / 17.0f), salt ^ P_EDGE) +
+                                                         1.2f * syn_noise(u * (1 / 5.0f), v * (1 / 5.0f), salt ^ (P_EDGE + 100)));
             const float *art = sc->art + (o + px) * 3;
             float wht = GLASS_WHITE * s->bright * (1 + ja * 0.03f * L[L_BJ]);
             uint32_t hz = syn_hash(x, y, salt ^ P_PIXEL);
+            float T[3];
+            if (alpha > 0 || art[0] > 0 || art[1] > 0 || art[2] > 0) {
+                float od[3] = {GLASS_OD_R, GLASS_OD_G, GLASS_OD_B};
+                if (alpha > 0) {
+                    for (int k = L_SLOW; k < L_N; k++) L[k] = la[k] + (lb[k] - la[k]) * fx;
+                    /* fibres: noise stretched along the local orientation */
+                    float al = L[L_OC] * u + L[L_OS] * v, ac = -L[L_OS] * u + L[L_OC] * v;
+                    float fib = 0.75f * syn_noise(al * (1 / 28.0f), ac * (1 / 2.4f), salt ^ P_FIBRE1) +
+                                0.35f * syn_noise(al * (1 / 11.0f), ac * (1 / 1.3f), salt ^ P_FIBRE2);
+                    float e = E_STROMA * (1 + 0.13f * fib) * (1 + 0.08f * L[L_SLOW]);
+                    float hb = H_STROMA;
+                    /* pale gaps: the fine octave only matters near the threshold (|noise| < 1.15) */
+                    float gap = syn_noise(u * (1 / 45.0f), v * (1 / 45.0f), salt ^ P_GAP1), g = 0;
+                    if (gap > 0.55f - 0.35f * 1.15f) {
+                        gap += 0.35f * syn_noise(u * (1 / 14.0f), v * (1 / 14.0f), salt ^ P_GAP2);
+                        g = syn_smoothstep(0.55f, 0.7f, gap);
+                    }
+                    e *= 1 - 0.75f * g;
+                    hb *= 1 - 0.75f * g;
+                    float cov = sc->cov[o + px];
+                    e = e * (1 - cov) + sc->en[o + px];
+                    float hh = hb + sc->hn[o + px];
+                    hh *= s->hscale * (1 + ja * 0.25f * L[L_HJ]);
+                    e *= s->escale * (1 + ja * 0.25f * L[L_EJ]);
+                    for (int c = 0; c < 3; c++) od[c] += alpha * (hh * H[c] + e * E[c]);
+                }
+                for (int c = 0; c < 3; c++) T[c] = trans(od[c] + art[c]);
+            } else {
+                T[0] = glass_t[0], T[1] = glass_t[1], T[2] = glass_t[2];
+            }
             for (int c = 0; c < 3; c++) {
                 /* sensor noise: triangular, about ±1.5 levels */
                 float nz = ((float)((hz >> (8 * c)) & 255) + (float)((hz >> (8 * c + 8)) & 255) - 255.0f) * (1.5f / 255.0f);
-                float val = wht * expf(-(od[c] + art[c])) + nz;
+                float val = wht * T[c] + nz;
                 val = val < 0 ? 0 : val > 255 ? 255 : val;
                 out[3 * px + c] = (uint8_t)(val + 0.5f);
             }
