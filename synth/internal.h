@@ -12,7 +12,8 @@
 /* Purposes: salts for hashes and derived RNG streams. */
 enum {
     P_LAYOUT = 1, P_NUCLEI, P_REGION, P_WARP_U, P_WARP_V, P_FIELD, P_SLOW, P_HJIT, P_EJIT, P_BJIT,
-    P_ORIENT, P_FIBRE1, P_FIBRE2, P_GAP1, P_GAP2, P_EDGE, P_PIXEL, P_DUST, P_SPECK, P_PEN, P_CHROM
+    P_ORIENT, P_FIBRE1, P_FIBRE2, P_GAP1, P_GAP2, P_EDGE, P_PIXEL, P_DUST, P_SPECK, P_PEN, P_CHROM,
+    P_VJIT /* + 0..5: stain vector components */
 };
 
 #define SYN_LATTICE_UM 16.0f /* spacing of the slowly varying fields (tissue, stain jitter) */
@@ -23,8 +24,11 @@ enum {
 #define SYN_PEN_PTS 64
 #define SYN_FIELD_FLOOR (-150.0f) /* tissue field clamp far from every island (µm) */
 
-/* Fields held on the lattice and interpolated bilinearly per pixel. */
-enum { L_F, L_SLOW, L_HJ, L_EJ, L_BJ, L_OC, L_OS, L_N };
+/* Fields held on the lattice and interpolated bilinearly per pixel: tissue field, slow eosin
+ * variation, brightness jitter, fibre orientation, stain amount and stain vector jitter. */
+enum { L_F, L_BJ, L_SLOW, L_OC, L_OS, L_HJ, L_EJ, L_H0, L_H1, L_H2, L_E0, L_E1, L_E2, L_N };
+
+#define SYN_NOISE_SD_INV 2.95f /* syn_noise has standard deviation ≈ 0.34 */
 
 typedef struct {
     float cx, cy, R, rmax;
@@ -45,9 +49,9 @@ struct synth_slide {
     uint64_t seed;      /* slide seed for RNG streams */
     float wu, hu;       /* slide size in µm */
     float hvec[3], evec[3];
-    float hscale, escale, bright;
+    float hscale, escale, bright; /* per-slide stain jitter */
+    float jv, ja, jb;             /* spatial jitter sd: stain vectors, amounts, brightness */
     float sigma;        /* nuclear edge blur in µm, widened for coarse pixels */
-    float jit_amp;      /* spatial stain jitter amplitude */
     float lambda[SYNTH_NTYPES]; /* nuclei per µm² for a region of that type */
     float e_under[SYNTH_NTYPES]; /* share of eosin removed under a nucleus of that type */
     float h_nuc[SYNTH_NTYPES];   /* nuclear hematoxylin (tumour: scales rim and interior) */

@@ -163,21 +163,25 @@ synth_slide *synth_slide_new(const synth_params *p, int index, int dominant)
     s->wu = (float)(p->width * p->mpp);
     s->hu = (float)(p->height * p->mpp);
 
-    /* Stain: Macenko's reference H and E optical-density vectors, jittered per slide. */
+    /* Stain: Macenko's reference H and E optical-density vectors. The jitter (SYNTH.md: stain
+     * vectors, amounts, brightness) is split evenly between a per-slide draw and a field that
+     * varies over ~300 µm, so patches of one slide differ too, as in the per-patch prototype.
+     * At --stain-jitter 1: vector components sd 0.05, amounts sd 15%, brightness sd 3% per slide
+     * and 1% across it. */
     static const float H0[3] = {0.5626f, 0.7201f, 0.4062f}, E0[3] = {0.2159f, 0.8012f, 0.5581f};
-    float sj = (float)p->stain_jitter;
+    float sj = (float)p->stain_jitter * 0.7071f;
     for (int c = 0; c < 3; c++) {
-        s->hvec[c] = H0[c] + 0.05f * sj * (float)mp_rng_normal(&r);
-        s->evec[c] = E0[c] + 0.05f * sj * (float)mp_rng_normal(&r);
-        s->hvec[c] = clampf(s->hvec[c], 0.02f, 1.0f);
-        s->evec[c] = clampf(s->evec[c], 0.02f, 1.0f);
+        s->hvec[c] = clampf(H0[c] + 0.05f * sj * (float)mp_rng_normal(&r), 0.02f, 1.0f);
+        s->evec[c] = clampf(E0[c] + 0.05f * sj * (float)mp_rng_normal(&r), 0.02f, 1.0f);
     }
     unit3(s->hvec);
     unit3(s->evec);
-    s->hscale = expf(0.12f * sj * clampf((float)mp_rng_normal(&r), -2.5f, 2.5f));
-    s->escale = expf(0.12f * sj * clampf((float)mp_rng_normal(&r), -2.5f, 2.5f));
-    s->bright = 1.0f + 0.025f * sj * clampf((float)mp_rng_normal(&r), -2.5f, 2.5f);
-    s->jit_amp = 0.5f * sj;
+    s->hscale = expf(0.15f * sj * clampf((float)mp_rng_normal(&r), -2.5f, 2.5f));
+    s->escale = expf(0.15f * sj * clampf((float)mp_rng_normal(&r), -2.5f, 2.5f));
+    s->bright = 1.0f + 0.03f * sj * clampf((float)mp_rng_normal(&r), -2.5f, 2.5f);
+    s->jv = 0.05f * sj;
+    s->ja = 0.15f * sj;
+    s->jb = 0.01f * sj; /* scanner illumination drifts less than staining */
     /* Edge blur σ ≈ 0.6 µm, widened by the pixel footprint so coarse pixels do not alias. */
     float pix = (float)p->mpp;
     s->sigma = sqrtf(0.36f + 0.083f * pix * pix);
@@ -289,13 +293,17 @@ void syn_lattice_eval(const synth_slide *s, int32_t i, int32_t j, float out[L_N]
     float u = (float)i * SYN_LATTICE_UM, v = (float)j * SYN_LATTICE_UM;
     out[L_F] = syn_field_f(s, i, j);
     out[L_SLOW] = syn_noise(u / 250.0f, v / 250.0f, s->salt ^ P_SLOW);
-    out[L_HJ] = s->jit_amp > 0 ? syn_noise(u / 1500.0f, v / 1500.0f, s->salt ^ P_HJIT) : 0;
-    out[L_EJ] = s->jit_amp > 0 ? syn_noise(u / 1500.0f, v / 1500.0f, s->salt ^ P_EJIT) : 0;
-    out[L_BJ] = s->jit_amp > 0 ? syn_noise(u / 2000.0f, v / 2000.0f, s->salt ^ P_BJIT) : 0;
     float th = PI_F * (syn_noise(u / 500.0f, v / 500.0f, s->salt ^ P_ORIENT) +
                        0.4f * syn_noise(u / 150.0f, v / 150.0f, s->salt ^ (P_ORIENT + 100)));
     out[L_OC] = cosf(th);
     out[L_OS] = sinf(th);
+    /* jitter fields with unit standard deviation; zero when there is no stain jitter */
+    int on = s->jv > 0;
+    float k = SYN_NOISE_SD_INV, us = u / 300.0f, vs = v / 300.0f;
+    out[L_BJ] = on ? k * syn_noise(u / 2000.0f, v / 2000.0f, s->salt ^ P_BJIT) : 0;
+    out[L_HJ] = on ? k * syn_noise(us, vs, s->salt ^ P_HJIT) : 0;
+    out[L_EJ] = on ? k * syn_noise(us, vs, s->salt ^ P_EJIT) : 0;
+    for (int c = 0; c < 6; c++) out[L_H0 + c] = on ? k * syn_noise(us, vs, s->salt ^ (P_VJIT + c)) : 0;
 }
 
 float syn_tissue_at(const synth_slide *s, float u, float v)

@@ -404,7 +404,6 @@ static void render_chunk(const synth_slide *s, synth_scratch *sc, int x0, int y0
     }
 
     const float *H = s->hvec, *E = s->evec;
-    float ja = s->jit_amp;
     uint32_t salt = s->salt;
     for (int py = 0; py < h; py++) {
         int y = y0 + py;
@@ -436,7 +435,7 @@ static void render_chunk(const synth_slide *s, synth_scratch *sc, int x0, int y0
             else alpha = syn_smoothstep(-2.5f, 2.5f, f + 3.0f * syn_noise(u * (1 / 17.0f), v * (1 / 17.0f), salt ^ P_EDGE) +
                                                          1.2f * syn_noise(u * (1 / 5.0f), v * (1 / 5.0f), salt ^ (P_EDGE + 100)));
             const float *art = sc->art + (o + px) * 3;
-            float wht = GLASS_WHITE * s->bright * (1 + ja * 0.03f * L[L_BJ]);
+            float wht = GLASS_WHITE * s->bright * (1 + s->jb * L[L_BJ]);
             uint32_t hz = syn_hash(x, y, salt ^ P_PIXEL);
             float T[3];
             if (alpha > 0 || art[0] > 0 || art[1] > 0 || art[2] > 0) {
@@ -460,9 +459,20 @@ static void render_chunk(const synth_slide *s, synth_scratch *sc, int x0, int y0
                     float cov = sc->cov[o + px];
                     e = e * (1 - cov) + sc->en[o + px];
                     float hh = hb + sc->hn[o + px];
-                    hh *= s->hscale * (1 + ja * 0.25f * L[L_HJ]);
-                    e *= s->escale * (1 + ja * 0.25f * L[L_EJ]);
-                    for (int c = 0; c < 3; c++) od[c] += alpha * (hh * H[c] + e * E[c]);
+                    hh *= s->hscale * fmaxf(1 + s->ja * L[L_HJ], 0.3f);
+                    e *= s->escale * fmaxf(1 + s->ja * L[L_EJ], 0.3f);
+                    if (s->jv > 0) { /* local stain vectors */
+                        float h3[3], e3[3], hn = 0, en = 0;
+                        for (int c = 0; c < 3; c++) {
+                            h3[c] = fmaxf(H[c] + s->jv * L[L_H0 + c], 0.02f);
+                            e3[c] = fmaxf(E[c] + s->jv * L[L_E0 + c], 0.02f);
+                            hn += h3[c] * h3[c], en += e3[c] * e3[c];
+                        }
+                        hh /= sqrtf(hn), e /= sqrtf(en);
+                        for (int c = 0; c < 3; c++) od[c] += alpha * (hh * h3[c] + e * e3[c]);
+                    } else {
+                        for (int c = 0; c < 3; c++) od[c] += alpha * (hh * H[c] + e * E[c]);
+                    }
                 }
                 for (int c = 0; c < 3; c++) T[c] = trans(od[c] + art[c]);
             } else {
