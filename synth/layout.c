@@ -166,8 +166,8 @@ synth_slide *synth_slide_new(const synth_params *p, int index, int dominant)
     /* Stain: Macenko's reference H and E optical-density vectors. The jitter (SYNTH.md: stain
      * vectors, amounts, brightness) is split evenly between a per-slide draw and a field that
      * varies over ~300 µm, so patches of one slide differ too, as in the per-patch prototype.
-     * At --stain-jitter 1: vector components sd 0.05, amounts sd 15%, brightness sd 3% per slide
-     * and 1% across it. */
+     * At --stain-jitter 1 (each half at sd/√2): vector components sd 0.05, amounts sd 15%,
+     * brightness sd 3% (slide) and 1% (field: scanner illumination drifts less than staining). */
     static const float H0[3] = {0.5626f, 0.7201f, 0.4062f}, E0[3] = {0.2159f, 0.8012f, 0.5581f};
     float sj = (float)p->stain_jitter * 0.7071f;
     for (int c = 0; c < 3; c++) {
@@ -181,7 +181,7 @@ synth_slide *synth_slide_new(const synth_params *p, int index, int dominant)
     s->bright = 1.0f + 0.03f * sj * clampf((float)mp_rng_normal(&r), -2.5f, 2.5f);
     s->jv = 0.05f * sj;
     s->ja = 0.15f * sj;
-    s->jb = 0.01f * sj; /* scanner illumination drifts less than staining */
+    s->jb = 0.01f * sj;
     /* Edge blur σ ≈ 0.6 µm, widened by the pixel footprint so coarse pixels do not alias. */
     float pix = (float)p->mpp;
     s->sigma = sqrtf(0.36f + 0.083f * pix * pix);

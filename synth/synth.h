@@ -29,9 +29,9 @@ typedef struct {
     double purity;      /* share of regions given the slide's dominant class */
     double pen_prob;    /* probability that a slide carries pen strokes */
     double dust_per_mm2;
-    /* test hooks: tissue everywhere (no glass, no artifacts), and every region one class */
+    /* tissue everywhere (no glass, pen or dust: patch datasets, bench/distill, tests) */
     int full_tissue;
-    int uniform_class;  /* -1: off; else a class index */
+    int uniform_class;  /* -1: off; else every region is this class (tests) */
 } synth_params;
 
 /* Defaults: 16384x12288 at 0.25 µm/px, classes lymphocyte,tumor,stroma, "mild" nuisance. */
