@@ -16,17 +16,21 @@ SEED=${SEED:-1}
 mkdir -p "$W"
 export OPENBLAS_NUM_THREADS=$THREADS
 
+# STAGE=students skips data and teacher (continue a run whose teacher is done)
+STAGE=${STAGE:-all}
 # 1. data: 318 single-class slides of 4x4 patches (224 px @10x, 28 px @1.25x), two slides per patient
 cc -O2 -I"$ROOT" -I"$ROOT/build" bench/distill/mkdata.c build/synth/libmp_synth.a build/db/libmp_db.a \
    build/common/libmp_common.a $(pkg-config --libs vips sqlite3 jansson libturbojpeg zlib) -lcsv -lm -lpthread \
    -o "$W/mkdata"
 t0=$(date +%s)
+if [ "$STAGE" = all ]; then
 "$W/mkdata" "$W/distill.db" "$W/labels.csv" ${SLIDES:-318} 4 "$SEED" ${NUISANCE:-mild} "$THREADS"
 "$M" db "$W/distill.db" labels import "$W/labels.csv"
 # per class 53 patients: 40 held out unlabeled, then 2 train / 2 val / 9 test
 "$M" db "$W/distill.db" split --by patient --ratios 2,2,9 --stratify label --unlabeled-ratio 0.755 --seed "$SEED"
 t1=$(date +%s)
 echo "data: $((t1 - t0)) s"
+fi
 
 train() { # name, args...
     name=$1; shift
@@ -35,8 +39,10 @@ train() { # name, args...
     e=$(date +%s.%N)
     echo "$name $(echo "$e - $s" | bc)" >> "$W/times.txt"
 }
+if [ "$STAGE" = all ]; then
 : > "$W/times.txt"
 train teacher  --method supervised --mag 10   --epochs ${TEACHER_EPOCHS:-25} --patience 8
+fi
 train baseline --method supervised --mag 1.25 --epochs 60 --patience 15
 train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" --epochs 30 --patience 10
 train crckd    --method crckd      --mag 1.25 --epochs 60 --patience 15

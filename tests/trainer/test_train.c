@@ -171,6 +171,30 @@ TEST(resume_equals_uninterrupted)
     }
 }
 
+/* A diverging run stops with a clear error and leaves the last good checkpoint untouched. */
+TEST(nan_keeps_last_good)
+{
+    tr_train_opts o = opts(0, 10, tmp("div.mpk"), 3);
+    o.stop_after = 1;
+    tr_train_result r;
+    CHECK_INT(tr_train(&o, &r), 0);
+    char last[512];
+    tr_side_path(last, sizeof last, tmp("div.mpk"), ".last.mpk");
+    o.stop_after = 0;
+    o.resume = 1;
+    o.lr = 3e38; /* two Adam steps of 3e38 overflow the weights to Inf, then NaN */
+    CHECK_INT(tr_train(&o, &r), -1);
+    CHECK_CONTAINS(mp_err(), "training diverged: loss is");
+    CHECK_CONTAINS(mp_err(), "at epoch 2");
+    CHECK_CONTAINS(mp_err(), last);
+    nn_ckpt ck = {0};
+    int64_t ep = -1;
+    CHECK_INT(nn_ckpt_load(&ck, last), 0);
+    CHECK_INT(nn_ckpt_train_get_i64(&ck, "epoch", &ep), 0);
+    CHECK_INT(ep, 1); /* still the state after epoch 1 */
+    nn_ckpt_free(&ck);
+}
+
 TEST(anomalies)
 {
     char want[1024];
@@ -252,6 +276,7 @@ int main(void)
     RUN(teacher_learns);
     RUN(loss_decreases_each_method);
     RUN(resume_equals_uninterrupted);
+    RUN(nan_keeps_last_good);
     RUN(anomalies);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
