@@ -269,6 +269,7 @@ int synth_run(const synth_run_opts *o)
             ok++;
         }
     }
+    mp_progress_update(prog, mpx_slide * o->slides, NULL);
     mp_progress_finish(prog, NULL);
     mp_progress_free(prog);
 
