@@ -45,9 +45,10 @@ static void usage(FILE *f)
             "  --progress MODE       auto | tty | json | none\n"
             "  --quiet               no messages except errors\n\n"
             "writes OUTDIR/NAME_000.tiff (tiled pyramidal JPEG TIFF, MPP in the resolution tags),\n"
-            "NAME_000_mask.png (class value per pixel: 0 glass, k = k-th class), NAME_000.geojson\n"
-            "(QuPath annotations), NAME_000.json (sidecar), slides.csv (slide,patient,label with\n"
-            "label = the class covering most of the slide's tissue) and synth.json (parameters).\n");
+            "NAME_000_mask.png (class value per pixel: 0 glass, k = k-th class), NAME_000_artifacts.png\n"
+            "(0 none, 1 pen, 2 dust), NAME_000.geojson (QuPath annotations), NAME_000.json (sidecar),\n"
+            "slides.csv (slide,patient,label with label = the class covering most of the slide's\n"
+            "tissue) and synth.json (parameters).\n");
 }
 
 static int bad(const char *opt, const char *val, const char *what)

@@ -172,7 +172,7 @@ static int one_slide(const synth_run_opts *o, int i, int dominant, slide_row *ro
     const synth_params *p = &o->p;
     char path[4096];
     synth_slide *s = synth_slide_new(p, i, dominant);
-    synth_mask m = {0};
+    synth_mask m = {0}, am = {0};
     int ds = o->mask_downsample > 0 ? o->mask_downsample : synth_mask_default_downsample(p->width, p->height, p->mpp);
     int rc = -1;
     json_t *side = NULL;
@@ -192,6 +192,9 @@ static int one_slide(const synth_run_opts *o, int i, int dominant, slide_row *ro
     if (synth_mask_write_png(s, &m, path)) goto done;
     snprintf(path, sizeof path, "%s/%s.geojson", o->outdir, row->name);
     if (synth_geojson_write(s, &m, path)) goto done;
+    if (synth_artifact_mask_make(s, ds, &am)) goto done;
+    snprintf(path, sizeof path, "%s/%s_artifacts.png", o->outdir, row->name);
+    if (synth_artifact_mask_write_png(s, &am, path)) goto done;
     snprintf(path, sizeof path, "%s/%s.tiff", o->outdir, row->name);
     if (tiff_write_base(s, path, o->tile, o->quality, prog, base)) goto done;
 
@@ -211,22 +214,26 @@ static int one_slide(const synth_run_opts *o, int i, int dominant, slide_row *ro
         json_array_append_new(pens, json_pack("{s:f, s:[f,f,f], s:o}", "width", s->pen[k].width / p->mpp, "od",
                                               s->pen[k].od[0], s->pen[k].od[1], s->pen[k].od[2], "line", pts));
     }
-    char f_tiff[160], f_mask[160], f_geo[160];
+    char f_tiff[160], f_mask[160], f_geo[160], f_art[160];
+    snprintf(f_art, sizeof f_art, "%s_artifacts.png", row->name);
     snprintf(f_tiff, sizeof f_tiff, "%s.tiff", row->name);
     snprintf(f_mask, sizeof f_mask, "%s_mask.png", row->name);
     snprintf(f_geo, sizeof f_geo, "%s.geojson", row->name);
-    side = json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:s, s:s, s:{s:s, s:i, s:i, s:i, s:f, s:s}, s:o, s:f, s:o}",
+    side = json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:s, s:s, s:{s:s, s:i, s:i, s:i, s:f, s:s}, s:o, s:f, "
+                     "s:{s:s, s:s}, s:o}",
                      "slide", row->name, "patient", row->patient, "label", p->names[row->label], "width", p->width,
                      "height", p->height, "mpp", p->mpp, "tiff", f_tiff, "geojson", f_geo, "mask", "file", f_mask,
                      "downsample", ds, "width", m.width, "height", m.height, "mpp", p->mpp * ds, "values",
                      "0 = background (glass), k = classes[k-1]", "classes", cls, "tissue_fraction",
-                     (double)tissue / ((double)m.width * m.height), "pen_strokes", pens);
+                     (double)tissue / ((double)m.width * m.height), "artifacts", "file", f_art, "values",
+                     "0 = none, 1 = pen ink, 2 = dust (same grid as the mask)", "pen_strokes", pens);
     snprintf(path, sizeof path, "%s/%s.json", o->outdir, row->name);
     if (write_json(path, side)) goto done;
     rc = 0;
 done:
     json_decref(side);
     synth_mask_free(&m);
+    synth_mask_free(&am);
     synth_slide_free(s);
     return rc;
 }

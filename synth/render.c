@@ -267,39 +267,67 @@ static void draw_nucleus(const synth_slide *s, const chunk *ck, const nucleus *n
     }
 }
 
-/* Dust specks: irregular grey-brown blobs lying on top of everything. */
-static void draw_dust(const synth_slide *s, const chunk *ck, synth_scratch *sc, float u0, float v0, float u1, float v1)
+/* Dust specks: irregular grey-brown blobs lying on top of everything, a few per cell. */
+typedef struct {
+    float x, y, rad, amt;
+    uint32_t salt;
+} speck;
+
+#define MAX_SPECKS 16
+
+static int dust_specks(const synth_slide *s, int32_t ci, int32_t cj, speck *out)
 {
     float cell = SYN_DUST_CELL_UM, lam = (float)s->p.dust_per_mm2 * cell * cell * 1e-6f;
-    if (lam <= 0) return;
+    if (lam <= 0) return 0;
+    mp_rng r;
+    mp_rng_derive(&r, s->seed, P_DUST, (uint64_t)(uint32_t)ci, (uint64_t)(uint32_t)cj);
+    int n = poisson(&r, lam);
+    if (n > MAX_SPECKS) n = MAX_SPECKS;
+    for (int q = 0; q < n; q++) {
+        speck *k = &out[q];
+        k->x = ((float)ci + (float)mp_rng_uniform(&r)) * cell;
+        k->y = ((float)cj + (float)mp_rng_uniform(&r)) * cell;
+        k->rad = 2.0f * expf(2.3f * (float)mp_rng_uniform(&r));
+        k->amt = mp_rng_uniformf(&r, 0.4f, 1.6f);
+        k->salt = (uint32_t)mp_rng_u64(&r);
+    }
+    return n;
+}
+
+/* signed distance-like margin of a speck at offset (dx, dy): > 0 inside */
+static inline float speck_inside(const speck *k, float dx, float dy)
+{
+    float dist = sqrtf(dx * dx + dy * dy);
+    float rr = k->rad * (1 + 0.3f * syn_noise(dx / (0.6f * k->rad), dy / (0.6f * k->rad), k->salt));
+    return rr - dist;
+}
+
+static void draw_dust(const synth_slide *s, const chunk *ck, synth_scratch *sc, float u0, float v0, float u1, float v1)
+{
+    float cell = SYN_DUST_CELL_UM;
+    if (s->p.dust_per_mm2 <= 0) return;
     int32_t ci0 = (int32_t)floorf((u0 - DUST_MARGIN_UM) / cell), ci1 = (int32_t)floorf((u1 + DUST_MARGIN_UM) / cell);
     int32_t cj0 = (int32_t)floorf((v0 - DUST_MARGIN_UM) / cell), cj1 = (int32_t)floorf((v1 + DUST_MARGIN_UM) / cell);
     float mpp = ck->mpp, isig = 1.0f / fmaxf(s->sigma, 0.8f);
+    speck sp[MAX_SPECKS];
     for (int32_t cj = cj0; cj <= cj1; cj++)
         for (int32_t ci = ci0; ci <= ci1; ci++) {
-            mp_rng r;
-            mp_rng_derive(&r, s->seed, P_DUST, (uint64_t)(uint32_t)ci, (uint64_t)(uint32_t)cj);
-            int n = poisson(&r, lam);
+            int n = dust_specks(s, ci, cj, sp);
             for (int q = 0; q < n; q++) {
-                float x = ((float)ci + (float)mp_rng_uniform(&r)) * cell, y = ((float)cj + (float)mp_rng_uniform(&r)) * cell;
-                float rad = 2.0f * expf(2.3f * (float)mp_rng_uniform(&r));
-                float amt = mp_rng_uniformf(&r, 0.4f, 1.6f);
-                float od[3] = {0.62f * amt, 0.70f * amt, 0.80f * amt}; /* grey-brown */
-                uint32_t salt = (uint32_t)mp_rng_u64(&r);
-                float reach = rad * 1.4f + 3.0f;
-                int px0 = (int)floorf((x - reach) / mpp), px1 = (int)floorf((x + reach) / mpp);
-                int py0 = (int)floorf((y - reach) / mpp), py1 = (int)floorf((y + reach) / mpp);
+                const speck *k = &sp[q];
+                float od[3] = {0.62f * k->amt, 0.70f * k->amt, 0.80f * k->amt}; /* grey-brown */
+                float reach = k->rad * 1.4f + 3.0f;
+                int px0 = (int)floorf((k->x - reach) / mpp), px1 = (int)floorf((k->x + reach) / mpp);
+                int py0 = (int)floorf((k->y - reach) / mpp), py1 = (int)floorf((k->y + reach) / mpp);
                 if (px0 < ck->x0) px0 = ck->x0;
                 if (py0 < ck->y0) py0 = ck->y0;
                 if (px1 > ck->x0 + ck->w - 1) px1 = ck->x0 + ck->w - 1;
                 if (py1 > ck->y0 + ck->h - 1) py1 = ck->y0 + ck->h - 1;
                 for (int py = py0; py <= py1; py++) {
-                    float dy = ((float)py + 0.5f) * mpp - y;
+                    float dy = ((float)py + 0.5f) * mpp - k->y;
                     for (int px = px0; px <= px1; px++) {
-                        float dx = ((float)px + 0.5f) * mpp - x;
-                        float dist = sqrtf(dx * dx + dy * dy);
-                        float rr = rad * (1 + 0.3f * syn_noise(dx / (0.6f * rad), dy / (0.6f * rad), salt));
-                        float al = edge_cdf((rr - dist) * isig);
+                        float dx = ((float)px + 0.5f) * mpp - k->x;
+                        float al = edge_cdf(speck_inside(k, dx, dy) * isig);
                         if (al < 1.0f / 512) continue;
                         size_t o = ((size_t)(py - ck->y0) * ck->w + (px - ck->x0)) * 3;
                         for (int c = 0; c < 3; c++) sc->art[o + c] += al * od[c];
@@ -496,4 +524,27 @@ void synth_render(const synth_slide *s, synth_scratch *sc, int x, int y, int w, 
             int cw = w - cx < CHUNK ? w - cx : CHUNK, ch = h - cy < CHUNK ? h - cy : CHUNK;
             render_chunk(s, sc, x + cx, y + cy, cw, ch, rgb + (size_t)cy * stride + (size_t)cx * 3, stride);
         }
+}
+
+int synth_artifact_at(const synth_slide *s, double x, double y)
+{
+    if (s->p.full_tissue) return 0;
+    float u = (float)((x) * s->p.mpp), v = (float)((y) * s->p.mpp);
+    /* dust lies on top, so it wins where both are */
+    float cell = SYN_DUST_CELL_UM;
+    int32_t ci = (int32_t)floorf(u / cell), cj = (int32_t)floorf(v / cell);
+    speck sp[MAX_SPECKS];
+    for (int32_t j = cj - 1; j <= cj + 1; j++)
+        for (int32_t i = ci - 1; i <= ci + 1; i++) {
+            int n = dust_specks(s, i, j, sp);
+            for (int q = 0; q < n; q++)
+                if (speck_inside(&sp[q], u - sp[q].x, v - sp[q].y) > 0) return 2;
+        }
+    for (int k = 0; k < s->npen; k++) {
+        const syn_pen *pn = &s->pen[k];
+        float hw = 0.5f * pn->width;
+        for (int q = 0; q + 1 < pn->npts; q++)
+            if (seg_dist2(u, v, pn->x[q], pn->y[q], pn->x[q + 1], pn->y[q + 1]) < hw * hw) return 1;
+    }
+    return 0;
 }

@@ -66,6 +66,9 @@ void synth_render(const synth_slide *s, synth_scratch *sc, int x, int y, int w, 
 /* Ground-truth class at level-0 point (x, y) in pixels: 0 glass, k+1 class k. */
 int synth_label_at(const synth_slide *s, double x, double y);
 
+/* Artifact at level-0 point (x, y): 0 none, 1 pen ink, 2 dust (dust wins where both). */
+int synth_artifact_at(const synth_slide *s, double x, double y);
+
 /* The label mask: class value per pixel at `downsample` level-0 pixels per mask pixel,
  * sampled at mask pixel centres. */
 typedef struct {
@@ -78,6 +81,9 @@ void synth_mask_free(synth_mask *m);
  * mask would exceed 16 Mpx. */
 int synth_mask_default_downsample(int width, int height, double mpp);
 int synth_mask_write_png(const synth_slide *s, const synth_mask *m, const char *path);
+/* Artifact mask on the same grid (values of synth_artifact_at), PNG with text chunks. */
+int synth_artifact_mask_make(const synth_slide *s, int downsample, synth_mask *m);
+int synth_artifact_mask_write_png(const synth_slide *s, const synth_mask *m, const char *path);
 /* QuPath-style GeoJSON: one Polygon Feature per 4-connected region of a class, level-0 pixel
  * coordinates, exactly the mask's pixel boundaries. */
 int synth_geojson_write(const synth_slide *s, const synth_mask *m, const char *path);
@@ -91,7 +97,8 @@ struct _VipsImage *synth_image_new(const synth_slide *s);
 /* Stream the slide into a tiled pyramidal JPEG TIFF (libvips), MPP in the resolution tags. */
 int synth_tiff_write(const synth_slide *s, const char *path, int tile, int quality, mp_progress *prog);
 
-/* A whole run: OUTDIR/<prefix>_NNN.{tiff,png,geojson,json}, OUTDIR/slides.csv, OUTDIR/synth.json. */
+/* A whole run: OUTDIR/<prefix>_NNN.tiff, _NNN_mask.png, _NNN_artifacts.png, _NNN.geojson,
+ * _NNN.json, plus OUTDIR/slides.csv and OUTDIR/synth.json. */
 typedef struct {
     synth_params p;
     const char *outdir;

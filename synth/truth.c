@@ -73,7 +73,8 @@ void synth_mask_free(synth_mask *m)
     m->data = NULL;
 }
 
-int synth_mask_write_png(const synth_slide *s, const synth_mask *m, const char *path)
+/* 8-bit grey PNG with "magpie:*" text chunks, written atomically. */
+static int write_gray_png(const char *path, const synth_mask *m, png_text *txt, int ntxt)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -90,17 +91,7 @@ int synth_mask_write_png(const synth_slide *s, const synth_mask *m, const char *
     png_init_io(png, f);
     png_set_IHDR(png, info, (png_uint_32)m->width, (png_uint_32)m->height, 8, PNG_COLOR_TYPE_GRAY,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    /* text chunks make the mask self-describing without its JSON sidecar */
-    char ds[32], mpp[32], classes[512];
-    snprintf(ds, sizeof ds, "%d", m->downsample);
-    snprintf(mpp, sizeof mpp, "%.17g", s->p.mpp * m->downsample);
-    int n = snprintf(classes, sizeof classes, "0=background");
-    for (int k = 0; k < s->p.nclasses && n < (int)sizeof classes; k++)
-        n += snprintf(classes + n, sizeof classes - n, ";%d=%s", k + 1, s->p.names[k]);
-    png_text txt[3] = {{.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:downsample", .text = ds},
-                       {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:mpp", .text = mpp},
-                       {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:classes", .text = classes}};
-    png_set_text(png, info, txt, 3);
+    png_set_text(png, info, txt, ntxt);
     png_write_info(png, info);
     for (int y = 0; y < m->height; y++) png_write_row(png, m->data + (size_t)y * m->width);
     png_write_end(png, info);
@@ -114,6 +105,51 @@ int synth_mask_write_png(const synth_slide *s, const synth_mask *m, const char *
         return mp_err_set("%s: %s", path, strerror(errno));
     }
     return 0;
+}
+
+int synth_mask_write_png(const synth_slide *s, const synth_mask *m, const char *path)
+{
+    /* text chunks make the mask self-describing without its JSON sidecar */
+    char ds[32], mpp[32], classes[512];
+    snprintf(ds, sizeof ds, "%d", m->downsample);
+    snprintf(mpp, sizeof mpp, "%.17g", s->p.mpp * m->downsample);
+    int n = snprintf(classes, sizeof classes, "0=background");
+    for (int k = 0; k < s->p.nclasses && n < (int)sizeof classes; k++)
+        n += snprintf(classes + n, sizeof classes - n, ";%d=%s", k + 1, s->p.names[k]);
+    png_text txt[3] = {{.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:downsample", .text = ds},
+                       {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:mpp", .text = mpp},
+                       {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:classes", .text = classes}};
+    return write_gray_png(path, m, txt, 3);
+}
+
+int synth_artifact_mask_make(const synth_slide *s, int downsample, synth_mask *m)
+{
+    const synth_params *p = &s->p;
+    if (downsample < 1) return mp_err_set("mask downsample %d: must be >= 1", downsample);
+    m->downsample = downsample;
+    m->width = (p->width + downsample - 1) / downsample;
+    m->height = (p->height + downsample - 1) / downsample;
+    if ((double)m->width * m->height > 64e6)
+        return mp_err_set("mask downsample %d: mask of %dx%d is too large", downsample, m->width, m->height);
+    m->data = mp_xcalloc((size_t)m->width * m->height, 1);
+    if (p->full_tissue || (s->npen == 0 && p->dust_per_mm2 <= 0)) return 0;
+    for (int my = 0; my < m->height; my++)
+        for (int mx = 0; mx < m->width; mx++) {
+            double x = (mx + 0.5) * downsample, y = (my + 0.5) * downsample;
+            if (x < p->width && y < p->height) m->data[(size_t)my * m->width + mx] = (uint8_t)synth_artifact_at(s, x, y);
+        }
+    return 0;
+}
+
+int synth_artifact_mask_write_png(const synth_slide *s, const synth_mask *m, const char *path)
+{
+    char ds[32], mpp[32];
+    snprintf(ds, sizeof ds, "%d", m->downsample);
+    snprintf(mpp, sizeof mpp, "%.17g", s->p.mpp * m->downsample);
+    png_text txt[3] = {{.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:downsample", .text = ds},
+                       {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:mpp", .text = mpp},
+                       {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:values", .text = "0=none;1=pen;2=dust"}};
+    return write_gray_png(path, m, txt, 3);
 }
 
 /* ---- polygon tracing ----

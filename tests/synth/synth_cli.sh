@@ -41,7 +41,8 @@ expect 2 "$T/file/out" "$T/file/out" --slides 1 --width 256 --height 256 --quiet
 small="--slides 3 --patients 2 --width 1300 --height 1000 --mpp 2 --seed 7 --region-size 250 --quiet"
 "$B" synth "$T/a" $small || no "run a"
 "$B" synth "$T/b" $small || no "run b"
-for f in slides.csv synth.json synth_000.tiff synth_000_mask.png synth_000.geojson synth_000.json synth_002.tiff; do
+for f in slides.csv synth.json synth_000.tiff synth_000_mask.png synth_000_artifacts.png synth_000.geojson synth_000.json \
+    synth_002.tiff; do
     [ -s "$T/a/$f" ] || no "missing $f"
 done
 for f in "$T"/a/*; do

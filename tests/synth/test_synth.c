@@ -378,9 +378,15 @@ TEST(test_truth_agrees)
     CHECK_INT(disagree, 0);
     json_decref(root);
 
-    /* pixels tell the same story: glass is bright, tissue is not */
+    /* pixels tell the same story: glass is bright unless pen or dust lies on it; tissue is not */
+    synth_mask am;
+    CHECK_INT(synth_artifact_mask_make(s, ds, &am), 0);
+    int npen = 0, ndust = 0;
+    for (size_t k = 0; k < (size_t)am.width * am.height; k++) npen += am.data[k] == 1, ndust += am.data[k] == 2;
+    CHECK(npen > 100);
+    CHECK(ndust > 0);
     uint8_t *img = render(s, 0, 0, p.width, p.height);
-    int glass_n = 0, glass_bright = 0, tis_n = 0, tis_dark = 0;
+    int glass_n = 0, glass_bright = 0, tis_n = 0, tis_dark = 0, art_agree = 0;
     for (int y = 2; y < m.height - 2; y++)
         for (int x = 2; x < m.width - 2; x++) {
             int v = m.data[(size_t)y * m.width + x], same = 1;
@@ -389,12 +395,15 @@ TEST(test_truth_agrees)
             if (!same) continue;
             const uint8_t *px = img + ((size_t)(y * ds + ds / 2) * p.width + x * ds + ds / 2) * 3;
             int bright = px[0] > 225 && px[1] > 225 && px[2] > 225;
-            if (v == 0) glass_n++, glass_bright += bright;
+            if (v == 0) glass_n++, glass_bright += bright, art_agree += bright == (am.data[(size_t)y * am.width + x] == 0);
             else tis_n++, tis_dark += !bright;
         }
-    fprintf(stderr, "  glass %d (%d bright), tissue %d (%d not bright)\n", glass_n, glass_bright, tis_n, tis_dark);
+    fprintf(stderr, "  glass %d (%d bright, %d agree with the artifact mask), tissue %d (%d not bright)\n", glass_n,
+            glass_bright, art_agree, tis_n, tis_dark);
     CHECK(glass_n > 1000 && tis_n > 1000);
     CHECK(glass_bright > 0.9 * glass_n); /* the rest: pen strokes and dust */
+    CHECK(art_agree > 0.99 * glass_n);   /* ... where the artifact mask says so */
+    synth_mask_free(&am);
     CHECK(tis_dark > 0.85 * tis_n);       /* the rest: pale gaps */
     free(img);
     synth_mask_free(&m);
