@@ -112,7 +112,7 @@ int synth_mask_write_png(const synth_slide *s, const synth_mask *m, const char *
     /* text chunks make the mask self-describing without its JSON sidecar */
     char ds[32], mpp[32], classes[512];
     snprintf(ds, sizeof ds, "%d", m->downsample);
-    snprintf(mpp, sizeof mpp, "%.17g", s->p.mpp * m->downsample);
+    snprintf(mpp, sizeof mpp, "%.10g", s->p.mpp * m->downsample);
     int n = snprintf(classes, sizeof classes, "0=background");
     for (int k = 0; k < s->p.nclasses && n < (int)sizeof classes; k++)
         n += snprintf(classes + n, sizeof classes - n, ";%d=%s", k + 1, s->p.names[k]);
@@ -145,7 +145,7 @@ int synth_artifact_mask_write_png(const synth_slide *s, const synth_mask *m, con
 {
     char ds[32], mpp[32];
     snprintf(ds, sizeof ds, "%d", m->downsample);
-    snprintf(mpp, sizeof mpp, "%.17g", s->p.mpp * m->downsample);
+    snprintf(mpp, sizeof mpp, "%.10g", s->p.mpp * m->downsample);
     png_text txt[3] = {{.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:downsample", .text = ds},
                        {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:mpp", .text = mpp},
                        {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "magpie:values", .text = "0=none;1=pen;2=dust"}};

@@ -2,14 +2,16 @@
 # bench/synth/run.sh — speed and memory of `magpie synth`, side by side with libvips re-encoding
 # the same pixels (tiffsave of magpie's own slide: JPEG decode + pyramid + JPEG encode, the floor
 # any TIFF writer pays). Workload: the distillation benchmark's (SLIDES slides of SIZE² px at
-# 1 µm/px). BIG=1 also generates a 100000x80000 40x slide and reports its peak RSS.
-# usage: sh bench/synth/run.sh [OUTDIR]     (env: SLIDES=25 SIZE=5000 BIG=0 MAGPIE_BIN=...)
+# 1 µm/px), then one 20000x16000 40x slide (MID=0 skips it); BIG=1 adds a 100000x80000 40x
+# slide: peak RSS must stay bounded whatever the slide size.
+# usage: sh bench/synth/run.sh [OUTDIR]     (env: SLIDES=25 SIZE=5000 MID=1 BIG=0 MAGPIE_BIN=...)
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 B=${MAGPIE_BIN:-$ROOT/build/pipelines/magpie}
 OUT=${1:-/tmp/magpie_bench_synth}
 SLIDES=${SLIDES:-25}
 SIZE=${SIZE:-5000}
+MID=${MID:-1}
 BIG=${BIG:-0}
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -38,6 +40,11 @@ row() { # label mpx name
 }
 row synth "$mpx" "magpie synth ${SLIDES}x ${SIZE}² @1 µm/px (all outputs)"
 row vips "$mpx1" "vips tiffsave of one of those slides (peer)"
+if [ "$MID" = 1 ]; then
+    timed mid "$B" synth "$OUT/mid" --slides 1 --width 20000 --height 16000 --mpp 0.25 --quiet
+    row mid 320 "magpie synth 20000x16000 @0.25 µm/px"
+    rm -f "$OUT/mid/synth_000.tiff"
+fi
 if [ "$BIG" = 1 ]; then
     timed big "$B" synth "$OUT/big" --slides 1 --width 100000 --height 80000 --mpp 0.25 --quiet
     row big 8000 "magpie synth 100000x80000 @0.25 µm/px"

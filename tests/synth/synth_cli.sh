@@ -40,7 +40,7 @@ expect 2 "$T/file/out" "$T/file/out" --slides 1 --width 256 --height 256 --quiet
 
 small="--slides 3 --patients 2 --width 1300 --height 1000 --mpp 2 --seed 7 --region-size 250 --quiet"
 "$B" synth "$T/a" $small || no "run a"
-"$B" synth "$T/b" $small || no "run b"
+"$B" synth "$T/b" $small --jobs 1 || no "run b" # one libvips thread: same bytes as two
 for f in slides.csv synth.json synth_000.tiff synth_000_mask.png synth_000_artifacts.png synth_000.geojson synth_000.json \
     synth_002.tiff; do
     [ -s "$T/a/$f" ] || no "missing $f"
@@ -51,6 +51,11 @@ done
 "$B" synth "$T/c" --slides 1 --width 1300 --height 1000 --mpp 2 --seed 8 --quiet || no "run c"
 cmp -s "$T/a/synth_000.tiff" "$T/c/synth_000.tiff" && no "seed 8 gave the same slide as seed 7"
 ls "$T/a" | grep -q 'tmp' && no "temporary files left behind"
+
+# masks describe themselves (PNG text chunks): downsample 4 at 2 µm/px is 8 µm per mask pixel
+grep -aq 'magpie:downsample' "$T/a/synth_000_mask.png" || no "mask PNG lacks its downsample"
+grep -aq '0=background;1=Lymphocyte;2=Tumor;3=Stroma' "$T/a/synth_000_mask.png" || no "mask PNG lacks class names"
+grep -q '"downsample": 4' "$T/a/synth_000.json" || no "sidecar downsample"
 
 # CSV: header, one row per slide, 2 patients, labels among the class names
 head -1 "$T/a/slides.csv" | grep -qx 'slide,patient,label' || no "CSV header: $(head -1 "$T/a/slides.csv")"
