@@ -182,9 +182,11 @@ synth_slide *synth_slide_new(const synth_params *p, int index, int dominant)
     s->jv = 0.05f * sj;
     s->ja = 0.15f * sj;
     s->jb = 0.01f * sj;
-    /* Edge blur σ ≈ 0.6 µm, widened by the pixel footprint so coarse pixels do not alias. */
+    /* Edge blur: optics σ 0.52 µm plus the pixel footprint (box of mpp: variance mpp²/12), so a
+     * 10x pixel sees σ ≈ 0.6 px (SYNTH.md) whether rendered at 10x or averaged down from 40x,
+     * and coarse pixels do not alias. */
     float pix = (float)p->mpp;
-    s->sigma = sqrtf(0.36f + 0.083f * pix * pix);
+    s->sigma = sqrtf(0.52f * 0.52f + pix * pix / 12.0f);
     for (int t = 0; t < SYNTH_NTYPES; t++) {
         s->lambda[t] = syn_type_count[t] / (224.0f * 224.0f);
         s->e_under[t] = syn_type_e_under[t];
