@@ -2,7 +2,9 @@
  * patch batches while the model runs on the previous one, then the outputs (heatmap.tif,
  * overlay.png, heatmap.geojson, prediction.json last, so its presence with a matching key
  * means the set is complete). Memory is the cell raster plus two batches, whatever the slide. */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -174,6 +176,34 @@ static int outputs_current(const char *dir, const char *key)
     return same;
 }
 
+/* Temporaries of a killed run (NAME.tmp.PID for our four names) are garbage once we redo it. */
+static void remove_stale_tmp(const char *dir)
+{
+    static const char *files[] = {"heatmap.tif", "overlay.png", "heatmap.geojson", "prediction.json"};
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        for (int i = 0; i < 4; i++) {
+            size_t n = strlen(files[i]);
+            if (!strncmp(e->d_name, files[i], n) && !strncmp(e->d_name + n, ".tmp.", 5)) {
+                char p[4400];
+                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+                unlink(p);
+            }
+        }
+    }
+    closedir(d);
+}
+
+/* Test hook (crash tests): MAGPIE_INFER_KILL=before-json kills the process after heatmap.tif,
+ * overlay.png and heatmap.geojson are written and before prediction.json. */
+static void maybe_kill(const char *where)
+{
+    const char *k = getenv("MAGPIE_INFER_KILL");
+    if (k && !strcmp(k, where)) raise(SIGKILL);
+}
+
 static int argmax(const double *v, int K)
 {
     int b = 0;
@@ -261,6 +291,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     }
     char pj[4200];
     snprintf(pj, sizeof pj, "%s/prediction.json", dir);
+    if (!rc) remove_stale_tmp(dir);
     /* an old prediction.json must not vouch for outputs this run is about to replace */
     if (!rc && unlink(pj) && errno != ENOENT) {
         snprintf(err, sizeof err, "%s: %s", pj, strerror(errno));
@@ -403,6 +434,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         if (!rc && infer_geojson_write(fpath, &g, prob, valid, K, names, o->threshold)) rc = -1;
         if (rc) snprintf(err, sizeof err, "%s", mp_err());
     }
+    if (!rc) maybe_kill("before-json");
     if (!rc) {
         json_t *pm = json_array(), *pv = json_array(), *cls = json_array();
         for (int k = 0; k < K; k++) {

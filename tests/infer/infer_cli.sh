@@ -66,6 +66,18 @@ grep -q "outputs current, skipped" "$T/e" || no "rerun skip message: $(cat "$T/e
 grep -q '^{.*"patches"' "$T/e" || grep -q '^{' "$T/e" || no "no JSON progress lines: $(head -3 "$T/e")"
 ls "$T/o"/*/ | grep -q '\.tmp\.' && no "temporary files left"
 
+# crash: killed after the heatmap files and before prediction.json; the rerun redoes the slide,
+# clears the temporaries of killed writers and ends complete
+MAGPIE_INFER_KILL=before-json "$B" infer "$T/m.mpk" "$s1" --out "$T/k" -q 2>/dev/null; rc=$?
+[ $rc -ne 0 ] || no "the kill hook did not kill"
+[ -e "$T/k/synth_001/prediction.json" ] && no "killed run left prediction.json"
+[ -s "$T/k/synth_001/heatmap.tif" ] || no "killed run: heatmap.tif should be whole already"
+touch "$T/k/synth_001/heatmap.tif.tmp.99999" "$T/k/synth_001/prediction.json.tmp.99999"
+"$B" infer "$T/m.mpk" "$s1" --out "$T/k" 2>"$T/e" || no "rerun after kill"
+grep -q "skipped" "$T/e" && no "rerun after a kill must not skip"
+[ -s "$T/k/synth_001/prediction.json" ] || no "rerun after kill: prediction.json"
+ls "$T/k/synth_001" | grep -q '\.tmp\.' && no "temporaries of killed writers left"
+
 # e2e on the real slides
 S="${MAGPIE_SHARED_DATA:-}/slides"
 if [ ! -d "$S" ]; then
