@@ -22,12 +22,13 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 int cmd_demo(int argc, char **argv)
 {
     const char *dir = "magpie-demo";
-    const char *nslides = "3", *width = "12288", *height = "9216";
+    const char *nslides = "6", *width = "8192", *height = "6144";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: magpie demo [DIR] [--slides N] [--width W --height H]\n\n"
                    "Synthesizes N H&E-like slides (40x, 0.25 µm/px) into DIR/slides, tiles them at 10x and 1.25x\n"
-                   "into DIR/dataset.db, checks the dataset and prints its summary. Default DIR: magpie-demo.\n"
+                   "into DIR/dataset.db, imports their ground truth (slide labels, region annotations), splits\n"
+                   "them by patient, checks the dataset and prints its summary. Default DIR: magpie-demo.\n"
                    "Running it again resumes: finished slides are skipped.\n");
             return MP_EXIT_OK;
         } else if (!strcmp(argv[i], "--slides") && i + 1 < argc) nslides = argv[++i];
@@ -46,10 +47,15 @@ int cmd_demo(int argc, char **argv)
         return MP_EXIT_FAIL;
     }
 
-    mp_info("== 1/3 synthesize %s slides into %s", nslides, slides_dir);
-    char *synth_argv[] = {"synth", slides_dir, "--slides", (char *)nslides, "--width", (char *)width,
+    mp_info("== 1/4 synthesize %s slides into %s", nslides, slides_dir);
+    /* ~1.5 slides per patient, so the patient-grouped split has patients to share out */
+    long ns = atol(nslides);
+    char npat[32];
+    snprintf(npat, sizeof npat, "%ld", ns > 2 ? (2 * ns + 2) / 3 : ns);
+    char *synth_argv[] = {"synth", slides_dir, "--slides", (char *)nslides, "--patients", npat, "--width", (char *)width,
                           "--height", (char *)height, "--seed", "1", NULL};
-    int rc = cmd_synth(10, synth_argv);
+    int rc = cmd_synth(12, synth_argv);
+    fflush(stdout);
     if (rc != MP_EXIT_OK) return rc;
 
     /* tile every slide synth wrote (sorted, so the dataset's slide ids are stable) */
@@ -75,8 +81,23 @@ int cmd_demo(int argc, char **argv)
         return MP_EXIT_FAIL;
     }
     qsort(paths, (size_t)n, sizeof *paths, cmp_str);
+    /* the ground truth synth wrote beside each slide: NAME.tiff -> NAME.geojson */
+    char **labels_argv = mp_xcalloc((size_t)n + 4, sizeof *labels_argv);
+    char **geo = mp_xcalloc((size_t)n, sizeof *geo);
+    char csv[4200];
+    snprintf(csv, sizeof csv, "%s/slides.csv", slides_dir);
+    int nl = 0;
+    labels_argv[nl++] = "labels";
+    labels_argv[nl++] = "import";
+    labels_argv[nl++] = csv;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(paths[i]) + 16;
+        geo[i] = mp_xmalloc(len);
+        snprintf(geo[i], len, "%.*s.geojson", (int)(strrchr(paths[i], '.') - paths[i]), paths[i]);
+        if (mp_file_exists(geo[i])) labels_argv[nl++] = geo[i];
+    }
 
-    mp_info("== 2/3 tile %d slides at 10x and 1.25x into %s", n, db);
+    mp_info("== 2/4 tile %d slides at 10x and 1.25x into %s", n, db);
     char **tile_argv = mp_xcalloc((size_t)n + 6, sizeof *tile_argv);
     int k = 0;
     tile_argv[k++] = "tile";
@@ -85,17 +106,32 @@ int cmd_demo(int argc, char **argv)
     tile_argv[k++] = "--mags";
     tile_argv[k++] = "10,1.25";
     rc = cmd_tile(k, tile_argv);
-    for (int i = 0; i < n; i++) free(paths[i]);
+    fflush(stdout);
+    if (rc == MP_EXIT_OK) {
+        mp_info("== 3/4 import the ground truth (slide labels, region annotations) and split by patient");
+        rc = cmd_db_labels(db, nl, labels_argv);
+        char *split_argv[] = {"split", "--by", "patient", "--ratios", "0.5,0.25,0.25", "--stratify", "none", "--seed", "1", NULL};
+        if (rc == MP_EXIT_OK) rc = cmd_db_split(db, 9, split_argv);
+        fflush(stdout);
+    }
+    for (int i = 0; i < n; i++) {
+        free(paths[i]);
+        free(geo[i]);
+    }
     free(paths);
+    free(geo);
+    free(labels_argv);
     free(tile_argv);
     if (rc != MP_EXIT_OK) return rc;
 
-    mp_info("== 3/3 dataset summary");
+    mp_info("== 4/4 dataset summary");
     char *info_argv[] = {"db", db, "info", NULL};
     rc = cmd_db(3, info_argv);
+    fflush(stdout);
     if (rc != MP_EXIT_OK) return rc;
     char *check_argv[] = {"db", db, "check", NULL};
     rc = cmd_db(3, check_argv);
+    fflush(stdout);
     if (rc == MP_EXIT_OK)
         mp_info("\nNext: magpie db %s slides | magpie db %s stats | sqlite3 %s 'SELECT count(*) FROM patches'", db, db, db);
     return rc;
