@@ -28,3 +28,5 @@ void nn_set_threads(int n)
 }
 
 int nn_get_threads(void) { return g_threads; }
+
+void nn_gemm_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }

@@ -9,8 +9,12 @@
 void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
-/* BLAS threads (OpenBLAS pthread build). n < 1 is taken as 1. */
+/* The engine's thread count (OpenBLAS pthread build; no OpenMP anywhere). n < 1 is taken as 1.
+ * Models created afterwards default to that many data-parallel workers (nn_model_set_workers),
+ * and BLAS uses that many threads outside worker sections. */
 void nn_set_threads(int n);
 int nn_get_threads(void);
+/* BLAS threads only, leaving nn_get_threads() alone: workers set 1 while they run. */
+void nn_gemm_blas_threads(int n);
 
 #endif

@@ -4,6 +4,7 @@
 #include "nn/model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,10 @@
 #include "common/error.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "nn/gemm.h"
 #include "nn/ops.h"
+
+#define NN_MAX_WORKERS 16
 
 enum { L_CONV, L_NORM, L_MAXPOOL, L_ADD, L_GAP, L_FC };
 
@@ -46,6 +50,10 @@ struct nn_model {
     size_t arena_floats, iarena_n, ws_off, ws_cap;
     const float *x;       /* borrowed input of the last forward */
     int N, H, W, train, ready;
+    /* data-parallel workers over the batch: worker 0 uses the arena's workspace and the
+     * parameter table's grad; worker k > 0 has its own workspace and gradient buffer */
+    int workers;
+    float *wws[NN_MAX_WORKERS], *wgrad[NN_MAX_WORKERS];
 };
 
 /* ------------------------------------------------------------------ config */
@@ -304,15 +312,47 @@ nn_model *nn_model_create(const nn_model_cfg *cfg, int max_batch, int max_h, int
                    (double)off * 4 / 1048576.0, max_batch, max_h, max_w);
         goto fail;
     }
+    m->workers = 1;
+    if (nn_model_set_workers(m, nn_get_threads())) goto fail;
     return m;
 fail:
     nn_model_free(m);
     return NULL;
 }
 
+static void free_workers(nn_model *m)
+{
+    for (int k = 1; k < NN_MAX_WORKERS; k++) {
+        free(m->wws[k]), free(m->wgrad[k]);
+        m->wws[k] = m->wgrad[k] = NULL;
+    }
+    m->workers = 1;
+}
+
+int nn_model_set_workers(nn_model *m, int n)
+{
+    if (n < 1) n = 1;
+    if (n > NN_MAX_WORKERS) n = NN_MAX_WORKERS;
+    if (n == m->workers) return 0;
+    free_workers(m);
+    for (int k = 1; k < n; k++) {
+        m->wws[k] = aligned_alloc(64, al16(m->ws_cap ? m->ws_cap : 16) * sizeof(float));
+        m->wgrad[k] = m->with_grad ? aligned_alloc(64, al16(m->params.total ? m->params.total : 16) * sizeof(float)) : NULL;
+        if (!m->wws[k] || (m->with_grad && !m->wgrad[k])) {
+            free_workers(m);
+            return mp_err_set("model: out of memory for %d workers", n);
+        }
+    }
+    m->workers = n;
+    return 0;
+}
+
+int nn_model_workers(const nn_model *m) { return m->workers; }
+
 void nn_model_free(nn_model *m)
 {
     if (!m) return;
+    free_workers(m);
     nn_params_free(&m->params);
     free(m->L);
     free(m->T);
@@ -370,10 +410,157 @@ int64_t nn_model_flops(const nn_model_cfg *cfg, int H, int W)
 
 /* ------------------------------------------------------------------ forward / backward */
 
-static float *T_(nn_model *m, int t) { return t == 0 ? (float *)m->x : m->arena + m->T[t].off; }
-static float *G_(nn_model *m, int t) { return t == 0 ? NULL : m->arena + m->T[t].goff; }
-static float *P_(nn_model *m, int i) { return i < 0 ? NULL : m->params.p[i].data; }
-static float *PG_(nn_model *m, int i) { return i < 0 ? NULL : m->params.p[i].grad; }
+/* One worker's share: images [n0, n0 + cnt) of the batch. NCHW keeps every image's slice of a
+ * tensor contiguous, so a share is a pointer offset; per-image norm statistics and argmaxes
+ * likewise. Only the conv workspace and the parameter gradients are private to a worker. */
+typedef struct {
+    nn_model *m;
+    int n0, cnt, k;
+    float *ws, *pgrad;
+    const float *dlogits, *dpooled, *dF;
+} share;
+
+static size_t per_image(const nn_model *m, int t) { return (size_t)m->T[t].C * m->T[t].H * m->T[t].W; }
+static float *T_(const share *s, int t)
+{
+    const nn_model *m = s->m;
+    float *base = t == 0 ? (float *)m->x : m->arena + m->T[t].off;
+    return base + (size_t)s->n0 * per_image(m, t);
+}
+static float *G_(const share *s, int t)
+{
+    return t == 0 ? NULL : s->m->arena + s->m->T[t].goff + (size_t)s->n0 * per_image(s->m, t);
+}
+static float *P_(const nn_model *m, int i) { return i < 0 ? NULL : m->params.p[i].data; }
+static float *PG_(const share *s, int i) { return i < 0 ? NULL : s->pgrad + s->m->params.p[i].offset; }
+static float *stats_(const share *s, const layer *l, int rstd)
+{
+    size_t sc = stat_count(s->m, l);
+    float *mean = s->m->arena + l->stats;
+    if (s->m->cfg.norm == NN_NORM_GROUP) mean += (size_t)s->n0 * sc; /* BN never splits the batch */
+    return rstd ? mean + (size_t)s->m->max_batch * sc : mean;
+}
+
+static void forward_share(share *s)
+{
+    nn_model *m = s->m;
+    int N = s->cnt;
+    for (int i = 0; i < m->nl; i++) {
+        layer *l = &m->L[i];
+        tensor *a = &m->T[l->in], *o = &m->T[l->out];
+        float *in = T_(s, l->in), *out = T_(s, l->out);
+        int HW = a->H * a->W;
+        switch (l->kind) {
+        case L_CONV: {
+            nn_conv_dims d = conv_dims(m, l, N);
+            nn_conv2d_forward(out, s->ws, in, P_(m, l->w), NULL, &d);
+            break;
+        }
+        case L_NORM:
+            if (m->cfg.norm == NN_NORM_GROUP)
+                nn_groupnorm_forward(out, stats_(s, l, 0), stats_(s, l, 1), in, P_(m, l->w), P_(m, l->b), N, a->C, HW,
+                                     m->cfg.groups, m->cfg.norm_eps, l->relu);
+            else
+                nn_batchnorm_forward(out, stats_(s, l, 0), stats_(s, l, 1), P_(m, l->rm), P_(m, l->rv), P_(m, l->nbt),
+                                     in, P_(m, l->w), P_(m, l->b), N, a->C, HW, m->cfg.bn_momentum, m->cfg.norm_eps,
+                                     m->train, l->relu);
+            break;
+        case L_MAXPOOL:
+            nn_maxpool_forward(out, m->with_grad ? m->iarena + l->argmax + (size_t)s->n0 * per_image(m, l->out) : NULL,
+                               in, N, a->C, a->H, a->W, l->k, l->s, l->p);
+            break;
+        case L_ADD: nn_add_forward(out, in, T_(s, l->in2), (size_t)N * per_image(m, l->out), l->relu); break;
+        case L_GAP: nn_avgpool_global_forward(out, in, N, a->C, HW); break;
+        case L_FC: nn_linear_forward(out, in, P_(m, l->w), P_(m, l->b), N, a->C, o->C); break;
+        }
+    }
+}
+
+static void backward_share(share *s)
+{
+    nn_model *m = s->m;
+    int N = s->cnt;
+    /* gradients accumulate: clear this share of every activation gradient first */
+    for (int t = 1; t < m->nt; t++) memset(G_(s, t), 0, (size_t)N * per_image(m, t) * sizeof(float));
+    if (s->dlogits) memcpy(G_(s, m->t_logits), s->dlogits + (size_t)s->n0 * per_image(m, m->t_logits),
+                           (size_t)N * per_image(m, m->t_logits) * sizeof(float));
+    if (s->dpooled) memcpy(G_(s, m->t_pool), s->dpooled + (size_t)s->n0 * per_image(m, m->t_pool),
+                           (size_t)N * per_image(m, m->t_pool) * sizeof(float));
+    if (s->dF) memcpy(G_(s, m->t_feat), s->dF + (size_t)s->n0 * per_image(m, m->t_feat),
+                      (size_t)N * per_image(m, m->t_feat) * sizeof(float));
+    for (int i = m->nl - 1; i >= 0; i--) {
+        layer *l = &m->L[i];
+        tensor *a = &m->T[l->in], *o = &m->T[l->out];
+        float *in = T_(s, l->in), *out = T_(s, l->out), *din = G_(s, l->in), *dout = G_(s, l->out);
+        int HW = a->H * a->W;
+        switch (l->kind) {
+        case L_CONV: {
+            nn_conv_dims d = conv_dims(m, l, N);
+            nn_conv2d_backward(din, PG_(s, l->w), NULL, s->ws, dout, in, P_(m, l->w), &d);
+            break;
+        }
+        case L_NORM:
+            if (m->cfg.norm == NN_NORM_GROUP)
+                nn_groupnorm_backward(din, PG_(s, l->w), PG_(s, l->b), dout, in, l->relu ? out : NULL, stats_(s, l, 0),
+                                      stats_(s, l, 1), P_(m, l->w), N, a->C, HW, m->cfg.groups);
+            else
+                nn_batchnorm_backward(din, PG_(s, l->w), PG_(s, l->b), dout, in, l->relu ? out : NULL, stats_(s, l, 0),
+                                      stats_(s, l, 1), P_(m, l->w), N, a->C, HW, m->train);
+            break;
+        case L_MAXPOOL:
+            nn_maxpool_backward(din, dout, m->iarena + l->argmax + (size_t)s->n0 * per_image(m, l->out), N, a->C, a->H,
+                                a->W, o->H, o->W);
+            break;
+        case L_ADD: nn_add_backward(din, G_(s, l->in2), dout, out, (size_t)N * per_image(m, l->out), l->relu); break;
+        case L_GAP: nn_avgpool_global_backward(din, dout, N, a->C, HW); break;
+        case L_FC: nn_linear_backward(din, PG_(s, l->w), PG_(s, l->b), dout, in, P_(m, l->w), N, a->C, o->C); break;
+        }
+    }
+}
+
+static void *run_forward(void *p) { forward_share(p); return NULL; }
+static void *run_backward(void *p) { backward_share(p); return NULL; }
+
+/* Split the batch over the workers (BatchNorm needs the whole batch: one worker, BLAS threads
+ * instead), one BLAS thread each while they run. Contiguous equal shares keep the split, and so
+ * the results, fixed for a given worker count. */
+static int run_shares(nn_model *m, int backward, const float *dl, const float *dp, const float *dF)
+{
+    int W = m->cfg.norm == NN_NORM_BATCH ? 1 : m->workers;
+    if (W > m->N) W = m->N;
+    share sh[NN_MAX_WORKERS];
+    pthread_t th[NN_MAX_WORKERS];
+    for (int k = 0, n0 = 0; k < W; k++) {
+        int cnt = m->N / W + (k < m->N % W);
+        sh[k] = (share){m, n0, cnt, k, k ? m->wws[k] : m->arena + m->ws_off, k ? m->wgrad[k] : m->params.grad, dl, dp, dF};
+        n0 += cnt;
+        if (backward && k) memset(m->wgrad[k], 0, m->params.total * sizeof(float));
+    }
+    if (W == 1) {
+        if (backward) backward_share(&sh[0]);
+        else forward_share(&sh[0]);
+        return 0;
+    }
+    nn_gemm_blas_threads(1);
+    int started = 1;
+    for (int k = 1; k < W; k++, started++)
+        if (pthread_create(&th[k], NULL, backward ? run_backward : run_forward, &sh[k])) break;
+    /* a worker that could not start runs here after worker 0 (same split, same result) */
+    if (backward) backward_share(&sh[0]);
+    else forward_share(&sh[0]);
+    for (int k = started; k < W; k++) {
+        if (backward) backward_share(&sh[k]);
+        else forward_share(&sh[k]);
+    }
+    for (int k = 1; k < started; k++) pthread_join(th[k], NULL);
+    nn_gemm_blas_threads(nn_get_threads());
+    if (backward) /* fixed order of the partial sums: deterministic for a given worker count */
+        for (int k = 1; k < W; k++) {
+            float *g = m->params.grad, *h = m->wgrad[k];
+            for (size_t i = 0; i < m->params.total; i++) g[i] += h[i];
+        }
+    return 0;
+}
 
 int nn_model_forward(nn_model *m, const float *x, int N, int H, int W, int train)
 {
@@ -382,41 +569,14 @@ int nn_model_forward(nn_model *m, const float *x, int N, int H, int W, int train
         return mp_err_set("model: batch %dx%dx%d exceeds the plan (batch %d, %dx%d)", N, H, W, m->max_batch,
                           m->max_h, m->max_w);
     if (shapes(m, H, W)) return -1;
-    m->x = x, m->N = N, m->H = H, m->W = W, m->train = train;
-    for (int i = 0; i < m->nl; i++) {
-        layer *l = &m->L[i];
-        tensor *a = &m->T[l->in], *o = &m->T[l->out];
-        float *in = T_(m, l->in), *out = T_(m, l->out);
-        int HW = a->H * a->W;
-        switch (l->kind) {
-        case L_CONV: {
-            nn_conv_dims d = conv_dims(m, l, N);
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].kind == L_CONV) {
+            nn_conv_dims d = conv_dims(m, &m->L[i], N);
             if (nn_conv2d_workspace(&d) > m->ws_cap) /* cannot happen with the planning bound */
                 return mp_err_set("model: conv workspace exceeds the plan");
-            nn_conv2d_forward(out, m->arena + m->ws_off, in, P_(m, l->w), NULL, &d);
-            break;
         }
-        case L_NORM: {
-            size_t sc = stat_count(m, l);
-            float *mean = m->arena + l->stats, *rstd = mean + (size_t)m->max_batch * sc;
-            if (m->cfg.norm == NN_NORM_GROUP)
-                nn_groupnorm_forward(out, mean, rstd, in, P_(m, l->w), P_(m, l->b), N, a->C, HW, m->cfg.groups,
-                                     m->cfg.norm_eps, l->relu);
-            else
-                nn_batchnorm_forward(out, mean, rstd, P_(m, l->rm), P_(m, l->rv), P_(m, l->nbt), in, P_(m, l->w),
-                                     P_(m, l->b), N, a->C, HW, m->cfg.bn_momentum, m->cfg.norm_eps, train, l->relu);
-            break;
-        }
-        case L_MAXPOOL:
-            nn_maxpool_forward(out, m->with_grad ? m->iarena + l->argmax : NULL, in, N, a->C, a->H, a->W, l->k, l->s, l->p);
-            break;
-        case L_ADD:
-            nn_add_forward(out, in, T_(m, l->in2), (size_t)N * o->C * o->H * o->W, l->relu);
-            break;
-        case L_GAP: nn_avgpool_global_forward(out, in, N, a->C, HW); break;
-        case L_FC: nn_linear_forward(out, in, P_(m, l->w), P_(m, l->b), N, a->C, o->C); break;
-        }
-    }
+    m->x = x, m->N = N, m->H = H, m->W = W, m->train = train;
+    run_shares(m, 0, NULL, NULL, NULL);
     m->ready = 1;
     return 0;
 }
@@ -432,49 +592,9 @@ const float *nn_model_feature_map(const nn_model *m, int *C, int *FH, int *FW)
     return m->arena + t->off;
 }
 
-static size_t numel(const nn_model *m, int t) { return (size_t)m->N * m->T[t].C * m->T[t].H * m->T[t].W; }
-
 int nn_model_backward_ex(nn_model *m, const float *dlogits, const float *dpooled, const float *dF)
 {
     if (!m->with_grad) return mp_err_set("model: created without gradients (inference only)");
     if (!m->ready) return mp_err_set("model: backward without a forward");
-    int N = m->N;
-    /* gradients accumulate: clear this call's slice of every activation gradient */
-    for (int t = 1; t < m->nt; t++) memset(G_(m, t), 0, numel(m, t) * sizeof(float));
-    if (dlogits) memcpy(G_(m, m->t_logits), dlogits, numel(m, m->t_logits) * sizeof(float));
-    if (dpooled) memcpy(G_(m, m->t_pool), dpooled, numel(m, m->t_pool) * sizeof(float));
-    if (dF) memcpy(G_(m, m->t_feat), dF, numel(m, m->t_feat) * sizeof(float));
-    for (int i = m->nl - 1; i >= 0; i--) {
-        layer *l = &m->L[i];
-        tensor *a = &m->T[l->in], *o = &m->T[l->out];
-        float *in = T_(m, l->in), *out = T_(m, l->out), *din = G_(m, l->in), *dout = G_(m, l->out);
-        int HW = a->H * a->W;
-        switch (l->kind) {
-        case L_CONV: {
-            nn_conv_dims d = conv_dims(m, l, N);
-            nn_conv2d_backward(din, PG_(m, l->w), NULL, m->arena + m->ws_off, dout, in, P_(m, l->w), &d);
-            break;
-        }
-        case L_NORM: {
-            size_t sc = stat_count(m, l);
-            float *mean = m->arena + l->stats, *rstd = mean + (size_t)m->max_batch * sc;
-            if (m->cfg.norm == NN_NORM_GROUP)
-                nn_groupnorm_backward(din, PG_(m, l->w), PG_(m, l->b), dout, in, l->relu ? out : NULL, mean, rstd,
-                                      P_(m, l->w), N, a->C, HW, m->cfg.groups);
-            else
-                nn_batchnorm_backward(din, PG_(m, l->w), PG_(m, l->b), dout, in, l->relu ? out : NULL, mean, rstd,
-                                      P_(m, l->w), N, a->C, HW, m->train);
-            break;
-        }
-        case L_MAXPOOL:
-            nn_maxpool_backward(din, dout, m->iarena + l->argmax, N, a->C, a->H, a->W, o->H, o->W);
-            break;
-        case L_ADD:
-            nn_add_backward(din, G_(m, l->in2), dout, out, numel(m, l->out), l->relu);
-            break;
-        case L_GAP: nn_avgpool_global_backward(din, dout, N, a->C, HW); break;
-        case L_FC: nn_linear_backward(din, PG_(m, l->w), PG_(m, l->b), dout, in, P_(m, l->w), N, a->C, o->C); break;
-        }
-    }
-    return 0;
+    return run_shares(m, 1, dlogits, dpooled, dF);
 }

@@ -44,6 +44,13 @@ typedef struct nn_model nn_model;
 nn_model *nn_model_create(const nn_model_cfg *cfg, int max_batch, int max_h, int max_w, int with_grad);
 void nn_model_free(nn_model *m); /* accepts NULL */
 
+/* Data-parallel workers: forward and backward split the batch into n contiguous shares run by
+ * n threads, one BLAS thread each (GroupNorm nets; BatchNorm needs the whole batch and runs on
+ * one worker with BLAS threads). Defaults to nn_get_threads() at creation. Results are
+ * deterministic for a given n; with n = 1 everything runs in the calling thread. */
+int nn_model_set_workers(nn_model *m, int n);
+int nn_model_workers(const nn_model *m);
+
 /* PyTorch's default init, seeded: conv and linear weights U(±1/sqrt(fan_in)) (kaiming_uniform
  * with a = sqrt(5)), linear bias U(±1/sqrt(fan_in)), norm weight 1 / bias 0, BN running_mean 0,
  * running_var 1, num_batches_tracked 0. Deterministic for a seed. */

@@ -138,7 +138,7 @@ static void gold_cmp(const char *what, const float *got, const float *ref, size_
 }
 
 /* The weights both sides generate (tools/golden_nn.py synth). */
-static void gold_synth(float *v, size_t n, int t, double bound)
+__attribute__((unused)) static void gold_synth(float *v, size_t n, int t, double bound)
 {
     for (size_t j = 0; j < n; j++) {
         uint64_t h = ((uint64_t)j * 2654435761ULL + (uint64_t)t * 40503ULL + 12345ULL) % 4294967296ULL;

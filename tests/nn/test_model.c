@@ -281,6 +281,41 @@ TEST(deterministic_and_reusable)
     nn_model_free(a), nn_model_free(b);
 }
 
+/* Two data-parallel workers against one: same logits and gradients up to summation order,
+ * and bitwise repeatable run to run. */
+TEST(workers)
+{
+    nn_model_cfg cfg;
+    nn_model_cfg_resnet_gn(&cfg, 3);
+    nn_model *a = nn_model_create(&cfg, 5, 40, 40, 1), *b = nn_model_create(&cfg, 5, 40, 40, 1);
+    CHECK_INT(nn_model_workers(a), 1);
+    CHECK(nn_model_set_workers(b, 2) == 0);
+    CHECK_INT(nn_model_workers(b), 2);
+    nn_model_init(a, 3);
+    nn_model_init(b, 3);
+    mp_rng r;
+    mp_rng_seed(&r, 9);
+    float *x = malloc(5 * 3 * 40 * 40 * 4), dl[15];
+    for (int i = 0; i < 5 * 3 * 40 * 40; i++) x[i] = mp_rng_uniformf(&r, -1, 1);
+    for (int i = 0; i < 15; i++) dl[i] = mp_rng_uniformf(&r, -1, 1);
+    nn_params *pa = nn_model_params(a), *pb = nn_model_params(b);
+    float *g1 = malloc(pb->total * 4);
+    for (int rep = 0; rep < 2; rep++) {
+        nn_params_zero_grad(pa), nn_params_zero_grad(pb);
+        CHECK(nn_model_forward(a, x, 5, 40, 40, 1) == 0 && nn_model_backward(a, dl, NULL) == 0);
+        CHECK(nn_model_forward(b, x, 5, 40, 40, 1) == 0 && nn_model_backward(b, dl, NULL) == 0);
+        gold_cmp("logits, 2 workers", nn_model_logits(b), nn_model_logits(a), 15, 1e-6, 1e-5);
+        int C, H, W;
+        const float *Fa = nn_model_feature_map(a, &C, &H, &W), *Fb = nn_model_feature_map(b, NULL, NULL, NULL);
+        gold_cmp("F, 2 workers", Fb, Fa, (size_t)5 * C * H * W, 1e-6, 1e-5);
+        gold_cmp("grads, 2 workers", pb->grad, pa->grad, pb->total, 1e-5, 1e-4);
+        if (rep == 0) memcpy(g1, pb->grad, pb->total * 4);
+        else CHECK(memcmp(g1, pb->grad, pb->total * 4) == 0);
+    }
+    free(x), free(g1);
+    nn_model_free(a), nn_model_free(b);
+}
+
 int main(void)
 {
     nn_set_threads(1);
@@ -290,5 +325,6 @@ int main(void)
     RUN(golden_resnet18_bn);
     RUN(golden_adam_10_steps);
     RUN(deterministic_and_reusable);
+    RUN(workers);
     return test_done();
 }
