@@ -59,9 +59,17 @@ static inline int first_ge(int off, int s, int lim_minus_off)
     return (lim_minus_off + s - 1) / s;
 }
 
+/* Small maps make rows of a few floats: plain loops, never libc calls (GCC would otherwise turn
+ * them into memset/memcpy calls whose overhead dominates at 7x7 and below). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NN_NOLIBCALL __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NN_NOLIBCALL
+#endif
+
 /* col rows (c,kh,kw), columns the output pixels of one image; ld = row stride of col. */
-static void im2col(float *col, long ld, const float *in, int C, int H, int W, int KH, int KW, int sh,
-                   int sw, int ph, int pw, int OH, int OW)
+NN_VEC NN_NOLIBCALL static void im2col(float *col, long ld, const float *in, int C, int H, int W, int KH, int KW, int sh,
+                                int sw, int ph, int pw, int OH, int OW)
 {
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < KH; kh++)
@@ -76,13 +84,15 @@ static void im2col(float *col, long ld, const float *in, int C, int H, int W, in
                     float *dd = dst + (long)oh * OW;
                     int ih = oh * sh - ph + kh;
                     if (ih < 0 || ih >= H) {
-                        memset(dd, 0, sizeof(float) * OW);
+                        for (int ow = 0; ow < OW; ow++) dd[ow] = 0.0f;
                         continue;
                     }
                     const float *src = in + ((long)c * H + ih) * W + off;
                     for (int ow = 0; ow < lo; ow++) dd[ow] = 0.0f;
                     if (sw == 1)
-                        memcpy(dd + lo, src + lo, sizeof(float) * (hi - lo));
+                        for (int ow = lo; ow < hi; ow++) dd[ow] = src[ow];
+                    else if (sw == 2)
+                        for (int ow = lo; ow < hi; ow++) dd[ow] = src[2 * ow];
                     else
                         for (int ow = lo; ow < hi; ow++) dd[ow] = src[(long)ow * sw];
                     for (int ow = hi; ow < OW; ow++) dd[ow] = 0.0f;
@@ -90,8 +100,8 @@ static void im2col(float *col, long ld, const float *in, int C, int H, int W, in
             }
 }
 
-static void col2im(float *in, const float *col, long ld, int C, int H, int W, int KH, int KW, int sh,
-                   int sw, int ph, int pw, int OH, int OW)
+NN_VEC NN_NOLIBCALL static void col2im(float *in, const float *col, long ld, int C, int H, int W, int KH, int KW, int sh,
+                                int sw, int ph, int pw, int OH, int OW)
 {
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < KH; kh++)
@@ -113,12 +123,79 @@ static void col2im(float *in, const float *col, long ld, int C, int H, int W, in
             }
 }
 
+/* Small maps (≤ NN_TAB_MAX output pixels): one index table per (kh, kw) maps each output pixel
+ * to its input pixel (−1 in the padding), built once per conv call; im2col is then a gather and
+ * col2im a scatter-add with no per-row bookkeeping, which dominates at 7x7 and below. */
+#define NN_TAB_MAX 256
+
+static void build_tab(int *tab, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW)
+{
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    int ih = oh * sh - ph + kh, iw = ow * sw - pw + kw;
+                    *tab++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? ih * W + iw : -1;
+                }
+}
+
+NN_VEC static void im2col_tab(float *col, long ld, const float *in, const int *tab, int C, long HW, int KK, int hw)
+{
+    for (int c = 0; c < C; c++) {
+        const float *pl = in + c * HW;
+        for (int k = 0; k < KK; k++) {
+            float *d = col + ((long)c * KK + k) * ld;
+            const int *t = tab + (long)k * hw;
+            for (int p = 0; p < hw; p++) d[p] = t[p] >= 0 ? pl[t[p]] : 0.0f;
+        }
+    }
+}
+
+static void col2im_tab(float *in, const float *col, long ld, const int *tab, int C, long HW, int KK, int hw)
+{
+    for (int c = 0; c < C; c++) {
+        float *pl = in + c * HW;
+        for (int k = 0; k < KK; k++) {
+            const float *d = col + ((long)c * KK + k) * ld;
+            const int *t = tab + (long)k * hw;
+            for (int p = 0; p < hw; p++)
+                if (t[p] >= 0) pl[t[p]] += d[p];
+        }
+    }
+}
+
+/* Batched GEMMs keep images side by side (OC × g·hw); NCHW wants them one after another. */
+NN_VEC NN_NOLIBCALL static void scatter_images(float *o, const float *tmp, int gn, int OC, long hw, long ld)
+{
+    for (int j = 0; j < gn; j++)
+        for (int oc = 0; oc < OC; oc++) {
+            float *d = o + ((long)j * OC + oc) * hw;
+            const float *s = tmp + oc * ld + j * hw;
+            for (long i = 0; i < hw; i++) d[i] = s[i];
+        }
+}
+
+NN_VEC NN_NOLIBCALL static void gather_images(float *tmp, const float *dy, int gn, int OC, long hw, long ld)
+{
+    for (int j = 0; j < gn; j++)
+        for (int oc = 0; oc < OC; oc++) {
+            const float *s = dy + ((long)j * OC + oc) * hw;
+            float *d = tmp + oc * ld + j * hw;
+            for (long i = 0; i < hw; i++) d[i] = s[i];
+        }
+}
+
 void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, const float *b,
                        const nn_conv_dims *d)
 {
     int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
     long hw = (long)OH * OW, ihw = (long)d->H * d->W;
     int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
+    int tabbuf[hw <= NN_TAB_MAX && g > 1 ? d->KH * d->KW * hw : 1], *tab = NULL;
+    if (hw <= NN_TAB_MAX && g > 1) {
+        build_tab(tabbuf, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+        tab = tabbuf;
+    }
     for (int n0 = 0; n0 < d->N; n0 += g) {
         int gn = d->N - n0 < g ? d->N - n0 : g;
         float *o = out + (long)n0 * d->OC * hw;
@@ -132,13 +209,15 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
         } else {
             long ld = gn * hw;
             float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
-            for (int j = 0; j < gn; j++)
-                im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW,
-                       d->sh, d->sw, d->ph, d->pw, OH, OW);
+            for (int j = 0; j < gn; j++) {
+                const float *src = in + (long)(n0 + j) * d->C * ihw;
+                if (tab)
+                    im2col_tab(col + j * hw, ld, src, tab, d->C, ihw, d->KH * d->KW, (int)hw);
+                else
+                    im2col(col + j * hw, ld, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+            }
             nn_sgemm(0, 0, d->OC, (int)ld, ckk, 1.0f, w, ckk, col, (int)ld, 0.0f, tmp, (int)ld);
-            for (int j = 0; j < gn; j++)
-                for (int oc = 0; oc < d->OC; oc++)
-                    memcpy(o + ((long)j * d->OC + oc) * hw, tmp + oc * ld + j * hw, sizeof(float) * hw);
+            scatter_images(o, tmp, gn, d->OC, hw, ld);
         }
         if (b)
             for (int j = 0; j < gn; j++)
@@ -164,6 +243,11 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
                 db[oc] += (float)s;
             }
     if (!dw && !din) return;
+    int tabbuf[hw <= NN_TAB_MAX && g > 1 ? d->KH * d->KW * hw : 1], *tab = NULL;
+    if (hw <= NN_TAB_MAX && g > 1) {
+        build_tab(tabbuf, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+        tab = tabbuf;
+    }
     for (int n0 = 0; n0 < d->N; n0 += g) {
         int gn = d->N - n0 < g ? d->N - n0 : g;
         const float *dy = dout + (long)n0 * d->OC * hw;
@@ -186,20 +270,28 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
         } else {
             long ld = gn * hw;
             float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
-            for (int j = 0; j < gn; j++)
-                for (int oc = 0; oc < d->OC; oc++)
-                    memcpy(tmp + oc * ld + j * hw, dy + ((long)j * d->OC + oc) * hw, sizeof(float) * hw);
+            gather_images(tmp, dy, gn, d->OC, hw, ld);
             if (dw) {
-                for (int j = 0; j < gn; j++)
-                    im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH,
-                           d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+                for (int j = 0; j < gn; j++) {
+                    const float *src = in + (long)(n0 + j) * d->C * ihw;
+                    if (tab)
+                        im2col_tab(col + j * hw, ld, src, tab, d->C, ihw, d->KH * d->KW, (int)hw);
+                    else
+                        im2col(col + j * hw, ld, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw,
+                               OH, OW);
+                }
                 nn_sgemm(0, 1, d->OC, ckk, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f, dw, ckk);
             }
             if (din) {
                 nn_sgemm(1, 0, ckk, (int)ld, d->OC, 1.0f, w, ckk, tmp, (int)ld, 0.0f, col, (int)ld);
-                for (int j = 0; j < gn; j++)
-                    col2im(din + (long)(n0 + j) * d->C * ihw, col + j * hw, ld, d->C, d->H, d->W, d->KH,
-                           d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+                for (int j = 0; j < gn; j++) {
+                    float *dst = din + (long)(n0 + j) * d->C * ihw;
+                    if (tab)
+                        col2im_tab(dst, col + j * hw, ld, tab, d->C, ihw, d->KH * d->KW, (int)hw);
+                    else
+                        col2im(dst, col + j * hw, ld, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw,
+                               OH, OW);
+                }
             }
         }
     }
@@ -221,7 +313,7 @@ NN_VEC static void affine_plane(float *o, const float *x, long n, float mean, fl
 }
 
 /* sums over a plane of g = dy (masked by out > 0 when out != NULL): Σg and Σg·x */
-NN_VEC static void plane_sums(const float *dy, const float *x, const float *out, long n, double *sg, double *sgx)
+static inline void plane_sums(const float *dy, const float *x, const float *out, long n, double *sg, double *sgx)
 {
     float a[LANES] = {0}, b[LANES] = {0};
     long i = 0;
@@ -287,29 +379,44 @@ static void planes_stats(const float *x, long stride, int nplanes, long n, doubl
     *var = v / cnt;
 }
 
+/* One group of GroupNorm: cpg channel planes, contiguous in NCHW. */
+NN_VEC static void gn_apply(float *out, const float *in, int cpg, long HW, float mean, float r, const float *gamma,
+                            const float *beta, int relu)
+{
+    for (int c = 0; c < cpg; c++) {
+        float scale = r * (gamma ? gamma[c] : 1.0f), b = beta ? beta[c] : 0.0f;
+        const float *x = in + c * HW;
+        float *o = out + c * HW;
+        if (relu)
+            for (long i = 0; i < HW; i++) {
+                float v = (x[i] - mean) * scale + b;
+                o[i] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (long i = 0; i < HW; i++) o[i] = (x[i] - mean) * scale + b;
+    }
+}
+
 void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
                           const float *beta, int N, int C, int HW, int G, float eps, int relu)
 {
     int cpg = C / G;
     assert(cpg * G == C);
+    long cnt = (long)cpg * HW;
     for (int n = 0; n < N; n++)
         for (int g = 0; g < G; g++) {
             long base = ((long)n * C + (long)g * cpg) * HW;
-            double m, v;
-            planes_stats(in + base, HW, cpg, HW, &m, &v);
+            double m = lane_sum(in + base, cnt) / cnt;
+            double v = lane_sqdev(in + base, cnt, (float)m) / cnt;
             float r = (float)(1.0 / sqrt(v + eps));
             mean[n * G + g] = (float)m;
             rstd[n * G + g] = r;
-            for (int c = 0; c < cpg; c++) {
-                int ch = g * cpg + c;
-                float scale = r * (gamma ? gamma[ch] : 1.0f);
-                affine_plane(out + base + (long)c * HW, in + base + (long)c * HW, HW, (float)m, scale,
-                             beta ? beta[ch] : 0.0f, relu);
-            }
+            gn_apply(out + base, in + base, cpg, HW, (float)m, r, gamma ? gamma + g * cpg : NULL,
+                     beta ? beta + g * cpg : NULL, relu);
         }
 }
 
-NN_VEC static void norm_dx(float *dx, const float *dy, const float *x, const float *o, long n, float k, float mean,
+static inline void norm_dx(float *dx, const float *dy, const float *x, const float *o, long n, float k, float mean,
                            float c2, float c3)
 {
     if (o)
@@ -324,7 +431,7 @@ NN_VEC static void norm_dx(float *dx, const float *dy, const float *x, const flo
 /* Backward of y = (x - mean)·rstd·gamma + beta over a set of planes sharing one (mean, rstd):
  * dx = dy·rstd·gamma + (x − mean)·c2 + c3 with the group sums folded into c2, c3. stats_sums=1 means
  * mean and rstd came from these planes (train); 0 means they are constants (BN eval). */
-static void norm_backward_group(float *din, float *dgamma, float *dbeta, const float *dout,
+NN_VEC static void norm_backward_group(float *din, float *dgamma, float *dbeta, const float *dout,
                                 const float *in, const float *out, float mean, float rstd,
                                 const float *gamma, int c0, int nch, int nrep, long rep_stride, long HW,
                                 int stats_sums)

@@ -127,7 +127,8 @@ TEST(conv2d)
     conv_case(2, 2, 9, 7, 3, 3, 2, 2, 1, 1, 0, 1);   /* asymmetric kernel/stride/pad */
     conv_case(2, 2, 33, 33, 3, 3, 3, 1, 1, 1, 1, 0); /* ≥1024 output pixels: per image */
     conv_case(2, 2, 34, 34, 2, 1, 1, 1, 1, 0, 0, 0); /* direct 1x1 on a large map */
-    conv_case(5, 3, 3, 3, 4, 3, 3, 2, 2, 1, 1, 1);   /* 2x2 maps, batched group */
+    conv_case(5, 3, 3, 3, 4, 3, 3, 2, 2, 1, 1, 1);   /* 2x2 maps, batched group (index tables) */
+    conv_case(2, 2, 20, 20, 3, 3, 3, 1, 1, 1, 1, 0); /* 400 pixels: batched, row-wise im2col */
 }
 
 /* ------------------------------------------------------------ norms */
