@@ -68,8 +68,8 @@ static inline int first_ge(int off, int s, int lim_minus_off)
 #endif
 
 /* col rows (c,kh,kw), columns the output pixels of one image; ld = row stride of col. */
-NN_VEC NN_NOLIBCALL static void im2col(float *col, long ld, const float *in, int C, int H, int W, int KH, int KW, int sh,
-                                int sw, int ph, int pw, int OH, int OW)
+NN_VEC NN_NOLIBCALL static void im2col_rows(float *col, long ld, const float *in, int C, int H, int W, int KH, int KW,
+                                            int sh, int sw, int ph, int pw, int oh0, int oh1, int OW)
 {
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < KH; kh++)
@@ -80,8 +80,8 @@ NN_VEC NN_NOLIBCALL static void im2col(float *col, long ld, const float *in, int
                 if (lo > OW) lo = OW;
                 if (hi > OW) hi = OW;
                 if (hi < lo) hi = lo;
-                for (int oh = 0; oh < OH; oh++) {
-                    float *dd = dst + (long)oh * OW;
+                for (int oh = oh0; oh < oh1; oh++) {
+                    float *dd = dst + (long)(oh - oh0) * OW;
                     int ih = oh * sh - ph + kh;
                     if (ih < 0 || ih >= H) {
                         for (int ow = 0; ow < OW; ow++) dd[ow] = 0.0f;
@@ -100,8 +100,8 @@ NN_VEC NN_NOLIBCALL static void im2col(float *col, long ld, const float *in, int
             }
 }
 
-NN_VEC NN_NOLIBCALL static void col2im(float *in, const float *col, long ld, int C, int H, int W, int KH, int KW, int sh,
-                                int sw, int ph, int pw, int OH, int OW)
+NN_VEC NN_NOLIBCALL static void col2im_rows(float *in, const float *col, long ld, int C, int H, int W, int KH, int KW,
+                                            int sh, int sw, int ph, int pw, int oh0, int oh1, int OW)
 {
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < KH; kh++)
@@ -110,10 +110,10 @@ NN_VEC NN_NOLIBCALL static void col2im(float *in, const float *col, long ld, int
                 int off = kw - pw;
                 int lo = first_ge(off, sw, -off), hi = first_ge(off, sw, W - off);
                 if (hi > OW) hi = OW;
-                for (int oh = 0; oh < OH; oh++) {
+                for (int oh = oh0; oh < oh1; oh++) {
                     int ih = oh * sh - ph + kh;
                     if (ih < 0 || ih >= H) continue;
-                    const float *s = srcrow + (long)oh * OW;
+                    const float *s = srcrow + (long)(oh - oh0) * OW;
                     float *dst = in + ((long)c * H + ih) * W + off;
                     if (sw == 1)
                         for (int ow = lo; ow < hi; ow++) dst[ow] += s[ow];
@@ -121,6 +121,29 @@ NN_VEC NN_NOLIBCALL static void col2im(float *in, const float *col, long ld, int
                         for (int ow = lo; ow < hi; ow++) dst[(long)ow * sw] += s[ow];
                 }
             }
+}
+
+static void im2col(float *col, long ld, const float *in, int C, int H, int W, int KH, int KW, int sh, int sw,
+                   int ph, int pw, int OH, int OW)
+{
+    im2col_rows(col, ld, in, C, H, W, KH, KW, sh, sw, ph, pw, 0, OH, OW);
+}
+
+static void col2im(float *in, const float *col, long ld, int C, int H, int W, int KH, int KW, int sh, int sw,
+                   int ph, int pw, int OH, int OW)
+{
+    col2im_rows(in, col, ld, C, H, W, KH, KW, sh, sw, ph, pw, 0, OH, OW);
+}
+
+/* Large maps: the per-image column matrix (e.g. 147 × 12544 floats for the stem at 224 px)
+ * would stream through memory between im2col and the GEMM; taking it in bands of output rows
+ * of about NN_BAND_FLOATS keeps each band in L2 for the GEMM that consumes it. */
+#define NN_BAND_FLOATS (256 * 1024)
+
+static int band_rows(int ckk, int OH, int OW)
+{
+    long r = NN_BAND_FLOATS / ((long)ckk * OW);
+    return r < 1 ? 1 : r > OH ? OH : (int)r;
 }
 
 /* Small maps (≤ NN_TAB_MAX output pixels): one index table per (kh, kw) maps each output pixel
@@ -135,32 +158,37 @@ static void build_tab(int *tab, int H, int W, int KH, int KW, int sh, int sw, in
             for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {
                     int ih = oh * sh - ph + kh, iw = ow * sw - pw + kw;
-                    *tab++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? ih * W + iw : -1;
+                    /* padding reads the zero kept just past the plane */
+                    *tab++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? ih * W + iw : H * W;
                 }
 }
 
 NN_VEC static void im2col_tab(float *col, long ld, const float *in, const int *tab, int C, long HW, int KK, int hw)
 {
+    float pl[HW + 1]; /* the plane plus one zero: a branch-free gather */
+    pl[HW] = 0.0f;
     for (int c = 0; c < C; c++) {
-        const float *pl = in + c * HW;
+        memcpy(pl, in + c * HW, sizeof(float) * HW);
         for (int k = 0; k < KK; k++) {
             float *d = col + ((long)c * KK + k) * ld;
             const int *t = tab + (long)k * hw;
-            for (int p = 0; p < hw; p++) d[p] = t[p] >= 0 ? pl[t[p]] : 0.0f;
+            for (int p = 0; p < hw; p++) d[p] = pl[t[p]];
         }
     }
 }
 
 static void col2im_tab(float *in, const float *col, long ld, const int *tab, int C, long HW, int KK, int hw)
 {
+    float pl[HW + 1];
     for (int c = 0; c < C; c++) {
-        float *pl = in + c * HW;
+        memcpy(pl, in + c * HW, sizeof(float) * HW);
+        pl[HW] = 0.0f;
         for (int k = 0; k < KK; k++) {
             const float *d = col + ((long)c * KK + k) * ld;
             const int *t = tab + (long)k * hw;
-            for (int p = 0; p < hw; p++)
-                if (t[p] >= 0) pl[t[p]] += d[p];
+            for (int p = 0; p < hw; p++) pl[t[p]] += d[p];
         }
+        memcpy(in + c * HW, pl, sizeof(float) * HW);
     }
 }
 
@@ -201,11 +229,16 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
         float *o = out + (long)n0 * d->OC * hw;
         if (g == 1) {
             const float *src = in + (long)n0 * d->C * ihw;
-            if (!direct) {
-                im2col(ws, hw, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
-                src = ws;
+            if (direct) {
+                nn_sgemm(0, 0, d->OC, (int)hw, ckk, 1.0f, w, ckk, src, (int)hw, 0.0f, o, (int)hw);
+            } else {
+                int br = band_rows(ckk, OH, OW);
+                for (int r0 = 0; r0 < OH; r0 += br) {
+                    int r1 = r0 + br < OH ? r0 + br : OH, cols = (r1 - r0) * OW;
+                    im2col_rows(ws, cols, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, r0, r1, OW);
+                    nn_sgemm(0, 0, d->OC, cols, ckk, 1.0f, w, ckk, ws, cols, 0.0f, o + (long)r0 * OW, (int)hw);
+                }
             }
-            nn_sgemm(0, 0, d->OC, (int)hw, ckk, 1.0f, w, ckk, src, (int)hw, 0.0f, o, (int)hw);
         } else {
             long ld = gn * hw;
             float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
@@ -259,13 +292,18 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
                 if (dsrc) nn_sgemm(1, 0, ckk, (int)hw, d->OC, 1.0f, w, ckk, dy, (int)hw, 1.0f, dsrc, (int)hw);
                 continue;
             }
-            if (dw) {
-                im2col(ws, hw, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
-                nn_sgemm(0, 1, d->OC, ckk, (int)hw, 1.0f, dy, (int)hw, ws, (int)hw, 1.0f, dw, ckk);
-            }
-            if (dsrc) {
-                nn_sgemm(1, 0, ckk, (int)hw, d->OC, 1.0f, w, ckk, dy, (int)hw, 0.0f, ws, (int)hw);
-                col2im(dsrc, ws, hw, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+            int br = band_rows(ckk, OH, OW);
+            for (int r0 = 0; r0 < OH; r0 += br) {
+                int r1 = r0 + br < OH ? r0 + br : OH, cols = (r1 - r0) * OW;
+                const float *dyb = dy + (long)r0 * OW;
+                if (dw) {
+                    im2col_rows(ws, cols, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, r0, r1, OW);
+                    nn_sgemm(0, 1, d->OC, ckk, cols, 1.0f, dyb, (int)hw, ws, cols, 1.0f, dw, ckk);
+                }
+                if (dsrc) {
+                    nn_sgemm(1, 0, ckk, cols, d->OC, 1.0f, w, ckk, dyb, (int)hw, 0.0f, ws, cols);
+                    col2im_rows(dsrc, ws, cols, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, r0, r1, OW);
+                }
             }
         } else {
             long ld = gn * hw;
