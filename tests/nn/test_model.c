@@ -304,11 +304,11 @@ TEST(workers)
         nn_params_zero_grad(pa), nn_params_zero_grad(pb);
         CHECK(nn_model_forward(a, x, 5, 40, 40, 1) == 0 && nn_model_backward(a, dl, NULL) == 0);
         CHECK(nn_model_forward(b, x, 5, 40, 40, 1) == 0 && nn_model_backward(b, dl, NULL) == 0);
-        gold_cmp("logits, 2 workers", nn_model_logits(b), nn_model_logits(a), 15, 1e-6, 1e-5);
+        gold_cmp("logits, 2 workers", nn_model_logits(b), nn_model_logits(a), 15, FWD_ATOL, FWD_RTOL);
         int C, H, W;
         const float *Fa = nn_model_feature_map(a, &C, &H, &W), *Fb = nn_model_feature_map(b, NULL, NULL, NULL);
-        gold_cmp("F, 2 workers", Fb, Fa, (size_t)5 * C * H * W, 1e-6, 1e-5);
-        gold_cmp("grads, 2 workers", pb->grad, pa->grad, pb->total, 1e-5, 1e-4);
+        gold_cmp("F, 2 workers", Fb, Fa, (size_t)5 * C * H * W, FWD_ATOL, FWD_RTOL);
+        gold_cmp("grads, 2 workers", pb->grad, pa->grad, pb->total, GRAD_ATOL, GRAD_RTOL);
         if (rep == 0) memcpy(g1, pb->grad, pb->total * 4);
         else CHECK(memcmp(g1, pb->grad, pb->total * 4) == 0);
     }
