@@ -55,13 +55,13 @@ def draw_aug(rng):
 
 
 def gray(x):
-    return 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
+    return 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
 
 
 def rgb2hsv(x):
-    r, g, b = x[0], x[1], x[2]
-    mx, _ = x.max(0)
-    mn, _ = x.min(0)
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    mx, _ = x.max(1)
+    mn, _ = x.min(1)
     d = mx - mn
     s = torch.where(mx > 0, d / mx.clamp(min=1e-12), torch.zeros_like(mx))
     dd = d.clamp(min=1e-12)
@@ -75,41 +75,55 @@ def hsv2rgb(h, s, v):
     i = torch.floor(h6).long() % 6
     f = h6 - torch.floor(h6)
     p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    sel = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
-    out = torch.zeros(3, *h.shape)
-    for k, (a, b, c) in enumerate(sel):
-        m = i == k
-        out[0][m], out[1][m], out[2][m] = a[m], b[m], c[m]
-    return out
+    r = torch.stack([v, q, p, p, t, v])
+    g = torch.stack([t, v, v, q, p, p])
+    b = torch.stack([p, p, t, v, v, q])
+    idx = i.unsqueeze(0)
+    return torch.stack([r.gather(0, idx)[0], g.gather(0, idx)[0], b.gather(0, idx)[0]], 1)
 
 
-def augment(img, a, extra=None):
-    """img: 3×H×W float in [0,1]; returns the jittered, flipped, rotated image."""
-    x = img.clone()
-    for op in a["order"]:
-        if op == 0:
-            x = (x * a["b"]).clamp(0, 1)
-        elif op == 1:
-            m = gray(x).mean()
-            x = (a["c"] * x + (1 - a["c"]) * m).clamp(0, 1)
-        elif op == 2:
-            g = gray(x)
-            x = (a["s"] * x + (1 - a["s"]) * g).clamp(0, 1)
-        else:
-            h, s, v = rgb2hsv(x)
-            h = h + a["hue"]
-            x = hsv2rgb(h - torch.floor(h), s, v)
-    if a["h"]:
-        x = x.flip(2)
-    if a["v"]:
-        x = x.flip(1)
-    x = torch.rot90(x, int(a["r"]), (1, 2))
-    if extra is not None:
-        hf, rot = extra
-        if hf:
-            x = x.flip(2)
-        x = torch.rot90(x, rot, (1, 2))
-    return x
+def augment_batch(x, augs, extra=None):
+    """x: B×3×H×W in [0,1]; augs: one draw per sample (colour jitter in each sample's own op order,
+    then flips and rot90, then the optional extra flip/rot90 of the mean-teacher view)."""
+    x = x.clone()
+    B = x.shape[0]
+    col = lambda key: torch.tensor([a[key] for a in augs], dtype=torch.float32).view(B, 1, 1, 1)
+    bf, cf, sf, hf = col("b"), col("c"), col("s"), col("hue").view(B, 1, 1)
+    order = np.stack([a["order"] for a in augs])
+    for pos in range(4):
+        for op in range(4):
+            m = torch.from_numpy(order[:, pos] == op)
+            if not m.any():
+                continue
+            y = x[m]
+            if op == 0:
+                y = (y * bf[m]).clamp(0, 1)
+            elif op == 1:
+                mean = gray(y).mean((1, 2)).view(-1, 1, 1, 1)
+                y = (cf[m] * y + (1 - cf[m]) * mean).clamp(0, 1)
+            elif op == 2:
+                g = gray(y).unsqueeze(1)
+                y = (sf[m] * y + (1 - sf[m]) * g).clamp(0, 1)
+            else:
+                h, s_, v = rgb2hsv(y)
+                h = h + hf[m]
+                y = hsv2rgb(h - torch.floor(h), s_, v)
+            x[m] = y
+    out = []
+    for i, a in enumerate(augs):
+        xi = x[i]
+        if a["h"]:
+            xi = xi.flip(2)
+        if a["v"]:
+            xi = xi.flip(1)
+        xi = torch.rot90(xi, int(a["r"]), (1, 2))
+        if extra is not None:
+            e_h, e_r = extra[i]
+            if e_h:
+                xi = xi.flip(2)
+            xi = torch.rot90(xi, e_r, (1, 2))
+        out.append(xi)
+    return torch.stack(out)
 
 
 def stats(imgs):
@@ -125,25 +139,20 @@ def to_tensor(u8, mean, std):
 
 def batch_views(imgs_list, idx, epoch_key, seed, norms, extra_rng=None):
     """Augmented, normalised batch for each image array in imgs_list (same draw for all views)."""
-    outs = [[] for _ in imgs_list]
-    extra = []
-    for i in idx:
-        a = draw_aug(np.random.default_rng([seed, 0xa06, epoch_key, int(i)]))
-        for v, arr in enumerate(imgs_list):
-            x = torch.from_numpy(arr[i]).float().permute(2, 0, 1) / 255
-            x = augment(x, a)
-            m, s = norms[v]
-            outs[v].append((x - torch.tensor(m).float().view(3, 1, 1)) / torch.tensor(s).float().view(3, 1, 1))
-        if extra_rng is not None:
-            e = np.random.default_rng([seed, 0x7e1, extra_rng, int(i)])
-            hf, rot = int(e.integers(2)), int(e.integers(4))
-            x = torch.from_numpy(imgs_list[0][i]).float().permute(2, 0, 1) / 255
-            x = augment(x, a, (hf, rot))
-            m, s = norms[0]
-            extra.append((x - torch.tensor(m).float().view(3, 1, 1)) / torch.tensor(s).float().view(3, 1, 1))
-    res = [torch.stack(o) for o in outs]
+    augs = [draw_aug(np.random.default_rng([seed, 0xa06, epoch_key, int(i)])) for i in idx]
+    res = []
+    for v, arr in enumerate(imgs_list):
+        x = torch.from_numpy(arr[idx]).float().permute(0, 3, 1, 2) / 255
+        m, s = norms[v]
+        res.append((augment_batch(x, augs) - torch.tensor(m).float().view(1, 3, 1, 1)) / torch.tensor(s).float().view(1, 3, 1, 1))
     if extra_rng is not None:
-        res.append(torch.stack(extra))
+        ex = []
+        for i in idx:
+            e = np.random.default_rng([seed, 0x7e1, extra_rng, int(i)])
+            ex.append((int(e.integers(2)), int(e.integers(4))))
+        x = torch.from_numpy(imgs_list[0][idx]).float().permute(0, 3, 1, 2) / 255
+        m, s = norms[0]
+        res.append((augment_batch(x, augs, ex) - torch.tensor(m).float().view(1, 3, 1, 1)) / torch.tensor(s).float().view(1, 3, 1, 1))
     return res
 
 
