@@ -819,8 +819,18 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
             for (int j = 0; j < 6; j++) psum[j] += parts[j];
             if (pg && (steps_done % (o->log_every > 0 ? o->log_every : 1) == 0 || nsteps == nb)) {
                 char extra[256];
-                snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f %.0f img/s", epoch + 1, o->epochs, lsum / nsteps,
-                         nimg / (mp_now() - te));
+                /* loss terms that are active in this method, as running means over the epoch; in JSON
+                 * mode the extra text is a JSON fragment appended to the progress object */
+                static const char *tn[6] = {"kd", "feat", "ce", "mt", "ccd", "crp"};
+                int js = o->progress == MP_PROGRESS_JSON;
+                int off = snprintf(extra, sizeof extra, js ? "\"epoch\":%d,\"epochs\":%d,\"step\":%lld,\"loss\":%.5g"
+                                                           : "epoch %d/%d step %lld loss %.4f",
+                                   epoch + 1, o->epochs, (long long)R->step, lsum / nsteps);
+                for (int j = 0; j < 6 && off < (int)sizeof extra; j++)
+                    if (psum[j] != 0)
+                        off += snprintf(extra + off, sizeof extra - off, js ? ",\"%s\":%.5g" : " %s %.4f", tn[j], psum[j] / nsteps);
+                if (off < (int)sizeof extra)
+                    snprintf(extra + off, sizeof extra - off, js ? ",\"img_per_s\":%.1f" : " %.0f img/s", nimg / (mp_now() - te));
                 mp_progress_update(pg, (uint64_t)steps_done, extra);
             }
         }
@@ -875,8 +885,11 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
         write_curve(pngp, R->hist, R->nhist);
         if (pg) {
             char extra[256];
-            snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f val bacc %.4f%s", epoch + 1, o->epochs, l, val,
-                     improved ? " (best)" : "");
+            snprintf(extra, sizeof extra,
+                     o->progress == MP_PROGRESS_JSON ? "\"epoch\":%d,\"epochs\":%d,\"loss\":%.5g,\"val_balanced_accuracy\":%.5g,\"best\":%s"
+                                                     : "epoch %d/%d loss %.4f val bacc %.4f%s",
+                     epoch + 1, o->epochs, l, isnan(val) ? -1.0 : val,
+                     o->progress == MP_PROGRESS_JSON ? (improved ? "true" : "false") : improved ? " (best)" : "");
             mp_progress_update(pg, (uint64_t)steps_done, extra);
         }
         if (o->progress != MP_PROGRESS_JSON)
