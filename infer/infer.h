@@ -76,7 +76,7 @@ int infer_geojson_write(const char *path, const infer_grid *g, const float *prob
 typedef struct {
     int stride;          /* px at the model's magnification; 0 = the input size */
     int klass;           /* --class K: the class shown in overlay.png (-1 = last class) */
-    int batch;           /* patches per forward */
+    int batch;           /* patches per forward; 0 = infer_auto_batch(input size) */
     int threads;         /* BLAS threads for the model; the reader is one more thread */
     double mpp;          /* > 0 overrides the slide's MPP */
     double min_tissue;   /* a cell is evaluated when its patch is at least this share tissue */
@@ -87,12 +87,14 @@ typedef struct {
 } infer_opts;
 
 void infer_opts_default(infer_opts *o);
+/* Default batch for a patch side: 8 at >= 112 px (memory), 64 below (GEMM efficiency). */
+int infer_auto_batch(int size);
 /* Once per process: libvips and libtiff handlers (through the tiler). */
 int infer_global_init(const char *argv0);
 
 typedef struct infer_model infer_model;
 /* Load a checkpoint for inference: architecture, weights, mag, input_size, norm.mean/std,
- * class names. NULL + mp_err "CKPT: reason". */
+ * class names; max_batch 0 = infer_auto_batch(input size). NULL + mp_err "CKPT: reason". */
 infer_model *infer_model_load(const char *path, int max_batch);
 void infer_model_free(infer_model *m);
 int infer_model_classes(const infer_model *m);

@@ -52,7 +52,7 @@ infer_model *infer_model_load(const char *path, int max_batch)
         mp_err_set("%s: bad norm.mean/norm.std ('%s' / '%s')", path, mean ? mean : "", std ? std : "");
         goto fail;
     }
-    m->max_batch = max_batch < 1 ? 1 : max_batch;
+    m->max_batch = max_batch < 1 ? infer_auto_batch(m->size) : max_batch;
     m->net = nn_model_from_ckpt(&ck, m->max_batch, m->size, m->size, 0);
     if (!m->net) goto fail;
     const nn_model_cfg *cfg = nn_model_config(m->net);

@@ -33,7 +33,7 @@ static void usage(FILE *f)
             "  --out DIR          output directory (required)\n"
             "  --stride PX        grid step in model pixels (default: the input size, no overlap)\n"
             "  --class K          class shown in overlay.png (default: the last class)\n"
-            "  --batch N          patches per forward (default 32)\n"
+            "  --batch N          patches per forward (default 8 for inputs >= 112 px, else 64)\n"
             "  --threads N        BLAS threads for the model (default: number of cores); one more\n"
             "                     thread reads and resamples the next batch meanwhile\n"
             "  --mpp X            µm per level-0 pixel; overrides the file (needed when it has none)\n"
@@ -145,7 +145,7 @@ int cmd_infer(int argc, char **argv)
         return MP_EXIT_FAIL;
     }
     nn_set_threads(o.threads);
-    infer_model *m = infer_model_load(ckpt, o.batch);
+    infer_model *m = infer_model_load(ckpt, o.batch); /* 0: sized for the checkpoint's input */
     if (!m) {
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
