@@ -153,6 +153,9 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
     for (int r = 0; r < p->n_reads; r++) finest = p->reads[r].wl > finest ? p->reads[r].wl : finest;
     int k = (int)((4 << 20) / ((double)finest * finest));
     k = k < 1 ? 1 : k > 16 ? 16 : k;
+    /* Benchmark hook: MAGPIE_TILER_CHUNK_COLS=1 reads patch by patch (bench/tiler). */
+    const char *env = getenv("MAGPIE_TILER_CHUNK_COLS");
+    if (env && atoi(env) > 0) k = atoi(env);
     p->chunk_cols = k;
     p->chunks = mp_xmalloc((p->n_cells + 1) * sizeof *p->chunks);
     for (int i = 0; i < p->n_cells;) {

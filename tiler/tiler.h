@@ -122,6 +122,7 @@ void tiler_qc(const uint8_t *rgb, int w, int h, double *blur, double *brightness
 /* Test hooks (environment, read once per slide):
  *   MAGPIE_TILER_FAIL="gx,gy;gx,gy"  reads of these cells fail (recorded in tile_errors)
  *   MAGPIE_TILER_KILL="after-start" | "batch:N" | "in-batch:N" | "before-finish"
- *                                    SIGKILL the process at that point (crash tests) */
+ *                                    SIGKILL the process at that point (crash tests)
+ *   MAGPIE_TILER_CHUNK_COLS=K        cells per row read (default from geometry; bench/tiler) */
 
 #endif
