@@ -74,6 +74,15 @@ static int cmp_cell(const void *a, const void *b)
     return x->gx < y->gx ? -1 : x->gx > y->gx;
 }
 
+static int cmp_chunk(const void *a, const void *b)
+{
+    const plan_chunk *x = a, *y = b;
+    int bx = x->gy / 8, by = y->gy / 8; /* UNIT_ROWS */
+    if (bx != by) return bx < by ? -1 : 1;
+    if (x->col != y->col) return x->col < y->col ? -1 : 1;
+    return x->gy < y->gy ? -1 : x->gy > y->gy;
+}
+
 int plan_build(plan *p, const char *path, const tiler_opts *o)
 {
     memset(p, 0, sizeof *p);
@@ -163,7 +172,25 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
         while (j < p->n_cells && p->cells[j].gy == p->cells[i].gy && p->cells[j].gx / k == p->cells[i].gx / k) j++;
         p->chunks[p->n_chunks].first = i;
         p->chunks[p->n_chunks].count = j - i;
+        p->chunks[p->n_chunks].gy = p->cells[i].gy;
+        p->chunks[p->n_chunks].col = p->cells[i].gx / k;
         p->n_chunks++;
+        i = j;
+    }
+    /* Work order: bands of UNIT_ROWS grid rows; inside a band, column chunk by column chunk,
+     * top to bottom. A worker then reads the tile row shared by two grid rows twice in a row,
+     * while it is still in its tile cache (tiles and patches rarely align). */
+    enum { UNIT_ROWS = 8 };
+    qsort(p->chunks, p->n_chunks, sizeof *p->chunks, cmp_chunk);
+    p->units = mp_xmalloc((p->n_chunks + 1) * sizeof *p->units);
+    for (int i = 0; i < p->n_chunks;) {
+        int j = i + 1;
+        while (j < p->n_chunks && p->chunks[j].gy / UNIT_ROWS == p->chunks[i].gy / UNIT_ROWS &&
+               p->chunks[j].col == p->chunks[i].col)
+            j++;
+        p->units[p->n_units].first = i;
+        p->units[p->n_units].count = j - i;
+        p->n_units++;
         i = j;
     }
     return 0;
@@ -175,6 +202,8 @@ void plan_free(plan *p)
     tiler_mask_free(&p->mask);
     free(p->cells);
     free(p->chunks);
+    free(p->units);
+    p->units = NULL;
     p->cells = NULL;
     p->chunks = NULL;
 }

@@ -27,7 +27,10 @@ typedef struct {
     int level, wl;
 } plan_read;
 
-typedef struct { int first, count; } plan_chunk;
+typedef struct { int first, count, gy, col; } plan_chunk;
+
+/* A unit of work for one worker: consecutive entries of plan.chunks. */
+typedef struct { int first, count; } plan_unit;
 
 typedef struct {
     tiler_slide slide;
@@ -44,6 +47,8 @@ typedef struct {
     int64_t n_grid;
     plan_chunk *chunks;
     int n_chunks, chunk_cols;
+    plan_unit *units;
+    int n_units;
 } plan;
 
 int plan_build(plan *p, const char *path, const tiler_opts *o);
