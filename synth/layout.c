@@ -127,6 +127,10 @@ int synth_params_check(const synth_params *p)
     if (!(p->mpp >= 0.05 && p->mpp <= 20)) return mp_err_set("--mpp %g: must be between 0.05 and 20 µm/px", p->mpp);
     if (p->width < 64 || p->height < 64 || p->width > 1000000 || p->height > 1000000)
         return mp_err_set("--width/--height %dx%d: each must be between 64 and 1000000 pixels", p->width, p->height);
+    /* coordinates are float µm: keep their resolution well below a pixel */
+    if ((double)p->width * p->mpp > 300000 || (double)p->height * p->mpp > 300000)
+        return mp_err_set("--width/--height %dx%d at %g µm/px: slides are limited to 300 mm a side", p->width,
+                          p->height, p->mpp);
     if (p->nclasses < 2 || p->nclasses > SYNTH_MAX_CLASSES) return mp_err_set("--classes: need 2 or 3 classes");
     if (!(p->mix >= 0 && p->mix <= 1)) return mp_err_set("--mix %g: must be between 0 and 1", p->mix);
     if (!(p->density_jitter >= 0 && p->density_jitter <= 1))

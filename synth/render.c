@@ -11,7 +11,7 @@
 #include "synth/internal.h"
 
 #define CHUNK 256
-#define NUC_MARGIN_UM 16.0f  /* largest nucleus reach: 11 µm · outline bumps + blur */
+#define NUC_A_MAX 12.0f /* largest semi-axis of any nucleus type, µm */
 #define DUST_MARGIN_UM 40.0f
 
 /* Stain constants (SYNTH.md): stroma eosin 0.42 with fibres ±0.13, slow variation ±0.08,
@@ -209,7 +209,7 @@ static void cell_nuclei(const synth_slide *s, const chunk *ck, const float *lat,
 static void draw_nucleus(const synth_slide *s, const chunk *ck, const nucleus *nu, synth_scratch *sc)
 {
     float mpp = ck->mpp, sig = s->sigma;
-    float reach = nu->a * 1.2f + 4.0f * sig;
+    float reach = nu->a * 1.2f + 4.0f * sig; /* outline bumps ≤ 18%, blur tail */
     int px0 = (int)floorf((nu->x - reach) / mpp), px1 = (int)floorf((nu->x + reach) / mpp);
     int py0 = (int)floorf((nu->y - reach) / mpp), py1 = (int)floorf((nu->y + reach) / mpp);
     if (px0 < ck->x0) px0 = ck->x0;
@@ -388,7 +388,9 @@ static void render_chunk(const synth_slide *s, synth_scratch *sc, int x0, int y0
     float mpp = ck.mpp;
     float u0 = (float)x0 * mpp, v0 = (float)y0 * mpp, u1 = (float)(x0 + w) * mpp, v1 = (float)(y0 + h) * mpp;
     /* lattice window covering the chunk plus every nucleus that can reach into it */
-    float m = NUC_MARGIN_UM + SYN_CELL_UM + SYN_LATTICE_UM;
+    /* a nucleus is drawn from every chunk its reach touches, never clipped by enumeration */
+    float nuc_margin = NUC_A_MAX * 1.2f + 4.0f * s->sigma + 0.5f;
+    float m = nuc_margin + SYN_CELL_UM + SYN_LATTICE_UM;
     ck.li0 = (int32_t)floorf((u0 - m) / SYN_LATTICE_UM);
     ck.lj0 = (int32_t)floorf((v0 - m) / SYN_LATTICE_UM);
     ck.lnx = (int32_t)floorf((u1 + m) / SYN_LATTICE_UM) - ck.li0 + 2;
@@ -417,10 +419,10 @@ static void render_chunk(const synth_slide *s, synth_scratch *sc, int x0, int y0
     memset(sc->art, 0, sizeof(float) * npx * 3);
     if (any_tissue) {
         sc->nuc_n = 0;
-        int32_t ci0 = (int32_t)floorf((u0 - NUC_MARGIN_UM) / SYN_CELL_UM);
-        int32_t ci1 = (int32_t)floorf((u1 + NUC_MARGIN_UM) / SYN_CELL_UM);
-        int32_t cj0 = (int32_t)floorf((v0 - NUC_MARGIN_UM) / SYN_CELL_UM);
-        int32_t cj1 = (int32_t)floorf((v1 + NUC_MARGIN_UM) / SYN_CELL_UM);
+        int32_t ci0 = (int32_t)floorf((u0 - nuc_margin) / SYN_CELL_UM);
+        int32_t ci1 = (int32_t)floorf((u1 + nuc_margin) / SYN_CELL_UM);
+        int32_t cj0 = (int32_t)floorf((v0 - nuc_margin) / SYN_CELL_UM);
+        int32_t cj1 = (int32_t)floorf((v1 + nuc_margin) / SYN_CELL_UM);
         /* row-major cell order: a pixel sums its nuclei in the same order in any chunk */
         for (int32_t cj = cj0; cj <= cj1; cj++)
             for (int32_t ci = ci0; ci <= ci1; ci++) cell_nuclei(s, &ck, sc->lat, ci, cj, sc);

@@ -64,6 +64,13 @@ head -1 "$T/a/slides.csv" | grep -qx 'slide,patient,label' || no "CSV header: $(
 tail -n +2 "$T/a/slides.csv" | cut -d, -f3 | grep -vqxE 'Lymphocyte|Tumor|Stroma' && no "CSV labels"
 grep -q '^synth_000,synth_p000,' "$T/a/slides.csv" || no "CSV first row: $(cat "$T/a/slides.csv")"
 
+# a patient's slides share their dominant class: with --purity 1 every slide is that class alone
+"$B" synth "$T/p" --slides 4 --patients 2 --width 600 --height 500 --mpp 4 --purity 1 --quiet || no "run p"
+l0=$(grep '^synth_000,' "$T/p/slides.csv" | cut -d, -f3) l2=$(grep '^synth_002,' "$T/p/slides.csv" | cut -d, -f3)
+l1=$(grep '^synth_001,' "$T/p/slides.csv" | cut -d, -f3) l3=$(grep '^synth_003,' "$T/p/slides.csv" | cut -d, -f3)
+[ -n "$l0" ] && [ "$l0" = "$l2" ] && [ "$l1" = "$l3" ] && [ "$l0" != "$l1" ] || no "patient labels: $(cat "$T/p/slides.csv")"
+grep -q '"tissue_share": 1' "$T/p/synth_000.json" || no "purity 1 sidecar: $(grep -A1 tissue_share "$T/p/synth_000.json")"
+
 # names that need quoting are quoted (RFC 4180), and appear in the GeoJSON
 "$B" synth "$T/q" --slides 1 --width 800 --height 600 --mpp 2 --classes 'tumor:Tumor "A",stroma:Stroma B' \
     --purity 1 --quiet || no "run q"

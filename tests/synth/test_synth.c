@@ -71,11 +71,14 @@ TEST(test_params)
 }
 
 /* A rectangle's bytes do not depend on how it is cut up: what streaming relies on. */
-TEST(test_render_pure)
+static void check_pure(double mpp)
 {
     synth_params p = small_params();
+    p.mpp = mpp;
+    p.width = (int)(3000 / mpp), p.height = (int)(2400 / mpp);
+    p.full_tissue = mpp < 1; /* at 40x the rectangle must hold nuclei */
     synth_slide *s = synth_slide_new(&p, 0, -1);
-    int x = 300, y = 250, w = 333, h = 301;
+    int x = (int)(600 / mpp), y = (int)(500 / mpp), w = 333, h = 301;
     uint8_t *whole = render(s, x, y, w, h);
     uint8_t *parts = malloc((size_t)w * h * 3);
     synth_scratch *sc = synth_scratch_new();
@@ -96,6 +99,13 @@ TEST(test_render_pure)
     synth_scratch_free(sc);
     free(whole), free(parts), free(again), free(other);
     synth_slide_free(s), synth_slide_free(s2), synth_slide_free(s3);
+}
+
+TEST(test_render_pure)
+{
+    check_pure(2.0);
+    check_pure(0.25);
+    check_pure(7.0); /* coarse pixels: the widest blur reach */
 }
 
 static void check_tiff(double mpp)
