@@ -625,50 +625,49 @@ void nn_dropout_backward(float *din, const float *dout, const float *mask, size_
 
 /* ------------------------------------------------------------------ pooling */
 
-/* Max over rows first (contiguous, vectorises), then over the column window. The argmax, when
- * asked for, is the first maximum in scan order (PyTorch's), found by a second look at the
- * window; a NaN anywhere in a window wins, as in PyTorch. */
-NN_VEC static void colmax_rows(float *cm, const float *x, int W, int h0, int h1)
+/* Max over rows first (contiguous, vectorises), then over the column window. With an argmax
+ * the row of each column maximum is kept too, and the window picks the first maximum in scan
+ * order (smallest row, then column), as PyTorch does; a NaN wins. */
+NN_VEC static void colmax_rows(float *cm, int *ri, const float *x, int W, int h0, int h1)
 {
-    for (int w = 0; w < W; w++) cm[w] = x[(long)h0 * W + w];
+    for (int w = 0; w < W; w++) cm[w] = x[(long)h0 * W + w], ri[w] = h0;
     for (int h = h0 + 1; h < h1; h++)
         for (int w = 0; w < W; w++) {
             float v = x[(long)h * W + w];
-            cm[w] = (v > cm[w] || v != v) ? v : cm[w];
+            int take = v > cm[w] || (v != v && cm[w] == cm[w]);
+            cm[w] = take ? v : cm[w];
+            ri[w] = take ? h : ri[w];
         }
-}
-
-static int window_argmax(const float *x, int W, int h0, int h1, int w0, int w1, float best)
-{
-    for (int h = h0; h < h1; h++)
-        for (int w = w0; w < w1; w++) {
-            float v = x[(long)h * W + w];
-            if (v == best || (best != best && v != v)) return h * W + w;
-        }
-    return h0 * W + w0;
 }
 
 void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                         int k, int s, int p)
 {
     int OH = nn_conv_out(H, k, s, p), OW = nn_conv_out(W, k, s, p);
-    float cm[W > 0 ? W : 1]; /* one row of column maxima: W floats of stack */
+    float cm[W > 0 ? W : 1]; /* one row of column maxima and their rows: 2·W words of stack */
+    int ri[W > 0 ? W : 1];
     for (long pl = 0; pl < (long)N * C; pl++) {
         const float *x = in + pl * H * W;
         float *o = out + pl * OH * OW;
+        int32_t *am = argmax ? argmax + pl * OH * OW : NULL;
         for (int oh = 0; oh < OH; oh++) {
             int h0 = oh * s - p, h1 = h0 + k;
             if (h0 < 0) h0 = 0;
             if (h1 > H) h1 = H;
-            colmax_rows(cm, x, W, h0, h1);
+            colmax_rows(cm, ri, x, W, h0, h1);
             for (int ow = 0; ow < OW; ow++) {
                 int w0 = ow * s - p, w1 = w0 + k;
                 if (w0 < 0) w0 = 0;
                 if (w1 > W) w1 = W;
                 float best = cm[w0];
-                for (int w = w0 + 1; w < w1; w++) best = (cm[w] > best || cm[w] != cm[w]) ? cm[w] : best;
+                int bi = ri[w0] * W + w0;
+                for (int w = w0 + 1; w < w1; w++) {
+                    float v = cm[w];
+                    int key = ri[w] * W + w;
+                    if (v > best || (v == best && key < bi) || (v != v && best == best)) best = v, bi = key;
+                }
                 o[oh * OW + ow] = best;
-                if (argmax) argmax[pl * OH * OW + oh * OW + ow] = window_argmax(x, W, h0, h1, w0, w1, best);
+                if (am) am[oh * OW + ow] = bi;
             }
         }
     }

@@ -305,6 +305,25 @@ TEST(pointwise_pool_linear)
     pt_case("l2norm", 7, 3, 9, 1, 1);
 }
 
+/* Ties go to the first maximum in scan order, as in PyTorch (backward routes there). */
+TEST(maxpool_ties)
+{
+    float x[20], out[6];
+    int32_t am[6];
+    for (int i = 0; i < 20; i++) x[i] = 1.0f;
+    x[13] = 2.0f, x[18] = 2.0f; /* (2,3) and (3,3) of a 5-wide plane: the row above wins */
+    nn_maxpool_forward(out, am, x, 1, 1, 4, 5, 3, 2, 1);
+    CHECK_INT(am[0], 0);
+    CHECK_INT(am[1], 1);
+    CHECK_INT(am[2], 3);
+    CHECK_INT(am[3], 5);
+    CHECK_INT(am[4], 13);
+    CHECK_INT(am[5], 13);
+    CHECK(out[5] == 2.0f);
+    nn_maxpool_forward(out, NULL, x, 1, 1, 4, 5, 3, 2, 1); /* inference: no argmax */
+    CHECK(out[5] == 2.0f && out[0] == 1.0f);
+}
+
 TEST(dropout_stats)
 {
     size_t n = 20000;
@@ -436,6 +455,7 @@ int main(void)
     RUN(batchnorm);
     RUN(batchnorm_running_stats);
     RUN(pointwise_pool_linear);
+    RUN(maxpool_ties);
     RUN(dropout_stats);
     RUN(losses);
     RUN(membank_update);
