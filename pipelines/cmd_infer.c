@@ -177,6 +177,10 @@ int cmd_infer(int argc, char **argv)
             nfail++;
             continue;
         }
+        if (r.outcome == INFER_DONE && r.n_evaluated == 0)
+            /* an empty heatmap must not pass for a result (PEERS.md pain point 3) */
+            mp_warn("%s: no tissue found by the mask, the heatmap is empty (try --min-tissue 0 or check the slide)",
+                    slides[i]);
         if (r.outcome == INFER_SKIPPED)
             mp_info("%s: outputs current, skipped (%s)", slides[i], r.outdir);
         else

@@ -59,6 +59,13 @@ done
 "$B" infer "$T/m.mpk" "$T/nompp.tiff" --out "$T/o" --mpp 0.5 -q || no "--mpp rescue"
 grep -q '"source": "--mpp"' "$T/o/nompp/prediction.json" || no "MPP source --mpp recorded"
 
+# a slide of bare glass: done, but never silently empty
+vips black "$T/b.v" 2048 2048 --bands 3 && vips linear "$T/b.v" "$T/w.v" 1 250 --uchar &&
+vips tiffsave "$T/w.v" "$T/glass.tif" --tile --pyramid --compression jpeg --xres 2000 --yres 2000 || no "vips blank slide"
+"$B" infer "$T/m.mpk" "$T/glass.tif" --out "$T/o" 2>"$T/e"; [ $? -eq 0 ] || no "blank slide exit"
+has "magpie: warning: $T/glass.tif: no tissue found by the mask, the heatmap is empty (try --min-tissue 0 or check the slide)" "$T/e"
+grep -q '"evaluated": 0' "$T/o/glass/prediction.json" || no "blank slide: 0 evaluated"
+
 # rerun: skipped and says so; --progress=json gives JSON lines
 "$B" infer "$T/m.mpk" "$s0" --out "$T/o" 2>"$T/e"; [ $? -eq 0 ] || no "rerun exit"
 grep -q "outputs current, skipped" "$T/e" || no "rerun skip message: $(cat "$T/e")"
