@@ -27,6 +27,8 @@
 /* Maps smaller than this many output pixels are batched across images into one GEMM:
  * a 7x7 or 1x1 map would otherwise give GEMMs too narrow for BLAS to reach speed. */
 #define NN_CONV_MIN_COLS 1024
+/* maps of at most this many output pixels use index tables (see im2col_tab) */
+#define NN_TAB_MAX 256
 
 static int is_direct(const nn_conv_dims *d)
 {
@@ -48,7 +50,8 @@ size_t nn_conv2d_workspace(const nn_conv_dims *d)
     size_t hw = (size_t)OH * OW, ckk = (size_t)d->C * d->KH * d->KW;
     int g = nn_conv2d_group(d);
     if (g == 1) return is_direct(d) ? 0 : ckk * hw;
-    return (ckk + (size_t)d->OC) * hw * (size_t)g; /* col + gathered output */
+    /* col + gathered output (+ the tap-compacted weight and its gradient on small maps) */
+    return (ckk + (size_t)d->OC) * hw * (size_t)g + (hw <= NN_TAB_MAX ? 2 * (size_t)d->OC * ckk : 0);
 }
 
 /* first o in [0, OUT) with o*s + off >= 0, and first with o*s + off >= lim */
@@ -149,7 +152,6 @@ static int band_rows(int ckk, int OH, int OW)
 /* Small maps (≤ NN_TAB_MAX output pixels): one index table per (kh, kw) maps each output pixel
  * to its input pixel (−1 in the padding), built once per conv call; im2col is then a gather and
  * col2im a scatter-add with no per-row bookkeeping, which dominates at 7x7 and below. */
-#define NN_TAB_MAX 256
 
 static void build_tab(int *tab, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW)
 {
@@ -166,13 +168,13 @@ static void build_tab(int *tab, int H, int W, int KH, int KW, int sh, int sw, in
 /* A whole group of gn images at once, images innermost: one table lookup (and one padding
  * test) per (channel, tap, pixel) instead of per element, and rows of a 1x1 map become
  * contiguous runs across images. */
-NN_VEC static void im2col_tab(float *col, long ld, const float *in, long istride, const int *tab, int C, long HW,
-                              int KK, int hw, int gn)
+NN_VEC static void im2col_tab(float *col, long ld, const float *in, long istride, const int *tab, const int *taps,
+                              int C, long HW, int nv, int hw, int gn)
 {
     for (int c = 0; c < C; c++)
-        for (int k = 0; k < KK; k++) {
-            float *d = col + ((long)c * KK + k) * ld;
-            const int *t = tab + (long)k * hw;
+        for (int v = 0; v < nv; v++) {
+            float *d = col + ((long)c * nv + v) * ld;
+            const int *t = tab + (long)taps[v] * hw;
             for (int p = 0; p < hw; p++) {
                 float *dp = d + p;
                 if (t[p] == HW) {
@@ -185,13 +187,13 @@ NN_VEC static void im2col_tab(float *col, long ld, const float *in, long istride
         }
 }
 
-NN_VEC static void col2im_tab(float *in, const float *col, long ld, long istride, const int *tab, int C, long HW,
-                              int KK, int hw, int gn)
+NN_VEC static void col2im_tab(float *in, const float *col, long ld, long istride, const int *tab, const int *taps,
+                              int C, long HW, int nv, int hw, int gn)
 {
     for (int c = 0; c < C; c++)
-        for (int k = 0; k < KK; k++) {
-            const float *d = col + ((long)c * KK + k) * ld;
-            const int *t = tab + (long)k * hw;
+        for (int v = 0; v < nv; v++) {
+            const float *d = col + ((long)c * nv + v) * ld;
+            const int *t = tab + (long)taps[v] * hw;
             for (int p = 0; p < hw; p++) {
                 if (t[p] == HW) continue;
                 const float *dp = d + p;
@@ -199,6 +201,36 @@ NN_VEC static void col2im_tab(float *in, const float *col, long ld, long istride
                 for (int j = 0; j < gn; j++) sp[j * istride] += dp[(long)j * hw];
             }
         }
+}
+
+/* Taps that fall in the padding for every output pixel (8 of 9 on a 1x1 map) contribute
+ * nothing: they are dropped from the column matrix and the weight is compacted to match. */
+static int valid_taps(int *taps, const int *tab, int KK, int hw, long HW)
+{
+    int nv = 0;
+    for (int k = 0; k < KK; k++)
+        for (int p = 0; p < hw; p++)
+            if (tab[(long)k * hw + p] != HW) {
+                taps[nv++] = k;
+                break;
+            }
+    return nv;
+}
+
+static void compact_weight(float *wc, const float *w, const int *taps, int OC, int C, int KK, int nv)
+{
+    for (int oc = 0; oc < OC; oc++)
+        for (int c = 0; c < C; c++)
+            for (int v = 0; v < nv; v++)
+                wc[((long)oc * C + c) * nv + v] = w[((long)oc * C + c) * KK + taps[v]];
+}
+
+static void expand_add_weight(float *dw, const float *dwc, const int *taps, int OC, int C, int KK, int nv)
+{
+    for (int oc = 0; oc < OC; oc++)
+        for (int c = 0; c < C; c++)
+            for (int v = 0; v < nv; v++)
+                dw[((long)oc * C + c) * KK + taps[v]] += dwc[((long)oc * C + c) * nv + v];
 }
 
 /* Batched GEMMs keep images side by side (OC × g·hw); NCHW wants them one after another. */
@@ -228,10 +260,18 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
     int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
     long hw = (long)OH * OW, ihw = (long)d->H * d->W;
     int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
-    int tabbuf[hw <= NN_TAB_MAX && g > 1 ? d->KH * d->KW * hw : 1], *tab = NULL;
+    int KK = d->KH * d->KW, tabbuf[hw <= NN_TAB_MAX && g > 1 ? KK * hw : 1], *tab = NULL, taps[KK], nv = KK;
+    const float *wk = w; /* the weight as the GEMM sees it (tap-compacted on small maps) */
+    int kk = ckk;
     if (hw <= NN_TAB_MAX && g > 1) {
         build_tab(tabbuf, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
         tab = tabbuf;
+        nv = valid_taps(taps, tab, KK, (int)hw, ihw);
+        if (nv < KK) {
+            float *wc = ws + (size_t)(ckk + d->OC) * hw * g;
+            compact_weight(wc, w, taps, d->OC, d->C, KK, nv);
+            wk = wc, kk = d->C * nv;
+        }
     }
     for (int n0 = 0; n0 < d->N; n0 += g) {
         int gn = d->N - n0 < g ? d->N - n0 : g;
@@ -252,13 +292,13 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
             long ld = gn * hw;
             float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
             if (tab)
-                im2col_tab(col, ld, in + (long)n0 * d->C * ihw, (long)d->C * ihw, tab, d->C, ihw, d->KH * d->KW,
-                           (int)hw, gn);
+                im2col_tab(col, ld, in + (long)n0 * d->C * ihw, (long)d->C * ihw, tab, taps, d->C, ihw, nv, (int)hw,
+                           gn);
             else
                 for (int j = 0; j < gn; j++)
                     im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW, d->sh,
                            d->sw, d->ph, d->pw, OH, OW);
-            nn_sgemm(0, 0, d->OC, (int)ld, ckk, 1.0f, w, ckk, col, (int)ld, 0.0f, tmp, (int)ld);
+            nn_sgemm(0, 0, d->OC, (int)ld, kk, 1.0f, wk, kk, col, (int)ld, 0.0f, tmp, (int)ld);
             scatter_images(o, tmp, gn, d->OC, hw, ld);
         }
         if (b)
@@ -285,10 +325,24 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
                 db[oc] += (float)s;
             }
     if (!dw && !din) return;
-    int tabbuf[hw <= NN_TAB_MAX && g > 1 ? d->KH * d->KW * hw : 1], *tab = NULL;
+    int KK = d->KH * d->KW, tabbuf[hw <= NN_TAB_MAX && g > 1 ? KK * hw : 1], *tab = NULL, taps[KK], nv = KK;
+    const float *wk = w;
+    float *dwk = dw, *dwc = NULL;
+    int kk = ckk;
     if (hw <= NN_TAB_MAX && g > 1) {
         build_tab(tabbuf, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
         tab = tabbuf;
+        nv = valid_taps(taps, tab, KK, (int)hw, ihw);
+        if (nv < KK) {
+            float *wc = ws + (size_t)(ckk + d->OC) * hw * g;
+            compact_weight(wc, w, taps, d->OC, d->C, KK, nv);
+            wk = wc, kk = d->C * nv;
+            if (dw) {
+                dwc = wc + (size_t)d->OC * ckk;
+                memset(dwc, 0, sizeof(float) * (size_t)d->OC * kk);
+                dwk = dwc;
+            }
+        }
     }
     for (int n0 = 0; n0 < d->N; n0 += g) {
         int gn = d->N - n0 < g ? d->N - n0 : g;
@@ -320,19 +374,19 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
             gather_images(tmp, dy, gn, d->OC, hw, ld);
             if (dw) {
                 if (tab)
-                    im2col_tab(col, ld, in + (long)n0 * d->C * ihw, (long)d->C * ihw, tab, d->C, ihw, d->KH * d->KW,
-                               (int)hw, gn);
+                    im2col_tab(col, ld, in + (long)n0 * d->C * ihw, (long)d->C * ihw, tab, taps, d->C, ihw, nv, (int)hw,
+                               gn);
                 else
                     for (int j = 0; j < gn; j++)
                         im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW,
                                d->sh, d->sw, d->ph, d->pw, OH, OW);
-                nn_sgemm(0, 1, d->OC, ckk, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f, dw, ckk);
+                nn_sgemm(0, 1, d->OC, kk, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f, dwk, kk);
             }
             if (din) {
-                nn_sgemm(1, 0, ckk, (int)ld, d->OC, 1.0f, w, ckk, tmp, (int)ld, 0.0f, col, (int)ld);
+                nn_sgemm(1, 0, kk, (int)ld, d->OC, 1.0f, wk, kk, tmp, (int)ld, 0.0f, col, (int)ld);
                 if (tab)
-                    col2im_tab(din + (long)n0 * d->C * ihw, col, ld, (long)d->C * ihw, tab, d->C, ihw, d->KH * d->KW,
-                               (int)hw, gn);
+                    col2im_tab(din + (long)n0 * d->C * ihw, col, ld, (long)d->C * ihw, tab, taps, d->C, ihw, nv, (int)hw,
+                               gn);
                 else
                     for (int j = 0; j < gn; j++)
                         col2im(din + (long)(n0 + j) * d->C * ihw, col + j * hw, ld, d->C, d->H, d->W, d->KH, d->KW,
@@ -340,6 +394,7 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
             }
         }
     }
+    if (dwc) expand_add_weight(dw, dwc, taps, d->OC, d->C, KK, nv);
 }
 
 /* ------------------------------------------------------------------ normalisation */

@@ -142,6 +142,8 @@ TEST(conv2d)
     conv_case(5, 3, 3, 3, 4, 3, 3, 2, 2, 1, 1, 1);   /* 2x2 maps, batched group (index tables) */
     conv_case(2, 2, 20, 20, 3, 3, 3, 1, 1, 1, 1, 0); /* 400 pixels: batched, row-wise im2col */
     conv_case(1, 32, 48, 48, 3, 3, 3, 1, 1, 1, 1, 0); /* banded im2col: several bands of rows */
+    conv_case(3, 4, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1);   /* 1x1 map: only the centre tap is live */
+    conv_case(3, 4, 2, 2, 5, 3, 3, 2, 2, 1, 1, 0);   /* 2x2 -> 1x1, stride 2: 4 live taps */
     conv_case(1, 32, 95, 93, 2, 3, 3, 2, 2, 1, 1, 1); /* banded, stride 2, odd sizes */
 }
 
