@@ -59,6 +59,14 @@ done
 "$B" infer "$T/m.mpk" "$T/nompp.tiff" --out "$T/o" --mpp 0.5 -q || no "--mpp rescue"
 grep -q '"source": "--mpp"' "$T/o/nompp/prediction.json" || no "MPP source --mpp recorded"
 
+# overlay.png: a PNG the size of the mask thumbnail (4096x3072 at 0.5 µm -> 8 µm/px: 256x192),
+# and --class picks the class it shows
+[ "$(vipsheader -f width "$T/o/synth_000/overlay.png" 2>/dev/null)x$(vipsheader -f height "$T/o/synth_000/overlay.png" 2>/dev/null)" = 256x192 ] ||
+    no "overlay.png size"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/c0" --class 0 -q || no "--class 0 run"
+cmp -s "$T/o/synth_000/overlay.png" "$T/c0/synth_000/overlay.png" && no "--class 0 overlay equals the default (last class)"
+cmp -s "$T/o/synth_000/heatmap.tif" "$T/c0/synth_000/heatmap.tif" || no "--class must not change heatmap.tif"
+
 # a slide of bare glass: done, but never silently empty
 vips black "$T/b.v" 2048 2048 --bands 3 && vips linear "$T/b.v" "$T/w.v" 1 250 --uchar &&
 vips tiffsave "$T/w.v" "$T/glass.tif" --tile --pyramid --compression jpeg --xres 2000 --yres 2000 || no "vips blank slide"
