@@ -21,6 +21,13 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static int gemm_peak(int threads, int n, int reps)
 {
     nn_set_threads(threads);
@@ -80,8 +87,10 @@ int main(int argc, char **argv)
     }
     printf("{\"size\": %d, \"batch\": %d, \"threads\": %d, \"mode\": \"%s\", \"flops\": %lld, \"sec\": [", size, batch,
            threads, train ? "train" : "infer", (long long)nn_model_flops(&cfg, size, size));
+    double cpu[64];
+    if (steps > 64) steps = 64;
     for (int s = -1; s < steps; s++) { /* step -1 is the warm-up, as in the peer */
-        double t = now();
+        double t = now(), c = cpu_now();
         if (nn_model_forward(m, x, batch, size, size, train)) return 2;
         if (train) {
             memset(dl, 0, (size_t)batch * 2 * 4);
@@ -90,9 +99,11 @@ int main(int argc, char **argv)
             nn_optim_step(&o);
         }
         t = now() - t;
-        if (s >= 0) printf("%s%.5f", s ? ", " : "", t);
+        if (s >= 0) printf("%s%.5f", s ? ", " : "", t), cpu[s] = cpu_now() - c;
         fflush(stdout);
     }
+    printf("], \"cpu\": [");
+    for (int s = 0; s < steps; s++) printf("%s%.5f", s ? ", " : "", cpu[s]);
     printf("]}\n");
     if (train) nn_optim_free(&o);
     nn_model_free(m);

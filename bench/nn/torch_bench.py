@@ -38,11 +38,12 @@ def step():
             m(x)
 
 
-secs = []
+secs, cpu = [], []
 for s in range(-1, a.steps):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     step()
     if s >= 0:
         secs.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
 print(json.dumps({"size": a.size, "batch": a.batch, "threads": a.threads, "mode": "train" if train else "infer",
-                  "sec": secs}))
+                  "sec": secs, "cpu": cpu}))
