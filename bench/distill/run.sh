@@ -16,7 +16,7 @@ SEED=${SEED:-1}
 mkdir -p "$W"
 export OPENBLAS_NUM_THREADS=$THREADS
 
-# STAGE=students skips data and teacher (continue a run whose teacher is done)
+# STAGE=students skips data and teacher, STAGE=rbd also the baseline (continue an interrupted run)
 STAGE=${STAGE:-all}
 # 1. data: 318 single-class slides of 4x4 patches (224 px @10x, 28 px @1.25x), two slides per patient
 cc -O2 -I"$ROOT" -I"$ROOT/build" bench/distill/mkdata.c build/synth/libmp_synth.a build/db/libmp_db.a \
@@ -43,10 +43,12 @@ if [ "$STAGE" = all ]; then
 : > "$W/times.txt"
 train teacher  --method supervised --mag 10   --epochs ${TEACHER_EPOCHS:-25} --patience 8
 fi
-train baseline --method supervised --mag 1.25 --epochs 60 --patience 15
-train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" --epochs 30 --patience 10
+[ "$STAGE" = rbd ] || train baseline --method supervised --mag 1.25 --epochs 60 --patience 15
+train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" \
+               --epochs ${RBD_EPOCHS:-30} --patience ${RBD_PATIENCE:-10}
 train crckd    --method crckd      --mag 1.25 --epochs 60 --patience 15
-train rbd_crckd --method rbd+crckd --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" --epochs 30 --patience 10
+train rbd_crckd --method rbd+crckd --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" \
+               --epochs ${BOTH_EPOCHS:-30} --patience ${RBD_PATIENCE:-10}
 for n in teacher baseline rbd crckd rbd_crckd; do
     "$M" eval "$W/distill.db" "$W/$n.mpk" --split test --json --threads "$THREADS" > "$W/$n.eval.json"
 done
