@@ -482,9 +482,11 @@ static int cache_teacher(run *R)
     R->dF = mp_xmalloc(sizeof(float) * o->batch * fs);
     R->work = mp_xmalloc(sizeof(float) * o->batch * fs);
     /* A cache file made for the same teacher, seed, pairs and draws is reused (rbd, then rbd+crckd). */
-    char key[1200];
-    snprintf(key, sizeof key, "%s|seed %llu|pairs %d|draws %d|map %dx%dx%d|aug %d", o->teacher, (unsigned long long)o->seed,
+    char key[1200], *abs_teacher = realpath(o->teacher, NULL); /* the same file however it is named */
+    snprintf(key, sizeof key, "%s|%lld bytes|seed %llu|pairs %d|draws %d|map %dx%dx%d|aug %d",
+             abs_teacher ? abs_teacher : o->teacher, (long long)mp_file_size(o->teacher), (unsigned long long)o->seed,
              R->n, A, R->cC, R->cH, R->cW, o->augment);
+    free(abs_teacher);
     if (o->teacher_cache && mp_file_exists(o->teacher_cache)) {
         nn_ckpt ck = {0};
         if (nn_ckpt_load(&ck, o->teacher_cache) == 0) {
