@@ -280,6 +280,36 @@ TEST(pixel_agreement)
     }
 }
 
+/* The direct TIFF tile reader must give exactly OpenSlide's pixels (same JPEG decoder). */
+TEST(fast_tiff_path_equals_openslide)
+{
+    CHECK_INT(mkslide(tmp("fp.tif"), 3000, 2200, 0.25, 8, 0), 0);
+    tiler_opts o = opts();
+    o.mags[0] = 20;
+    o.mags[1] = 10;
+    o.mags[2] = 2.5;
+    o.n_mags = 3;
+    o.size = 96;
+    o.min_tissue = 0;
+    tiler_result r;
+    mp_db *db = db_open(tmp("fp_fast.db"), DB_OPEN_CREATE);
+    CHECK_INT(tiler_tile_slide(db, tmp("fp.tif"), &o, &r), 0);
+    db_close(db);
+    setenv("MAGPIE_TILER_NO_FAST", "1", 1);
+    db = db_open(tmp("fp_os.db"), DB_OPEN_CREATE);
+    CHECK_INT(tiler_tile_slide(db, tmp("fp.tif"), &o, &r), 0);
+    unsetenv("MAGPIE_TILER_NO_FAST");
+    char sql[600];
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS f", tmp("fp_fast.db"));
+    CHECK_INT(db_exec(db, sql), 0);
+    int64_t n = db_query_int(db, "SELECT count(*) FROM images");
+    CHECK(n > 100);
+    CHECK_INT(db_query_int(db, "SELECT count(*) FROM images i JOIN patches p ON p.id = i.patch_id "
+                               "JOIN f.patches q ON q.gx = p.gx AND q.gy = p.gy "
+                               "JOIN f.images j ON j.patch_id = q.id AND j.mag = i.mag WHERE j.data = i.data"), n);
+    db_close(db);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/mp_tiler_run.XXXXXX");
@@ -289,6 +319,7 @@ int main(void)
     RUN(tile_errors_are_recorded);
     RUN(multi_mag_geometry_skip_redo);
     RUN(pixel_agreement);
+    RUN(fast_tiff_path_equals_openslide);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) {}
