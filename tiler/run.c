@@ -188,9 +188,70 @@ static int read_region(worker *w, int r, int level, int64_t x0, int64_t y0, int 
     return 0;
 }
 
-/* Resample a contiguous wl x wl RGB square to t x t with libvips (shrink + lanczos3). */
+/* Area-average downsampling of a wl x wl RGB square to t x t (t < wl): every output pixel is
+ * the mean of the input area it covers, fractional edge pixels weighted by their overlap.
+ * Separable. vips_resize did the same job at 10-40x the cost per patch, its per-call pipeline
+ * setup dominating at patch sizes (bench/tiler/encode_bench.c, BENCHMARKS.md). */
+uint8_t *tiler_area_resample(const uint8_t *src, int wl, int t)
+{
+    double step = (double)wl / t; /* input pixels per output pixel */
+    int span = (int)ceil(step) + 1;
+    int *first = mp_xmalloc(sizeof(int) * t);
+    float *wts = mp_xcalloc((size_t)t * span, sizeof(float));
+    for (int o = 0; o < t; o++) {
+        double a = o * step, b = (o + 1) * step;
+        int i0 = (int)floor(a);
+        first[o] = i0;
+        for (int k = 0; k < span; k++) {
+            int i = i0 + k;
+            if (i >= wl) break;
+            double ov = fmin(b, i + 1) - fmax(a, i);
+            if (ov > 0) wts[(size_t)o * span + k] = (float)(ov / step);
+        }
+    }
+    float *tmp = mp_xmalloc(sizeof(float) * (size_t)wl * t * 3); /* rows of input, columns of output */
+    for (int y = 0; y < wl; y++) {
+        const uint8_t *row = src + (size_t)y * wl * 3;
+        float *o = tmp + (size_t)y * t * 3;
+        for (int x = 0; x < t; x++) {
+            float r = 0, g = 0, b = 0;
+            const float *wv = wts + (size_t)x * span;
+            for (int k = 0; k < span; k++) {
+                int i = first[x] + k;
+                if (i >= wl || wv[k] == 0) continue;
+                r += wv[k] * row[3 * i];
+                g += wv[k] * row[3 * i + 1];
+                b += wv[k] * row[3 * i + 2];
+            }
+            o[3 * x] = r;
+            o[3 * x + 1] = g;
+            o[3 * x + 2] = b;
+        }
+    }
+    uint8_t *out = g_malloc((size_t)t * t * 3);
+    for (int y = 0; y < t; y++) {
+        const float *wv = wts + (size_t)y * span;
+        for (int x = 0; x < t * 3; x++) {
+            float v = 0;
+            for (int k = 0; k < span; k++) {
+                int i = first[y] + k;
+                if (i >= wl || wv[k] == 0) continue;
+                v += wv[k] * tmp[(size_t)i * t * 3 + x];
+            }
+            int q = (int)lrintf(v);
+            out[(size_t)y * t * 3 + x] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+        }
+    }
+    free(first);
+    free(wts);
+    free(tmp);
+    return out;
+}
+
+/* Resample a contiguous wl x wl RGB square to t x t: area average down, libvips lanczos3 up. */
 static uint8_t *resample(const uint8_t *src, int wl, int t, char *err, size_t en)
 {
+    if (t < wl) return tiler_area_resample(src, wl, t);
     VipsImage *in = vips_image_new_from_memory(src, (size_t)wl * wl * 3, wl, wl, 3, VIPS_FORMAT_UCHAR), *out = NULL;
     if (!in) goto fail;
     double s = (double)t / wl;

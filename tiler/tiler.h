@@ -116,6 +116,10 @@ double tiler_mask_cover(const tiler_mask *m, const uint8_t *map, int one, double
 int tiler_mask_png(const tiler_mask *m, void **png, size_t *len);
 void tiler_free(void *p);
 
+/* Area-average downsampling of a wl x wl RGB square to t x t (t < wl); g_malloc'd result
+ * (free with tiler_free). */
+uint8_t *tiler_area_resample(const uint8_t *src, int wl, int t);
+
 /* Per-patch QC on an RGB image: variance of the Laplacian of the luminance, mean luminance. */
 void tiler_qc(const uint8_t *rgb, int w, int h, double *blur, double *brightness);
 

@@ -229,6 +229,36 @@ TEST(fingerprint_and_dicom)
     CHECK_INT(tiler_fingerprint("/nonexistent/x", fa), -1);
 }
 
+TEST(area_resample)
+{
+    /* 4x4 -> 2x2: plain 2x2 means */
+    uint8_t in[4 * 4 * 3], *out;
+    for (int i = 0; i < 16; i++) memset(in + 3 * i, i * 10, 3);
+    out = tiler_area_resample(in, 4, 2);
+    CHECK_INT(out[0], (0 + 10 + 40 + 50) / 4);
+    CHECK_INT(out[3], (20 + 30 + 60 + 70) / 4);
+    CHECK_INT(out[6], (80 + 90 + 120 + 130) / 4);
+    tiler_free(out);
+    /* 3 -> 2 along a ramp: each output covers 1.5 inputs, the middle one shared half and half */
+    uint8_t r[3 * 3 * 3];
+    for (int y = 0; y < 3; y++)
+        for (int x = 0; x < 3; x++) memset(r + (y * 3 + x) * 3, x * 90, 3);
+    out = tiler_area_resample(r, 3, 2);
+    CHECK_INT(out[0], 30);  /* (0 * 1 + 90 * 0.5) / 1.5 */
+    CHECK_INT(out[3], 150); /* (90 * 0.5 + 180 * 1) / 1.5 */
+    CHECK_INT(out[6 + 0], 30);
+    tiler_free(out);
+    /* a constant stays constant at any factor */
+    uint8_t *c = malloc(449 * 449 * 3);
+    memset(c, 77, 449 * 449 * 3);
+    out = tiler_area_resample(c, 449, 28);
+    int bad = 0;
+    for (int i = 0; i < 28 * 28 * 3; i++) bad += out[i] != 77;
+    CHECK_INT(bad, 0);
+    tiler_free(out);
+    free(c);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/mp_tiler_unit.XXXXXX");
@@ -241,6 +271,7 @@ int main(void)
     RUN(mask_brightfield_pen_holes);
     RUN(mask_empty_and_dark);
     RUN(qc_scores);
+    RUN(area_resample);
     RUN(fingerprint_and_dicom);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
