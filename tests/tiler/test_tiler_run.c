@@ -6,6 +6,7 @@
 
 #include <openslide.h>
 #include <sqlite3.h>
+#include <tiffio.h>
 #include <stdlib.h>
 #include <turbojpeg.h>
 #include <unistd.h>
@@ -140,6 +141,43 @@ TEST(tile_errors_are_recorded)
     CHECK_CONTAINS(mp_err(), "te.tif: no tile could be read (1 unreadable cells; first: (0,0) injected read failure");
     unsetenv("MAGPIE_TILER_FAIL");
     db_close(db);
+}
+
+/* A real bad tile: one JPEG tile of level 0 overwritten with zeros. Its cells go to tile_errors,
+ * the rest of the slide is tiled, with and without the direct TIFF reader. */
+TEST(corrupt_tile_in_file)
+{
+    CHECK_INT(mkslide(tmp("ct.tif"), 2048, 2048, 0.5, 9, 0), 0);
+    TIFF *t = TIFFOpen(tmp("ct.tif"), "r");
+    uint64_t *off = NULL;
+    CHECK(t && TIFFGetField(t, TIFFTAG_TILEOFFSETS, &off));
+    uint32_t idx = TIFFComputeTile(t, 1100, 1100, 0, 0); /* a tile inside the middle blob */
+    uint64_t pos = off[idx];
+    TIFFClose(t);
+    FILE *f = fopen(tmp("ct.tif"), "r+b");
+    fseek(f, (long)pos, SEEK_SET);
+    char zeros[64] = {0};
+    fwrite(zeros, 1, sizeof zeros, f);
+    fclose(f);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) setenv("MAGPIE_TILER_NO_FAST", "1", 1);
+        mp_db *db = db_open(tmp(pass ? "ct2.db" : "ct1.db"), DB_OPEN_CREATE);
+        tiler_opts o = opts();
+        o.mags[0] = 20; /* 0.5 µm/px: level 0, where the bad tile is */
+        o.mags[1] = 5;
+        o.size = 128;
+        o.min_tissue = 0;
+        tiler_result r;
+        CHECK_INT(tiler_tile_slide(db, tmp("ct.tif"), &o, &r), 0);
+        CHECK_INT(r.outcome, TILER_DONE);
+        CHECK(r.n_errors >= 1 && r.n_errors <= 4); /* the cells overlapping one 256 px tile */
+        CHECK_INT(r.n_patches + r.n_errors, 16 * 16);
+        CHECK_INT(db_query_int(db, "SELECT count(*) FROM tile_errors WHERE gx BETWEEN 7 AND 9 AND gy BETWEEN 7 AND 9"),
+                  r.n_errors);
+        CHECK_INT(db_query_int(db, "SELECT count(*) FROM slides WHERE status = 'done'"), 1);
+        db_close(db);
+        unsetenv("MAGPIE_TILER_NO_FAST");
+    }
 }
 
 /* Patches, images per mag and their geometry for the synthetic slide. */
@@ -311,6 +349,7 @@ int main(void)
     if (tiler_global_init("test")) return 1;
     RUN(bad_inputs);
     RUN(tile_errors_are_recorded);
+    RUN(corrupt_tile_in_file);
     RUN(multi_mag_geometry_skip_redo);
     RUN(pixel_agreement);
     RUN(fast_tiff_path_equals_openslide);
