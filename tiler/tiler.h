@@ -127,6 +127,7 @@ void tiler_qc(const uint8_t *rgb, int w, int h, double *blur, double *brightness
  *   MAGPIE_TILER_FAIL="gx,gy;gx,gy"  reads of these cells fail (recorded in tile_errors)
  *   MAGPIE_TILER_KILL="after-start" | "batch:N" | "in-batch:N" | "before-finish"
  *                                    SIGKILL the process at that point (crash tests)
- *   MAGPIE_TILER_CHUNK_COLS=K        cells per row read (default from geometry; bench/tiler) */
+ *   MAGPIE_TILER_CHUNK_COLS=K        cells per row read (default from geometry; bench/tiler)
+ *   MAGPIE_TILER_NO_FAST=1           read pixels through OpenSlide only (no direct TIFF reader) */
 
 #endif
