@@ -27,6 +27,10 @@ void tiler_slide_close(tiler_slide *s);
  * memory, read in bands from the coarsest suitable level. *rgba is malloc'd. */
 int tiler_thumbnail(tiler_slide *s, double mpp, double target_mpp, uint8_t **rgba, int *w, int *h,
                     double *ds);
+/* The same, reading through the direct TIFF reader when fast is not NULL (tiler/tiffread.h). */
+struct tiff_fast;
+int tiler_thumbnail_fast(tiler_slide *s, struct tiff_fast *fast, double mpp, double target_mpp, uint8_t **rgba, int *w, int *h,
+                    double *ds);
 
 /* Route libtiff errors to a flag (never to the terminal). */
 void tiler_tiff_quiet(void);

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "tiler/plan.h"
+#include "tiler/tiffread.h"
 
 int tiler_choose_level(const double *ds, int n, double want, double tol)
 {
@@ -130,7 +131,10 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
     uint8_t *rgba;
     int tw, th;
     double tds;
-    if (tiler_thumbnail(s, mpp, mm, &rgba, &tw, &th, &tds)) return -1;
+    tiff_fast *fast = tiff_fast_open(path, s);
+    int trc = tiler_thumbnail_fast(s, fast, mpp, mm, &rgba, &tw, &th, &tds);
+    tiff_fast_close(fast);
+    if (trc) return -1;
     p->mask_mpp = tds * mpp;
     tiler_mask_compute(rgba, tw, th, p->mask_mpp, &p->mask);
     p->mask.ds = tds;

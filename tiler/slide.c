@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "tiler/internal.h"
+#include "tiler/tiffread.h"
 
 int tiler_is_dicom(const char *path)
 {
@@ -269,6 +270,12 @@ int tiler_fingerprint(const char *path, char out[64])
 
 int tiler_thumbnail(tiler_slide *s, double mpp, double target_mpp, uint8_t **out, int *ow, int *oh, double *ods)
 {
+    return tiler_thumbnail_fast(s, NULL, mpp, target_mpp, out, ow, oh, ods);
+}
+
+int tiler_thumbnail_fast(tiler_slide *s, tiff_fast *fast, double mpp, double target_mpp, uint8_t **out, int *ow, int *oh,
+                         double *ods)
+{
     int L = tiler_choose_level(s->ds, s->levels, target_mpp / mpp, TILER_LEVEL_TOL);
     double lmpp = mpp * s->ds[L];
     double f = lmpp / target_mpp; /* thumb px per level px, <= ~1 */
@@ -284,8 +291,17 @@ int tiler_thumbnail(tiler_slide *s, double mpp, double target_mpp, uint8_t **out
     for (int64_t x = 0; x < lw; x++) tx[x] = (int)fmin(w - 1, floor(x * fx));
     for (int64_t y0 = 0; y0 < lh; y0 += band) {
         int64_t bh = y0 + band <= lh ? band : lh - y0;
-        openslide_read_region(s->osr, px, 0, (int64_t)llround(y0 * s->ds[L]), L, lw, bh);
-        const char *e = openslide_get_error(s->osr);
+        const char *e = NULL;
+        char ferr[300];
+        if (fast && tiff_fast_read(fast, L, 0, y0, (int)lw, (int)bh, (uint8_t *)px, ferr, sizeof ferr) == 0) {
+            /* RGB packed at the start of the buffer: widen to opaque ARGB, back to front */
+            const uint8_t *rgb = (const uint8_t *)px;
+            for (int64_t i = lw * bh - 1; i >= 0; i--)
+                px[i] = 0xFF000000u | (uint32_t)rgb[3 * i] << 16 | (uint32_t)rgb[3 * i + 1] << 8 | rgb[3 * i + 2];
+        } else {
+            openslide_read_region(s->osr, px, 0, (int64_t)llround(y0 * s->ds[L]), L, lw, bh);
+            e = openslide_get_error(s->osr);
+        }
         if (e) {
             free(acc);
             free(px);

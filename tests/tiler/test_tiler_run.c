@@ -339,6 +339,7 @@ TEST(fast_tiff_path_equals_openslide)
     CHECK_INT(db_query_int(db, "SELECT count(*) FROM images i JOIN patches p ON p.id = i.patch_id "
                                "JOIN f.patches q ON q.gx = p.gx AND q.gy = p.gy "
                                "JOIN f.images j ON j.patch_id = q.id AND j.mag = i.mag WHERE j.data = i.data"), n);
+    CHECK_INT(db_query_int(db, "SELECT count(*) FROM slides s, f.slides t WHERE s.mask = t.mask AND length(s.mask) > 0"), 1);
     db_close(db);
 }
 
