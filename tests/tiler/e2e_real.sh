@@ -45,6 +45,9 @@ grep -q "done and unchanged, skipped" "$T/err2" || no "rerun skip message"
 grep -q "MPP 0.499 x 0.499 µm/px from openslide.mpp" "$T/dry" || no "dry-run MPP line"
 grep -q "10x: level 0 (downsample 1, 0.499 µm/px), read 449 px -> 224 px" "$T/dry" || no "dry-run level line"
 grep -q "estimate: " "$T/dry" || no "dry-run estimate"
+# an override that contradicts the file is applied, with a warning naming both values
+"$MAGPIE_BIN" tile "$T/o.db" "$svs" --mpp 0.25 --dry-run >/dev/null 2>"$T/ow" || no "override dry-run"
+grep -qxF "magpie: warning: $svs: --mpp 0.25 overrides the file's 0.499 µm/px (openslide.mpp)" "$T/ow" || no "override warning: $(cat "$T/ow")"
 # usage errors exit 1
 "$MAGPIE_BIN" tile "$T/a.db" >/dev/null 2>&1; [ $? -eq 1 ] || no "missing slide arg should exit 1"
 "$MAGPIE_BIN" tile "$T/a.db" "$svs" --mags 10,x >/dev/null 2>&1; [ $? -eq 1 ] || no "bad --mags should exit 1"
