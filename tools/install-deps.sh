@@ -9,5 +9,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential meson ninja-build pkg-config python3 \
     libopenslide-dev libvips-dev libopenblas-dev libsqlite3-dev libtiff-dev \
     libjansson-dev libcsv-dev libxxhash-dev libturbojpeg0-dev libpng-dev zlib1g-dev \
-    libvips-tools openslide-tools sqlite3 >/dev/null
+    libvips-tools openslide-tools libtiff-tools sqlite3 >/dev/null
 echo "magpie: dependencies installed"
