@@ -394,6 +394,29 @@ static int setup_crckd(run *R)
     return 0;
 }
 
+/* One RBD step's loss on the current batch: T²·KL + β·feature term of the student (logits of its
+ * last forward, map Fs of C×FH×FW) against the teacher's R->zt / R->Ft (tH×tW, max-pooled to the
+ * student's size), plus the optional CE on labelled patches. Gradients go into R->dz and R->dF
+ * (zeroed here). Returns the loss, parts[] = {kd, feat, ce}. */
+static double rbd_terms(run *R, const tr_batch *b, const float *Fs, int C, int FH, int FW, int tH, int tW,
+                        double parts[3])
+{
+    const tr_train_opts *o = R->o;
+    int n = b->n, k = R->k;
+    const float *zs = nn_model_logits(R->student);
+    memset(R->dF, 0, sizeof(float) * (size_t)n * C * FH * FW);
+    double rp[2];
+    double loss = nn_rbd_loss(R->dz, R->dF, R->work, zs, R->zt, Fs, R->Ft, n, k, C, FH, FW, tH, tW,
+                              (float)o->temperature, (float)o->beta, o->l1, 1.0f, rp);
+    parts[0] = rp[0];
+    parts[1] = rp[1];
+    if (o->ce_weight > 0) {
+        parts[2] = o->ce_weight * nn_cross_entropy(R->dz, zs, b->y, n, k, NULL, 0, (float)o->ce_weight);
+        loss += parts[2];
+    }
+    return loss;
+}
+
 /* One CRCKD step's extra terms on the current batch. The student forward must be the last
  * forward of R->student; the EMA teacher runs on the teacher view. Adds gradients into R->dz and
  * H->dpooled. Returns the loss contribution, parts[] = {wce, mt, ccd, crp}. */
@@ -739,17 +762,7 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
                     memcpy(R->zt + (size_t)i * k, R->cz + row * k, sizeof(float) * k);
                     memcpy(R->Ft + (size_t)i * fs, R->cf + row * fs, sizeof(float) * fs);
                 }
-                memset(R->dF, 0, sizeof(float) * (size_t)n * fs);
-                double rp[2];
-                loss += nn_rbd_loss(R->dz, R->dF, R->work, nn_model_logits(R->student), R->zt, Fs, R->Ft, n, k, C, FH, FW,
-                                    FH, FW, (float)o->temperature, (float)o->beta, o->l1, 1.0f, rp);
-                parts[0] = rp[0];
-                parts[1] = rp[1];
-                if (o->ce_weight > 0) {
-                    parts[2] = o->ce_weight * nn_cross_entropy(R->dz, nn_model_logits(R->student), b->y, n, k, NULL, 0,
-                                                               (float)o->ce_weight);
-                    loss += parts[2];
-                }
+                loss += rbd_terms(R, b, Fs, C, FH, FW, FH, FW, parts);
             } else if (R->teacher) {
                 /* frozen teacher on the paired view at its own magnification */
                 int TS = R->tinfo.size;
@@ -774,17 +787,7 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
                     R->dF = mp_xmalloc(sizeof(float) * (size_t)B * C * FH * FW);
                     R->work = mp_xmalloc(sizeof(float) * (size_t)B * C * FH * FW);
                 }
-                memset(R->dF, 0, sizeof(float) * (size_t)n * C * FH * FW);
-                double rp[2];
-                loss += nn_rbd_loss(R->dz, R->dF, R->work, nn_model_logits(R->student), R->zt, Fs, R->Ft, n, k, C, FH, FW,
-                                    tH, tW, (float)o->temperature, (float)o->beta, o->l1, 1.0f, rp);
-                parts[0] = rp[0];
-                parts[1] = rp[1];
-                if (o->ce_weight > 0) {
-                    parts[2] = o->ce_weight * nn_cross_entropy(R->dz, nn_model_logits(R->student), b->y, n, k, NULL, 0,
-                                                               (float)o->ce_weight);
-                    loss += parts[2];
-                }
+                loss += rbd_terms(R, b, Fs, C, FH, FW, tH, tW, parts);
             } else if (nn_model_forward(R->student, b->x, n, S, S, 1) < 0) {
                 rc = -1;
                 break;
