@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/util.h"
 #include "pipelines/cmds.h"
 
 #ifndef MAGPIE_VERSION
@@ -33,6 +34,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    mp_fp_flush_denormals(); /* before any thread is started, so all of ours inherit it */
     if (argc < 2) {
         usage(stderr);
         return MP_EXIT_USAGE;

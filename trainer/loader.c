@@ -23,6 +23,7 @@ struct tr_loader {
     db_item *items;
     int n;
     int size[2];          /* pixel size of the primary and paired views */
+    int skip_paired;      /* the paired view is not read (its network outputs are cached) */
     int epoch, nbatches;
     uint32_t *order;
     /* ring of batches filled by the worker */
@@ -256,7 +257,7 @@ static void *worker(void *arg)
             tr_aug a;
             tr_aug_draw(&a, &r, c);
             for (int v = 0; v < 2 && !err; v++) {
-                if (!rd[v]) continue;
+                if (!rd[v] || (v == 1 && L->skip_paired)) continue;
                 const uint8_t *data;
                 size_t len;
                 int png;
@@ -365,6 +366,14 @@ tr_loader *tr_loader_new(mp_db *db, const tr_loader_cfg *cfg, const db_item *ite
 }
 
 int tr_loader_size(const tr_loader *L, int view) { return L->size[view]; }
+
+static void stop_worker(tr_loader *L);
+
+void tr_loader_skip_paired(tr_loader *L, int skip)
+{
+    stop_worker(L); /* takes effect from the next tr_loader_start */
+    L->skip_paired = skip;
+}
 int tr_loader_count(const tr_loader *L) { return L->n; }
 int tr_loader_batches(const tr_loader *L) { return (L->n + L->cfg.batch - 1) / L->cfg.batch; }
 

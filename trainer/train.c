@@ -705,7 +705,10 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
                                                              : nn_sched_constant(o->lr);
     if (o->method & TR_CRCKD && setup_crckd(R) < 0) goto out;
     R->dz = mp_xmalloc(sizeof(float) * B * k);
-    if (R->teacher && o->teacher_views > 0 && cache_teacher(R) < 0) goto out;
+    if (R->teacher && o->teacher_views > 0) {
+        if (cache_teacher(R) < 0) goto out;
+        tr_loader_skip_paired(R->loader, 1);
+    }
     R->hist = mp_xcalloc((size_t)o->epochs * 2 + 2, sizeof(double));
     R->best_val = -1;
     R->best_epoch = -1;

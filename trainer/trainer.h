@@ -100,6 +100,9 @@ int tr_loader_start(tr_loader *L, int epoch);           /* begin an epoch (stops
 /* 1 and *b (valid until the next call), 0 at the end of the epoch, -1 + mp_err on failure. */
 int tr_loader_next(tr_loader *L, const tr_batch **b);
 int tr_loader_size(const tr_loader *L, int view);
+/* Stop decoding the paired view (batch->xp is left unset) from the next epoch on: RBD with a
+ * teacher cache needs only the student's images, and the 10x decode + augmentation dominated. */
+void tr_loader_skip_paired(tr_loader *L, int skip);
 int tr_loader_count(const tr_loader *L);
 int tr_loader_batches(const tr_loader *L);
 void tr_loader_free(tr_loader *L);
