@@ -170,9 +170,10 @@ static int do_stats(mp_db *db)
     if (db_query_int(db, "SELECT count(*) FROM classes") > 0) {
         printf("patches per class (region label, else slide label):\n");
         if (print_rows(db,
-                       "SELECT printf('%-16s %8d', coalesce(c.name, s.label, '(unlabelled)'), count(*)) FROM patches p "
-                       "JOIN slides s ON s.id = p.slide_id LEFT JOIN patch_labels l ON l.patch_id = p.id "
-                       "LEFT JOIN classes c ON c.id = l.class_id GROUP BY 1 ORDER BY 1",
+                       "SELECT printf('%-16s %8d', cls, n) FROM (SELECT coalesce(c.name, s.label, '(unlabelled)') AS cls, "
+                       "count(*) AS n FROM patches p JOIN slides s ON s.id = p.slide_id "
+                       "LEFT JOIN patch_labels l ON l.patch_id = p.id LEFT JOIN classes c ON c.id = l.class_id "
+                       "GROUP BY cls) ORDER BY cls",
                        NULL))
             return -1;
     }

@@ -621,6 +621,14 @@ static void run_free(run *R)
     db_close(R->db);
 }
 
+/* Steps during which the learning rate is still rising: epochs that end inside it do not count
+ * towards early stopping (with one-cycle, a flat validation curve while the LR is still tiny
+ * stopped CRCKD at chance before it had started to learn). */
+static int64_t warmup_steps(const nn_sched *s)
+{
+    return s->kind == NN_SCHED_ONECYCLE ? (int64_t)(s->pct_start * (double)s->total_steps) : 0;
+}
+
 int tr_train(const tr_train_opts *o, tr_train_result *res)
 {
     memset(res, 0, sizeof *res);
@@ -880,7 +888,7 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
             R->best_val = R->vloader ? val : R->best_val;
             R->best_epoch = epoch;
             R->bad_epochs = 0;
-        } else R->bad_epochs++;
+        } else if (R->step > warmup_steps(&R->sched)) R->bad_epochs++;
         int stop = o->patience > 0 && R->bad_epochs >= o->patience;
         if (improved && save_ckpt(R, o->out, 0, epoch, NULL) < 0) {
             rc = -1;

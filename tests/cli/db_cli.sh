@@ -29,6 +29,10 @@ ok "slides table" '"$M" db "$DB" slides > "$T/slides" && grep -q "alpha .* done 
 ok "slides error" 'grep -q "bad .*failed .*bad.svs: not a slide" "$T/slides"'
 ok "slides json" '"$M" db "$DB" slides --json | head -1 | grep -q "\"name\":\"alpha\",\"status\":\"done\""'
 ok "stats" '"$M" db "$DB" stats > "$T/stats" && grep -q "tissue .*0.700 .*0.900" "$T/stats"'
+# per-class counts: patch 1 carries a region label, patch 2 inherits the slide's label
+sqlite3 "$DB" "INSERT INTO classes VALUES (0, 'Tumor'), (1, 'Stroma'); UPDATE slides SET label = 'Tumor' WHERE id = 1;
+               INSERT INTO patch_labels VALUES (1, 1, 0.8, 'test')"
+ok "stats per class" '"$M" db "$DB" stats > "$T/stats2" && grep -q "^  Stroma  *1$" "$T/stats2" && grep -q "^  Tumor  *1$" "$T/stats2"'
 ok "check clean" '"$M" db "$DB" check > "$T/check" && grep -q "2 patches, 4 images, 4 blobs decoded: ok" "$T/check"'
 ok "mask export" '"$M" db "$DB" mask alpha "$T/out.png" 2>/dev/null && cmp -s "$T/out.png" "$T/mask.png"'
 "$M" db "$DB" mask bad "$T/out2.png" 2> "$T/err"; rc=$?
