@@ -2,7 +2,8 @@
 the patches tools/export_patches.py wrote: teacher @10x, baseline @1.25x, RBD (cached teacher
 draws), CRCKD (EMA teacher, heads, banks, CCD + CRP) and RBD+CRCKD, with the same
 hyperparameters, augmentation and model selection as `magpie train`. Writes OUT/results.json.
-Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1]"""
+Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1] [--only ROWS]
+       [--epochs ROW=N,...] [--patience ROW=N,...]"""
 import json, math, os, sys, time
 
 import numpy as np
@@ -360,7 +361,7 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
         if v > best + 1e-9:
             best, bad = v, 0
             best_state = {kk: t.clone() for kk, t in model.state_dict().items()}
-        else:
+        elif sched is None or step > int(0.3 * epochs * nb):  # one-cycle warm-up epochs do not count
             bad += 1
             if bad >= patience:
                 break
@@ -377,6 +378,14 @@ def main():
         if f"--{kk}" in sys.argv:
             args[kk] = int(sys.argv[sys.argv.index(f"--{kk}") + 1])
     args["quick"] = "--quick" in sys.argv  # one epoch per model: a smoke test of the script
+    # schedule per row, "--epochs teacher=25,rbd=100" / "--patience rbd=20" (same as bench/distill/run.sh)
+    ep = dict(teacher=25, baseline=60, crckd=60, rbd=30, rbd_crckd=30)
+    pa = dict(teacher=8, baseline=15, crckd=15, rbd=10, rbd_crckd=10)
+    for flag, d in (("--epochs", ep), ("--patience", pa)):
+        if flag in sys.argv:
+            for kv in sys.argv[sys.argv.index(flag) + 1].split(","):
+                kk, vv = kv.split("=")
+                d[kk] = int(vv)
     torch.set_num_threads(args["threads"])
     os.makedirs(out, exist_ok=True)
     data = {s: dict(np.load(os.path.join(exp, f"{s}.npz"))) for s in ("train", "val", "test", "unlabeled")
@@ -398,20 +407,20 @@ def main():
     only = set(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else None
     want = lambda n: only is None or n in only
     if want("baseline"):
-        m, nrm, s = train("baseline", args, data, k, 1.25, "supervised", epochs=60, patience=15)
+        m, nrm, s = train("baseline", args, data, k, 1.25, "supervised", epochs=ep["baseline"], patience=pa["baseline"])
         report("baseline", m, nrm, 1.25, s)
     if want("crckd"):
-        m, nrm, s = train("crckd", args, data, k, 1.25, "crckd", epochs=60, patience=15, lr=1e-4, wd=5e-4)
+        m, nrm, s = train("crckd", args, data, k, 1.25, "crckd", epochs=ep["crckd"], patience=pa["crckd"], lr=1e-4, wd=5e-4)
         report("crckd", m, nrm, 1.25, s)
     if not (want("teacher") or want("rbd") or want("rbd_crckd")):
         return
-    teacher, tnorm, s = train("teacher", args, data, k, 10, "supervised", epochs=25, patience=8)
+    teacher, tnorm, s = train("teacher", args, data, k, 10, "supervised", epochs=ep["teacher"], patience=pa["teacher"])
     report("teacher", teacher, tnorm, 10, s)
     if want("rbd"):
-        m, nrm, s = train("rbd", args, data, k, 1.25, "rbd", teacher=teacher, tnorm=tnorm, epochs=30, patience=10)
+        m, nrm, s = train("rbd", args, data, k, 1.25, "rbd", teacher=teacher, tnorm=tnorm, epochs=ep["rbd"], patience=pa["rbd"])
         report("rbd", m, nrm, 1.25, s)
     if want("rbd_crckd"):
-        m, nrm, s = train("rbd_crckd", args, data, k, 1.25, "rbd+crckd", teacher=teacher, tnorm=tnorm, epochs=30, patience=10)
+        m, nrm, s = train("rbd_crckd", args, data, k, 1.25, "rbd+crckd", teacher=teacher, tnorm=tnorm, epochs=ep["rbd_crckd"], patience=pa["rbd_crckd"])
         report("rbd_crckd", m, nrm, 1.25, s)
 
 

@@ -43,6 +43,10 @@ void tr_train_defaults(tr_train_opts *o, int method)
     o->K = 4096;
     o->feat_dim = 128;
     o->rampup = 30;
+    if (method & TR_RBD) {
+        o->epochs = 100; /* RBD: the paper's 100 epochs without LR decay; its noisy distillation */
+        o->patience = 25; /* curve keeps improving after long flat stretches */
+    }
     if (method & TR_CRCKD && !(method & TR_RBD)) {
         o->lr = 1e-4; /* CRCKD: Adam 1e-4, wd 5e-4, one-cycle to 3e-4 */
         o->wd = 5e-4;
@@ -505,11 +509,17 @@ static int cache_teacher(run *R)
     R->dF = mp_xmalloc(sizeof(float) * o->batch * fs);
     R->work = mp_xmalloc(sizeof(float) * o->batch * fs);
     /* A cache file made for the same teacher, seed, pairs and draws is reused (rbd, then rbd+crckd). */
-    char key[1200], *abs_teacher = realpath(o->teacher, NULL); /* the same file however it is named */
-    snprintf(key, sizeof key, "%s|%lld bytes|seed %llu|pairs %d|draws %d|map %dx%dx%d|aug %d",
-             abs_teacher ? abs_teacher : o->teacher, (long long)mp_file_size(o->teacher), (unsigned long long)o->seed,
-             R->n, A, R->cC, R->cH, R->cW, o->augment);
-    free(abs_teacher);
+    /* The teacher is identified by its content (a retrained teacher at the same path and size must
+     * not reuse the old outputs), the pairs by their count and the draws by seed and augmentation. */
+    uint8_t *tbytes = NULL;
+    size_t tlen = 0;
+    if (mp_read_file(o->teacher, &tbytes, &tlen) < 0) return -1;
+    uint32_t tcrc = mp_crc32(0, tbytes, tlen), pcrc = 0;
+    free(tbytes);
+    for (int i = 0; i < R->n; i++) pcrc = mp_crc32(pcrc, &R->items[i].patch_id, sizeof R->items[i].patch_id);
+    char key[512];
+    snprintf(key, sizeof key, "teacher crc32 %08x, %zu bytes|seed %llu|pairs %d crc32 %08x|draws %d|map %dx%dx%d|aug %d", tcrc,
+             tlen, (unsigned long long)o->seed, R->n, pcrc, A, R->cC, R->cH, R->cW, o->augment);
     if (o->teacher_cache && mp_file_exists(o->teacher_cache)) {
         nn_ckpt ck = {0};
         if (nn_ckpt_load(&ck, o->teacher_cache) == 0) {

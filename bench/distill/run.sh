@@ -18,14 +18,18 @@ export OPENBLAS_NUM_THREADS=$THREADS
 
 # STAGE=students skips data and teacher, STAGE=rbd also the baseline (continue an interrupted run)
 STAGE=${STAGE:-all}
-# 1. data: 318 single-class slides of 4x4 patches (224 px @10x, 28 px @1.25x), two slides per patient
-cc -O2 -I"$ROOT" -I"$ROOT/build" bench/distill/mkdata.c build/synth/libmp_synth.a build/db/libmp_db.a \
-   build/common/libmp_common.a $(pkg-config --libs vips sqlite3 jansson libturbojpeg zlib) -lcsv -lm -lpthread \
-   -o "$W/mkdata"
+# 1. data, through magpie's own pipeline: `magpie synth` renders 318 single-class slides of
+# 1568x1568 px at 1.0 µm/px (level 0 = 10x; tissue islands, mild nuisance, no pen or dust), two
+# slides per patient; `magpie tile` cuts 224 px patches at 10x with their 28 px 1.25x image (from
+# the TIFF pyramid) wherever the tissue mask covers half the cell (~15 per slide);
+# `magpie db labels import` reads synth's slides.csv
 t0=$(date +%s)
 if [ "$STAGE" = all ]; then
-"$W/mkdata" "$W/distill.db" "$W/labels.csv" ${SLIDES:-318} 4 "$SEED" ${NUISANCE:-mild} "$THREADS"
-"$M" db "$W/distill.db" labels import "$W/labels.csv"
+rm -rf "$W/slides" "$W/distill.db" "$W/distill.db-wal" "$W/distill.db-shm"
+"$M" synth "$W/slides" --slides ${SLIDES:-318} --width 1568 --height 1568 --mpp 1.0 --purity 1 --pen 0 --dust 0 \
+    --nuisance ${NUISANCE:-mild} --seed "$SEED" --jobs "$THREADS" --quiet
+"$M" tile "$W/distill.db" "$W"/slides/*.tiff --mags 10,1.25 --size 224 --jobs "$THREADS" --progress=none
+"$M" db "$W/distill.db" labels import "$W/slides/slides.csv"
 # per class 53 patients: 40 held out unlabeled, then 2 train / 2 val / 9 test
 "$M" db "$W/distill.db" split --by patient --ratios 2,2,9 --stratify label --unlabeled-ratio 0.755 --seed "$SEED"
 t1=$(date +%s)
@@ -45,10 +49,10 @@ train teacher  --method supervised --mag 10   --epochs ${TEACHER_EPOCHS:-25} --p
 fi
 [ "$STAGE" = rbd ] || train baseline --method supervised --mag 1.25 --epochs 60 --patience 15
 train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" \
-               --epochs ${RBD_EPOCHS:-30} --patience ${RBD_PATIENCE:-10}
+               --epochs ${RBD_EPOCHS:-100} --patience ${RBD_PATIENCE:-25}
 train crckd    --method crckd      --mag 1.25 --epochs 60 --patience 15
 train rbd_crckd --method rbd+crckd --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" \
-               --epochs ${BOTH_EPOCHS:-30} --patience ${RBD_PATIENCE:-10}
+               --epochs ${BOTH_EPOCHS:-100} --patience ${RBD_PATIENCE:-25}
 for n in teacher baseline rbd crckd rbd_crckd; do
     "$M" eval "$W/distill.db" "$W/$n.mpk" --split test --json --threads "$THREADS" > "$W/$n.eval.json"
 done
@@ -57,7 +61,9 @@ echo "magpie total: $((t2 - t0)) s" | tee "$W/total.txt"
 
 if [ "$TORCH" = "--torch" ]; then
     /usr/bin/python3 tools/export_patches.py "$W/distill.db" "$W/export"
-    /usr/bin/python3 tools/torch_distill.py "$W/export" "$W/torch" --threads "$THREADS" --seed "$SEED"
+    /usr/bin/python3 tools/torch_distill.py "$W/export" "$W/torch" --threads "$THREADS" --seed "$SEED" \
+        --epochs teacher=${TEACHER_EPOCHS:-25},rbd=${RBD_EPOCHS:-100},rbd_crckd=${BOTH_EPOCHS:-100} \
+        --patience rbd=${RBD_PATIENCE:-25},rbd_crckd=${RBD_PATIENCE:-25}
 fi
 /usr/bin/python3 bench/distill/report.py "$W" > "$W/results.md"
 cat "$W/results.md"

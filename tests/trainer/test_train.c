@@ -105,6 +105,43 @@ TEST(teacher_learns)
     CHECK(mp_file_exists(p));
 }
 
+static char *cache_key(const char *path)
+{
+    nn_ckpt ck = {0};
+    char *k = NULL;
+    if (nn_ckpt_load(&ck, path) == 0 && nn_ckpt_get(&ck, "teacher_cache.key")) k = mp_xstrdup(nn_ckpt_get(&ck, "teacher_cache.key"));
+    nn_ckpt_free(&ck);
+    return k;
+}
+
+/* The teacher-output cache is keyed by the teacher's content: a teacher retrained into the same
+ * file (same path, same size) must not reuse the old outputs; an unchanged one must. */
+TEST(teacher_cache_follows_teacher_content)
+{
+    tr_train_opts t = opts(0, 10, tmp("t2.mpk"), 1);
+    CHECK_INT(tr_train(&t, &(tr_train_result){0}), 0);
+    tr_train_opts o = opts(TR_RBD, 1.25, tmp("rc.mpk"), 1);
+    o.teacher = tmp("t2.mpk");
+    o.teacher_views = 1;
+    o.teacher_cache = tmp("tc2.mpk");
+    CHECK_INT(tr_train(&o, &(tr_train_result){0}), 0);
+    char *k1 = cache_key(tmp("tc2.mpk"));
+    int64_t m1 = mp_file_size(tmp("tc2.mpk"));
+    CHECK(k1 != NULL);
+    CHECK_INT(tr_train(&o, &(tr_train_result){0}), 0); /* unchanged teacher: reused as is */
+    char *k2 = cache_key(tmp("tc2.mpk"));
+    CHECK(k2 && !strcmp(k1, k2));
+    t.seed = 77; /* retrain into the same file: same size, different weights */
+    CHECK_INT(tr_train(&t, &(tr_train_result){0}), 0);
+    CHECK_INT(tr_train(&o, &(tr_train_result){0}), 0);
+    char *k3 = cache_key(tmp("tc2.mpk"));
+    CHECK(k3 && strcmp(k1, k3) != 0);
+    CHECK(mp_file_size(tmp("tc2.mpk")) == m1);
+    free(k1);
+    free(k2);
+    free(k3);
+}
+
 TEST(loss_decreases_each_method)
 {
     static const int methods[5] = {0, TR_RBD, TR_CRCKD, TR_RBD | TR_CRCKD, TR_RBD};
@@ -275,6 +312,7 @@ int main(void)
     if (tiny_make(dbp, &tc) < 0) TEST_SKIP("cannot write the tiny dataset: %s", mp_err());
     RUN(teacher_learns);
     RUN(loss_decreases_each_method);
+    RUN(teacher_cache_follows_teacher_content);
     RUN(resume_equals_uninterrupted);
     RUN(nan_keeps_last_good);
     RUN(anomalies);
