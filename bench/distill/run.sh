@@ -19,16 +19,19 @@ export OPENBLAS_NUM_THREADS=$THREADS
 # STAGE=students skips data and teacher, STAGE=rbd also the baseline (continue an interrupted run)
 STAGE=${STAGE:-all}
 # 1. data, through magpie's own pipeline: `magpie synth` renders 318 single-class slides of
-# 1568x1568 px at 1.0 µm/px (level 0 = 10x; tissue islands, mild nuisance, no pen or dust), two
-# slides per patient; `magpie tile` cuts 224 px patches at 10x with their 28 px 1.25x image (from
-# the TIFF pyramid) wherever the tissue mask covers half the cell (~15 per slide);
-# `magpie db labels import` reads synth's slides.csv
+# 1792x1792 px at 1.0 µm/px (level 0 = 10x; tissue islands, mild nuisance, no pen or dust), two
+# slides per patient; `magpie tile` cuts 256 px patches at 10x with their 32 px 1.25x image (from
+# the TIFF pyramid) wherever the tissue mask covers half the cell (~16 per slide);
+# `magpie db labels import` reads synth's slides.csv. 256 px, not 224: the network's total stride
+# is 32, so a 32 px student input keeps every stage at exactly 1/8 the teacher's side and the
+# student costs 1/64 of the teacher's FLOPs (at 224/28 px the last stages round up to 2x2 and
+# 1x1 maps and the ratio is 55x).
 t0=$(date +%s)
 if [ "$STAGE" = all ]; then
 rm -rf "$W/slides" "$W/distill.db" "$W/distill.db-wal" "$W/distill.db-shm"
-"$M" synth "$W/slides" --slides ${SLIDES:-318} --width 1568 --height 1568 --mpp 1.0 --purity 1 --pen 0 --dust 0 \
+"$M" synth "$W/slides" --slides ${SLIDES:-318} --width 1792 --height 1792 --mpp 1.0 --purity 1 --pen 0 --dust 0 \
     --nuisance ${NUISANCE:-mild} --seed "$SEED" --jobs "$THREADS" --quiet
-"$M" tile "$W/distill.db" "$W"/slides/*.tiff --mags 10,1.25 --size 224 --jobs "$THREADS" --progress=none
+"$M" tile "$W/distill.db" "$W"/slides/*.tiff --mags 10,1.25 --size 256 --jobs "$THREADS" --progress=none
 "$M" db "$W/distill.db" labels import "$W/slides/slides.csv"
 # per class 53 patients: 40 held out unlabeled, then 2 train / 2 val / 9 test
 "$M" db "$W/distill.db" split --by patient --ratios 2,2,9 --stratify label --unlabeled-ratio 0.755 --seed "$SEED"
