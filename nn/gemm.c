@@ -30,3 +30,8 @@ void nn_set_threads(int n)
 int nn_get_threads(void) { return g_threads; }
 
 void nn_gemm_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+/* Exported by OpenBLAS's pthread server (its fork handler calls it); not in cblas.h. */
+extern int blas_thread_shutdown_(void);
+
+void nn_blas_park(void) { blas_thread_shutdown_(); }

@@ -16,5 +16,10 @@ void nn_set_threads(int n);
 int nn_get_threads(void);
 /* BLAS threads only, leaving nn_get_threads() alone: workers set 1 while they run. */
 void nn_gemm_blas_threads(int n);
+/* Stop OpenBLAS's pool threads, which the library starts at load time and which spin for
+ * ~0.1 s of CPU before they sleep. For commands that never call BLAS (tile, synth, db): on a
+ * 2-core machine that spin takes a core from the real work. A later BLAS call restarts the
+ * pool (OpenBLAS re-initialises it lazily, as after a fork). */
+void nn_blas_park(void);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "nn/gemm.h"
 #include "pipelines/cmds.h"
 
 #ifndef MAGPIE_VERSION
@@ -13,16 +14,17 @@
 static const struct {
     const char *name;
     int (*fn)(int, char **);
+    int blas; /* 0: never calls BLAS, so OpenBLAS's spinning pool threads are stopped first */
     const char *what;
 } cmds[] = {
-    {"demo", cmd_demo, "synthesize slides, tile them, summarise the dataset (the built-in default job)"},
-    {"synth", cmd_synth, "generate synthetic H&E-like pyramidal slides with ground truth"},
-    {"tile", cmd_tile, "cut tissue patches at several magnifications into an SQLite dataset"},
-    {"db", cmd_db, "inspect and curate a dataset (info, slides, stats, check, labels, split, ...)"},
-    {"train", cmd_train, "train a teacher or distil a student"},
-    {"eval", cmd_eval, "evaluate a checkpoint on a dataset split"},
-    {"infer", cmd_infer, "turn slides into heatmaps (pyramidal TIFF registered to the slide), overlays, GeoJSON"},
-    {"model", cmd_model, "model info, run, grad, import/export (safetensors, .npy)"},
+    {"demo", cmd_demo, 1, "synthesize slides, tile them, summarise the dataset (the built-in default job)"},
+    {"synth", cmd_synth, 0, "generate synthetic H&E-like pyramidal slides with ground truth"},
+    {"tile", cmd_tile, 0, "cut tissue patches at several magnifications into an SQLite dataset"},
+    {"db", cmd_db, 0, "inspect and curate a dataset (info, slides, stats, check, labels, split, ...)"},
+    {"train", cmd_train, 1, "train a teacher or distil a student"},
+    {"eval", cmd_eval, 1, "evaluate a checkpoint on a dataset split"},
+    {"infer", cmd_infer, 1, "turn slides into heatmaps (pyramidal TIFF registered to the slide), overlays, GeoJSON"},
+    {"model", cmd_model, 1, "model info, run, grad, import/export (safetensors, .npy)"},
 };
 
 static void usage(FILE *f)
@@ -48,7 +50,10 @@ int main(int argc, char **argv)
         return MP_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], cmds[i].name)) {
+            if (!cmds[i].blas) nn_blas_park();
+            return cmds[i].fn(argc - 1, argv + 1);
+        }
     fprintf(stderr, "magpie: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return MP_EXIT_USAGE;
