@@ -281,6 +281,19 @@ int tiler_thumbnail(tiler_slide *s, double mpp, double target_mpp, uint8_t **out
     return tiler_thumbnail_fast(s, NULL, mpp, target_mpp, out, ow, oh, ods);
 }
 
+/* One finished thumbnail row from its sums (r, g, b, alpha, count per pixel); clears the sums. */
+static void thumb_row(uint32_t *acc, uint8_t *out, int w)
+{
+    for (int i = 0; i < w; i++) {
+        uint32_t *a = acc + (size_t)i * 5;
+        uint32_t n = a[4] ? a[4] : 1, al = a[3];
+        /* unpremultiply: colour = sum(c) / sum(alpha) */
+        for (int c = 0; c < 3; c++) out[i * 4 + c] = al ? (uint8_t)fmin(255, (a[c] * 255.0 + al / 2) / al) : 0;
+        out[i * 4 + 3] = (uint8_t)((al + n / 2) / n);
+    }
+    memset(acc, 0, sizeof *acc * 5 * (size_t)w);
+}
+
 int tiler_thumbnail_fast(tiler_slide *s, tiff_fast *fast, double mpp, double target_mpp, uint8_t **out, int *ow, int *oh,
                          double *ods)
 {
@@ -291,12 +304,17 @@ int tiler_thumbnail_fast(tiler_slide *s, tiff_fast *fast, double mpp, double tar
     int64_t lw = s->lw[L], lh = s->lh[L];
     int w = (int)fmax(1, llround(lw * f)), h = (int)fmax(1, llround(lh * f));
     double fx = (double)w / lw, fy = (double)h / lh;
-    /* Box filter: every level pixel lands in one thumbnail pixel. Sums of premultiplied values. */
-    uint32_t *acc = mp_xcalloc((size_t)w * h * 5, sizeof *acc);
+    /* Box filter: every level pixel lands in one thumbnail pixel. Sums of premultiplied values,
+     * one thumbnail row at a time (level rows arrive in order), so memory is a row of sums and
+     * one band of level pixels, not a whole-thumbnail accumulator. */
+    uint32_t *acc = mp_xcalloc((size_t)w * 5, sizeof *acc);
+    uint8_t *rgba = mp_xmalloc((size_t)w * h * 4);
     int64_t band = (int64_t)fmax(1, (1 << 22) / (double)lw);
+    if (band > lh) band = lh;
     uint32_t *px = mp_xmalloc((size_t)(lw * band) * 4);
     int *tx = mp_xmalloc(sizeof(int) * lw);
     for (int64_t x = 0; x < lw; x++) tx[x] = (int)fmin(w - 1, floor(x * fx));
+    int cur = 0; /* thumbnail row being accumulated; rows before it are final */
     for (int64_t y0 = 0; y0 < lh; y0 += band) {
         int64_t bh = y0 + band <= lh ? band : lh - y0;
         const char *e = NULL;
@@ -312,17 +330,18 @@ int tiler_thumbnail_fast(tiler_slide *s, tiff_fast *fast, double mpp, double tar
         }
         if (e) {
             free(acc);
+            free(rgba);
             free(px);
             free(tx);
             return mp_err_set("%s: cannot read the thumbnail (level %d): %s", s->path, L, e);
         }
         for (int64_t y = 0; y < bh; y++) {
             int ty = (int)fmin(h - 1, floor((y0 + y) * fy));
+            while (cur < ty) thumb_row(acc, rgba + (size_t)cur++ * w * 4, w);
             const uint32_t *row = px + y * lw;
-            uint32_t *arow = acc + (size_t)ty * w * 5;
             for (int64_t x = 0; x < lw; x++) {
                 uint32_t p = row[x];
-                uint32_t *a = arow + (size_t)tx[x] * 5;
+                uint32_t *a = acc + (size_t)tx[x] * 5;
                 a[0] += (p >> 16) & 255;
                 a[1] += (p >> 8) & 255;
                 a[2] += p & 255;
@@ -331,14 +350,7 @@ int tiler_thumbnail_fast(tiler_slide *s, tiff_fast *fast, double mpp, double tar
             }
         }
     }
-    uint8_t *rgba = mp_xmalloc((size_t)w * h * 4);
-    for (size_t i = 0; i < (size_t)w * h; i++) {
-        uint32_t *a = acc + i * 5;
-        uint32_t n = a[4] ? a[4] : 1, al = a[3];
-        /* unpremultiply: colour = sum(c) / sum(alpha) */
-        for (int c = 0; c < 3; c++) rgba[i * 4 + c] = al ? (uint8_t)fmin(255, (a[c] * 255.0 + al / 2) / al) : 0;
-        rgba[i * 4 + 3] = (uint8_t)((al + n / 2) / n);
-    }
+    while (cur < h) thumb_row(acc, rgba + (size_t)cur++ * w * 4, w);
     free(acc);
     free(px);
     free(tx);
