@@ -35,37 +35,32 @@ int tiler_otsu(const uint64_t hist[256])
     return t;
 }
 
-static inline void sort2(uint8_t *a, uint8_t *b)
-{
-    if (*a > *b) {
-        uint8_t t = *a;
-        *a = *b;
-        *b = t;
-    }
-}
+static inline uint8_t min8(uint8_t a, uint8_t b) { return a < b ? a : b; }
+static inline uint8_t max8(uint8_t a, uint8_t b) { return a > b ? a : b; }
+static inline uint8_t med3(uint8_t a, uint8_t b, uint8_t c) { return max8(min8(a, b), min8(max8(a, b), c)); }
 
-/* 3x3 median (edge pixels replicate); Paeth's 19-exchange network. */
+/* 3x3 median (edge pixels replicate). Each column's vertical triple is sorted once per row
+ * (lo <= mid <= hi); the median of the 9 values is then
+ * med3(max of the three lo, med3 of the three mid, min of the three hi) — exact, branch-free. */
 static void median3(const uint8_t *in, uint8_t *out, int w, int h)
 {
-    for (int y = 0; y < h; y++)
+    uint8_t *lo = mp_xmalloc((size_t)w * 3), *mid = lo + w, *hi = mid + w;
+    for (int y = 0; y < h; y++) {
+        const uint8_t *a = in + (size_t)(y > 0 ? y - 1 : 0) * w, *b = in + (size_t)y * w,
+                      *c = in + (size_t)(y + 1 < h ? y + 1 : h - 1) * w;
         for (int x = 0; x < w; x++) {
-            uint8_t p[9];
-            int k = 0;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int yy = y + dy < 0 ? 0 : y + dy >= h ? h - 1 : y + dy;
-                    int xx = x + dx < 0 ? 0 : x + dx >= w ? w - 1 : x + dx;
-                    p[k++] = in[(size_t)yy * w + xx];
-                }
-            sort2(&p[1], &p[2]); sort2(&p[4], &p[5]); sort2(&p[7], &p[8]);
-            sort2(&p[0], &p[1]); sort2(&p[3], &p[4]); sort2(&p[6], &p[7]);
-            sort2(&p[1], &p[2]); sort2(&p[4], &p[5]); sort2(&p[7], &p[8]);
-            sort2(&p[0], &p[3]); sort2(&p[5], &p[8]); sort2(&p[4], &p[7]);
-            sort2(&p[3], &p[6]); sort2(&p[1], &p[4]); sort2(&p[2], &p[5]);
-            sort2(&p[4], &p[7]); sort2(&p[4], &p[2]); sort2(&p[6], &p[4]);
-            sort2(&p[4], &p[2]);
-            out[(size_t)y * w + x] = p[4];
+            uint8_t p = a[x], q = b[x], r = c[x];
+            lo[x] = min8(min8(p, q), r);
+            hi[x] = max8(max8(p, q), r);
+            mid[x] = med3(p, q, r);
         }
+        uint8_t *o = out + (size_t)y * w;
+        for (int x = 0; x < w; x++) {
+            int l = x > 0 ? x - 1 : 0, rr = x + 1 < w ? x + 1 : w - 1;
+            o[x] = med3(max8(max8(lo[l], lo[x]), lo[rr]), med3(mid[l], mid[x], mid[rr]), min8(min8(hi[l], hi[x]), hi[rr]));
+        }
+    }
+    free(lo);
 }
 
 /* Mean over a (2r+1)^2 window (clipped at the edges), through an integral image. */
@@ -88,73 +83,89 @@ static void box_mean(const uint8_t *in, uint8_t *out, int w, int h, int r)
 }
 
 /* Binary dilation (grow=1) or erosion (grow=0) by a (2r+1)^2 square, separably. Outside the
- * image counts as background for dilation and as foreground for erosion (no edge erosion). */
+ * image counts as background for dilation and as foreground for erosion (no edge erosion):
+ * the OR (AND) of the in-image window. Output 0/1. */
+static void morph_line(const uint8_t *in, size_t step, uint8_t *out, size_t ostep, int n, int r, int grow)
+{
+    for (int i = 0; i < n; i++) {
+        int a = i - r < 0 ? 0 : i - r, b = i + r >= n ? n - 1 : i + r;
+        int v = grow ? 0 : 1;
+        if (grow)
+            for (int j = a; j <= b; j++) v |= in[j * step] != 0;
+        else
+            for (int j = a; j <= b; j++) v &= in[j * step] != 0;
+        out[i * ostep] = (uint8_t)v;
+    }
+}
+
 static void morph(uint8_t *m, int w, int h, int r, int grow)
 {
-    uint8_t *t = mp_xmalloc((size_t)w * h);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            int v = grow ? 0 : 1;
-            for (int d = -r; d <= r; d++) {
-                int xx = x + d;
-                if (xx < 0 || xx >= w) continue;
-                int b = m[(size_t)y * w + xx] != 0;
-                if (grow ? b : !b) { v = grow; break; }
-            }
-            t[(size_t)y * w + x] = (uint8_t)v;
+    size_t n = (size_t)w * h;
+    uint8_t *t = mp_xmalloc(n);
+    for (int y = 0; y < h; y++) morph_line(m + (size_t)y * w, 1, t + (size_t)y * w, 1, w, r, grow);
+    /* vertical pass row by row (contiguous inner loop over x) */
+    for (int y = 0; y < h; y++) {
+        int a = y - r < 0 ? 0 : y - r, b = y + r >= h ? h - 1 : y + r;
+        uint8_t *o = m + (size_t)y * w;
+        memcpy(o, t + (size_t)a * w, (size_t)w);
+        for (int yy = a + 1; yy <= b; yy++) {
+            const uint8_t *s = t + (size_t)yy * w;
+            if (grow)
+                for (int x = 0; x < w; x++) o[x] |= s[x];
+            else
+                for (int x = 0; x < w; x++) o[x] &= s[x];
         }
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            int v = grow ? 0 : 1;
-            for (int d = -r; d <= r; d++) {
-                int yy = y + d;
-                if (yy < 0 || yy >= h) continue;
-                int b = t[(size_t)yy * w + x] != 0;
-                if (grow ? b : !b) { v = grow; break; }
-            }
-            m[(size_t)y * w + x] = (uint8_t)v;
-        }
+    }
     free(t);
 }
 
 /* Connected components of pixels equal to `val` (8-connected for objects, 4 for holes).
  * Components smaller than min_area — and, when border_keeps, not touching the border —
- * are flipped to !val. */
+ * are flipped to !val. Works on a copy padded by one pixel, so neighbours need no bounds
+ * checks: `open` marks pixels equal to val not yet reached (padding never is). */
 static void filter_components(uint8_t *m, int w, int h, uint8_t val, int64_t min_area, int conn8, int border_keeps)
 {
-    size_t n = (size_t)w * h;
-    uint8_t *seen = mp_xcalloc(n, 1);
-    int32_t *stack = mp_xmalloc(n * sizeof *stack), *comp = mp_xmalloc(n * sizeof *comp);
-    for (size_t s = 0; s < n; s++) {
-        if (seen[s] || m[s] != val) continue;
-        size_t sp = 0, cn = 0;
-        int border = 0;
-        stack[sp++] = (int32_t)s;
-        seen[s] = 1;
-        while (sp) {
-            int32_t p = stack[--sp];
-            comp[cn++] = p;
-            int x = p % w, y = p / w;
-            if (x == 0 || y == 0 || x == w - 1 || y == h - 1) border = 1;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    if (!dx && !dy) continue;
-                    if (!conn8 && dx && dy) continue;
-                    int xx = x + dx, yy = y + dy;
-                    if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
-                    size_t q = (size_t)yy * w + xx;
-                    if (!seen[q] && m[q] == val) {
-                        seen[q] = 1;
-                        stack[sp++] = (int32_t)q;
+    size_t W = (size_t)w + 2, N = W * (h + 2);
+    uint8_t *open = mp_xcalloc(N, 1);
+    for (int y = 0; y < h; y++) {
+        const uint8_t *row = m + (size_t)y * w;
+        uint8_t *o = open + (size_t)(y + 1) * W + 1;
+        for (int x = 0; x < w; x++) o[x] = row[x] == val;
+    }
+    int32_t *q = mp_xmalloc((size_t)w * h * sizeof *q);
+    ptrdiff_t nb[8] = {-1, 1, -(ptrdiff_t)W, (ptrdiff_t)W, -(ptrdiff_t)W - 1, -(ptrdiff_t)W + 1, (ptrdiff_t)W - 1,
+                       (ptrdiff_t)W + 1};
+    int nn = conn8 ? 8 : 4;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            size_t s = (size_t)(y + 1) * W + x + 1;
+            if (!open[s]) continue;
+            /* breadth-first: q[0..tail) is the component when the queue drains */
+            size_t head = 0, tail = 0;
+            q[tail++] = (int32_t)s;
+            open[s] = 0;
+            while (head < tail) {
+                size_t p = (size_t)q[head++];
+                for (int k = 0; k < nn; k++) {
+                    size_t t = p + nb[k];
+                    if (open[t]) {
+                        open[t] = 0;
+                        q[tail++] = (int32_t)t;
                     }
                 }
+            }
+            if ((int64_t)tail >= min_area) continue;
+            int border = 0;
+            if (border_keeps)
+                for (size_t i = 0; i < tail && !border; i++) {
+                    size_t py = (size_t)q[i] / W, px = (size_t)q[i] % W;
+                    border = px == 1 || py == 1 || px == (size_t)w || py == (size_t)h;
+                }
+            if (border) continue;
+            for (size_t i = 0; i < tail; i++) m[((size_t)q[i] / W - 1) * w + (size_t)q[i] % W - 1] = !val;
         }
-        if ((int64_t)cn < min_area && !(border_keeps && border))
-            for (size_t i = 0; i < cn; i++) m[comp[i]] = !val;
-    }
-    free(seen);
-    free(stack);
-    free(comp);
+    free(open);
+    free(q);
 }
 
 int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler_mask *m)
@@ -190,8 +201,10 @@ int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler
         /* Pen ink: green, blue, black. H&E hues are pink to purple (about 270-360 and 0-20 deg). */
         for (size_t i = 0; i < n; i++) {
             if (!valid[i]) continue;
+            int mx = val[i], s = sat[i];
+            if (mx >= 50 && s < 50) continue; /* neither black nor saturated enough for ink */
             const uint8_t *p = rgba + i * 4;
-            int r = p[0], g = p[1], b = p[2], mx = val[i], s = sat[i];
+            int r = p[0], g = p[1], b = p[2];
             int mn = mx - (s * mx) / 255;
             double hue = 0;
             if (mx > mn) {
