@@ -131,7 +131,9 @@ int cmd_tile(int argc, char **argv)
     const char *db_path = argv[optind];
     char **slides = argv + optind + 1;
     int n = argc - optind - 1;
-    if (tiler_global_init(argv[0])) {
+    /* libvips initialises on a helper thread while the first slide is fingerprinted and its
+     * mask computed; every return below waits for it (tiler_global_wait). */
+    if (tiler_global_init_async(argv[0])) {
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
@@ -149,6 +151,7 @@ int cmd_tile(int argc, char **argv)
         mp_db *db = db_open(db_path, DB_OPEN_CREATE);
         if (!db) {
             mp_error("%s", mp_err());
+            tiler_global_wait();
             return MP_EXIT_FAIL;
         }
         int64_t total = 0;
@@ -169,6 +172,7 @@ int cmd_tile(int argc, char **argv)
         db_close(db);
         mp_info("%s: %d of %d slides tiled, %lld patches", db_path, n - nfail, n, (long long)total);
     }
+    tiler_global_wait(); /* a failure here was already reported by the slides */
     if (nfail == 0) return MP_EXIT_OK;
     return nfail == n ? MP_EXIT_FAIL : MP_EXIT_PARTIAL;
 }

@@ -22,16 +22,52 @@
 #include "tiler/plan.h"
 #include "tiler/tiffread.h"
 
+static struct {
+    int started, waited, rc;
+    const char *argv0;
+    pthread_t th;
+    char err[300];
+} g_vips;
+
+static void *vips_init_main(void *arg)
+{
+    (void)arg;
+    if (VIPS_INIT(g_vips.argv0)) {
+        snprintf(g_vips.err, sizeof g_vips.err, "libvips: %s", vips_error_buffer());
+        g_vips.rc = -1;
+        return NULL;
+    }
+    vips_concurrency_set(1); /* our workers are the parallelism */
+    vips_cache_set_max(0);   /* per-patch pipelines are never reused */
+    return NULL;
+}
+
+int tiler_global_init_async(const char *argv0)
+{
+    if (g_vips.started) return 0;
+    g_vips.started = 1;
+    g_vips.argv0 = argv0 ? argv0 : "magpie";
+    tiler_tiff_quiet(); /* libvips' init leaves libtiff's handlers alone; only its loader sets them */
+    if (pthread_create(&g_vips.th, NULL, vips_init_main, NULL)) {
+        vips_init_main(NULL);
+        g_vips.waited = 1;
+    }
+    return 0;
+}
+
+int tiler_global_wait(void)
+{
+    if (g_vips.started && !g_vips.waited) {
+        pthread_join(g_vips.th, NULL);
+        g_vips.waited = 1;
+    }
+    return g_vips.rc ? mp_err_set("%s", g_vips.err) : 0;
+}
+
 int tiler_global_init(const char *argv0)
 {
-    static int done;
-    if (done) return 0;
-    if (VIPS_INIT(argv0 ? argv0 : "magpie")) return mp_err_set("libvips: %s", vips_error_buffer());
-    vips_concurrency_set(1);  /* our workers are the parallelism */
-    vips_cache_set_max(0);    /* per-patch pipelines are never reused */
-    tiler_tiff_quiet();
-    done = 1;
-    return 0;
+    tiler_global_init_async(argv0);
+    return tiler_global_wait();
 }
 
 /* ---- results and the queue between workers and the writer ---- */
@@ -558,27 +594,13 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     plan p;
     char keep[1024];
     if (plan_build(&p, path, o)) goto fail_plan;
-    void *png = NULL;
-    size_t png_len = 0;
-    if (tiler_mask_png(&p.mask, &png, &png_len)) goto fail_plan;
-    db_slide_meta meta = {.vendor = p.slide.vendor, .width = p.slide.width, .height = p.slide.height,
-                          .level_count = p.slide.levels, .mpp_x = p.mpp.mpp_x, .mpp_y = p.mpp.mpp_y,
-                          .mpp_source = p.mpp.source, .mask_png = png, .mask_len = png_len,
-                          .mask_width = p.mask.w, .mask_height = p.mask.h, .mask_downsample = p.mask.ds};
-    int rc = db_tiling_start(db, id, &meta);
-    tiler_free(png);
-    if (rc) goto fail_plan;
-    die_if("after-start", -1);
-    if (p.mask.fraction == 0)
-        mp_warn("%s: tissue mask is empty (no tissue found at threshold %d%s); no patches", path, p.mask.threshold,
-                p.mask.dark ? ", dark-background mode" : "");
-    else if (p.n_cells == 0)
-        mp_warn("%s: no grid cell reaches --min-tissue %g (mask covers %.1f%% of the slide); no patches", path,
-                o->min_tissue, 100 * p.mask.fraction);
     if (db_tiling_done_cells(db, id, mark_done, &p)) goto fail_plan;
     int64_t prior = 0;
     for (int i = 0; i < p.n_cells; i++) prior += p.cells[i].done;
+    if (tiler_global_wait()) goto fail_plan;
 
+    /* Workers start as soon as the cells are known; the mask PNG and the slide row are written
+     * meanwhile. Nothing reaches the dataset before db_tiling_start: only this thread writes. */
     run_ctx c;
     memset(&c, 0, sizeof c);
     c.p = &p;
@@ -595,14 +617,42 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     pthread_t *th = mp_xcalloc(jobs ? jobs : 1, sizeof *th);
     for (int i = 0; i < jobs; i++) pthread_create(&th[i], NULL, worker_main, &c);
 
-    db_tile_writer *wr = db_tile_writer_new(db, id);
-    int batch_no = 0, failed = 0;
+    int failed = 0;
     keep[0] = 0;
-    if (!wr) {
+    void *png = NULL;
+    size_t png_len = 0;
+    if (tiler_mask_png(&p.mask, &png, &png_len)) failed = 1;
+    else {
+        db_slide_meta meta = {.vendor = p.slide.vendor, .width = p.slide.width, .height = p.slide.height,
+                              .level_count = p.slide.levels, .mpp_x = p.mpp.mpp_x, .mpp_y = p.mpp.mpp_y,
+                              .mpp_source = p.mpp.source, .mask_png = png, .mask_len = png_len,
+                              .mask_width = p.mask.w, .mask_height = p.mask.h, .mask_downsample = p.mask.ds};
+        failed = db_tiling_start(db, id, &meta) != 0;
+        tiler_free(png);
+    }
+    if (failed) {
+        snprintf(keep, sizeof keep, "%s", mp_err());
+        c.stop = 1;
+        pthread_mutex_lock(&c.mu);
+        pthread_cond_broadcast(&c.nonfull);
+        pthread_mutex_unlock(&c.mu);
+    } else {
+        die_if("after-start", -1);
+        if (p.mask.fraction == 0)
+            mp_warn("%s: tissue mask is empty (no tissue found at threshold %d%s); no patches", path, p.mask.threshold,
+                    p.mask.dark ? ", dark-background mode" : "");
+        else if (p.n_cells == 0)
+            mp_warn("%s: no grid cell reaches --min-tissue %g (mask covers %.1f%% of the slide); no patches", path,
+                    o->min_tissue, 100 * p.mask.fraction);
+    }
+
+    db_tile_writer *wr = failed ? NULL : db_tile_writer_new(db, id);
+    int batch_no = 0;
+    if (!failed && !wr) {
         failed = 1;
         snprintf(keep, sizeof keep, "%s", mp_err());
         c.stop = 1;
-    } else db_tile_writer_set_hook(wr, in_batch_hook, &batch_no);
+    } else if (wr) db_tile_writer_set_hook(wr, in_batch_hook, &batch_no);
     enum { BATCH = 64 };
     result *batch[BATCH];
     int nb = 0;
@@ -746,6 +796,12 @@ int tiler_dry_run(mp_db *db, const char *path, const tiler_opts *o, FILE *out)
         }
     }
     /* Estimate from a few chunks spread over the slide, encoded for real and timed. */
+    if (tiler_global_wait()) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", mp_err());
+        plan_free(&p);
+        return mp_err_set("%s", keep);
+    }
     run_ctx c;
     memset(&c, 0, sizeof c);
     c.p = &p;

@@ -33,6 +33,13 @@ typedef struct {
 void tiler_opts_default(tiler_opts *o);
 /* Once per process, before any other tiler call: libvips, libtiff message handlers. */
 int tiler_global_init(const char *argv0);
+/* The same, but libvips (~20 ms: it dlopens its loader modules) initialises on a helper thread
+ * while the caller goes on; tiler_tile_slide and tiler_dry_run wait for it before their first
+ * libvips call, and its failure is reported there. The caller must call tiler_global_wait()
+ * before it uses libvips itself or returns from main. */
+int tiler_global_init_async(const char *argv0);
+/* Wait for libvips' initialisation (no-op once done): 0, or -1 + mp_err if it failed. */
+int tiler_global_wait(void);
 
 /* Outcome of one slide. */
 typedef enum { TILER_DONE, TILER_SKIPPED, TILER_FAILED } tiler_outcome;
