@@ -27,7 +27,9 @@ typedef struct {
     int level;
     uint32_t col, row;
     uint8_t *rgb;         /* tw*th*3 */
+    size_t cap;           /* bytes allocated at rgb */
     int valid;
+    uint64_t used;        /* last use (f->clock), for LRU eviction */
 } cache_ent;
 
 struct tiff_fast {
@@ -38,7 +40,7 @@ struct tiff_fast {
     uint8_t *raw, *spliced;
     size_t raw_cap, spl_cap;
     cache_ent cache[CACHE];
-    uint64_t hits, misses;
+    uint64_t hits, misses, clock;
 };
 
 static int dir_ok(TIFF *t)
@@ -113,12 +115,17 @@ void tiff_fast_close(tiff_fast *f)
 static const uint8_t *tile(tiff_fast *f, int level, uint32_t col, uint32_t row, char *err, size_t en)
 {
     fast_level *l = &f->lv[level];
-    /* consecutive columns and the next tile row land in distinct slots */
-    uint32_t slot = (col + row * 31u + (uint32_t)level * 7u) % CACHE;
-    cache_ent *c = &f->cache[slot];
-    if (c->valid && c->level == level && c->col == col && c->row == row) {
-        f->hits++;
-        return c->rgb;
+    /* Fully associative, least recently used out: a hashed slot let the coarse level's tiles
+     * (the 1.25x read) evict fine tiles the next grid row still needed (~8% extra decodes). */
+    cache_ent *c = NULL;
+    for (int i = 0; i < CACHE; i++) {
+        cache_ent *e = &f->cache[i];
+        if (e->valid && e->level == level && e->col == col && e->row == row) {
+            f->hits++;
+            e->used = ++f->clock;
+            return e->rgb;
+        }
+        if (!c || (!e->valid && c->valid) || (e->valid == c->valid && e->used < c->used)) c = e;
     }
     f->misses++;
     if (!l->t) {
@@ -162,10 +169,10 @@ static const uint8_t *tile(tiff_fast *f, int level, uint32_t col, uint32_t row, 
         jpg = f->spliced;
         jlen = need;
     }
-    if (!c->rgb) c->rgb = mp_xmalloc((size_t)l->tw * l->th * 3);
-    else if (c->valid && (f->lv[c->level].tw != l->tw || f->lv[c->level].th != l->th)) {
+    size_t need_px = (size_t)l->tw * l->th * 3;
+    if (c->cap < need_px) {
         free(c->rgb);
-        c->rgb = mp_xmalloc((size_t)l->tw * l->th * 3);
+        c->rgb = mp_xmalloc(c->cap = need_px);
     }
     c->valid = 0;
     if (tjDecompress2(f->tj, jpg, (unsigned long)jlen, c->rgb, (int)l->tw, 0, (int)l->th, TJPF_RGB, 0)) {
@@ -173,6 +180,7 @@ static const uint8_t *tile(tiff_fast *f, int level, uint32_t col, uint32_t row, 
         return NULL;
     }
     c->valid = 1;
+    c->used = ++f->clock;
     c->level = level;
     c->col = col;
     c->row = row;
