@@ -334,17 +334,24 @@ static result *make_cell(worker *w, const plan_cell *cell, const int *stride, co
     for (int k = 0; k < p->n_mags; k++) {
         const plan_mag *m = &p->mags[k];
         int wl = m->wl, t = m->target;
-        /* Copy the square out of the row buffer into a contiguous image. */
-        w->tmp = grow(w->tmp, &w->tmp_cap, (size_t)wl * wl * 3);
-        const uint8_t *src = w->rgb[m->read] + (size_t)off[m->read] * 3;
-        for (int y = 0; y < wl; y++) memcpy(w->tmp + (size_t)y * wl * 3, src + (size_t)y * stride[m->read] * 3, (size_t)wl * 3);
-        uint8_t *px = w->tmp, *owned = NULL;
-        if (t != wl) {
-            owned = resample(w->tmp, wl, t, r->err, sizeof r->err);
-            if (!owned) break;
-            px = owned;
+        const uint8_t *src = w->rgb[m->read] + (size_t)off[m->read] * 3, *px = src;
+        int pitch = stride[m->read]; /* pixels between rows of px */
+        uint8_t *owned = NULL;
+        if (t != wl || c->o->png) {
+            /* Resampling and libvips want a contiguous image: copy the square out of the row
+             * buffer. The JPEG encoder and QC read it in place. */
+            w->tmp = grow(w->tmp, &w->tmp_cap, (size_t)wl * wl * 3);
+            for (int y = 0; y < wl; y++) memcpy(w->tmp + (size_t)y * wl * 3, src + (size_t)y * pitch * 3, (size_t)wl * 3);
+            px = w->tmp;
+            pitch = wl;
+            if (t != wl) {
+                owned = resample(w->tmp, wl, t, r->err, sizeof r->err);
+                if (!owned) break;
+                px = owned;
+                pitch = t;
+            }
         }
-        if (k == p->top) tiler_qc(px, t, t, &r->rec.blur, &r->rec.brightness);
+        if (k == p->top) tiler_qc_pitch(px, t, t, pitch, &r->rec.blur, &r->rec.brightness);
         db_image_rec *im = &r->img[k];
         im->mag = m->mag;
         im->width = im->height = t;
@@ -368,7 +375,7 @@ static result *make_cell(worker *w, const plan_cell *cell, const int *stride, co
             unsigned long len = 0;
             /* Like libvips, no chroma subsampling at Q >= 90: 4:2:0 costs H&E's sharp colour
              * edges ~2 dB (measured against OpenSlide reads in tests/tiler). */
-            if (tjCompress2(w->tj, px, t, 0, t, TJPF_RGB, &buf, &len,
+            if (tjCompress2(w->tj, px, t, pitch * 3, t, TJPF_RGB, &buf, &len,
                             c->o->quality >= 90 ? TJSAMP_444 : TJSAMP_420, c->o->quality, TJFLAG_ACCURATEDCT))
                 snprintf(r->err, sizeof r->err, "JPEG encode: %s", tjGetErrorStr2(w->tj));
             r->buf[k] = buf;

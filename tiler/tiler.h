@@ -129,6 +129,8 @@ uint8_t *tiler_area_resample(const uint8_t *src, int wl, int t);
 
 /* Per-patch QC on an RGB image: variance of the Laplacian of the luminance, mean luminance. */
 void tiler_qc(const uint8_t *rgb, int w, int h, double *blur, double *brightness);
+/* The same on rows `pitch` pixels apart (a square inside a wider row buffer). */
+void tiler_qc_pitch(const uint8_t *rgb, int w, int h, int pitch, double *blur, double *brightness);
 
 /* Test hooks (environment, read once per slide):
  *   MAGPIE_TILER_FAIL="gx,gy;gx,gy"  reads of these cells fail (recorded in tile_errors)
