@@ -613,7 +613,10 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     c.p = &p;
     c.o = o;
     c.path = path;
-    c.cap = 8 * (o->jobs > 0 ? o->jobs : 1);
+    /* Room for ~20 ms of the workers' output: the writer stalls for SQLite's WAL checkpoints
+     * (fdatasync of the WAL and the database, 1-13 ms each, ~20 per 1.26 Gpx slide), and with
+     * 8 patches per job the workers stalled with it. A patch is ~10-20 KB encoded. */
+    c.cap = 64 * (o->jobs > 0 ? o->jobs : 1);
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.nonempty, NULL);
     pthread_cond_init(&c.nonfull, NULL);
