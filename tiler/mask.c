@@ -85,30 +85,32 @@ static void box_mean(const uint8_t *in, uint8_t *out, int w, int h, int r)
 /* Binary dilation (grow=1) or erosion (grow=0) by a (2r+1)^2 square, separably. Outside the
  * image counts as background for dilation and as foreground for erosion (no edge erosion):
  * the OR (AND) of the in-image window. Output 0/1. */
-static void morph_line(const uint8_t *in, size_t step, uint8_t *out, size_t ostep, int n, int r, int grow)
-{
-    for (int i = 0; i < n; i++) {
-        int a = i - r < 0 ? 0 : i - r, b = i + r >= n ? n - 1 : i + r;
-        int v = grow ? 0 : 1;
-        if (grow)
-            for (int j = a; j <= b; j++) v |= in[j * step] != 0;
-        else
-            for (int j = a; j <= b; j++) v &= in[j * step] != 0;
-        out[i * ostep] = (uint8_t)v;
-    }
-}
-
 static void morph(uint8_t *m, int w, int h, int r, int grow)
 {
     size_t n = (size_t)w * h;
-    uint8_t *t = mp_xmalloc(n);
-    for (int y = 0; y < h; y++) morph_line(m + (size_t)y * w, 1, t + (size_t)y * w, 1, w, r, grow);
-    /* vertical pass row by row (contiguous inner loop over x) */
+    uint8_t *t = mp_xmalloc(n), *b = mp_xmalloc((size_t)w);
+    /* horizontal: window offsets outer, pixels inner (vectorises); off-image is neutral */
     for (int y = 0; y < h; y++) {
-        int a = y - r < 0 ? 0 : y - r, b = y + r >= h ? h - 1 : y + r;
+        const uint8_t *in = m + (size_t)y * w;
+        uint8_t *o = t + (size_t)y * w;
+        for (int x = 0; x < w; x++) b[x] = in[x] != 0;
+        memcpy(o, b, (size_t)w);
+        for (int d = 1; d <= r && d < w; d++) {
+            if (grow) {
+                for (int x = d; x < w; x++) o[x] |= b[x - d];
+                for (int x = 0; x + d < w; x++) o[x] |= b[x + d];
+            } else {
+                for (int x = d; x < w; x++) o[x] &= b[x - d];
+                for (int x = 0; x + d < w; x++) o[x] &= b[x + d];
+            }
+        }
+    }
+    /* vertical, row by row */
+    for (int y = 0; y < h; y++) {
+        int a = y - r < 0 ? 0 : y - r, e = y + r >= h ? h - 1 : y + r;
         uint8_t *o = m + (size_t)y * w;
         memcpy(o, t + (size_t)a * w, (size_t)w);
-        for (int yy = a + 1; yy <= b; yy++) {
+        for (int yy = a + 1; yy <= e; yy++) {
             const uint8_t *s = t + (size_t)yy * w;
             if (grow)
                 for (int x = 0; x < w; x++) o[x] |= s[x];
@@ -117,6 +119,7 @@ static void morph(uint8_t *m, int w, int h, int r, int grow)
         }
     }
     free(t);
+    free(b);
 }
 
 /* Connected components of pixels equal to `val` (8-connected for objects, 4 for holes).
@@ -176,12 +179,17 @@ int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler
     uint8_t *pen = mp_xcalloc(n, 1), *valid = mp_xmalloc(n);
     uint64_t vh[256] = {0};
     size_t nvalid = 0;
+    /* (mx - mn) * 255 / mx by a multiply: with inv = ceil(2^32 / mx) the error stays below
+     * 2^16 / 2^32 < 1 / mx, so the floor is exact for every numerator <= 255 * 255. */
+    uint64_t inv[256];
+    inv[0] = 0;
+    for (int k = 1; k < 256; k++) inv[k] = ((1ull << 32) + (uint64_t)k - 1) / (uint64_t)k;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = rgba + i * 4;
         int mx = p[0] > p[1] ? p[0] : p[1], mn = p[0] < p[1] ? p[0] : p[1];
         if (p[2] > mx) mx = p[2];
         if (p[2] < mn) mn = p[2];
-        sat[i] = mx ? (uint8_t)((mx - mn) * 255 / mx) : 0;
+        sat[i] = (uint8_t)(((uint64_t)(mx - mn) * 255 * inv[mx]) >> 32); /* 0 when mx == 0 */
         val[i] = (uint8_t)mx;
         valid[i] = p[3] >= 128; /* outside the scanned area (alpha 0) is never tissue */
         if (valid[i]) {
@@ -209,8 +217,12 @@ int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler
             double hue = 0;
             if (mx > mn) {
                 double d = mx - mn;
-                if (mx == r) hue = 60 * fmod((g - b) / d + 6, 6);
-                else if (mx == g) hue = 60 * ((b - r) / d + 2);
+                if (mx == r) {
+                    /* fmod(q, 6) without the libm call where it is a plain subtraction: q - 6
+                     * is exact for q in [6, 12] (Sterbenz), and fmod(q, 6) == q on [0, 6) */
+                    double q = (g - b) / d + 6;
+                    hue = 60 * (q >= 0 && q < 6 ? q : q >= 6 && q < 12 ? q - 6 : fmod(q, 6));
+                } else if (mx == g) hue = 60 * ((b - r) / d + 2);
                 else hue = 60 * ((r - g) / d + 4);
             }
             if (mx < 50) pen[i] = 1;                                          /* black */
