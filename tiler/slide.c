@@ -287,6 +287,13 @@ static void thumb_row(uint32_t *acc, uint8_t *out, int w)
     for (int i = 0; i < w; i++) {
         uint32_t *a = acc + (size_t)i * 5;
         uint32_t n = a[4] ? a[4] : 1, al = a[3];
+        if (al == 255 && n == 1) { /* one opaque pixel (thumbnail at the level's own scale) */
+            out[i * 4] = (uint8_t)a[0];
+            out[i * 4 + 1] = (uint8_t)a[1];
+            out[i * 4 + 2] = (uint8_t)a[2];
+            out[i * 4 + 3] = 255;
+            continue;
+        }
         /* unpremultiply: colour = sum(c) / sum(alpha) */
         for (int c = 0; c < 3; c++) out[i * 4 + c] = al ? (uint8_t)fmin(255, (a[c] * 255.0 + al / 2) / al) : 0;
         out[i * 4 + 3] = (uint8_t)((al + n / 2) / n);
