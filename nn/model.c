@@ -295,8 +295,9 @@ nn_model *nn_model_create(const nn_model_cfg *cfg, int max_batch, int max_h, int
              * at smaller inputs than planned: take the larger of the plan size and that bound */
             nn_conv_dims d = conv_dims(m, l, max_batch);
             size_t need = nn_conv2d_workspace(&d);
-            size_t ckk = (size_t)d.C * d.KH * d.KW, bound = (ckk + d.OC) * 2048 + 2 * (size_t)d.OC * ckk;
-            size_t full = (ckk + d.OC) * (size_t)m->T[l->out].H * m->T[l->out].W * max_batch + 2 * (size_t)d.OC * ckk;
+            size_t ckk = (size_t)d.C * d.KH * d.KW, small = (2 * (size_t)d.OC + 256) * ckk; /* see ops.c */
+            size_t bound = (ckk + d.OC) * 2048 + small;
+            size_t full = (ckk + d.OC) * (size_t)m->T[l->out].H * m->T[l->out].W * max_batch + small;
             if (bound > full) bound = full;
             if (need < bound) need = bound;
             if (need > ws) ws = need;

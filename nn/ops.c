@@ -27,7 +27,7 @@
 /* Maps smaller than this many output pixels are batched across images into one GEMM:
  * a 7x7 or 1x1 map would otherwise give GEMMs too narrow for BLAS to reach speed. */
 #define NN_CONV_MIN_COLS 1024
-/* maps of at most this many output pixels use index tables (see im2col_tab) */
+/* maps of at most this many output pixels use index tables (see build_flat) */
 #define NN_TAB_MAX 256
 
 static int is_direct(const nn_conv_dims *d)
@@ -50,8 +50,9 @@ size_t nn_conv2d_workspace(const nn_conv_dims *d)
     size_t hw = (size_t)OH * OW, ckk = (size_t)d->C * d->KH * d->KW;
     int g = nn_conv2d_group(d);
     if (g == 1) return is_direct(d) ? 0 : ckk * hw;
-    /* col + gathered output (+ the tap-compacted weight and its gradient on small maps) */
-    return (ckk + (size_t)d->OC) * hw * (size_t)g + (hw <= NN_TAB_MAX ? 2 * (size_t)d->OC * ckk : 0);
+    /* col + gathered output (+ on small maps the tap-compacted weight, its gradient and the
+     * flat index table) */
+    return (ckk + (size_t)d->OC) * hw * (size_t)g + (hw <= NN_TAB_MAX ? (2 * (size_t)d->OC + hw) * ckk : 0);
 }
 
 /* first o in [0, OUT) with o*s + off >= 0, and first with o*s + off >= lim */
@@ -165,42 +166,73 @@ static void build_tab(int *tab, int H, int W, int KH, int KW, int sh, int sw, in
                 }
 }
 
-/* A whole group of gn images at once, images innermost: one table lookup (and one padding
- * test) per (channel, tap, pixel) instead of per element, and rows of a 1x1 map become
- * contiguous runs across images. */
-NN_VEC static void im2col_tab(float *col, long ld, const float *in, long istride, const int *tab, const int *taps,
-                              int C, long HW, int nv, int hw, int gn)
+/* Small maps keep the column matrix transposed: per image an hw × kk block whose row p holds
+ * every (channel, valid tap) input of output pixel p. One flat index table (−1 in the
+ * padding) then describes a whole image, so im2col is a single gather loop of hw·kk
+ * elements and col2im a single scatter-add: no per-row or per-tap bookkeeping, which is
+ * what dominates at 14x14 and below. */
+static void build_flat(int *idx, const int *tab, const int *taps, int C, long HW, int nv, int hw)
 {
-    for (int c = 0; c < C; c++)
-        for (int v = 0; v < nv; v++) {
-            float *d = col + ((long)c * nv + v) * ld;
-            const int *t = tab + (long)taps[v] * hw;
-            for (int p = 0; p < hw; p++) {
-                float *dp = d + p;
-                if (t[p] == HW) {
-                    for (int j = 0; j < gn; j++) dp[(long)j * hw] = 0.0f;
-                } else {
-                    const float *sp = in + c * HW + t[p];
-                    for (int j = 0; j < gn; j++) dp[(long)j * hw] = sp[j * istride];
-                }
+    int kk = C * nv;
+    for (int p = 0; p < hw; p++)
+        for (int c = 0; c < C; c++)
+            for (int v = 0; v < nv; v++) {
+                int t = tab[(long)taps[v] * hw + p];
+                idx[(long)p * kk + c * nv + v] = t == HW ? -1 : (int)(c * HW + t);
             }
-        }
 }
 
-NN_VEC static void col2im_tab(float *in, const float *col, long ld, long istride, const int *tab, const int *taps,
-                              int C, long HW, int nv, int hw, int gn)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#include <immintrin.h>
+/* masked AVX-512 gather: lanes in the padding are neither read nor anything but zero */
+__attribute__((target("avx512f"))) static void gather_avx512(float *d, const float *src, const int *idx, long n)
 {
-    for (int c = 0; c < C; c++)
-        for (int v = 0; v < nv; v++) {
-            const float *d = col + ((long)c * nv + v) * ld;
-            const int *t = tab + (long)taps[v] * hw;
-            for (int p = 0; p < hw; p++) {
-                if (t[p] == HW) continue;
-                const float *dp = d + p;
-                float *sp = in + c * HW + t[p];
-                for (int j = 0; j < gn; j++) sp[j * istride] += dp[(long)j * hw];
-            }
-        }
+    const __m512i zero = _mm512_setzero_si512();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i q = _mm512_loadu_si512(idx + i);
+        __mmask16 m = _mm512_cmpge_epi32_mask(q, zero);
+        _mm512_storeu_ps(d + i, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, q, src, 4));
+    }
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        __m512i q = _mm512_maskz_loadu_epi32(k, idx + i);
+        __mmask16 m = _mm512_mask_cmpge_epi32_mask(k, q, zero);
+        _mm512_mask_storeu_ps(d + i, k, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, q, src, 4));
+    }
+}
+static int has_avx512(void)
+{
+    static int v = -1;
+    if (v < 0) v = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return v;
+}
+#endif
+
+static void gather_flat(float *d, const float *src, const int *idx, long n)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+    if (has_avx512()) {
+        gather_avx512(d, src, idx, n);
+        return;
+    }
+#endif
+    for (long i = 0; i < n; i++) d[i] = idx[i] >= 0 ? src[idx[i]] : 0.0f;
+}
+
+static void im2col_flat(float *colT, const float *in, long istride, const int *idx, long per_image, int gn)
+{
+    for (int j = 0; j < gn; j++) gather_flat(colT + j * per_image, in + j * istride, idx, per_image);
+}
+
+static void col2im_flat(float *in, const float *colT, long istride, const int *idx, long per_image, int gn)
+{
+    for (int j = 0; j < gn; j++) {
+        float *dst = in + j * istride;
+        const float *s = colT + j * per_image;
+        for (long i = 0; i < per_image; i++)
+            if (idx[i] >= 0) dst[idx[i]] += s[i];
+    }
 }
 
 /* Taps that fall in the padding for every output pixel (8 of 9 on a 1x1 map) contribute
@@ -254,25 +286,42 @@ NN_VEC NN_NOLIBCALL static void gather_images(float *tmp, const float *dy, int g
         }
 }
 
+/* Small-map setup shared by forward and backward: the valid taps, the weight compacted to
+ * them, and the flat index table. ws holds col (ckk·hw·g), the gathered output (OC·hw·g),
+ * then the compacted weight, its gradient and the table. Returns kk = C·nv. */
+typedef struct {
+    int kk;
+    const float *wk; /* the weight as the GEMM sees it */
+    float *dwc;      /* gradient of the compacted weight, or NULL when w was used as is */
+    int *idx;
+} small_conv;
+
+static small_conv small_setup(float *ws, int *taps, int *nv, const float *w, const nn_conv_dims *d, int OH, int OW,
+                              int g)
+{
+    long hw = (long)OH * OW, ihw = (long)d->H * d->W;
+    int KK = d->KH * d->KW, ckk = d->C * KK, tab[KK * hw];
+    build_tab(tab, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
+    *nv = valid_taps(taps, tab, KK, (int)hw, ihw);
+    float *wc = ws + (size_t)(ckk + d->OC) * hw * g;
+    small_conv sc = {d->C * *nv, w, NULL, (int *)(wc + 2 * (size_t)d->OC * ckk)};
+    if (*nv < KK) {
+        compact_weight(wc, w, taps, d->OC, d->C, KK, *nv);
+        sc.wk = wc, sc.dwc = wc + (size_t)d->OC * ckk;
+    }
+    build_flat(sc.idx, tab, taps, d->C, ihw, *nv, (int)hw);
+    return sc;
+}
+
 void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, const float *b,
                        const nn_conv_dims *d)
 {
     int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
     long hw = (long)OH * OW, ihw = (long)d->H * d->W;
     int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
-    int KK = d->KH * d->KW, tabbuf[hw <= NN_TAB_MAX && g > 1 ? KK * hw : 1], *tab = NULL, taps[KK], nv = KK;
-    const float *wk = w; /* the weight as the GEMM sees it (tap-compacted on small maps) */
-    int kk = ckk;
-    if (hw <= NN_TAB_MAX && g > 1) {
-        build_tab(tabbuf, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
-        tab = tabbuf;
-        nv = valid_taps(taps, tab, KK, (int)hw, ihw);
-        if (nv < KK) {
-            float *wc = ws + (size_t)(ckk + d->OC) * hw * g;
-            compact_weight(wc, w, taps, d->OC, d->C, KK, nv);
-            wk = wc, kk = d->C * nv;
-        }
-    }
+    int small = hw <= NN_TAB_MAX && g > 1, taps[d->KH * d->KW], nv;
+    small_conv sc = {0};
+    if (small) sc = small_setup(ws, taps, &nv, w, d, OH, OW, g);
     for (int n0 = 0; n0 < d->N; n0 += g) {
         int gn = d->N - n0 < g ? d->N - n0 : g;
         float *o = out + (long)n0 * d->OC * hw;
@@ -291,14 +340,15 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
         } else {
             long ld = gn * hw;
             float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
-            if (tab)
-                im2col_tab(col, ld, in + (long)n0 * d->C * ihw, (long)d->C * ihw, tab, taps, d->C, ihw, nv, (int)hw,
-                           gn);
-            else
+            if (small) {
+                im2col_flat(col, in + (long)n0 * d->C * ihw, (long)d->C * ihw, sc.idx, hw * sc.kk, gn);
+                nn_sgemm(0, 1, d->OC, (int)ld, sc.kk, 1.0f, sc.wk, sc.kk, col, sc.kk, 0.0f, tmp, (int)ld);
+            } else {
                 for (int j = 0; j < gn; j++)
                     im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW, d->sh,
                            d->sw, d->ph, d->pw, OH, OW);
-            nn_sgemm(0, 0, d->OC, (int)ld, kk, 1.0f, wk, kk, col, (int)ld, 0.0f, tmp, (int)ld);
+                nn_sgemm(0, 0, d->OC, (int)ld, ckk, 1.0f, w, ckk, col, (int)ld, 0.0f, tmp, (int)ld);
+            }
             scatter_images(o, tmp, gn, d->OC, hw, ld);
         }
         if (b)
@@ -325,23 +375,14 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
                 db[oc] += (float)s;
             }
     if (!dw && !din) return;
-    int KK = d->KH * d->KW, tabbuf[hw <= NN_TAB_MAX && g > 1 ? KK * hw : 1], *tab = NULL, taps[KK], nv = KK;
-    const float *wk = w;
-    float *dwk = dw, *dwc = NULL;
-    int kk = ckk;
-    if (hw <= NN_TAB_MAX && g > 1) {
-        build_tab(tabbuf, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, OH, OW);
-        tab = tabbuf;
-        nv = valid_taps(taps, tab, KK, (int)hw, ihw);
-        if (nv < KK) {
-            float *wc = ws + (size_t)(ckk + d->OC) * hw * g;
-            compact_weight(wc, w, taps, d->OC, d->C, KK, nv);
-            wk = wc, kk = d->C * nv;
-            if (dw) {
-                dwc = wc + (size_t)d->OC * ckk;
-                memset(dwc, 0, sizeof(float) * (size_t)d->OC * kk);
-                dwk = dwc;
-            }
+    int small = hw <= NN_TAB_MAX && g > 1, taps[d->KH * d->KW], nv;
+    small_conv sc = {0};
+    float *dwk = dw;
+    if (small) {
+        sc = small_setup(ws, taps, &nv, w, d, OH, OW, g);
+        if (sc.dwc && dw) {
+            memset(sc.dwc, 0, sizeof(float) * (size_t)d->OC * sc.kk);
+            dwk = sc.dwc;
         }
     }
     for (int n0 = 0; n0 < d->N; n0 += g) {
@@ -371,30 +412,35 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
         } else {
             long ld = gn * hw;
             float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
+            const float *src = in + (long)n0 * d->C * ihw;
+            float *dsrc = din ? din + (long)n0 * d->C * ihw : NULL;
             gather_images(tmp, dy, gn, d->OC, hw, ld);
-            if (dw) {
-                if (tab)
-                    im2col_tab(col, ld, in + (long)n0 * d->C * ihw, (long)d->C * ihw, tab, taps, d->C, ihw, nv, (int)hw,
-                               gn);
-                else
-                    for (int j = 0; j < gn; j++)
-                        im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW,
-                               d->sh, d->sw, d->ph, d->pw, OH, OW);
-                nn_sgemm(0, 1, d->OC, kk, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f, dwk, kk);
+            if (small) { /* col is the transposed ld × kk block */
+                if (dw) {
+                    im2col_flat(col, src, (long)d->C * ihw, sc.idx, hw * sc.kk, gn);
+                    nn_sgemm(0, 0, d->OC, sc.kk, (int)ld, 1.0f, tmp, (int)ld, col, sc.kk, 1.0f, dwk, sc.kk);
+                }
+                if (dsrc) {
+                    nn_sgemm(1, 0, (int)ld, sc.kk, d->OC, 1.0f, tmp, (int)ld, sc.wk, sc.kk, 0.0f, col, sc.kk);
+                    col2im_flat(dsrc, col, (long)d->C * ihw, sc.idx, hw * sc.kk, gn);
+                }
+                continue;
             }
-            if (din) {
-                nn_sgemm(1, 0, kk, (int)ld, d->OC, 1.0f, wk, kk, tmp, (int)ld, 0.0f, col, (int)ld);
-                if (tab)
-                    col2im_tab(din + (long)n0 * d->C * ihw, col, ld, (long)d->C * ihw, tab, taps, d->C, ihw, nv, (int)hw,
-                               gn);
-                else
-                    for (int j = 0; j < gn; j++)
-                        col2im(din + (long)(n0 + j) * d->C * ihw, col + j * hw, ld, d->C, d->H, d->W, d->KH, d->KW,
-                               d->sh, d->sw, d->ph, d->pw, OH, OW);
+            if (dw) {
+                for (int j = 0; j < gn; j++)
+                    im2col(col + j * hw, ld, src + (long)j * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw,
+                           d->ph, d->pw, OH, OW);
+                nn_sgemm(0, 1, d->OC, ckk, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f, dw, ckk);
+            }
+            if (dsrc) {
+                nn_sgemm(1, 0, ckk, (int)ld, d->OC, 1.0f, w, ckk, tmp, (int)ld, 0.0f, col, (int)ld);
+                for (int j = 0; j < gn; j++)
+                    col2im(dsrc + (long)j * d->C * ihw, col + j * hw, ld, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw,
+                           d->ph, d->pw, OH, OW);
             }
         }
     }
-    if (dwc) expand_add_weight(dw, dwc, taps, d->OC, d->C, KK, nv);
+    if (sc.dwc && dw) expand_add_weight(dw, sc.dwc, taps, d->OC, d->C, d->KH * d->KW, nv);
 }
 
 /* ------------------------------------------------------------------ normalisation */
