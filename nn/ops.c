@@ -276,6 +276,17 @@ NN_VEC NN_NOLIBCALL static void scatter_images(float *o, const float *tmp, int g
         }
 }
 
+/* pixel-major (image, pixel) × OC → NCHW, image by image */
+NN_VEC NN_NOLIBCALL static void transpose_images(float *o, const float *tmp, int gn, int OC, long hw)
+{
+    for (int j = 0; j < gn; j++) {
+        float *dj = o + (long)j * OC * hw;
+        const float *sj = tmp + (long)j * hw * OC;
+        for (long p = 0; p < hw; p++)
+            for (int oc = 0; oc < OC; oc++) dj[oc * hw + p] = sj[p * OC + oc];
+    }
+}
+
 NN_VEC NN_NOLIBCALL static void gather_images(float *tmp, const float *dy, int gn, int OC, long hw, long ld)
 {
     for (int j = 0; j < gn; j++)
@@ -341,15 +352,17 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
             long ld = gn * hw;
             float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
             if (small) {
+                /* pixel-major output (ld × OC): on a 1x1 map that is NCHW already */
                 im2col_flat(col, in + (long)n0 * d->C * ihw, (long)d->C * ihw, sc.idx, hw * sc.kk, gn);
-                nn_sgemm(0, 1, d->OC, (int)ld, sc.kk, 1.0f, sc.wk, sc.kk, col, sc.kk, 0.0f, tmp, (int)ld);
+                nn_sgemm(0, 1, (int)ld, d->OC, sc.kk, 1.0f, col, sc.kk, sc.wk, sc.kk, 0.0f, hw == 1 ? o : tmp, d->OC);
+                if (hw > 1) transpose_images(o, tmp, gn, d->OC, hw);
             } else {
                 for (int j = 0; j < gn; j++)
                     im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW, d->sh,
                            d->sw, d->ph, d->pw, OH, OW);
                 nn_sgemm(0, 0, d->OC, (int)ld, ckk, 1.0f, w, ckk, col, (int)ld, 0.0f, tmp, (int)ld);
+                scatter_images(o, tmp, gn, d->OC, hw, ld);
             }
-            scatter_images(o, tmp, gn, d->OC, hw, ld);
         }
         if (b)
             for (int j = 0; j < gn; j++)
@@ -737,7 +750,7 @@ void nn_dropout_backward(float *din, const float *dout, const float *mask, size_
 /* Max over rows first (contiguous, vectorises), then over the column window. With an argmax
  * the row of each column maximum is kept too, and the window picks the first maximum in scan
  * order (smallest row, then column), as PyTorch does; a NaN wins. */
-NN_VEC static void colmax_rows(float *cm, int *ri, const float *x, int W, int h0, int h1)
+static inline void colmax_rows(float *cm, int *ri, const float *x, int W, int h0, int h1)
 {
     for (int w = 0; w < W; w++) cm[w] = x[(long)h0 * W + w], ri[w] = h0;
     for (int h = h0 + 1; h < h1; h++)
@@ -749,37 +762,52 @@ NN_VEC static void colmax_rows(float *cm, int *ri, const float *x, int W, int h0
         }
 }
 
+/* One whole plane per call: at 14x14 the per-row calls through the clone dispatcher cost more
+ * than the maxima. */
+NN_VEC static void maxpool_plane(float *o, int32_t *am, const float *x, float *cm, int *ri, int H, int W, int k,
+                                 int s, int p, int OH, int OW)
+{
+    for (int oh = 0; oh < OH; oh++) {
+        int h0 = oh * s - p, h1 = h0 + k;
+        if (h0 < 0) h0 = 0;
+        if (h1 > H) h1 = H;
+        colmax_rows(cm, ri, x, W, h0, h1);
+        for (int ow = 0; ow < OW; ow++) {
+            int w0 = ow * s - p, w1 = w0 + k;
+            if (w0 < 0) w0 = 0;
+            if (w1 > W) w1 = W;
+            float best = cm[w0];
+            int bi = ri[w0] * W + w0;
+            /* selects, not branches: on real activations the comparisons are coin flips */
+            if (am)
+                for (int w = w0 + 1; w < w1; w++) {
+                    float v = cm[w];
+                    int key = ri[w] * W + w;
+                    int take = (v > best) | ((v == best) & (key < bi)) | ((v != v) & (best == best));
+                    best = take ? v : best;
+                    bi = take ? key : bi;
+                }
+            else
+                for (int w = w0 + 1; w < w1; w++) {
+                    float v = cm[w];
+                    int take = (v > best) | ((v != v) & (best == best));
+                    best = take ? v : best;
+                }
+            o[oh * OW + ow] = best;
+            if (am) am[oh * OW + ow] = bi;
+        }
+    }
+}
+
 void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                         int k, int s, int p)
 {
     int OH = nn_conv_out(H, k, s, p), OW = nn_conv_out(W, k, s, p);
     float cm[W > 0 ? W : 1]; /* one row of column maxima and their rows: 2·W words of stack */
     int ri[W > 0 ? W : 1];
-    for (long pl = 0; pl < (long)N * C; pl++) {
-        const float *x = in + pl * H * W;
-        float *o = out + pl * OH * OW;
-        int32_t *am = argmax ? argmax + pl * OH * OW : NULL;
-        for (int oh = 0; oh < OH; oh++) {
-            int h0 = oh * s - p, h1 = h0 + k;
-            if (h0 < 0) h0 = 0;
-            if (h1 > H) h1 = H;
-            colmax_rows(cm, ri, x, W, h0, h1);
-            for (int ow = 0; ow < OW; ow++) {
-                int w0 = ow * s - p, w1 = w0 + k;
-                if (w0 < 0) w0 = 0;
-                if (w1 > W) w1 = W;
-                float best = cm[w0];
-                int bi = ri[w0] * W + w0;
-                for (int w = w0 + 1; w < w1; w++) {
-                    float v = cm[w];
-                    int key = ri[w] * W + w;
-                    if (v > best || (v == best && key < bi) || (v != v && best == best)) best = v, bi = key;
-                }
-                o[oh * OW + ow] = best;
-                if (am) am[oh * OW + ow] = bi;
-            }
-        }
-    }
+    for (long pl = 0; pl < (long)N * C; pl++)
+        maxpool_plane(out + pl * OH * OW, argmax ? argmax + pl * OH * OW : NULL, in + pl * H * W, cm, ri, H, W, k, s,
+                      p, OH, OW);
 }
 
 void nn_maxpool_backward(float *din, const float *dout, const int32_t *argmax, int N, int C, int H,
