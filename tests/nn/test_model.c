@@ -172,7 +172,9 @@ TEST(golden_resnet_gn)
     nn_params_zero_grad(ps);
     CHECK(nn_model_backward_ex(m, NULL, dp, NULL) == 0);
     nn_param *sw = nn_params_find(ps, "stem.0.weight");
-    gold_cmp("stem grad via pooled", sw->grad, ref + sw->offset, sw->numel, 1e-6, 1e-4);
+    /* two float routes to the same gradient: rounding of dp moves elements by ~1e-6 (main already
+     * showed 1.8e-6), against stem gradients up to ~3 — atol 5e-6 is still 2e-6 of the scale */
+    gold_cmp("stem grad via pooled", sw->grad, ref + sw->offset, sw->numel, 5e-6, 1e-4);
     free(ref);
     free(np_), free(x), free(lg), free(F), free(dl), free(dF), free(x32), free(l32), free(F32);
     nn_model_free(m);
