@@ -96,8 +96,13 @@ typedef struct {
     plan *p;
     const tiler_opts *o;
     const char *path;
-    atomic_int next_chunk;
+    atomic_int next_chunk; /* next unit to start */
     atomic_int stop;
+    /* Chunks of each unit not yet taken: [lo, hi) relative to the unit's first chunk. The
+     * owner takes from the top; a worker with no unit left takes from the bottom of the unit
+     * with most left, so the last units do not leave a core idle (units are ~100 patches). */
+    pthread_mutex_t take_mu;
+    int *lo, *hi;
     pthread_mutex_t mu;
     pthread_cond_t nonempty, nonfull;
     result *head, *tail;
@@ -478,8 +483,23 @@ static void *worker_main(void *arg)
     for (;;) {
         int u = atomic_fetch_add(&c->next_chunk, 1);
         if (u >= c->p->n_units || c->stop) break;
-        const plan_unit *un = &c->p->units[u];
-        for (int i = un->first; i < un->first + un->count && !c->stop; i++) do_chunk(&w, &c->p->chunks[i], emit_queue, c);
+        for (;;) { /* own unit, top down */
+            pthread_mutex_lock(&c->take_mu);
+            int i = c->lo[u] < c->hi[u] ? c->lo[u]++ : -1;
+            pthread_mutex_unlock(&c->take_mu);
+            if (i < 0 || c->stop) break;
+            do_chunk(&w, &c->p->chunks[c->p->units[u].first + i], emit_queue, c);
+        }
+    }
+    while (!c->stop) { /* help: bottom up in the unit with the most chunks left */
+        pthread_mutex_lock(&c->take_mu);
+        int best = -1;
+        for (int u = 0; u < c->p->n_units; u++)
+            if (c->hi[u] > c->lo[u] && (best < 0 || c->hi[u] - c->lo[u] > c->hi[best] - c->lo[best])) best = u;
+        int i = best >= 0 ? --c->hi[best] : -1;
+        pthread_mutex_unlock(&c->take_mu);
+        if (i < 0) break;
+        do_chunk(&w, &c->p->chunks[c->p->units[best].first + i], emit_queue, c);
     }
     worker_free(&w);
     pthread_mutex_lock(&c->mu);
@@ -620,6 +640,10 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.nonempty, NULL);
     pthread_cond_init(&c.nonfull, NULL);
+    pthread_mutex_init(&c.take_mu, NULL);
+    c.lo = mp_xcalloc((size_t)p.n_units + 1, sizeof *c.lo);
+    c.hi = mp_xcalloc((size_t)p.n_units + 1, sizeof *c.hi);
+    for (int u = 0; u < p.n_units; u++) c.hi[u] = p.units[u].count;
     parse_fail_env(&c);
     int jobs = o->jobs > 0 ? o->jobs : 1;
     if (jobs > p.n_units) jobs = p.n_units > 0 ? p.n_units : 0;
@@ -709,6 +733,9 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     pthread_mutex_destroy(&c.mu);
     pthread_cond_destroy(&c.nonempty);
     pthread_cond_destroy(&c.nonfull);
+    pthread_mutex_destroy(&c.take_mu);
+    free(c.lo);
+    free(c.hi);
     free(c.fail_cells);
     if (failed) {
         mp_err_set("%s", keep[0] ? keep : mp_err());
