@@ -43,7 +43,7 @@ static void usage(FILE *f)
             "  --prefix NAME         slide names NAME_000... and patients NAME_p000... (default synth)\n"
             "  --jobs N              libvips worker threads (default: all cores)\n"
             "  --progress MODE       auto | tty | json | none\n"
-            "  --quiet               no messages except errors\n\n"
+            "  -q, --quiet           no messages except errors\n\n"
             "writes OUTDIR/NAME_000.tiff (tiled pyramidal JPEG TIFF, MPP in the resolution tags),\n"
             "NAME_000_mask.png (class value per pixel: 0 glass, k = k-th class), NAME_000_artifacts.png\n"
             "(0 none, 1 pen, 2 dust), NAME_000.geojson (QuPath annotations), NAME_000.json (sidecar),\n"
@@ -79,7 +79,7 @@ int cmd_synth(int argc, char **argv)
     optind = 1;
     int c, li = 0;
     char name[48];
-    while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+    while ((c = getopt_long(argc, argv, "hq", opts, &li)) != -1) {
         const char *a = optarg;
         snprintf(name, sizeof name, "--%s", c >= 256 ? opts[li].name : "?");
         long l;
@@ -90,6 +90,7 @@ int cmd_synth(int argc, char **argv)
             usage(stdout);
             return MP_EXIT_OK;
         case O_QUIET:
+        case 'q':
             mp_log_set_quiet(1);
             o.progress = MP_PROGRESS_NONE;
             break;

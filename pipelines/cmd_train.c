@@ -32,7 +32,7 @@ static void usage(FILE *f)
             "  --feat-dim N (128) --rampup EPOCHS (30)\n"
             "  --no-augment       no flips/rotations/colour jitter\n"
             "  --resume           continue from CKPT's .last.mpk   --stop-after N  stop after N epochs (resume later)\n"
-            "  --progress=tty|json|none   --quiet\n\n"
+            "  --progress=tty|json|none   -q, --quiet\n\n"
             "Writes CKPT (best on validation), next to it .last.mpk (every epoch, full training state),\n"
             ".log.jsonl (one line per epoch) and .png (loss and validation curve).\n");
 }
@@ -68,7 +68,7 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--l1")) o.l1 = 1;
         else if (!strcmp(a, "--no-unlabeled")) o.use_unlabeled = 0;
         else if (!strcmp(a, "--no-augment")) o.augment = 0;
-        else if (!strcmp(a, "--quiet")) mp_log_set_quiet(1);
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) mp_log_set_quiet(1);
         else if (!strncmp(a, "--progress=", 11)) {
             mp_progress_mode pm;
             if (mp_progress_parse(a + 11, &pm) < 0) bad = 1;

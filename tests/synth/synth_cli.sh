@@ -48,7 +48,8 @@ done
 for f in "$T"/a/*; do
     cmp -s "$f" "$T/b/$(basename "$f")" || no "not deterministic: $(basename "$f")"
 done
-"$B" synth "$T/c" --slides 1 --width 1300 --height 1000 --mpp 2 --seed 8 --quiet || no "run c"
+"$B" synth "$T/c" --slides 1 --width 1300 --height 1000 --mpp 2 --seed 8 -q > "$T/c.out" 2>&1 || no "run c"
+[ -s "$T/c.out" ] && no "-q still printed: $(head -c 200 "$T/c.out")"
 cmp -s "$T/a/synth_000.tiff" "$T/c/synth_000.tiff" && no "seed 8 gave the same slide as seed 7"
 ls "$T/a" | grep -q 'tmp' && no "temporary files left behind"
 
