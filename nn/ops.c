@@ -799,10 +799,114 @@ NN_VEC static void maxpool_plane(float *o, int32_t *am, const float *x, float *c
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+/* 3x3 stride 2 pad 1 (the stem's pool), 16 columns at a time with AVX-512: a vertical pass
+ * into cm/ri (column maxima and their rows), then a horizontal pass picking columns
+ * 2ow-1, 2ow, 2ow+1 by permutes. Same choices as maxpool_plane (the first maximum in scan
+ * order, a NaN wins), taken centre first: the earlier neighbour on > or on = with the smaller
+ * key or on NaN, the later one on >, on = with the smaller key, or on a first NaN. */
+static inline __attribute__((target("avx512f"), always_inline)) __mmask16 mp_take(__m512 v, __m512 best, __mmask16 valid)
+{
+    __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q);
+    return (gt | nan) & valid;
+}
+
+static inline __attribute__((target("avx512f"), always_inline)) void
+maxpool332_plane(float *o, int32_t *am, const float *x, float *cm, int *ri, int H, int W, int OH, int OW, int with_am)
+{
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int oh = 0; oh < OH; oh++) {
+        int hc = 2 * oh, ht = hc - 1, hb = hc + 1;
+        for (int w0 = 0; w0 < W; w0 += 16) {
+            __mmask16 k = W - w0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (W - w0)) - 1);
+            __m512 best = _mm512_maskz_loadu_ps(k, x + (long)hc * W + w0);
+            __m512i r = _mm512_set1_epi32(hc);
+            if (ht >= 0) { /* the earlier row wins ties */
+                __m512 v = _mm512_maskz_loadu_ps(k, x + (long)ht * W + w0);
+                __mmask16 t = (_mm512_cmp_ps_mask(v, best, _CMP_GE_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)) & k;
+                best = _mm512_mask_blend_ps(t, best, v);
+                if (with_am) r = _mm512_mask_blend_epi32(t, r, _mm512_set1_epi32(ht));
+            }
+            if (hb < H) {
+                __m512 v = _mm512_maskz_loadu_ps(k, x + (long)hb * W + w0);
+                __mmask16 t = mp_take(v, best, k);
+                best = _mm512_mask_blend_ps(t, best, v);
+                if (with_am) r = _mm512_mask_blend_epi32(t, r, _mm512_set1_epi32(hb));
+            }
+            _mm512_mask_storeu_ps(cm + w0, k, best);
+            if (with_am) _mm512_mask_storeu_epi32(ri + w0, k, r);
+        }
+        for (int o0 = 0; o0 < OW; o0 += 16) {
+            int n = OW - o0 < 16 ? OW - o0 : 16;
+            __mmask16 ko = (__mmask16)((1u << n) - 1);
+            /* columns 2o0-2 .. 2o0+31 of cm (cm has 2 leading and 32 trailing spare slots) */
+            int c0 = 2 * o0;
+            __m512 pm = _mm512_loadu_ps(cm + c0 - 2), p0 = _mm512_loadu_ps(cm + c0), p1 = _mm512_loadu_ps(cm + c0 + 14),
+                   p2 = _mm512_loadu_ps(cm + c0 + 16);
+            __m512 B = _mm512_permutex2var_ps(p0, even, p2), C = _mm512_permutex2var_ps(p0, odd, p2);
+            __m512 A = _mm512_permutex2var_ps(pm, odd, p1);
+            __m512i col = _mm512_add_epi32(_mm512_slli_epi32(lane, 1), _mm512_set1_epi32(c0)); /* 2ow */
+            __mmask16 vA = _mm512_cmpgt_epi32_mask(col, _mm512_setzero_si512()) & ko;
+            __mmask16 vC = _mm512_cmplt_epi32_mask(_mm512_add_epi32(col, _mm512_set1_epi32(1)), _mm512_set1_epi32(W)) & ko;
+            __m512 best = B;
+            __m512i key = _mm512_setzero_si512();
+            if (with_am) {
+                __m512i q0 = _mm512_loadu_si512(ri + c0), q2 = _mm512_loadu_si512(ri + c0 + 16);
+                __m512i qm = _mm512_loadu_si512(ri + c0 - 2), q1 = _mm512_loadu_si512(ri + c0 + 14);
+                __m512i Wv = _mm512_set1_epi32(W);
+                __m512i kB = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_permutex2var_epi32(q0, even, q2), Wv), col);
+                __m512i kC = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_permutex2var_epi32(q0, odd, q2), Wv),
+                                              _mm512_add_epi32(col, _mm512_set1_epi32(1)));
+                __m512i kA = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_permutex2var_epi32(qm, odd, q1), Wv),
+                                              _mm512_sub_epi32(col, _mm512_set1_epi32(1)));
+                __mmask16 tA = (_mm512_cmp_ps_mask(A, best, _CMP_GT_OQ) |
+                                (_mm512_cmp_ps_mask(A, best, _CMP_EQ_OQ) & _mm512_cmplt_epi32_mask(kA, kB)) |
+                                _mm512_cmp_ps_mask(A, A, _CMP_UNORD_Q)) & vA;
+                best = _mm512_mask_blend_ps(tA, best, A);
+                key = _mm512_mask_blend_epi32(tA, kB, kA);
+                __mmask16 tC = mp_take(C, best, vC) |
+                               (_mm512_cmp_ps_mask(C, best, _CMP_EQ_OQ) & _mm512_cmplt_epi32_mask(kC, key) & vC);
+                best = _mm512_mask_blend_ps(tC, best, C);
+                key = _mm512_mask_blend_epi32(tC, key, kC);
+                _mm512_mask_storeu_epi32(am + oh * OW + o0, ko, key);
+            } else {
+                __mmask16 tA = (_mm512_cmp_ps_mask(A, best, _CMP_GE_OQ) | _mm512_cmp_ps_mask(A, A, _CMP_UNORD_Q)) & vA;
+                best = _mm512_mask_blend_ps(tA, best, A);
+                best = _mm512_mask_blend_ps(mp_take(C, best, vC), best, C);
+            }
+            _mm512_mask_storeu_ps(o + oh * OW + o0, ko, best);
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void maxpool332(float *out, int32_t *argmax, const float *in, long planes,
+                                                          int H, int W, int OH, int OW)
+{
+    float cmb[W + 40];
+    int rib[W + 40];
+    for (int i = 0; i < W + 40; i++) cmb[i] = 0.0f, rib[i] = 0;
+    for (long pl = 0; pl < planes; pl++)
+        if (argmax)
+            maxpool332_plane(out + pl * OH * OW, argmax + pl * OH * OW, in + pl * H * W, cmb + 2, rib + 2, H, W, OH,
+                             OW, 1);
+        else
+            maxpool332_plane(out + pl * OH * OW, NULL, in + pl * H * W, cmb + 2, rib + 2, H, W, OH, OW, 0);
+}
+#endif
+
 void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                         int k, int s, int p)
 {
     int OH = nn_conv_out(H, k, s, p), OW = nn_conv_out(W, k, s, p);
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+    if (k == 3 && s == 2 && p == 1 && H >= 2 && W >= 2 && has_avx512()) {
+        maxpool332(out, argmax, in, (long)N * C, H, W, OH, OW);
+        return;
+    }
+#endif
     float cm[W > 0 ? W : 1]; /* one row of column maxima and their rows: 2·W words of stack */
     int ri[W > 0 ? W : 1];
     for (long pl = 0; pl < (long)N * C; pl++)
