@@ -324,12 +324,98 @@ static small_conv small_setup(float *ws, int *taps, int *nv, const float *w, con
     return sc;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+/* Few input channels, stride 2, output rows of at most 16 pixels (the stem below 32 px): a
+ * direct convolution. Each image is copied once into a zero-padded buffer whose rows are split
+ * into even and odd columns, so the 16 output pixels of a row read one contiguous vector per
+ * tap; a 2-row × 8-channel block keeps 16 accumulators. Writes NCHW with no im2col, GEMM
+ * packing or transpose. ws: the weight as ckk × OC, then the padded image. */
+static int stem_direct_ok(const nn_conv_dims *d, int OW)
+{
+    return has_avx512() && d->C <= 4 && d->sh == 2 && d->sw == 2 && OW <= 16 && d->OC % 8 == 0 &&
+           d->KH * d->KW >= 9;
+}
+
+static size_t stem_direct_ws(const nn_conv_dims *d, int OH)
+{
+    size_t rows = 2 * (size_t)(OH - 1) + d->KH + 2, pw2 = d->KW / 2 + 17;
+    return (size_t)d->C * d->KH * d->KW * d->OC + (size_t)d->C * rows * 2 * pw2 + 16;
+}
+
+__attribute__((target("avx512f"))) static void stem_direct(float *out, float *ws, const float *in, const float *w,
+                                                           const nn_conv_dims *d, int OH, int OW)
+{
+    const int C = d->C, H = d->H, W = d->W, KH = d->KH, KW = d->KW, OC = d->OC, ckk = C * KH * KW;
+    const int PR = 2 * (OH - 1) + KH + 2, pw2 = KW / 2 + 17, rs = 2 * pw2; /* rs: floats per padded row */
+    float *wt = ws, *buf = ws + (size_t)ckk * OC;
+    for (int oc = 0; oc < OC; oc++)
+        for (int t = 0; t < ckk; t++) wt[(long)t * OC + oc] = w[(long)oc * ckk + t];
+    memset(buf, 0, sizeof(float) * ((size_t)C * PR * rs + 16));
+    const __mmask16 km = (__mmask16)((1u << OW) - 1);
+    const long ohw = (long)OH * OW;
+    for (int n = 0; n < d->N; n++) {
+        const float *x = in + (long)n * C * H * W;
+        /* padding positions are never written: they stay zero from image to image */
+        for (int c = 0; c < C; c++)
+            for (int ih = 0; ih < H; ih++) {
+                int pr = ih + d->ph;
+                if (pr >= PR) break;
+                float *row = buf + ((long)c * PR + pr) * rs;
+                const float *src = x + ((long)c * H + ih) * W;
+                for (int iw = 0; iw < W; iw++) {
+                    int pc = iw + d->pw;
+                    if ((pc >> 1) < pw2) row[(pc & 1) * pw2 + (pc >> 1)] = src[iw];
+                }
+            }
+        float *o = out + (long)n * OC * ohw;
+        for (int oh = 0; oh < OH; oh += 2) {
+            int two = oh + 1 < OH;
+            for (int ob = 0; ob < OC; ob += 8) {
+                __m512 a0[8], a1[8];
+                for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+                for (int c = 0; c < C; c++)
+                    for (int kh = 0; kh < KH; kh++) {
+                        const float *r0 = buf + ((long)c * PR + 2 * oh + kh) * rs, *r1 = r0 + 2 * rs;
+                        const float *wp = wt + ((long)(c * KH + kh) * KW) * OC + ob;
+                        for (int kw = 0; kw < KW; kw++, wp += OC) {
+                            int q = (kw & 1) * pw2 + (kw >> 1);
+                            __m512 x0 = _mm512_loadu_ps(r0 + q), x1 = _mm512_loadu_ps(r1 + q);
+                            for (int j = 0; j < 8; j++) {
+                                __m512 bw = _mm512_set1_ps(wp[j]);
+                                a0[j] = _mm512_fmadd_ps(x0, bw, a0[j]);
+                                a1[j] = _mm512_fmadd_ps(x1, bw, a1[j]);
+                            }
+                        }
+                    }
+                for (int j = 0; j < 8; j++) {
+                    float *oj = o + (long)(ob + j) * ohw + (long)oh * OW;
+                    _mm512_mask_storeu_ps(oj, km, a0[j]);
+                    if (two) _mm512_mask_storeu_ps(oj + OW, km, a1[j]);
+                }
+            }
+        }
+    }
+}
+#endif
+
 void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, const float *b,
                        const nn_conv_dims *d)
 {
     int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
     long hw = (long)OH * OW, ihw = (long)d->H * d->W;
     int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+    if (stem_direct_ok(d, OW) && stem_direct_ws(d, OH) <= nn_conv2d_workspace(d)) {
+        stem_direct(out, ws, in, w, d, OH, OW);
+        if (b)
+            for (int n = 0; n < d->N; n++)
+                for (int oc = 0; oc < d->OC; oc++) {
+                    float *p = out + ((long)n * d->OC + oc) * hw, bv = b[oc];
+                    for (long i = 0; i < hw; i++) p[i] += bv;
+                }
+        return;
+    }
+#endif
     int small = hw <= NN_TAB_MAX && g > 1, taps[d->KH * d->KW], nv;
     small_conv sc = {0};
     if (small) sc = small_setup(ws, taps, &nv, w, d, OH, OW, g);
@@ -510,7 +596,9 @@ static inline void plane_sums(const float *dy, const float *x, const float *out,
     *sgx += B;
 }
 
-NN_VEC static double lane_sum(const float *x, long n)
+/* always_inline bodies, so one clone of a caller covers a whole norm (at 2x2 and 1x1 maps the
+ * per-group calls through the clone dispatcher cost more than the sums) */
+static inline __attribute__((always_inline)) double lane_sum_i(const float *x, long n)
 {
     vf16 acc = {0};
     long i = 0;
@@ -521,7 +609,7 @@ NN_VEC static double lane_sum(const float *x, long n)
     return s;
 }
 
-NN_VEC static double lane_sqdev(const float *x, long n, float m)
+static inline __attribute__((always_inline)) double lane_sqdev_i(const float *x, long n, float m)
 {
     vf16 acc = {0};
     long i = 0;
@@ -535,6 +623,9 @@ NN_VEC static double lane_sqdev(const float *x, long n, float m)
     return s;
 }
 
+NN_VEC static double lane_sum(const float *x, long n) { return lane_sum_i(x, n); }
+NN_VEC static double lane_sqdev(const float *x, long n, float m) { return lane_sqdev_i(x, n, m); }
+
 /* mean and biased variance of a set of planes (two passes: no cancellation when |mean| >> std) */
 static void planes_stats(const float *x, long stride, int nplanes, long n, double *mean, double *var)
 {
@@ -547,7 +638,7 @@ static void planes_stats(const float *x, long stride, int nplanes, long n, doubl
 }
 
 /* One group of GroupNorm: cpg channel planes, contiguous in NCHW. */
-NN_VEC static void gn_apply(float *out, const float *in, int cpg, long HW, float mean, float r, const float *gamma,
+static inline __attribute__((always_inline)) void gn_apply(float *out, const float *in, int cpg, long HW, float mean, float r, const float *gamma,
                             const float *beta, int relu)
 {
     for (int c = 0; c < cpg; c++) {
@@ -564,23 +655,29 @@ NN_VEC static void gn_apply(float *out, const float *in, int cpg, long HW, float
     }
 }
 
-void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
-                          const float *beta, int N, int C, int HW, int G, float eps, int relu)
+NN_VEC static void groupnorm_forward_all(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                                         const float *beta, int N, int C, int HW, int G, float eps, int relu)
 {
     int cpg = C / G;
-    assert(cpg * G == C);
     long cnt = (long)cpg * HW;
     for (int n = 0; n < N; n++)
         for (int g = 0; g < G; g++) {
             long base = ((long)n * C + (long)g * cpg) * HW;
-            double m = lane_sum(in + base, cnt) / cnt;
-            double v = lane_sqdev(in + base, cnt, (float)m) / cnt;
+            double m = lane_sum_i(in + base, cnt) / cnt;
+            double v = lane_sqdev_i(in + base, cnt, (float)m) / cnt;
             float r = (float)(1.0 / sqrt(v + eps));
             mean[n * G + g] = (float)m;
             rstd[n * G + g] = r;
             gn_apply(out + base, in + base, cpg, HW, (float)m, r, gamma ? gamma + g * cpg : NULL,
                      beta ? beta + g * cpg : NULL, relu);
         }
+}
+
+void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                          const float *beta, int N, int C, int HW, int G, float eps, int relu)
+{
+    assert((C / G) * G == C);
+    groupnorm_forward_all(out, mean, rstd, in, gamma, beta, N, C, HW, G, eps, relu);
 }
 
 static inline void norm_dx(float *dx, const float *dy, const float *x, const float *o, long n, float k, float mean,
