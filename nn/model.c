@@ -34,6 +34,7 @@ typedef struct {
     int C, H, W;          /* H, W: of the current call */
     size_t off, goff;     /* float offsets of data and gradient in the arena */
     size_t cap;           /* floats planned */
+    int gset;             /* gradient written (not accumulated) by its one consumer: never cleared */
 } tensor;
 
 struct nn_model {
@@ -267,6 +268,19 @@ nn_model *nn_model_create(const nn_model_cfg *cfg, int max_batch, int max_h, int
     }
     if (nn_params_alloc(&m->params)) goto fail;
     if (shapes(m, max_h, max_w)) goto fail;
+    /* a tensor read only by a GroupNorm or a residual add gets its gradient written by that
+     * layer's backward, so backward need not clear it first */
+    for (int t = 1; t < m->nt; t++) {
+        int uses = 0, setter = 0;
+        for (int i = 0; i < m->nl; i++) {
+            const layer *l = &m->L[i];
+            int u = (l->in == t) + (l->in2 == t);
+            if (!u) continue;
+            uses += u;
+            setter = (l->kind == L_NORM && cfg->norm == NN_NORM_GROUP) || l->kind == L_ADD;
+        }
+        m->T[t].gset = uses == 1 && setter && t != m->t_feat && t != m->t_pool && t != m->t_logits;
+    }
 
     /* arena layout: tensors, then their gradients, then norm stats, then the conv workspace */
     size_t off = 0;
@@ -482,7 +496,8 @@ static void backward_share(share *s)
     nn_model *m = s->m;
     int N = s->cnt;
     /* gradients accumulate: clear this share of every activation gradient first */
-    for (int t = 1; t < m->nt; t++) memset(G_(s, t), 0, (size_t)N * per_image(m, t) * sizeof(float));
+    for (int t = 1; t < m->nt; t++)
+        if (!m->T[t].gset) memset(G_(s, t), 0, (size_t)N * per_image(m, t) * sizeof(float));
     if (s->dlogits) memcpy(G_(s, m->t_logits), s->dlogits + (size_t)s->n0 * per_image(m, m->t_logits),
                            (size_t)N * per_image(m, m->t_logits) * sizeof(float));
     if (s->dpooled) memcpy(G_(s, m->t_pool), s->dpooled + (size_t)s->n0 * per_image(m, m->t_pool),
@@ -502,8 +517,9 @@ static void backward_share(share *s)
         }
         case L_NORM:
             if (m->cfg.norm == NN_NORM_GROUP)
-                nn_groupnorm_backward(din, PG_(s, l->w), PG_(s, l->b), dout, in, l->relu ? out : NULL, stats_(s, l, 0),
-                                      stats_(s, l, 1), P_(m, l->w), N, a->C, HW, m->cfg.groups);
+                (a->gset ? nn_groupnorm_backward_set : nn_groupnorm_backward)(
+                    din, PG_(s, l->w), PG_(s, l->b), dout, in, l->relu ? out : NULL, stats_(s, l, 0), stats_(s, l, 1),
+                    P_(m, l->w), N, a->C, HW, m->cfg.groups);
             else
                 nn_batchnorm_backward(din, PG_(s, l->w), PG_(s, l->b), dout, in, l->relu ? out : NULL, stats_(s, l, 0),
                                       stats_(s, l, 1), P_(m, l->w), N, a->C, HW, m->train);
@@ -512,7 +528,10 @@ static void backward_share(share *s)
             nn_maxpool_backward(din, dout, m->iarena + l->argmax + (size_t)s->n0 * per_image(m, l->out), N, a->C, a->H,
                                 a->W, o->H, o->W);
             break;
-        case L_ADD: nn_add_backward(din, G_(s, l->in2), dout, out, (size_t)N * per_image(m, l->out), l->relu); break;
+        case L_ADD:
+            nn_add_backward_set(din, G_(s, l->in2), dout, out, (size_t)N * per_image(m, l->out), l->relu, a->gset,
+                                m->T[l->in2].gset);
+            break;
         case L_GAP: nn_avgpool_global_backward(din, dout, N, a->C, HW); break;
         case L_FC: nn_linear_backward(din, PG_(s, l->w), PG_(s, l->b), dout, in, P_(m, l->w), N, a->C, o->C); break;
         }

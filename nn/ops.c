@@ -681,8 +681,18 @@ void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
 }
 
 static inline void norm_dx(float *dx, const float *dy, const float *x, const float *o, long n, float k, float mean,
-                           float c2, float c3)
+                           float c2, float c3, int set)
 {
+    if (set) { /* dx written, not accumulated (the caller skipped zeroing it) */
+        if (o)
+            for (long i = 0; i < n; i++) {
+                float g = o[i] > 0.0f ? dy[i] : 0.0f;
+                dx[i] = g * k + (x[i] - mean) * c2 + c3;
+            }
+        else
+            for (long i = 0; i < n; i++) dx[i] = dy[i] * k + (x[i] - mean) * c2 + c3;
+        return;
+    }
     if (o)
         for (long i = 0; i < n; i++) {
             float g = o[i] > 0.0f ? dy[i] : 0.0f;
@@ -695,10 +705,10 @@ static inline void norm_dx(float *dx, const float *dy, const float *x, const flo
 /* Backward of y = (x - mean)·rstd·gamma + beta over a set of planes sharing one (mean, rstd):
  * dx = dy·rstd·gamma + (x − mean)·c2 + c3 with the group sums folded into c2, c3. stats_sums=1 means
  * mean and rstd came from these planes (train); 0 means they are constants (BN eval). */
-NN_VEC static void norm_backward_group(float *din, float *dgamma, float *dbeta, const float *dout,
-                                const float *in, const float *out, float mean, float rstd,
-                                const float *gamma, int c0, int nch, int nrep, long rep_stride, long HW,
-                                int stats_sums)
+static inline __attribute__((always_inline)) void
+norm_backward_group_i(float *din, float *dgamma, float *dbeta, const float *dout, const float *in, const float *out,
+                      float mean, float rstd, const float *gamma, int c0, int nch, int nrep, long rep_stride, long HW,
+                      int stats_sums, int set)
 {
     double A = 0, B = 0; /* Σ gamma·dy, Σ gamma·dy·xhat over the whole group */
     for (int c = 0; c < nch; c++) {
@@ -726,23 +736,47 @@ NN_VEC static void norm_backward_group(float *din, float *dgamma, float *dbeta, 
         float k = rstd * (gamma ? gamma[c0 + c] : 1.0f);
         for (int r = 0; r < nrep; r++) {
             long off = r * rep_stride + (long)c * HW;
-            norm_dx(din + off, dout + off, in + off, out ? out + off : NULL, HW, k, mean, c2, c3);
+            norm_dx(din + off, dout + off, in + off, out ? out + off : NULL, HW, k, mean, c2, c3, set);
         }
     }
+}
+
+NN_VEC static void norm_backward_group(float *din, float *dgamma, float *dbeta, const float *dout,
+                                       const float *in, const float *out, float mean, float rstd,
+                                       const float *gamma, int c0, int nch, int nrep, long rep_stride, long HW,
+                                       int stats_sums)
+{
+    norm_backward_group_i(din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, c0, nch, nrep, rep_stride, HW,
+                          stats_sums, 0);
+}
+
+/* the whole GroupNorm in one clone: per-group calls through the dispatcher dominate on small maps */
+NN_VEC static void groupnorm_backward_all(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                                          const float *out, const float *mean, const float *rstd, const float *gamma,
+                                          int N, int C, int HW, int G, int set)
+{
+    int cpg = C / G;
+    for (int n = 0; n < N; n++)
+        for (int g = 0; g < G; g++) {
+            long base = ((long)n * C + (long)g * cpg) * HW;
+            norm_backward_group_i(din ? din + base : NULL, dgamma, dbeta, dout + base, in + base,
+                                out ? out + base : NULL, mean[n * G + g], rstd[n * G + g],
+                                gamma, g * cpg, cpg, 1, 0, HW, 1, set);
+        }
 }
 
 void nn_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
                            const float *out, const float *mean, const float *rstd, const float *gamma,
                            int N, int C, int HW, int G)
 {
-    int cpg = C / G;
-    for (int n = 0; n < N; n++)
-        for (int g = 0; g < G; g++) {
-            long base = ((long)n * C + (long)g * cpg) * HW;
-            norm_backward_group(din ? din + base : NULL, dgamma, dbeta, dout + base, in + base,
-                                out ? out + base : NULL, mean[n * G + g], rstd[n * G + g],
-                                gamma, g * cpg, cpg, 1, 0, HW, 1);
-        }
+    groupnorm_backward_all(din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, N, C, HW, G, 0);
+}
+
+void nn_groupnorm_backward_set(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                               const float *out, const float *mean, const float *rstd, const float *gamma,
+                               int N, int C, int HW, int G)
+{
+    groupnorm_backward_all(din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, N, C, HW, G, 1);
 }
 
 void nn_batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
@@ -807,6 +841,20 @@ NN_VEC void nn_add_forward(float *out, const float *a, const float *b, size_t n,
         }
     else
         for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+NN_VEC void nn_add_backward_set(float *da, float *db, const float *dout, const float *out, size_t n, int relu,
+                               int set_a, int set_b)
+{
+    if (!set_a && !set_b) {
+        nn_add_backward(da, db, dout, out, n, relu);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float g = (!relu || out[i] > 0.0f) ? dout[i] : 0.0f;
+        if (da) da[i] = set_a ? g : da[i] + g;
+        if (db) db[i] = set_b ? g : db[i] + g;
+    }
 }
 
 NN_VEC void nn_add_backward(float *da, float *db, const float *dout, const float *out, size_t n, int relu)

@@ -35,6 +35,11 @@ void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
 void nn_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
                            const float *out, const float *mean, const float *rstd, const float *gamma,
                            int N, int C, int HW, int G);
+/* The same, but din is written rather than accumulated (for a din nothing else contributes to:
+ * saves clearing it first). */
+void nn_groupnorm_backward_set(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                               const float *out, const float *mean, const float *rstd, const float *gamma,
+                               int N, int C, int HW, int G);
 
 /* ---- BatchNorm2d: train uses batch stats and updates running_mean / running_var (unbiased) /
  * num_batches_tracked as PyTorch does; eval uses the running stats. mean/rstd hold C values
@@ -53,6 +58,9 @@ void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
 void nn_add_forward(float *out, const float *a, const float *b, size_t n, int relu);
 /* Residual add backward: da += g, db += g (g = dout masked by out > 0 when relu). */
 void nn_add_backward(float *da, float *db, const float *dout, const float *out, size_t n, int relu);
+/* The same, with da (set_a) and/or db (set_b) written rather than accumulated. */
+void nn_add_backward_set(float *da, float *db, const float *dout, const float *out, size_t n, int relu, int set_a,
+                         int set_b);
 /* Dropout with probability p (PyTorch scaling 1/(1-p) in train); mask holds 0 or 1/(1-p). */
 void nn_dropout_forward(float *out, float *mask, const float *in, size_t n, float p, mp_rng *rng, int train);
 void nn_dropout_backward(float *din, const float *dout, const float *mask, size_t n, int train);
