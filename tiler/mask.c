@@ -55,10 +55,13 @@ static void median3(const uint8_t *in, uint8_t *out, int w, int h)
             mid[x] = med3(p, q, r);
         }
         uint8_t *o = out + (size_t)y * w;
-        for (int x = 0; x < w; x++) {
-            int l = x > 0 ? x - 1 : 0, rr = x + 1 < w ? x + 1 : w - 1;
+        for (int e = 0; e < (w > 1 ? 2 : 1); e++) { /* the two edge columns, clamped */
+            int x = e ? w - 1 : 0, l = x > 0 ? x - 1 : 0, rr = x + 1 < w ? x + 1 : w - 1;
             o[x] = med3(max8(max8(lo[l], lo[x]), lo[rr]), med3(mid[l], mid[x], mid[rr]), min8(min8(hi[l], hi[x]), hi[rr]));
         }
+        for (int x = 1; x < w - 1; x++) /* interior, no clamping: vectorises */
+            o[x] = med3(max8(max8(lo[x - 1], lo[x]), lo[x + 1]), med3(mid[x - 1], mid[x], mid[x + 1]),
+                        min8(min8(hi[x - 1], hi[x]), hi[x + 1]));
     }
     free(lo);
 }
