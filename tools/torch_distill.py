@@ -2,7 +2,7 @@
 the patches tools/export_patches.py wrote: teacher @10x, baseline @1.25x, RBD (cached teacher
 draws), CRCKD (EMA teacher, heads, banks, CCD + CRP) and RBD+CRCKD, with the same
 hyperparameters, augmentation and model selection as `magpie train`. Writes OUT/results.json.
-Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1] [--only ROWS]
+Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1] [--views 4] [--only ROWS]
        [--epochs ROW=N,...] [--patience ROW=N,...]"""
 import json, math, os, sys, time
 
@@ -255,8 +255,8 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
         cw = torch.tensor([nlab / c if c else 0 for c in cnt], dtype=torch.float32)
         K = min(4096, int(min(nlab - c for c in cnt if c)))
         P = 20
-    # RBD: cached teacher outputs for 4 augmentation draws per pair
-    views = 4
+    # RBD: cached teacher outputs for `views` augmentation draws per pair (magpie's --teacher-views)
+    views = args["views"]
     if teacher is not None:
         teacher.eval()
         with torch.no_grad():
@@ -373,8 +373,8 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
 
 def main():
     exp, out = sys.argv[1], sys.argv[2]
-    args = {"threads": 2, "seed": 1, "batch": 32}
-    for kk in ("threads", "seed"):
+    args = {"threads": 2, "seed": 1, "batch": 32, "views": 4}
+    for kk in ("threads", "seed", "views"):
         if f"--{kk}" in sys.argv:
             args[kk] = int(sys.argv[sys.argv.index(f"--{kk}") + 1])
     args["quick"] = "--quick" in sys.argv  # one epoch per model: a smoke test of the script

@@ -50,11 +50,11 @@ if [ "$STAGE" = all ]; then
 : > "$W/times.txt"
 train teacher  --method supervised --mag 10   --epochs ${TEACHER_EPOCHS:-25} --patience 8
 fi
-[ "$STAGE" = rbd ] || train baseline --method supervised --mag 1.25 --epochs 60 --patience 15
-train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" \
+[ "$STAGE" = rbd ] || train baseline --method supervised --mag 1.25 --epochs ${LABEL_EPOCHS:-150} --patience ${LABEL_PATIENCE:-40}
+train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views ${VIEWS:-4} --teacher-cache "$W/tcache.mpk" \
                --epochs ${RBD_EPOCHS:-100} --patience ${RBD_PATIENCE:-25}
-train crckd    --method crckd      --mag 1.25 --epochs 60 --patience 15
-train rbd_crckd --method rbd+crckd --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views 4 --teacher-cache "$W/tcache.mpk" \
+train crckd    --method crckd      --mag 1.25 --epochs ${LABEL_EPOCHS:-150} --patience ${LABEL_PATIENCE:-40}
+train rbd_crckd --method rbd+crckd --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views ${VIEWS:-4} --teacher-cache "$W/tcache.mpk" \
                --epochs ${BOTH_EPOCHS:-100} --patience ${RBD_PATIENCE:-25}
 for n in teacher baseline rbd crckd rbd_crckd; do
     "$M" eval "$W/distill.db" "$W/$n.mpk" --split test --json --threads "$THREADS" > "$W/$n.eval.json"
@@ -64,9 +64,9 @@ echo "magpie total: $((t2 - t0)) s" | tee "$W/total.txt"
 
 if [ "$TORCH" = "--torch" ]; then
     /usr/bin/python3 tools/export_patches.py "$W/distill.db" "$W/export"
-    /usr/bin/python3 tools/torch_distill.py "$W/export" "$W/torch" --threads "$THREADS" --seed "$SEED" \
-        --epochs teacher=${TEACHER_EPOCHS:-25},rbd=${RBD_EPOCHS:-100},rbd_crckd=${BOTH_EPOCHS:-100} \
-        --patience rbd=${RBD_PATIENCE:-25},rbd_crckd=${RBD_PATIENCE:-25}
+    /usr/bin/python3 tools/torch_distill.py "$W/export" "$W/torch" --threads "$THREADS" --seed "$SEED" --views ${VIEWS:-4} \
+        --epochs teacher=${TEACHER_EPOCHS:-25},baseline=${LABEL_EPOCHS:-150},crckd=${LABEL_EPOCHS:-150},rbd=${RBD_EPOCHS:-100},rbd_crckd=${BOTH_EPOCHS:-100} \
+        --patience baseline=${LABEL_PATIENCE:-40},crckd=${LABEL_PATIENCE:-40},rbd=${RBD_PATIENCE:-25},rbd_crckd=${RBD_PATIENCE:-25}
 fi
 /usr/bin/python3 bench/distill/report.py "$W" > "$W/results.md"
 cat "$W/results.md"
