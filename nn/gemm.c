@@ -6,6 +6,8 @@
 #include <cblas.h>
 
 static int g_threads = 1;
+static int g_blas_cur = -1;        /* what OpenBLAS was last told; set by the calling thread only */
+static _Thread_local int tl_share; /* inside a batch share: GEMMs run on one BLAS thread */
 
 void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
@@ -16,6 +18,7 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
             for (int j = 0; j < N; j++) C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
         return;
     }
+    if (!tl_share && g_blas_cur != g_threads) nn_gemm_blas_threads(g_threads);
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
                 alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -25,11 +28,24 @@ void nn_set_threads(int n)
     if (n < 1) n = 1;
     g_threads = n;
     openblas_set_num_threads(n);
+    g_blas_cur = n;
 }
 
 int nn_get_threads(void) { return g_threads; }
 
-void nn_gemm_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+/* Only when the count changes: every openblas_set_num_threads call reaches into the pool, and
+ * restoring 2 threads after each batch of 1-thread worker GEMMs kept its idle threads spinning
+ * (sched_yield) against the workers; the count now goes back up only before a GEMM that runs
+ * outside the workers. */
+void nn_gemm_blas_threads(int n)
+{
+    if (n < 1) n = 1;
+    if (n == g_blas_cur) return;
+    openblas_set_num_threads(n);
+    g_blas_cur = n;
+}
+
+void nn_gemm_in_share(int on) { tl_share = on; }
 
 /* Exported by OpenBLAS's pthread server (its fork handler calls it); not in cblas.h. */
 extern int blas_thread_shutdown_(void);

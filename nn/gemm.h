@@ -16,6 +16,8 @@ void nn_set_threads(int n);
 int nn_get_threads(void);
 /* BLAS threads only, leaving nn_get_threads() alone: workers set 1 while they run. */
 void nn_gemm_blas_threads(int n);
+/* Mark the calling thread as running one share of a batch split (its GEMMs stay on one BLAS thread). */
+void nn_gemm_in_share(int on);
 /* Stop OpenBLAS's pool threads, which the library starts at load time and which spin for
  * ~0.1 s of CPU before they sleep. For commands that never call BLAS (tile, synth, db): on a
  * 2-core machine that spin takes a core from the real work. A later BLAS call restarts the

@@ -13,6 +13,7 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "nn/gemm.h"
+#include "nn/pool.h"
 #include "nn/ops.h"
 
 #define NN_MAX_WORKERS 16
@@ -430,7 +431,7 @@ int64_t nn_model_flops(const nn_model_cfg *cfg, int H, int W)
  * likewise. Only the conv workspace and the parameter gradients are private to a worker. */
 typedef struct {
     nn_model *m;
-    int n0, cnt, k;
+    int n0, cnt, k, backward;
     float *ws, *pgrad;
     const float *dlogits, *dpooled, *dF;
 } share;
@@ -538,8 +539,14 @@ static void backward_share(share *s)
     }
 }
 
-static void *run_forward(void *p) { forward_share(p); return NULL; }
-static void *run_backward(void *p) { backward_share(p); return NULL; }
+static void run_share(void *arg, int k)
+{
+    share *sh = arg;
+    nn_gemm_in_share(1);
+    if (sh[k].backward) backward_share(&sh[k]);
+    else forward_share(&sh[k]);
+    nn_gemm_in_share(0);
+}
 
 /* Split the batch over the workers (BatchNorm needs the whole batch: one worker, BLAS threads
  * instead), one BLAS thread each while they run. Contiguous equal shares keep the split, and so
@@ -549,10 +556,9 @@ static int run_shares(nn_model *m, int backward, const float *dl, const float *d
     int W = m->cfg.norm == NN_NORM_BATCH ? 1 : m->workers;
     if (W > m->N) W = m->N;
     share sh[NN_MAX_WORKERS];
-    pthread_t th[NN_MAX_WORKERS];
     for (int k = 0, n0 = 0; k < W; k++) {
         int cnt = m->N / W + (k < m->N % W);
-        sh[k] = (share){m, n0, cnt, k, k ? m->wws[k] : m->arena + m->ws_off, k ? m->wgrad[k] : m->params.grad, dl, dp, dF};
+        sh[k] = (share){m, n0, cnt, k, backward, k ? m->wws[k] : m->arena + m->ws_off, k ? m->wgrad[k] : m->params.grad, dl, dp, dF};
         n0 += cnt;
         if (backward && k) memset(m->wgrad[k], 0, m->params.total * sizeof(float));
     }
@@ -561,19 +567,8 @@ static int run_shares(nn_model *m, int backward, const float *dl, const float *d
         else forward_share(&sh[0]);
         return 0;
     }
-    nn_gemm_blas_threads(1);
-    int started = 1;
-    for (int k = 1; k < W; k++, started++)
-        if (pthread_create(&th[k], NULL, backward ? run_backward : run_forward, &sh[k])) break;
-    /* a worker that could not start runs here after worker 0 (same split, same result) */
-    if (backward) backward_share(&sh[0]);
-    else forward_share(&sh[0]);
-    for (int k = started; k < W; k++) {
-        if (backward) backward_share(&sh[k]);
-        else forward_share(&sh[k]);
-    }
-    for (int k = 1; k < started; k++) pthread_join(th[k], NULL);
-    nn_gemm_blas_threads(nn_get_threads());
+    nn_gemm_blas_threads(1); /* stays 1 until a GEMM outside the shares needs more */
+    nn_pool_run(W, run_share, sh);
     if (backward) /* fixed order of the partial sums: deterministic for a given worker count */
         for (int k = 1; k < W; k++) {
             float *g = m->params.grad, *h = m->wgrad[k];

@@ -1,0 +1,15 @@
+/* nn/pool.h — a small persistent worker pool for the batch split of nn/model.c.
+ * Threads are created on first use and then sleep on a condition variable between calls:
+ * threads created per call start on their parent's core and were often not migrated before
+ * the step ended, so the two halves of a small batch ran one after the other. */
+#ifndef MP_NN_POOL_H
+#define MP_NN_POOL_H
+
+#define NN_POOL_MAX 16 /* most shares per run (more are clamped) */
+
+/* Runs fn(arg, k) for k = 0..n-1: k = 0 on the calling thread, the rest on pool threads (any k
+ * whose thread cannot be started also runs on the caller, after k = 0). Returns when all are
+ * done. One run at a time: concurrent callers wait for each other. fn must not call it. */
+void nn_pool_run(int n, void (*fn)(void *arg, int k), void *arg);
+
+#endif
