@@ -31,7 +31,7 @@ if [ "$STAGE" = all ]; then
 rm -rf "$W/slides" "$W/distill.db" "$W/distill.db-wal" "$W/distill.db-shm"
 "$M" synth "$W/slides" --slides ${SLIDES:-318} --width 1792 --height 1792 --mpp 1.0 --purity 1 --pen 0 --dust 0 \
     --nuisance ${NUISANCE:-mild} --seed "$SEED" --jobs "$THREADS" --quiet
-"$M" tile "$W/distill.db" "$W"/slides/*.tiff --mags 10,1.25 --size 256 --jobs "$THREADS" --progress=none
+"$M" tile "$W/distill.db" "$W"/slides/*.tiff --mags 10,1.25 --size 256 --jobs "$THREADS" -q
 "$M" db "$W/distill.db" labels import "$W/slides/slides.csv"
 # per class 53 patients: 40 held out unlabeled, then 2 train / 2 val / 9 test
 "$M" db "$W/distill.db" split --by patient --ratios 2,2,9 --stratify label --unlabeled-ratio 0.755 --seed "$SEED"
