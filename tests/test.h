@@ -93,4 +93,33 @@ static inline int test_done(void)
         exit(77);                           \
     } while (0)
 
+/* A private temporary directory per test program: t_tmpdir("name") makes /tmp/mp_name_XXXXXX
+ * (0, or -1 if it cannot), tmp("file") is a path inside it (eight rotating buffers, so several can
+ * be used in one call), t_rmdir() removes it with everything in it (0, or -1 with a message). */
+static char t_dir[64];
+
+static inline int t_tmpdir(const char *prefix)
+{
+    snprintf(t_dir, sizeof t_dir, "/tmp/mp_%s_XXXXXX", prefix);
+    return mkdtemp(t_dir) ? 0 : -1;
+}
+
+static inline const char *tmp(const char *name)
+{
+    static char buf[8][256];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", t_dir, name);
+    return buf[k];
+}
+
+static inline int t_rmdir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_dir);
+    if (!t_dir[0] || system(cmd) == 0) return 0;
+    fprintf(stderr, "could not remove %s\n", t_dir);
+    return -1;
+}
+
 #endif

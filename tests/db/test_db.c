@@ -7,15 +7,6 @@
 #include "common/error.h"
 #include "db/db.h"
 
-static char dir[64];
-
-static const char *tmp(const char *name)
-{
-    static char buf[256];
-    snprintf(buf, sizeof buf, "%s/%s", dir, name);
-    return buf;
-}
-
 TEST(create_and_reopen)
 {
     char path[256];
@@ -70,9 +61,9 @@ TEST(refuses_bad_files)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/mp_dbtest_XXXXXX");
-    if (!mkdtemp(dir)) TEST_SKIP("cannot make a temp dir");
+    if (t_tmpdir("dbtest")) TEST_SKIP("cannot make a temp dir");
     RUN(create_and_reopen);
     RUN(refuses_bad_files);
+    t_rmdir();
     return test_done();
 }

@@ -12,17 +12,7 @@
 #include "nn/npy.h"
 #include "nn/safetensors.h"
 
-static char dir[] = "/tmp/mp_interop_XXXXXX";
 static char gold[1024];
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 static const char *golden(const char *name)
 {
@@ -363,7 +353,7 @@ int main(void)
 {
     const char *src = getenv("MAGPIE_SRC");
     snprintf(gold, sizeof gold, "%s/tests/nn/golden", src ? src : ".");
-    if (!mkdtemp(dir)) TEST_SKIP("cannot create a temp dir");
+    if (t_tmpdir("interop")) TEST_SKIP("cannot create a temp dir");
     RUN(safetensors_from_torch);
     RUN(safetensors_params);
     RUN(safetensors_anomalies);
@@ -372,8 +362,6 @@ int main(void)
     RUN(arch_keys);
     RUN(flip_fuzz);
     RUN(npy_v2);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    t_rmdir();
     return test_done();
 }

@@ -13,17 +13,7 @@
 
 #include "tests/tiler/mkslide.h"
 
-static char dir[64];
 static const char *bin;
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 /* Start `magpie tile DB SLIDE --size 64 -q` with MAGPIE_TILER_KILL=kill (NULL: none). */
 static pid_t start(const char *db, const char *slide, const char *kill, const char *jobs)
@@ -177,8 +167,7 @@ int main(void)
 {
     bin = getenv("MAGPIE_BIN");
     if (!bin) TEST_SKIP("MAGPIE_BIN not set");
-    snprintf(dir, sizeof dir, "/tmp/mp_tiler_crash.XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (t_tmpdir("tiler_crash")) return 1;
     if (VIPS_INIT("test")) return 1;
     RUN(reference);
     RUN(kill_after_start);
@@ -187,8 +176,6 @@ int main(void)
     RUN(kill_before_done);
     RUN(kill_twice);
     RUN(kill_from_outside);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
+    t_rmdir();
     return test_done();
 }

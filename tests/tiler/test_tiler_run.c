@@ -16,17 +16,6 @@
 #include "tests/tiler/mkslide.h"
 #include "tiler/tiler.h"
 
-static char dir[64];
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
 static tiler_opts opts(void)
 {
     tiler_opts o;
@@ -345,8 +334,7 @@ TEST(fast_tiff_path_equals_openslide)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/mp_tiler_run.XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (t_tmpdir("tiler_run")) return 1;
     if (tiler_global_init("test")) return 1;
     RUN(bad_inputs);
     RUN(tile_errors_are_recorded);
@@ -354,8 +342,6 @@ int main(void)
     RUN(multi_mag_geometry_skip_redo);
     RUN(pixel_agreement);
     RUN(fast_tiff_path_equals_openslide);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
+    t_rmdir();
     return test_done();
 }

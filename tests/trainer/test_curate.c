@@ -10,17 +10,6 @@
 #include "db/labels.h"
 #include "db/split.h"
 
-static char dir[64];
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -257,15 +246,12 @@ TEST(patient_in_two_splits)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/mp_curate_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (t_tmpdir("curate")) return 1;
     RUN(csv_import);
     RUN(csv_anomalies);
     RUN(geojson_regions);
     RUN(split_by_patient);
     RUN(patient_in_two_splits);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) return 1;
+    if (t_rmdir()) return 1;
     return test_done();
 }

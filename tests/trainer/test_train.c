@@ -10,17 +10,7 @@
 #include "trainer/trainer.h"
 #include "tests/trainer/tiny.h"
 
-static char dir[64];
 static char dbp[128];
-
-static const char *tmp(const char *name)
-{
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 static tr_train_opts opts(int method, double mag, const char *out, int epochs)
 {
@@ -305,9 +295,8 @@ TEST(anomalies)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/mp_train_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
-    snprintf(dbp, sizeof dbp, "%s/tiny.db", dir);
+    if (t_tmpdir("train")) return 1;
+    snprintf(dbp, sizeof dbp, "%s/tiny.db", t_dir);
     tiny_cfg tc = {.slides = 10, .per_slide = 12, .classes = 3, .hi = 32, .lo = 4, .png = 0, .seed = 2, .unlabeled_slides = 5};
     if (tiny_make(dbp, &tc) < 0) TEST_SKIP("cannot write the tiny dataset: %s", mp_err());
     RUN(teacher_learns);
@@ -316,8 +305,6 @@ int main(void)
     RUN(resume_equals_uninterrupted);
     RUN(nan_keeps_last_good);
     RUN(anomalies);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) return 1;
+    if (t_rmdir()) return 1;
     return test_done();
 }
