@@ -28,6 +28,8 @@ static void usage(FILE *f)
             "                     draw e mod N; far faster with a 10x teacher); 0 = run the teacher every step\n"
             "  --teacher-cache F  keep those outputs in file F and reuse them in a later run with the same\n"
             "                     teacher, seed, pairs and draws (e.g. rbd then rbd+crckd)\n"
+            "  --no-extra-flips   with --teacher-views: do not also give the student a fresh flip + rot90\n"
+            "                     of the cached draw every epoch\n"
             "  --lambda-ccd F (0.1) --lambda-crp F (1) --ema F (0.99) --tau F (0.07) --P N (20) --K N (4096)\n"
             "  --feat-dim N (128) --rampup EPOCHS (30)\n"
             "  --no-augment       no flips/rotations/colour jitter\n"
@@ -68,6 +70,7 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--l1")) o.l1 = 1;
         else if (!strcmp(a, "--no-unlabeled")) o.use_unlabeled = 0;
         else if (!strcmp(a, "--no-augment")) o.augment = 0;
+        else if (!strcmp(a, "--no-extra-flips")) o.extra_flips = 0;
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) mp_log_set_quiet(1);
         else if (!strncmp(a, "--progress=", 11)) {
             mp_progress_mode pm;

@@ -15,7 +15,7 @@
 #include "db/dataset.h"
 #include "trainer/trainer.h"
 
-enum { NSLOT = 3, RNG_SHUFFLE = 0x5f1, RNG_AUG = 0xa06, RNG_TVIEW = 0x7e1 };
+enum { NSLOT = 3, RNG_SHUFFLE = 0x5f1, RNG_AUG = 0xa06, RNG_TVIEW = 0x7e1, RNG_XDIH = 0xd17 };
 
 struct tr_loader {
     tr_loader_cfg cfg;
@@ -161,7 +161,7 @@ static void jitter(float *im, int npx, const tr_aug *a)
 }
 
 /* Source pixel of output (x, y) under flips then rot90 (k quarter turns counter-clockwise). */
-static inline void dihedral_src(int x, int y, int n, int hflip, int vflip, int rot, int *sx, int *sy)
+void tr_dihedral_src(int x, int y, int n, int hflip, int vflip, int rot, int *sx, int *sy)
 {
     int u = x, v = y;
     for (int k = 0; k < rot; k++) { /* inverse of one CCW turn: (x,y) ← (n-1-y, x) */
@@ -175,6 +175,17 @@ static inline void dihedral_src(int x, int y, int n, int hflip, int vflip, int r
     *sy = v;
 }
 
+void tr_turn_map(float *dst, const float *src, int C, int n, uint8_t xd)
+{
+    int hf = xd & 1, rot = xd >> 1;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            int sx, sy;
+            tr_dihedral_src(x, y, n, hf, 0, rot, &sx, &sy);
+            for (int c = 0; c < C; c++) dst[((size_t)c * n + y) * n + x] = src[((size_t)c * n + sy) * n + sx];
+        }
+}
+
 void tr_augment_image(const uint8_t *rgb, int n, const tr_aug *a, int extra_hflip, int extra_rot, const float mean[3],
                       const float std[3], float *out, float *work)
 {
@@ -186,8 +197,8 @@ void tr_augment_image(const uint8_t *rgb, int n, const tr_aug *a, int extra_hfli
         for (int x = 0; x < n; x++) {
             int sx, sy, tx = x, ty = y;
             /* the extra (teacher-view) transform is applied after the shared one */
-            if (extra_rot || extra_hflip) dihedral_src(x, y, n, extra_hflip, 0, extra_rot, &tx, &ty);
-            dihedral_src(tx, ty, n, hf, vf, rot, &sx, &sy);
+            if (extra_rot || extra_hflip) tr_dihedral_src(x, y, n, extra_hflip, 0, extra_rot, &tx, &ty);
+            tr_dihedral_src(tx, ty, n, hf, vf, rot, &sx, &sy);
             const float *p = work + 3 * ((size_t)sy * n + sx);
             for (int c = 0; c < 3; c++) out[(size_t)c * npx + (size_t)y * n + x] = (p[c] - mean[c]) / std[c];
         }
@@ -202,6 +213,7 @@ static void batch_alloc(tr_batch *b, const tr_loader *L)
     b->x = mp_xmalloc(sizeof(float) * B * s0);
     b->xp = L->cfg.mag[1] > 0 ? mp_xmalloc(sizeof(float) * B * s1) : NULL;
     b->xt = L->cfg.teacher_view ? mp_xmalloc(sizeof(float) * B * s0) : NULL;
+    b->xd = L->cfg.extra_dihedral ? mp_xmalloc(B) : NULL;
     b->y = mp_xmalloc(sizeof(int) * B);
     b->idx = mp_xmalloc(sizeof(int) * B);
     b->slide = mp_xmalloc(sizeof(int) * B);
@@ -213,6 +225,7 @@ static void batch_free(tr_batch *b)
     free(b->x);
     free(b->xp);
     free(b->xt);
+    free(b->xd);
     free(b->y);
     free(b->idx);
     free(b->slide);
@@ -256,6 +269,14 @@ static void *worker(void *arg)
                           (uint64_t)it->patch_id);
             tr_aug a;
             tr_aug_draw(&a, &r, c);
+            int xh = 0, xr = 0;
+            if (b->xd) {
+                /* drawn from the real epoch, so every epoch turns a reused draw differently */
+                mp_rng r3;
+                mp_rng_derive(&r3, c->seed, RNG_XDIH, (uint64_t)L->epoch, (uint64_t)it->patch_id);
+                xh = (int)mp_rng_below(&r3, 2), xr = (int)mp_rng_below(&r3, 4);
+                b->xd[j] = (uint8_t)(xh | xr << 1);
+            }
             for (int v = 0; v < 2 && !err; v++) {
                 if (!rd[v] || (v == 1 && L->skip_paired)) continue;
                 const uint8_t *data;
@@ -267,7 +288,8 @@ static void *worker(void *arg)
                     break;
                 }
                 size_t sz = (size_t)3 * L->size[v] * L->size[v];
-                tr_augment_image(dec.rgb, L->size[v], &a, 0, 0, c->mean[v], c->std[v], (v ? b->xp : b->x) + j * sz, work);
+                tr_augment_image(dec.rgb, L->size[v], &a, v ? 0 : xh, v ? 0 : xr, c->mean[v], c->std[v], (v ? b->xp : b->x) + j * sz,
+                                 work);
                 if (v == 0 && b->xt) {
                     /* CRCKD's teacher view: the same augmented patch with extra rot90 + flip noise. */
                     mp_rng r2;

@@ -52,6 +52,7 @@ void tr_train_defaults(tr_train_opts *o, int method)
         o->wd = 5e-4;
     }
     o->augment = 1;
+    o->extra_flips = 1;
     o->jitter[0] = o->jitter[1] = o->jitter[2] = 0.5f;
     o->jitter[3] = 0.2f;
     o->log_every = 10;
@@ -686,7 +687,8 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
     /* loaders: the training one (paired view at the teacher's magnification for RBD) and validation */
     tr_loader_cfg lc = {.mag = {o->mag, R->teacher ? R->tinfo.mag : 0}, .batch = o->batch, .shuffle = 1,
                         .augment = o->augment, .rot90 = 1, .teacher_view = (o->method & TR_CRCKD) != 0, .seed = o->seed,
-                        .aug_period = R->teacher && o->teacher_views > 0 ? o->teacher_views : 0};
+                        .aug_period = R->teacher && o->teacher_views > 0 ? o->teacher_views : 0,
+                        .extra_dihedral = R->teacher && o->teacher_views > 0 && o->augment && o->extra_flips};
     memcpy(lc.jitter, o->jitter, sizeof lc.jitter);
     if (tr_channel_stats(R->db, R->items, R->n, o->mag, 512, R->info.mean, R->info.std) < 0) goto out;
     memcpy(lc.mean[0], R->info.mean, sizeof R->info.mean);
@@ -781,7 +783,8 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
                 for (int i = 0; i < n; i++) {
                     size_t row = (size_t)a * R->n + b->idx[i];
                     memcpy(R->zt + (size_t)i * k, R->cz + row * k, sizeof(float) * k);
-                    memcpy(R->Ft + (size_t)i * fs, R->cf + row * fs, sizeof(float) * fs);
+                    if (b->xd) tr_turn_map(R->Ft + (size_t)i * fs, R->cf + row * fs, R->cC, R->cH, b->xd[i]);
+                    else memcpy(R->Ft + (size_t)i * fs, R->cf + row * fs, sizeof(float) * fs);
                 }
                 loss += rbd_terms(R, b, Fs, C, FH, FW, FH, FW, parts);
             } else if (R->teacher) {

@@ -72,6 +72,8 @@ typedef struct {
     int teacher_view;    /* also produce the primary view with extra rot90 + flip (CRCKD) */
     uint64_t seed;
     int aug_period;      /* > 0: epoch e reuses the augmentations of epoch e mod aug_period */
+    int extra_dihedral;  /* primary view only: a fresh flip + rot90 per (epoch, patch) after the shared
+                          * transform, reported in batch->xd (cached teacher targets are turned to match) */
     float mean[2][3], std[2][3]; /* normalisation per view, in [0,1] pixel units */
 } tr_loader_cfg;
 
@@ -80,6 +82,7 @@ typedef struct {
     float *x;            /* n×3×S×S primary view, normalised */
     float *xp;           /* n×3×P×P paired view (NULL without one) */
     float *xt;           /* n×3×S×S teacher view (NULL unless teacher_view) */
+    uint8_t *xd;         /* extra transform of x per item: hflip | rot90 << 1 (NULL unless extra_dihedral) */
     int *y;              /* class id or -1 */
     int *idx;            /* index into the loader's item array (memory banks) */
     int *slide;
@@ -112,6 +115,12 @@ void tr_aug_draw(tr_aug *a, mp_rng *r, const tr_loader_cfg *c);
  * rotation are applied after the shared transform (teacher-view noise). */
 void tr_augment_image(const uint8_t *rgb, int n, const tr_aug *a, int extra_hflip, int extra_rot, const float mean[3],
                       const float std[3], float *out, float *work);
+/* Source cell of output (x, y) in an n×n grid under hflip, vflip, then rot (quarter turns CCW). */
+void tr_dihedral_src(int x, int y, int n, int hflip, int vflip, int rot, int *sx, int *sy);
+/* C×n×n map of the shared view → the same map under a batch's extra transform xd (hflip | rot << 1),
+ * so that cell (x, y) still covers the tissue it covers in the turned image. RBD turns the cached
+ * teacher map this way; the teacher's logits are kept, as it was trained with flips and rot90. */
+void tr_turn_map(float *dst, const float *src, int C, int n, uint8_t xd);
 int tr_channel_stats(mp_db *db, const db_item *items, int n, double mag, int max_images, float mean[3], float std[3]);
 
 /* ---- checkpoint metadata and prediction (trainer/modelio.c) ---- */
@@ -162,6 +171,8 @@ typedef struct {
     int teacher_views;       /* rbd: > 0 caches the teacher's outputs for this many augmentation draws
                               * per pair (computed once; epoch e uses draw e mod N); 0 = live teacher */
     const char *teacher_cache; /* file to reuse cached teacher outputs across runs (NULL = none) */
+    int extra_flips;         /* with cached teacher outputs: turn the student's view by a fresh flip +
+                              * rot90 every epoch (and the cached map with it); default 1 */
     int stop_after;          /* run at most this many epochs in this call (0 = all); --resume continues */
 } tr_train_opts;
 
