@@ -2,7 +2,7 @@
 the patches tools/export_patches.py wrote: teacher @10x, baseline @1.25x, RBD (cached teacher
 draws), CRCKD (EMA teacher, heads, banks, CCD + CRP) and RBD+CRCKD, with the same
 hyperparameters, augmentation and model selection as `magpie train`. Writes OUT/results.json.
-Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1] [--views 4] [--only ROWS]
+Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1] [--views 4] [--only ROWS] [--no-extra-flips]
        [--epochs ROW=N,...] [--patience ROW=N,...]"""
 import json, math, os, sys, time
 
@@ -138,14 +138,35 @@ def to_tensor(u8, mean, std):
             torch.tensor(std).float().view(1, 1, 3)).permute(0, 3, 1, 2).contiguous()
 
 
-def batch_views(imgs_list, idx, epoch_key, seed, norms, extra_rng=None):
-    """Augmented, normalised batch for each image array in imgs_list (same draw for all views)."""
+def draw_turns(idx, seed, ep):
+    """A fresh flip + rot90 per (epoch, patch) for the student's view of a reused cached draw."""
+    out = []
+    for i in idx:
+        e = np.random.default_rng([seed, 0xd17, ep, int(i)])
+        out.append((int(e.integers(2)), int(e.integers(4))))
+    return out
+
+
+def turn(t, turns):
+    """Apply per-sample flip + rot90 to B×C×H×W tensors (images or the cached teacher maps)."""
+    out = []
+    for ti, (h, r) in zip(t, turns):
+        if h:
+            ti = ti.flip(2)
+        out.append(torch.rot90(ti, r, (1, 2)))
+    return torch.stack(out)
+
+
+def batch_views(imgs_list, idx, epoch_key, seed, norms, extra_rng=None, turns=None):
+    """Augmented, normalised batch for each image array in imgs_list (same draw for all views);
+    `turns` adds a per-sample flip + rot90 to the first view only."""
     augs = [draw_aug(np.random.default_rng([seed, 0xa06, epoch_key, int(i)])) for i in idx]
     res = []
     for v, arr in enumerate(imgs_list):
         x = torch.from_numpy(arr[idx]).float().permute(0, 3, 1, 2) / 255
         m, s = norms[v]
-        res.append((augment_batch(x, augs) - torch.tensor(m).float().view(1, 3, 1, 1)) / torch.tensor(s).float().view(1, 3, 1, 1))
+        res.append((augment_batch(x, augs, turns if v == 0 else None) - torch.tensor(m).float().view(1, 3, 1, 1)) /
+                   torch.tensor(s).float().view(1, 3, 1, 1))
     if extra_rng is not None:
         ex = []
         for i in idx:
@@ -280,13 +301,18 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
         for bi in range(nb):
             idx = perm[bi * args["batch"]:(bi + 1) * args["batch"]]
             akey = ep % views if teacher is not None else ep
-            vs = batch_views([imgs], idx, akey, seed, [(mean, std)], extra_rng=ep if crckd else None)
+            # with cached teacher outputs the student's view also gets a fresh flip + rot90 each
+            # epoch (magpie's default; --no-extra-flips there, --no-extra-flips here), the map turned to match
+            tn = draw_turns(idx, seed, ep) if teacher is not None and args["extra_flips"] else None
+            vs = batch_views([imgs], idx, akey, seed, [(mean, std)], extra_rng=ep if crckd else None, turns=tn)
             x = vs[0]
             yb = torch.from_numpy(y[idx])
             z, f, pooled = model(x)
             loss = 0
             if teacher is not None:
                 zt, ft = cz[ep % views, idx], cf[ep % views, idx]
+                if tn is not None:
+                    ft = turn(ft, tn)
                 loss = loss + F.kl_div(F.log_softmax(z, 1), F.softmax(zt, 1), reduction="batchmean") + F.mse_loss(f, ft)
             if crckd:
                 labm = yb >= 0
@@ -377,6 +403,7 @@ def main():
     for kk in ("threads", "seed", "views"):
         if f"--{kk}" in sys.argv:
             args[kk] = int(sys.argv[sys.argv.index(f"--{kk}") + 1])
+    args["extra_flips"] = "--no-extra-flips" not in sys.argv
     args["quick"] = "--quick" in sys.argv  # one epoch per model: a smoke test of the script
     # schedule per row, "--epochs teacher=25,rbd=100" / "--patience rbd=20" (same as bench/distill/run.sh)
     ep = dict(teacher=25, baseline=60, crckd=60, rbd=30, rbd_crckd=30)

@@ -25,9 +25,9 @@ void tr_train_defaults(tr_train_opts *o, int method)
     memset(o, 0, sizeof *o);
     o->method = method;
     o->arch = NULL; /* resnet_gn, or the teacher's for rbd */
-    o->epochs = 30;
+    o->epochs = 0;   /* auto: see tr_auto_schedule() */
     o->batch = 32;
-    o->patience = 8;
+    o->patience = -1; /* auto */
     o->threads = 1;
     o->use_unlabeled = (method & TR_RBD) != 0;
     o->lr = 1e-3; /* RBD / supervised: Adam 1e-3, wd 1e-4, no decay */
@@ -43,10 +43,6 @@ void tr_train_defaults(tr_train_opts *o, int method)
     o->K = 4096;
     o->feat_dim = 128;
     o->rampup = 30;
-    if (method & TR_RBD) {
-        o->epochs = 100; /* RBD: the paper's 100 epochs without LR decay; its noisy distillation */
-        o->patience = 25; /* curve keeps improving after long flat stretches */
-    }
     if (method & TR_CRCKD && !(method & TR_RBD)) {
         o->lr = 1e-4; /* CRCKD: Adam 1e-4, wd 5e-4, one-cycle to 3e-4 */
         o->wd = 5e-4;
@@ -640,11 +636,28 @@ static int64_t warmup_steps(const nn_sched *s)
     return s->kind == NN_SCHED_ONECYCLE ? (int64_t)(s->pct_start * (double)s->total_steps) : 0;
 }
 
-int tr_train(const tr_train_opts *o, tr_train_result *res)
+/* Epochs and patience left at 0 / -1 follow the training set: label-only training on a few hundred
+ * patches needs far more than 30 epochs (about 1000 steps to converge on 221 labels, bench/distill),
+ * while 30 epochs of a large set are plenty. So: enough epochs for 1000 steps, at least 30 and at
+ * most 200, with patience a quarter of that (at least 8). RBD keeps the paper's 100 epochs and a
+ * patience of 25: its distillation curve improves after long flat stretches. */
+void tr_auto_schedule(tr_train_opts *o, int n)
+{
+    int nb = (n + o->batch - 1) / o->batch, rbd = (o->method & TR_RBD) != 0;
+    int e = nb > 0 ? (1000 + nb - 1) / nb : 30;
+    if (e < 30) e = 30;
+    if (e > 200) e = 200;
+    if (o->epochs == 0) o->epochs = rbd ? 100 : e;
+    if (o->patience < 0) o->patience = rbd ? 25 : (o->epochs / 4 > 8 ? o->epochs / 4 : 8);
+}
+
+int tr_train(const tr_train_opts *oin, tr_train_result *res)
 {
     memset(res, 0, sizeof *res);
     run Rs, *R = &Rs;
     memset(R, 0, sizeof *R);
+    tr_train_opts ov = *oin;
+    const tr_train_opts *o = &ov;
     R->o = o;
     int rc = -1;
     char last[1024], logp[1024], pngp[1024];
@@ -654,12 +667,17 @@ int tr_train(const tr_train_opts *o, tr_train_result *res)
     FILE *logf = NULL;
     mp_progress *pg = NULL;
     nn_set_threads(o->threads);
-    if (o->epochs < 1 || o->batch < 1) {
+    if (o->epochs < 0 || o->batch < 1) {
         mp_err_set("train: --epochs and --batch must be positive");
         goto out;
     }
     if (!(R->db = db_open(o->db_path, DB_OPEN_READONLY))) goto out;
     if (load_sets(R) < 0) goto out;
+    if (o->epochs == 0 || o->patience < 0) {
+        tr_auto_schedule(&ov, R->n);
+        mp_info("%d training patches: %d epochs, patience %d (set --epochs / --patience to override)", R->n, o->epochs,
+                o->patience);
+    }
     if (o->method & TR_RBD && setup_teacher(R) < 0) goto out;
 
     /* student: architecture from --arch, or the teacher's (RBD: the same network) */

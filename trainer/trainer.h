@@ -178,6 +178,10 @@ typedef struct {
 
 /* Defaults per method (METHODS.md), to be overridden field by field. */
 void tr_train_defaults(tr_train_opts *o, int method);
+/* Fill epochs left at 0 and patience left at -1 (the defaults) for a training set of n patches:
+ * epochs for about 1000 steps within 30..200 and patience a quarter of them (at least 8); RBD
+ * methods 100 and 25. Values already set are kept. */
+void tr_auto_schedule(tr_train_opts *o, int n);
 
 typedef struct {
     int epochs_run, best_epoch;

@@ -222,6 +222,38 @@ TEST(nan_keeps_last_good)
     nn_ckpt_free(&ck);
 }
 
+/* Default schedule follows the training-set size; explicit values are kept. */
+TEST(auto_schedule)
+{
+    struct { int method, n, batch, epochs, patience; } c[] = {
+        {0, 221, 32, 143, 35},       /* bench/distill's 221 labels: 7 steps per epoch */
+        {0, 100000, 32, 30, 8},      /* large set: the floor of 30 epochs */
+        {0, 24, 16, 200, 50},        /* tiny set: capped at 200 */
+        {TR_CRCKD, 640, 32, 50, 12}, /* 20 steps per epoch */
+        {TR_RBD, 4150, 32, 100, 25},
+        {TR_RBD | TR_CRCKD, 50, 32, 100, 25},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        tr_train_opts o;
+        tr_train_defaults(&o, c[i].method);
+        o.batch = c[i].batch;
+        tr_auto_schedule(&o, c[i].n);
+        CHECK_INT(o.epochs, c[i].epochs);
+        CHECK_INT(o.patience, c[i].patience);
+    }
+    tr_train_opts o;
+    tr_train_defaults(&o, 0);
+    o.epochs = 7;
+    tr_auto_schedule(&o, 221);
+    CHECK_INT(o.epochs, 7);
+    CHECK_INT(o.patience, 8);
+    o.patience = 0;
+    o.epochs = 0;
+    tr_auto_schedule(&o, 221);
+    CHECK_INT(o.epochs, 143);
+    CHECK_INT(o.patience, 0);
+}
+
 TEST(anomalies)
 {
     char want[1024];
@@ -304,6 +336,7 @@ int main(void)
     RUN(teacher_cache_follows_teacher_content);
     RUN(resume_equals_uninterrupted);
     RUN(nan_keeps_last_good);
+    RUN(auto_schedule);
     RUN(anomalies);
     if (t_rmdir()) return 1;
     return test_done();
