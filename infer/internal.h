@@ -6,9 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The tiler exposes the slide handle and the thumbnail only in its internal header; infer
- * wraps them here instead of keeping a second copy (reported upstream for tiler.h). */
-#include "tiler/internal.h"
+/* the slide handle and thumbnail come from the tiler's door */
 #include "tiler/tiler.h"
 
 /* fsync tmp, rename it to path, fsync the directory. -1 + mp_err naming path. */

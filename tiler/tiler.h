@@ -5,6 +5,7 @@
 #ifndef MP_TILER_H
 #define MP_TILER_H
 
+#include <openslide.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -132,6 +133,28 @@ void tiler_qc(const uint8_t *rgb, int w, int h, double *blur, double *brightness
 /* The same on rows `pitch` pixels apart (a square inside a wider row buffer). */
 void tiler_qc_pitch(const uint8_t *rgb, int w, int h, int pitch, double *blur, double *brightness);
 
+/* ---- an opened slide, for the tiler and for infer ---- */
+
+#define TILER_MAX_LEVELS 32
+
+typedef struct {
+    const char *path;        /* borrowed: as the user gave it */
+    openslide_t *osr;
+    char vendor[64];
+    int64_t width, height;
+    int levels;
+    int64_t lw[TILER_MAX_LEVELS], lh[TILER_MAX_LEVELS];
+    double ds[TILER_MAX_LEVELS];
+} tiler_slide;
+
+/* Open with the checks of the anomaly tests: missing, empty, DICOM, not a slide, unreadable. */
+int tiler_slide_open(const char *path, tiler_slide *s);
+void tiler_slide_close(tiler_slide *s);
+
+/* Thumbnail as straight RGBA at about target_mpp µm/px (never finer than level 0): bounded
+ * memory, read in bands from the coarsest suitable level. *rgba is malloc'd. */
+int tiler_thumbnail(tiler_slide *s, double mpp, double target_mpp, uint8_t **rgba, int *w, int *h,
+                    double *ds);
 /* Test hooks (environment, read once per slide):
  *   MAGPIE_TILER_FAIL="gx,gy;gx,gy"  reads of these cells fail (recorded in tile_errors)
  *   MAGPIE_TILER_KILL="after-start" | "batch:N" | "in-batch:N" | "before-finish"
