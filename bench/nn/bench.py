@@ -25,7 +25,7 @@ def main():
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--python", default="/usr/bin/python3")
     a = ap.parse_args()
-    exe = os.path.join(a.build, "nn", "bench_nn")
+    exe = os.path.join(a.build, "bench", "bench_nn")
     torch_py = os.path.join(HERE, "torch_bench.py")
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = re.search(r"Model name:\s*(.*)", cpu).group(1).strip()

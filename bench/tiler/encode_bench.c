@@ -1,7 +1,7 @@
 /* bench/tiler/encode_bench.c — per-call cost of encoding one 224x224 patch as JPEG Q90:
  * libturbojpeg (what the tiler uses) vs libvips jpegsave_buffer (the alternative), and of a
  * libvips 449->224 resize, on real pixels read from a slide. One thread.
- * Build: cc -O2 encode_bench.c $(pkg-config --cflags --libs vips openslide libturbojpeg) -o encode_bench
+ * Built by meson as build/bench/encode_bench.
  * Usage: encode_bench SLIDE [N] */
 #include <openslide.h>
 #include <stdio.h>
