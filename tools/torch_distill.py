@@ -3,6 +3,7 @@ the patches tools/export_patches.py wrote: teacher @10x, baseline @1.25x, RBD (c
 draws), CRCKD (EMA teacher, heads, banks, CCD + CRP) and RBD+CRCKD, with the same
 hyperparameters, augmentation and model selection as `magpie train`. Writes OUT/results.json.
 Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1] [--views 4] [--only ROWS] [--no-extra-flips]
+       [--teacher OUT/teacher.pt (reuse a saved teacher instead of training one)]
        [--epochs ROW=N,...] [--patience ROW=N,...]"""
 import json, math, os, sys, time
 
@@ -441,8 +442,16 @@ def main():
         report("crckd", m, nrm, 1.25, s)
     if not (want("teacher") or want("rbd") or want("rbd_crckd")):
         return
-    teacher, tnorm, s = train("teacher", args, data, k, 10, "supervised", epochs=ep["teacher"], patience=pa["teacher"])
-    report("teacher", teacher, tnorm, 10, s)
+    if "--teacher" in sys.argv:  # reuse a saved teacher (student seed sweeps against one teacher)
+        saved = torch.load(sys.argv[sys.argv.index("--teacher") + 1])
+        teacher = Net(k)
+        teacher.load_state_dict(saved["state"])
+        teacher.eval()
+        tnorm = saved["norm"]
+    else:
+        teacher, tnorm, s = train("teacher", args, data, k, 10, "supervised", epochs=ep["teacher"], patience=pa["teacher"])
+        torch.save({"state": teacher.state_dict(), "norm": tnorm}, os.path.join(out, "teacher.pt"))
+        report("teacher", teacher, tnorm, 10, s)
     if want("rbd"):
         m, nrm, s = train("rbd", args, data, k, 1.25, "rbd", teacher=teacher, tnorm=tnorm, epochs=ep["rbd"], patience=pa["rbd"])
         report("rbd", m, nrm, 1.25, s)
