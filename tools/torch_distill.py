@@ -407,8 +407,15 @@ def main():
     args["extra_flips"] = "--no-extra-flips" not in sys.argv
     args["quick"] = "--quick" in sys.argv  # one epoch per model: a smoke test of the script
     # schedule per row, "--epochs teacher=25,rbd=100" / "--patience rbd=20" (same as bench/distill/run.sh)
-    ep = dict(teacher=25, baseline=60, crckd=60, rbd=30, rbd_crckd=30)
-    pa = dict(teacher=8, baseline=15, crckd=15, rbd=10, rbd_crckd=10)
+    # defaults: magpie's (tr_auto_schedule): label-only rows get epochs for ~1000 steps within
+    # 30..200 and patience a quarter (at least 8); the RBD rows 100 and 25
+    ep, pa = dict(rbd=100, rbd_crckd=100), dict(rbd=25, rbd_crckd=25)
+    exp_train = np.load(os.path.join(exp, "train.npz"))
+    nlab = int((exp_train["y"] >= 0).sum())
+    nb = -(-nlab // args["batch"])
+    auto = min(200, max(30, -(-1000 // nb)))
+    for row in ("teacher", "baseline", "crckd"):
+        ep[row], pa[row] = auto, max(8, auto // 4)
     for flag, d in (("--epochs", ep), ("--patience", pa)):
         if flag in sys.argv:
             for kv in sys.argv[sys.argv.index(flag) + 1].split(","):

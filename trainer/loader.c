@@ -213,7 +213,7 @@ static void batch_alloc(tr_batch *b, const tr_loader *L)
     b->x = mp_xmalloc(sizeof(float) * B * s0);
     b->xp = L->cfg.mag[1] > 0 ? mp_xmalloc(sizeof(float) * B * s1) : NULL;
     b->xt = L->cfg.teacher_view ? mp_xmalloc(sizeof(float) * B * s0) : NULL;
-    b->xd = L->cfg.extra_dihedral ? mp_xmalloc(B) : NULL;
+    b->xd = NULL; /* allocated by the worker while extra_dihedral is on */
     b->y = mp_xmalloc(sizeof(int) * B);
     b->idx = mp_xmalloc(sizeof(int) * B);
     b->slide = mp_xmalloc(sizeof(int) * B);
@@ -257,6 +257,10 @@ static void *worker(void *arg)
         tr_batch *b = &L->slot[slot];
         int start = bi * c->batch, n = L->n - start < c->batch ? L->n - start : c->batch;
         b->n = n;
+        if (!c->extra_dihedral && b->xd) {
+            free(b->xd);
+            b->xd = NULL;
+        }
         for (int j = 0; j < n && !err; j++) {
             int idx = (int)L->order[start + j];
             const db_item *it = &L->items[idx];
@@ -270,7 +274,8 @@ static void *worker(void *arg)
             tr_aug a;
             tr_aug_draw(&a, &r, c);
             int xh = 0, xr = 0;
-            if (b->xd) {
+            if (c->extra_dihedral) {
+                if (!b->xd) b->xd = mp_xmalloc((size_t)c->batch);
                 /* drawn from the real epoch, so every epoch turns a reused draw differently */
                 mp_rng r3;
                 mp_rng_derive(&r3, c->seed, RNG_XDIH, (uint64_t)L->epoch, (uint64_t)it->patch_id);
@@ -390,6 +395,13 @@ tr_loader *tr_loader_new(mp_db *db, const tr_loader_cfg *cfg, const db_item *ite
 int tr_loader_size(const tr_loader *L, int view) { return L->size[view]; }
 
 static void stop_worker(tr_loader *L);
+
+void tr_loader_set_reuse(tr_loader *L, int period, int extra_dihedral)
+{
+    stop_worker(L); /* takes effect from the next tr_loader_start */
+    L->cfg.aug_period = period;
+    L->cfg.extra_dihedral = extra_dihedral;
+}
 
 void tr_loader_skip_paired(tr_loader *L, int skip)
 {

@@ -49,6 +49,7 @@ void tr_train_defaults(tr_train_opts *o, int method)
     }
     o->augment = 1;
     o->extra_flips = 1;
+    o->teacher_views = -1; /* auto: 4 cached draws when they fit in 2 GiB */
     o->jitter[0] = o->jitter[1] = o->jitter[2] = 0.5f;
     o->jitter[3] = 0.2f;
     o->log_every = 10;
@@ -485,6 +486,18 @@ static double crckd_terms(run *R, const tr_batch *b, int epoch, double parts[4])
 
 static int write_curve(const char *path, const double *hist, int n);
 
+/* The student's feature-map shape (what the cached teacher maps are pooled to). */
+static int student_map(run *R)
+{
+    int S = R->info.size;
+    float *zero = mp_xcalloc((size_t)3 * S * S, sizeof(float));
+    int rc = nn_model_forward(R->student, zero, 1, S, S, 0);
+    free(zero);
+    if (rc < 0) return -1;
+    nn_model_feature_map(R->student, &R->cC, &R->cH, &R->cW);
+    return 0;
+}
+
 /* Teacher outputs for `teacher_views` augmentation draws of every pair, computed once: the
  * 10x teacher is the expensive part of RBD, and the loader makes epoch e reuse draw e mod N,
  * so both views still share one augmentation. Maps are stored max-pooled to the student's
@@ -492,12 +505,7 @@ static int write_curve(const char *path, const double *hist, int n);
 static int cache_teacher(run *R)
 {
     const tr_train_opts *o = R->o;
-    int S = R->info.size, k = R->k, A = o->teacher_views, TS = R->tinfo.size;
-    float *zero = mp_xcalloc((size_t)3 * S * S, sizeof(float));
-    int rc = nn_model_forward(R->student, zero, 1, S, S, 0);
-    free(zero);
-    if (rc < 0) return -1;
-    nn_model_feature_map(R->student, &R->cC, &R->cH, &R->cW);
+    int k = R->k, A = o->teacher_views, TS = R->tinfo.size, rc = 0;
     size_t fs = (size_t)R->cC * R->cH * R->cW;
     R->cz = mp_xmalloc(sizeof(float) * (size_t)A * R->n * k);
     R->cf = mp_xmalloc(sizeof(float) * (size_t)A * R->n * fs);
@@ -705,8 +713,7 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
     /* loaders: the training one (paired view at the teacher's magnification for RBD) and validation */
     tr_loader_cfg lc = {.mag = {o->mag, R->teacher ? R->tinfo.mag : 0}, .batch = o->batch, .shuffle = 1,
                         .augment = o->augment, .rot90 = 1, .teacher_view = (o->method & TR_CRCKD) != 0, .seed = o->seed,
-                        .aug_period = R->teacher && o->teacher_views > 0 ? o->teacher_views : 0,
-                        .extra_dihedral = R->teacher && o->teacher_views > 0 && o->augment && o->extra_flips};
+                        .aug_period = 0, .extra_dihedral = 0}; /* set below once the teacher's outputs are cached */
     memcpy(lc.jitter, o->jitter, sizeof lc.jitter);
     if (tr_channel_stats(R->db, R->items, R->n, o->mag, 512, R->info.mean, R->info.std) < 0) goto out;
     memcpy(lc.mean[0], R->info.mean, sizeof R->info.mean);
@@ -743,9 +750,22 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
                                                              : nn_sched_constant(o->lr);
     if (o->method & TR_CRCKD && setup_crckd(R) < 0) goto out;
     R->dz = mp_xmalloc(sizeof(float) * B * k);
-    if (R->teacher && o->teacher_views > 0) {
-        if (cache_teacher(R) < 0) goto out;
-        tr_loader_skip_paired(R->loader, 1);
+    if (R->teacher) {
+        if (student_map(R) < 0) goto out;
+        if (ov.teacher_views < 0) {
+            /* auto: cache 4 draws unless that would take more than 2 GiB (a large set at 5x, whose
+             * maps are 4x4), in which case the teacher runs on every step */
+            double bytes = 4.0 * R->n * ((double)R->k + (double)R->cC * R->cH * R->cW) * sizeof(float);
+            ov.teacher_views = bytes <= 2.0 * (1 << 30) ? 4 : 0;
+            if (!ov.teacher_views)
+                mp_info("teacher outputs for 4 draws would take %.1f GiB: running the teacher on every step instead",
+                        bytes / (1 << 30));
+        }
+        if (o->teacher_views > 0) {
+            tr_loader_set_reuse(R->loader, o->teacher_views, o->augment && o->extra_flips);
+            if (cache_teacher(R) < 0) goto out;
+            tr_loader_skip_paired(R->loader, 1);
+        }
     }
     R->hist = mp_xcalloc((size_t)o->epochs * 2 + 2, sizeof(double));
     R->best_val = -1;

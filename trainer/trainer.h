@@ -106,6 +106,9 @@ int tr_loader_size(const tr_loader *L, int view);
 /* Stop decoding the paired view (batch->xp is left unset) from the next epoch on: RBD with a
  * teacher cache needs only the student's images, and the 10x decode + augmentation dominated. */
 void tr_loader_skip_paired(tr_loader *L, int skip);
+/* Switch on reuse of augmentation draws (cfg.aug_period) and the primary view's extra turn
+ * (cfg.extra_dihedral) from the next tr_loader_start. */
+void tr_loader_set_reuse(tr_loader *L, int period, int extra_dihedral);
 int tr_loader_count(const tr_loader *L);
 int tr_loader_batches(const tr_loader *L);
 void tr_loader_free(tr_loader *L);
@@ -169,7 +172,8 @@ typedef struct {
     int progress;            /* mp_progress_mode */
     int log_every;
     int teacher_views;       /* rbd: > 0 caches the teacher's outputs for this many augmentation draws
-                              * per pair (computed once; epoch e uses draw e mod N); 0 = live teacher */
+                              * per pair (computed once; epoch e uses draw e mod N); 0 = live teacher;
+                              * -1 (default) = 4 when the cache fits in 2 GiB, else 0 */
     const char *teacher_cache; /* file to reuse cached teacher outputs across runs (NULL = none) */
     int extra_flips;         /* with cached teacher outputs: turn the student's view by a fresh flip +
                               * rot90 every epoch (and the cached map with it); default 1 */

@@ -50,12 +50,17 @@ if [ "$STAGE" = all ]; then
 : > "$W/times.txt"
 train teacher  --method supervised --mag 10   --epochs ${TEACHER_EPOCHS:-25} --patience 8
 fi
-[ "$STAGE" = rbd ] || train baseline --method supervised --mag 1.25 --epochs ${LABEL_EPOCHS:-150} --patience ${LABEL_PATIENCE:-40}
+# The students use magpie's default schedules (the label-only rows: epochs for ~1000 steps, here
+# 143 with patience 35; the RBD rows: the paper's 100 epochs, patience 25); LABEL_EPOCHS,
+# LABEL_PATIENCE, RBD_EPOCHS, BOTH_EPOCHS and RBD_PATIENCE override them on both sides.
+opt() { [ -n "$2" ] && echo "$1 $2" || true; }
+LAB="$(opt --epochs "${LABEL_EPOCHS:-}") $(opt --patience "${LABEL_PATIENCE:-}")"
+[ "$STAGE" = rbd ] || train baseline --method supervised --mag 1.25 $LAB
 train rbd      --method rbd        --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views ${VIEWS:-4} --teacher-cache "$W/tcache.mpk" \
-               --epochs ${RBD_EPOCHS:-100} --patience ${RBD_PATIENCE:-25}
-train crckd    --method crckd      --mag 1.25 --epochs ${LABEL_EPOCHS:-150} --patience ${LABEL_PATIENCE:-40}
+               $(opt --epochs "${RBD_EPOCHS:-}") $(opt --patience "${RBD_PATIENCE:-}")
+train crckd    --method crckd      --mag 1.25 $LAB
 train rbd_crckd --method rbd+crckd --mag 1.25 --teacher "$W/teacher.mpk" --teacher-views ${VIEWS:-4} --teacher-cache "$W/tcache.mpk" \
-               --epochs ${BOTH_EPOCHS:-100} --patience ${RBD_PATIENCE:-25}
+               $(opt --epochs "${BOTH_EPOCHS:-}") $(opt --patience "${RBD_PATIENCE:-}")
 for n in teacher baseline rbd crckd rbd_crckd; do
     "$M" eval "$W/distill.db" "$W/$n.mpk" --split test --json --threads "$THREADS" > "$W/$n.eval.json"
 done
@@ -65,8 +70,8 @@ echo "magpie total: $((t2 - t0)) s" | tee "$W/total.txt"
 if [ "$TORCH" = "--torch" ]; then
     /usr/bin/python3 tools/export_patches.py "$W/distill.db" "$W/export"
     /usr/bin/python3 tools/torch_distill.py "$W/export" "$W/torch" --threads "$THREADS" --seed "$SEED" --views ${VIEWS:-4} \
-        --epochs teacher=${TEACHER_EPOCHS:-25},baseline=${LABEL_EPOCHS:-150},crckd=${LABEL_EPOCHS:-150},rbd=${RBD_EPOCHS:-100},rbd_crckd=${BOTH_EPOCHS:-100} \
-        --patience baseline=${LABEL_PATIENCE:-40},crckd=${LABEL_PATIENCE:-40},rbd=${RBD_PATIENCE:-25},rbd_crckd=${RBD_PATIENCE:-25}
+        --epochs "teacher=${TEACHER_EPOCHS:-25}${LABEL_EPOCHS:+,baseline=$LABEL_EPOCHS,crckd=$LABEL_EPOCHS}${RBD_EPOCHS:+,rbd=$RBD_EPOCHS}${BOTH_EPOCHS:+,rbd_crckd=$BOTH_EPOCHS}" \
+        --patience "teacher=8${LABEL_PATIENCE:+,baseline=$LABEL_PATIENCE,crckd=$LABEL_PATIENCE}${RBD_PATIENCE:+,rbd=$RBD_PATIENCE,rbd_crckd=$RBD_PATIENCE}"
 fi
 /usr/bin/python3 bench/distill/report.py "$W" > "$W/results.md"
 cat "$W/results.md"
