@@ -30,6 +30,8 @@ static void usage(FILE *f)
             "                     default 4, or 0 when the cached outputs would pass 2 GiB\n"
             "  --teacher-cache F  keep those outputs in file F and reuse them in a later run with the same\n"
             "                     teacher, seed, pairs and draws (e.g. rbd then rbd+crckd)\n"
+            "  --avg-epochs E     validate and keep a moving average of the weights over ~E epochs\n"
+            "                     (default 2 for rbd methods, 0 = off for the others)\n"
             "  --no-extra-flips   with --teacher-views: do not also give the student a fresh flip + rot90\n"
             "                     of the cached draw every epoch\n"
             "  --lambda-ccd F (0.1) --lambda-crp F (1) --ema F (0.99) --tau F (0.07) --P N (20) --K N (4096)\n"
@@ -111,6 +113,7 @@ int cmd_train(int argc, char **argv)
             else if (!strcmp(a, "--ce-weight")) bad = mp_parse_double(v, &o.ce_weight) < 0 || o.ce_weight < 0;
             else if (!strcmp(a, "--temperature")) bad = mp_parse_double(v, &o.temperature) < 0 || o.temperature <= 0;
             else if (!strcmp(a, "--beta")) bad = mp_parse_double(v, &o.beta) < 0 || o.beta < 0;
+            else if (!strcmp(a, "--avg-epochs")) bad = mp_parse_double(v, &o.avg_epochs) < 0 || o.avg_epochs < 0;
             else if (!strcmp(a, "--lambda-ccd")) bad = mp_parse_double(v, &o.lambda_ccd) < 0;
             else if (!strcmp(a, "--lambda-crp")) bad = mp_parse_double(v, &o.lambda_crp) < 0;
             else if (!strcmp(a, "--ema")) bad = mp_parse_double(v, &o.ema) < 0 || o.ema < 0 || o.ema >= 1;

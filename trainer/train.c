@@ -50,6 +50,7 @@ void tr_train_defaults(tr_train_opts *o, int method)
     o->augment = 1;
     o->extra_flips = 1;
     o->teacher_views = -1; /* auto: 4 cached draws when they fit in 2 GiB */
+    o->avg_epochs = method & TR_RBD ? 2 : 0; /* weight average for validation and the kept model */
     o->jitter[0] = o->jitter[1] = o->jitter[2] = 0.5f;
     o->jitter[3] = 0.2f;
     o->log_every = 10;
@@ -155,7 +156,7 @@ typedef struct {
     db_item *items;       /* training items (train [+ unlabeled]) */
     int n, nlab, k;
     tr_model_info info, tinfo;
-    nn_model *student, *teacher, *ema, *eval_model;
+    nn_model *student, *teacher, *ema, *avg; /* avg: running average of the student's weights */
     tr_loader *loader, *vloader;
     nn_optim opt, hopt;
     nn_sched sched;
@@ -171,6 +172,7 @@ typedef struct {
     float *dz, *dF, *work, *zt, *Ft, *cent[2];
     float *cz, *cf;       /* cached teacher logits / pooled maps: views × n × ... */
     int cC, cH, cW;
+    double avg_decay;
     int32_t *sidx, *ids, *lab;
     float *gl[2], *dgl[2];
     int64_t step;
@@ -240,7 +242,17 @@ static int save_ckpt(run *R, const char *path, int with_state, int epoch, const 
     nn_ckpt_setf(&ck, "trained.epoch", "%d", epoch);
     nn_ckpt_setf(&ck, "val.balanced_accuracy", "%.6f", R->best_val);
     if (R->o->teacher) nn_ckpt_set(&ck, "teacher", R->o->teacher);
-    int rc = nn_ckpt_add_params(&ck, nn_model_params(R->student));
+    /* the best checkpoint holds the weights that were validated (the average when there is one);
+     * the training state holds the student's own, and the average apart */
+    int rc = nn_ckpt_add_params(&ck, nn_model_params(R->avg && !with_state ? R->avg : R->student));
+    if (!rc && with_state && R->avg) {
+        nn_params *ap = nn_model_params(R->avg);
+        for (int i = 0; i < ap->n && !rc; i++) {
+            char name[NN_NAME_MAX + 8];
+            snprintf(name, sizeof name, "avg.%s", ap->p[i].name);
+            rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, name, NN_F32, ap->p[i].ndim, ap->p[i].shape, ap->p[i].data, 0);
+        }
+    }
     if (!rc && with_state) {
         nn_ckpt_train_set_i64(&ck, "epoch", epoch + 1); /* next epoch to run */
         nn_ckpt_train_set_i64(&ck, "step", R->step);
@@ -298,6 +310,14 @@ static int resume(run *R, const char *path)
         rc = mp_err_set("%s: the checkpoint was trained on %lld patches, the dataset now gives %d", path,
                         (long long)nitems, R->n);
     if (!rc) rc = nn_optim_load(&R->opt, &ck);
+    if (!rc && R->avg) {
+        nn_params *ap = nn_model_params(R->avg);
+        for (int i = 0; i < ap->n && !rc; i++) {
+            char name[NN_NAME_MAX + 8];
+            snprintf(name, sizeof name, "avg.%s", ap->p[i].name);
+            rc = copy_tensor(&ck, name, ap->p[i].data, ap->p[i].numel, path);
+        }
+    }
     if (!rc && R->ema) {
         nn_params *ep2 = nn_model_params(R->ema);
         for (int i = 0; i < ep2->n && !rc; i++) {
@@ -599,7 +619,7 @@ static void run_free(run *R)
     nn_model_free(R->student);
     nn_model_free(R->teacher);
     nn_model_free(R->ema);
-    nn_model_free(R->eval_model);
+    nn_model_free(R->avg);
     nn_optim_free(&R->opt);
     nn_optim_free(&R->hopt);
     if (R->H.g[0]) heads_free(&R->H);
@@ -749,6 +769,15 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
     R->sched = o->method & TR_CRCKD && !(o->method & TR_RBD) ? nn_sched_onecycle(o->max_lr, (int64_t)o->epochs * nb)
                                                              : nn_sched_constant(o->lr);
     if (o->method & TR_CRCKD && setup_crckd(R) < 0) goto out;
+    if (o->avg_epochs > 0) {
+        /* validate and keep an exponential average of the weights over about avg_epochs epochs:
+         * at a constant learning rate (RBD's) the raw weights' validation accuracy swings by
+         * several points from one epoch to the next, and the best epoch is a noisy pick */
+        if (!(R->avg = nn_model_create(&R->info.cfg, B, S, S, 0))) goto out;
+        nn_params *sp = nn_model_params(R->student), *ap = nn_model_params(R->avg);
+        memcpy(ap->data, sp->data, sizeof(float) * sp->total);
+        R->avg_decay = 1.0 - 1.0 / (o->avg_epochs * nb);
+    }
     R->dz = mp_xmalloc(sizeof(float) * B * k);
     if (R->teacher) {
         if (student_map(R) < 0) goto out;
@@ -874,6 +903,7 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
                 break;
             }
             nn_optim_step(&R->opt);
+            if (R->avg) nn_ema_update(nn_model_params(R->avg), nn_model_params(R->student), R->step, R->avg_decay);
             if (R->ema) {
                 nn_optim_step(&R->hopt);
                 nn_ema_update(nn_model_params(R->ema), nn_model_params(R->student), R->step, o->ema);
@@ -908,7 +938,12 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
         }
         double secs = mp_now() - te, val = NAN;
         if (R->vloader) {
-            int nv = tr_predict(R->student, R->vloader, prob, vy, NULL);
+            if (R->avg) { /* buffers (BatchNorm's running statistics) are the student's, not averaged */
+                nn_params *sp = nn_model_params(R->student), *ap = nn_model_params(R->avg);
+                for (int i = 0; i < ap->n; i++)
+                    if (!ap->p[i].trainable) memcpy(ap->p[i].data, sp->p[i].data, sizeof(float) * ap->p[i].numel);
+            }
+            int nv = tr_predict(R->avg ? R->avg : R->student, R->vloader, prob, vy, NULL);
             if (nv < 0) {
                 rc = -1;
                 break;

@@ -175,6 +175,8 @@ typedef struct {
                               * per pair (computed once; epoch e uses draw e mod N); 0 = live teacher;
                               * -1 (default) = 4 when the cache fits in 2 GiB, else 0 */
     const char *teacher_cache; /* file to reuse cached teacher outputs across runs (NULL = none) */
+    double avg_epochs;       /* > 0: validate and keep an exponential moving average of the weights with
+                              * a horizon of this many epochs (default 2 for rbd methods, 0 = off) */
     int extra_flips;         /* with cached teacher outputs: turn the student's view by a fresh flip +
                               * rot90 every epoch (and the cached map with it); default 1 */
     int stop_after;          /* run at most this many epochs in this call (0 = all); --resume continues */

@@ -194,7 +194,19 @@ TEST(resume_equals_uninterrupted)
         char a[512], b[512];
         tr_side_path(a, sizeof a, tmp("full.mpk"), ".last.mpk");
         tr_side_path(b, sizeof b, tmp("part.mpk"), ".last.mpk");
-        CHECK(same_params(a, b)); /* model, optimiser moments, EMA teacher, heads, banks */
+        CHECK(same_params(a, b)); /* model, optimiser moments, EMA teacher, heads, banks, weight average */
+        CHECK(same_params(tmp("full.mpk"), tmp("part.mpk"))); /* the kept best models too */
+        if (methods[mi] & TR_RBD) {
+            /* rbd methods validate a running average of the weights: the training state carries it
+             * apart from the student's own weights, and it has moved away from them */
+            nn_ckpt ck = {0};
+            CHECK_INT(nn_ckpt_load(&ck, a), 0);
+            const nn_ckpt_tensor *w = nn_ckpt_find(&ck, NN_CKPT_MODEL, "fc.weight");
+            const nn_ckpt_tensor *v = nn_ckpt_find(&ck, NN_CKPT_TRAIN, "avg.fc.weight");
+            CHECK(w && v && w->nbytes == v->nbytes);
+            if (w && v && w->nbytes == v->nbytes) CHECK(memcmp(w->data, v->data, w->nbytes) != 0);
+            nn_ckpt_free(&ck);
+        }
     }
 }
 
