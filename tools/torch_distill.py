@@ -2,7 +2,7 @@
 the patches tools/export_patches.py wrote: teacher @10x, baseline @1.25x, RBD (cached teacher
 draws), CRCKD (EMA teacher, heads, banks, CCD + CRP) and RBD+CRCKD, with the same
 hyperparameters, augmentation and model selection as `magpie train`. Writes OUT/results.json.
-Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1] [--views 4] [--only ROWS] [--no-extra-flips]
+Usage: /usr/bin/python3 tools/torch_distill.py EXPORTDIR OUT [--threads 2] [--seed 1] [--views 4] [--only ROWS] [--no-extra-flips] [--avg-epochs 2]
        [--teacher OUT/teacher.pt (reuse a saved teacher instead of training one)]
        [--epochs ROW=N,...] [--patience ROW=N,...]"""
 import json, math, os, sys, time
@@ -277,6 +277,12 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
         cw = torch.tensor([nlab / c if c else 0 for c in cnt], dtype=torch.float32)
         K = min(4096, int(min(nlab - c for c in cnt if c)))
         P = 20
+    # RBD rows validate and keep a moving average of the weights over ~2 epochs (magpie's --avg-epochs)
+    avg, avg_decay = None, 0.0
+    if teacher is not None and args["avg_epochs"] > 0:
+        avg = Net(k)
+        avg.load_state_dict(model.state_dict())
+        avg_decay = 1 - 1 / (args["avg_epochs"] * nb)
     # RBD: cached teacher outputs for `views` augmentation draws per pair (magpie's --teacher-views)
     views = args["views"]
     if teacher is not None:
@@ -378,16 +384,22 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
                 with torch.no_grad():
                     for pe, ps in zip(ema.parameters(), model.parameters()):
                         pe.mul_(a).add_(ps, alpha=1 - a)
+            if avg is not None:  # magpie's --avg-epochs: a = min(1 - 1/(step+1), decay)
+                a = min(1 - 1 / (step + 1), avg_decay)
+                with torch.no_grad():
+                    for pa_, ps in zip(avg.parameters(), model.parameters()):
+                        pa_.mul_(a).add_(ps, alpha=1 - a)
             if sched is not None:
                 sched.step()
                 hsched.step()
             step += 1
-        p, yv = evaluate(model, va, key, mean, std, k)
+        vm = avg if avg is not None else model
+        p, yv = evaluate(vm, va, key, mean, std, k)
         v = balanced_accuracy(yv, p.argmax(1), k)
         print(f"{name} epoch {ep + 1}: loss {float(loss):.4f} val bacc {v:.4f}", flush=True)
         if v > best + 1e-9:
             best, bad = v, 0
-            best_state = {kk: t.clone() for kk, t in model.state_dict().items()}
+            best_state = {kk: t.clone() for kk, t in vm.state_dict().items()}
         elif sched is None or step > int(0.3 * epochs * nb):  # one-cycle warm-up epochs do not count
             bad += 1
             if bad >= patience:
@@ -405,6 +417,7 @@ def main():
         if f"--{kk}" in sys.argv:
             args[kk] = int(sys.argv[sys.argv.index(f"--{kk}") + 1])
     args["extra_flips"] = "--no-extra-flips" not in sys.argv
+    args["avg_epochs"] = float(sys.argv[sys.argv.index("--avg-epochs") + 1]) if "--avg-epochs" in sys.argv else 2.0
     args["quick"] = "--quick" in sys.argv  # one epoch per model: a smoke test of the script
     # schedule per row, "--epochs teacher=25,rbd=100" / "--patience rbd=20" (same as bench/distill/run.sh)
     # defaults: magpie's (tr_auto_schedule): label-only rows get epochs for ~1000 steps within
