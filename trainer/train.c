@@ -235,6 +235,20 @@ static int setup_teacher(run *R)
     return 0;
 }
 
+/* a model's parameters stored in the training state under a name prefix ("avg.", "ema."); read
+ * back by load_prefixed */
+static int save_prefixed(nn_ckpt *ck, const char *prefix, nn_model *m)
+{
+    nn_params *ps = nn_model_params(m);
+    int rc = 0;
+    for (int i = 0; i < ps->n && !rc; i++) {
+        char name[NN_NAME_MAX + 8];
+        snprintf(name, sizeof name, "%s%s", prefix, ps->p[i].name);
+        rc = nn_ckpt_add(ck, NN_CKPT_TRAIN, name, NN_F32, ps->p[i].ndim, ps->p[i].shape, ps->p[i].data, 0);
+    }
+    return rc;
+}
+
 static int save_ckpt(run *R, const char *path, int with_state, int epoch, const double *hist)
 {
     nn_ckpt ck = {0};
@@ -245,14 +259,7 @@ static int save_ckpt(run *R, const char *path, int with_state, int epoch, const 
     /* the best checkpoint holds the weights that were validated (the average when there is one);
      * the training state holds the student's own, and the average apart */
     int rc = nn_ckpt_add_params(&ck, nn_model_params(R->avg && !with_state ? R->avg : R->student));
-    if (!rc && with_state && R->avg) {
-        nn_params *ap = nn_model_params(R->avg);
-        for (int i = 0; i < ap->n && !rc; i++) {
-            char name[NN_NAME_MAX + 8];
-            snprintf(name, sizeof name, "avg.%s", ap->p[i].name);
-            rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, name, NN_F32, ap->p[i].ndim, ap->p[i].shape, ap->p[i].data, 0);
-        }
-    }
+    if (!rc && with_state && R->avg) rc = save_prefixed(&ck, "avg.", R->avg);
     if (!rc && with_state) {
         nn_ckpt_train_set_i64(&ck, "epoch", epoch + 1); /* next epoch to run */
         nn_ckpt_train_set_i64(&ck, "step", R->step);
@@ -265,12 +272,7 @@ static int save_ckpt(run *R, const char *path, int with_state, int epoch, const 
         int64_t hs[2] = {epoch + 1, 2};
         if (!rc && epoch >= 0) rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, "history", NN_F64, 2, hs, hist, 0);
         if (!rc && R->ema) {
-            nn_params *ep = nn_model_params(R->ema);
-            for (int i = 0; i < ep->n && !rc; i++) {
-                char name[NN_NAME_MAX + 8];
-                snprintf(name, sizeof name, "ema.%s", ep->p[i].name);
-                rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, name, NN_F32, ep->p[i].ndim, ep->p[i].shape, ep->p[i].data, 0);
-            }
+            rc = save_prefixed(&ck, "ema.", R->ema);
             for (int i = 0; i < R->hp.n && !rc; i++)
                 rc = nn_ckpt_add(&ck, NN_CKPT_TRAIN, R->hp.p[i].name, NN_F32, R->hp.p[i].ndim, R->hp.p[i].shape,
                                  R->hp.p[i].data, 0);
@@ -295,6 +297,19 @@ static int copy_tensor(const nn_ckpt *ck, const char *name, float *dst, size_t n
     return 0;
 }
 
+/* the other half of save_prefixed */
+static int load_prefixed(const nn_ckpt *ck, const char *prefix, nn_model *m, const char *path)
+{
+    nn_params *ps = nn_model_params(m);
+    int rc = 0;
+    for (int i = 0; i < ps->n && !rc; i++) {
+        char name[NN_NAME_MAX + 8];
+        snprintf(name, sizeof name, "%s%s", prefix, ps->p[i].name);
+        rc = copy_tensor(ck, name, ps->p[i].data, ps->p[i].numel, path);
+    }
+    return rc;
+}
+
 static int resume(run *R, const char *path)
 {
     nn_ckpt ck = {0};
@@ -310,21 +325,9 @@ static int resume(run *R, const char *path)
         rc = mp_err_set("%s: the checkpoint was trained on %lld patches, the dataset now gives %d", path,
                         (long long)nitems, R->n);
     if (!rc) rc = nn_optim_load(&R->opt, &ck);
-    if (!rc && R->avg) {
-        nn_params *ap = nn_model_params(R->avg);
-        for (int i = 0; i < ap->n && !rc; i++) {
-            char name[NN_NAME_MAX + 8];
-            snprintf(name, sizeof name, "avg.%s", ap->p[i].name);
-            rc = copy_tensor(&ck, name, ap->p[i].data, ap->p[i].numel, path);
-        }
-    }
+    if (!rc && R->avg) rc = load_prefixed(&ck, "avg.", R->avg, path);
     if (!rc && R->ema) {
-        nn_params *ep2 = nn_model_params(R->ema);
-        for (int i = 0; i < ep2->n && !rc; i++) {
-            char name[NN_NAME_MAX + 8];
-            snprintf(name, sizeof name, "ema.%s", ep2->p[i].name);
-            rc = copy_tensor(&ck, name, ep2->p[i].data, ep2->p[i].numel, path);
-        }
+        rc = load_prefixed(&ck, "ema.", R->ema, path);
         for (int i = 0; i < R->hp.n && !rc; i++) rc = copy_tensor(&ck, R->hp.p[i].name, R->hp.p[i].data, R->hp.p[i].numel, path);
         if (!rc) rc = nn_optim_load(&R->hopt, &ck);
         if (!rc) rc = copy_tensor(&ck, "bank.s", R->bank[0], (size_t)R->n * R->H.d, path);

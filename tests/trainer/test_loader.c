@@ -77,6 +77,15 @@ TEST(deterministic)
     db_close(db);
 }
 
+/* mean of the 8×8 box (y, x) of channel ch of the 32 px primary view of batch item i */
+static double box8(const tr_batch *b, int i, int ch, int y, int x)
+{
+    double s = 0;
+    for (int j = 0; j < 8; j++)
+        for (int k = 0; k < 8; k++) s += b->x[((size_t)i * 3 + ch) * 1024 + (y * 8 + j) * 32 + x * 8 + k];
+    return s / 64;
+}
+
 /* With lossless PNG blobs and no colour jitter, downsampling the augmented 10x view by 8×8 boxes
  * gives the augmented 1.25x view: flips and rotations were the same on both. */
 TEST(paired_views_same_transform)
@@ -98,10 +107,7 @@ TEST(paired_views_same_transform)
                 for (int ch = 0; ch < 3; ch++)
                     for (int y = 0; y < 4; y++)
                         for (int x = 0; x < 4; x++) {
-                            double s = 0;
-                            for (int j = 0; j < 8; j++)
-                                for (int k = 0; k < 8; k++) s += b->x[((size_t)i * 3 + ch) * 1024 + (y * 8 + j) * 32 + x * 8 + k];
-                            double d = fabs(s / 64 - b->xp[((size_t)i * 3 + ch) * 16 + y * 4 + x]);
+                            double d = fabs(box8(b, i, ch, y, x) - b->xp[((size_t)i * 3 + ch) * 16 + y * 4 + x]);
                             if (d > maxd) maxd = d;
                         }
                 CHECK(maxd <= 0.6 / 255);
@@ -147,10 +153,7 @@ TEST(extra_dihedral_matches_turned_map)
                 for (int ch = 0; ch < 3; ch++)
                     for (int y = 0; y < 4; y++)
                         for (int x = 0; x < 4; x++) {
-                            double s = 0;
-                            for (int j = 0; j < 8; j++)
-                                for (int k = 0; k < 8; k++) s += b->x[((size_t)i * 3 + ch) * 1024 + (y * 8 + j) * 32 + x * 8 + k];
-                            got[ch * 16 + y * 4 + x] = (float)(s / 64);
+                            got[ch * 16 + y * 4 + x] = (float)box8(b, i, ch, y, x);
                         }
                 double maxd = 0;
                 for (int q = 0; q < 48; q++) maxd = fmax(maxd, fabs(got[q] - want[q]));
