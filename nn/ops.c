@@ -643,15 +643,7 @@ static inline __attribute__((always_inline)) void gn_apply(float *out, const flo
 {
     for (int c = 0; c < cpg; c++) {
         float scale = r * (gamma ? gamma[c] : 1.0f), b = beta ? beta[c] : 0.0f;
-        const float *x = in + c * HW;
-        float *o = out + c * HW;
-        if (relu)
-            for (long i = 0; i < HW; i++) {
-                float v = (x[i] - mean) * scale + b;
-                o[i] = v > 0.0f ? v : 0.0f;
-            }
-        else
-            for (long i = 0; i < HW; i++) o[i] = (x[i] - mean) * scale + b;
+        affine_plane(out + c * HW, in + c * HW, HW, mean, scale, b, relu);
     }
 }
 
