@@ -940,12 +940,13 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
             break;
         }
         double secs = mp_now() - te, val = NAN;
+        if (R->avg) { /* buffers (BatchNorm's running statistics) are the student's, not averaged; the
+                       * average is validated and, with or without validation, saved as best */
+            nn_params *sp = nn_model_params(R->student), *ap = nn_model_params(R->avg);
+            for (int i = 0; i < ap->n; i++)
+                if (!ap->p[i].trainable) memcpy(ap->p[i].data, sp->p[i].data, sizeof(float) * ap->p[i].numel);
+        }
         if (R->vloader) {
-            if (R->avg) { /* buffers (BatchNorm's running statistics) are the student's, not averaged */
-                nn_params *sp = nn_model_params(R->student), *ap = nn_model_params(R->avg);
-                for (int i = 0; i < ap->n; i++)
-                    if (!ap->p[i].trainable) memcpy(ap->p[i].data, sp->p[i].data, sizeof(float) * ap->p[i].numel);
-            }
             int nv = tr_predict(R->avg ? R->avg : R->student, R->vloader, prob, vy, NULL);
             if (nv < 0) {
                 rc = -1;

@@ -210,6 +210,52 @@ TEST(resume_equals_uninterrupted)
     }
 }
 
+/* Without a validation split the last epoch is kept as best; with the weight average on, the kept
+ * model is the average, and its BatchNorm statistics must be the student's current ones, not the
+ * initial ones (they are buffers, not averaged). */
+TEST(average_without_validation)
+{
+    char db2[256];
+    snprintf(db2, sizeof db2, "%s", tmp("noval.db"));
+    tiny_cfg tc = {.slides = 10, .per_slide = 12, .classes = 3, .hi = 32, .lo = 4, .png = 0, .seed = 2};
+    CHECK_INT(tiny_make(db2, &tc), 0);
+    mp_db *db = db_open(db2, 0);
+    CHECK(db != NULL);
+    if (!db) return;
+    CHECK_INT(db_exec(db, "UPDATE splits SET split = 'test' WHERE split = 'val'"), 0);
+    db_close(db);
+    tr_train_opts o = opts(0, 10, tmp("avg.mpk"), 2);
+    o.db_path = db2;
+    o.arch = "resnet18_bn";
+    o.avg_epochs = 2;
+    tr_train_result r;
+    CHECK_INT(tr_train(&o, &r), 0);
+    if (t_fail) fprintf(stderr, "  %s\n", mp_err());
+    char last[512];
+    tr_side_path(last, sizeof last, tmp("avg.mpk"), ".last.mpk");
+    nn_ckpt best = {0}, st = {0};
+    CHECK_INT(nn_ckpt_load(&best, tmp("avg.mpk")), 0);
+    CHECK_INT(nn_ckpt_load(&st, last), 0);
+    int buffers = 0, averaged = 0;
+    for (int i = 0; i < best.n; i++) {
+        const nn_ckpt_tensor *a = &best.t[i];
+        if (a->section != NN_CKPT_MODEL) continue;
+        const nn_ckpt_tensor *b = nn_ckpt_find(&st, NN_CKPT_MODEL, a->name);
+        CHECK(b && b->nbytes == a->nbytes);
+        if (!b || b->nbytes != a->nbytes) continue;
+        int same = !memcmp(a->data, b->data, a->nbytes);
+        if (strstr(a->name, "running_") || strstr(a->name, "num_batches_tracked")) {
+            buffers++;
+            if (!same) fprintf(stderr, "  buffer %s is not the student's\n", a->name);
+            CHECK(same);
+        } else averaged += !same;
+    }
+    CHECK(buffers > 0);  /* the architecture has BatchNorm buffers */
+    CHECK(averaged > 0); /* and the kept weights are the average, not the student's */
+    nn_ckpt_free(&best);
+    nn_ckpt_free(&st);
+}
+
 /* A diverging run stops with a clear error and leaves the last good checkpoint untouched. */
 TEST(nan_keeps_last_good)
 {
@@ -347,6 +393,7 @@ int main(void)
     RUN(loss_decreases_each_method);
     RUN(teacher_cache_follows_teacher_content);
     RUN(resume_equals_uninterrupted);
+    RUN(average_without_validation);
     RUN(nan_keeps_last_good);
     RUN(auto_schedule);
     RUN(anomalies);
