@@ -779,7 +779,7 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
         if (!(R->avg = nn_model_create(&R->info.cfg, B, S, S, 0))) goto out;
         nn_params *sp = nn_model_params(R->student), *ap = nn_model_params(R->avg);
         memcpy(ap->data, sp->data, sizeof(float) * sp->total);
-        R->avg_decay = 1.0 - 1.0 / (o->avg_epochs * nb);
+        R->avg_decay = o->avg_epochs * nb > 1 ? 1.0 - 1.0 / (o->avg_epochs * nb) : 0; /* under one step: no average */
     }
     R->dz = mp_xmalloc(sizeof(float) * B * k);
     if (R->teacher) {
