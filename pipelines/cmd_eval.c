@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -98,7 +99,7 @@ static double slide_bacc(const float *sp, const int *sy, int ns, int k, int *nus
 int cmd_eval(int argc, char **argv)
 {
     const char *dbp = NULL, *ck = NULL, *split = "test";
-    int json = 0, batch = 64, threads = 1, resamples = 10000;
+    int json = 0, batch = 64, threads = mp_cpu_count(), resamples = 10000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long lv;
@@ -107,7 +108,8 @@ int cmd_eval(int argc, char **argv)
                    "Patch-level accuracy, balanced accuracy, macro precision/recall/F1, one-vs-rest AUC per class,\n"
                    "quadratic-weighted kappa and the confusion matrix, with 95%% CIs from N (10000) class-balanced\n"
                    "bootstrap resamples; slide-level balanced accuracy by mean probability and by thresholded\n"
-                   "majority vote (threshold grid-searched 0.3-0.9 on the validation split).\n");
+                   "majority vote (threshold grid-searched 0.3-0.9 on the validation split).\n"
+                   "--threads: compute threads (default: the CPUs this process may use, here %d).\n", mp_cpu_count());
             return MP_EXIT_OK;
         } else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--split") && i + 1 < argc) split = argv[++i];

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -34,7 +35,7 @@ static void usage(FILE *f)
             "  --stride PX        grid step in model pixels (default: the input size, no overlap)\n"
             "  --class K          class shown in overlay.png (default: the last class)\n"
             "  --batch N          patches per forward (default 8 for inputs >= 112 px, else 64)\n"
-            "  --threads N        BLAS threads for the model (default: number of cores); one more\n"
+            "  --threads N        compute threads (default: the CPUs this process may use, here %d); one more\n"
             "                     thread reads and resamples the next batch meanwhile\n"
             "  --mpp X            µm per level-0 pixel; overrides the file (needed when it has none)\n"
             "  --min-tissue F     evaluate cells whose patch is >= F tissue (default 0.25)\n"
@@ -45,7 +46,8 @@ static void usage(FILE *f)
             "  -q, --quiet        only errors\n"
             "  -h, --help\n\n"
             "exit: 0 all slides done or skipped, 1 usage, 2 nothing done (bad checkpoint, output\n"
-            "directory, or every slide failed), 3 some slides failed and the others are done\n");
+            "directory, or every slide failed), 3 some slides failed and the others are done\n",
+            mp_cpu_count());
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -60,8 +62,7 @@ int cmd_infer(int argc, char **argv)
 {
     infer_opts o;
     infer_opts_default(&o);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    o.threads = ncpu > 0 ? (int)ncpu : 2;
+    o.threads = mp_cpu_count();
     const char *out = NULL;
     int quiet = 0;
     enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG };

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "nn/arch.h"
 #include "nn/ckpt.h"
+#include "nn/gemm.h"
 #include "nn/losses.h"
 #include "nn/model.h"
 #include "nn/npy.h"
@@ -41,14 +43,16 @@ static const char *help_info =
     "Print the architecture, trainable parameter count, forward FLOPs for one PX×PX image (default 224;\n"
     "2 FLOPs per multiply-add) and the training state stored in the checkpoint.\n";
 static const char *help_run =
-    "usage: magpie model run CKPT IN.npy OUT.npy\n"
+    "usage: magpie model run CKPT IN.npy OUT.npy [--threads N]\n"
     "Forward a float32 .npy batch N×C×H×W (C order, already normalised as the model expects) in eval\n"
-    "mode and write the N×classes logits as float32 .npy.\n";
+    "mode and write the N×classes logits as float32 .npy.\n"
+    "--threads N: compute threads (default: the CPUs this process may use).\n";
 static const char *help_grad =
-    "usage: magpie model grad CKPT IN.npy LABELS.npy OUT.safetensors [--eval]\n"
+    "usage: magpie model grad CKPT IN.npy LABELS.npy OUT.safetensors [--eval] [--threads N]\n"
     "Forward IN (N×C×H×W float32) in train mode (--eval: eval mode, matters for BatchNorm), take the\n"
     "mean softmax cross-entropy against LABELS (N int64 or int32 class indices) and write the gradient\n"
-    "of every trainable parameter under its PyTorch name. The loss is printed and stored as metadata.\n";
+    "of every trainable parameter under its PyTorch name. The loss is printed and stored as metadata.\n"
+    "--threads N: compute threads (default: the CPUs this process may use).\n";
 static const char *help_import =
     "usage: magpie model import FILE.safetensors --out CKPT [--arch NAME] [--groups G] [--mag M]\n"
     "                           [--size PX] [--mean a,b,c] [--std a,b,c]\n"
@@ -115,6 +119,18 @@ static int parse_args(int argc, char **argv, const opt *opts, const char *help, 
         }
         pos[(*npos)++] = argv[i];
     }
+    return 0;
+}
+
+/* --threads N (default: every CPU this process may use); -1 after a usage error */
+static int set_threads(const char *cmd, const char *s)
+{
+    long n = mp_cpu_count();
+    if (s && (mp_parse_long(s, &n) != 0 || n < 1 || n > 1024)) {
+        mp_error("model %s: --threads wants 1..1024, got '%s'", cmd, s);
+        return -1;
+    }
+    nn_set_threads((int)n);
     return 0;
 }
 
@@ -213,9 +229,12 @@ static int read_batch(const char *path, int in_ch, nn_npy *x)
 
 static int do_run(int argc, char **argv)
 {
+    const char *threads = NULL;
+    opt opts[] = {{"threads", &threads, NULL}, {NULL, NULL, NULL}};
     char *pos[3];
-    int npos, rc = parse_args(argc, argv, NULL, help_run, pos, 3, &npos);
+    int npos, rc = parse_args(argc, argv, opts, help_run, pos, 3, &npos);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
+    if (set_threads("run", threads)) return MP_EXIT_USAGE;
     if (npos != 3) {
         mp_error("model run: expected CKPT IN.npy OUT.npy");
         return MP_EXIT_USAGE;
@@ -255,10 +274,12 @@ out:
 static int do_grad(int argc, char **argv)
 {
     int eval = 0;
-    opt opts[] = {{"eval", NULL, &eval}, {NULL, NULL, NULL}};
+    const char *threads = NULL;
+    opt opts[] = {{"eval", NULL, &eval}, {"threads", &threads, NULL}, {NULL, NULL, NULL}};
     char *pos[4];
     int npos, rc = parse_args(argc, argv, opts, help_grad, pos, 4, &npos);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
+    if (set_threads("grad", threads)) return MP_EXIT_USAGE;
     if (npos != 4) {
         mp_error("model grad: expected CKPT IN.npy LABELS.npy OUT.safetensors");
         return MP_EXIT_USAGE;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -21,7 +22,9 @@ static void usage(FILE *f)
             "                     epochs inside the one-cycle warm-up do not count\n"
             "  --lr F --wd F      rbd/supervised: Adam 1e-3, wd 1e-4; crckd: Adam 1e-4, wd 5e-4, one-cycle\n"
             "  --max-lr F         crckd one-cycle peak (3e-4)\n"
-            "  --seed S --threads N (BLAS threads; decoding uses its own thread)\n"
+            "  --seed S\n"
+            "  --threads N        compute threads (default: the CPUs this process may use, here %d);\n"
+            "                     decoding and augmentation use one more\n"
             "  --temperature T    rbd KL temperature (1)   --beta F  feature term weight (1)   --l1\n"
             "  --ce-weight F      rbd: add F x cross-entropy on labelled patches (0)\n"
             "  --no-unlabeled     rbd: do not use the 'unlabeled' split\n"
@@ -40,7 +43,8 @@ static void usage(FILE *f)
             "  --resume           continue from CKPT's .last.mpk   --stop-after N  stop after N epochs (resume later)\n"
             "  --progress=tty|json|none   -q, --quiet\n\n"
             "Writes CKPT (best on validation), next to it .last.mpk (every epoch, full training state),\n"
-            ".log.jsonl (one line per epoch) and .png (loss and validation curve).\n");
+            ".log.jsonl (one line per epoch) and .png (loss and validation curve).\n",
+            mp_cpu_count());
 }
 
 int cmd_train(int argc, char **argv)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/rng.h"
@@ -28,7 +29,7 @@ void tr_train_defaults(tr_train_opts *o, int method)
     o->epochs = 0;   /* auto: see tr_auto_schedule() */
     o->batch = 32;
     o->patience = -1; /* auto */
-    o->threads = 1;
+    o->threads = mp_cpu_count(); /* what the affinity mask / cgroup allows */
     o->use_unlabeled = (method & TR_RBD) != 0;
     o->lr = 1e-3; /* RBD / supervised: Adam 1e-3, wd 1e-4, no decay */
     o->wd = 1e-4;

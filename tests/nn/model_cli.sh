@@ -52,6 +52,14 @@ cmp -s "$T/logits.npy" "$T/logits2.npy" && ok "import/export round trip: identic
 "$M" model grad "$T/a.mpk" "$G/interop_x.npy" "$G/interop_y.npy" "$T/g.safetensors" >"$T/loss" || bad "model grad"
 "$CLOSE" "$T/g.safetensors" "$G/interop_grads.safetensors" 1e-4 1e-3 && ok "grad: gradients match PyTorch" || bad "grad vs PyTorch"
 grep -q "^loss 1.3192" "$T/loss" && ok "grad: loss printed" || bad "grad loss: $(cat "$T/loss")"
+# --threads: 1 and 2 give the same logits and gradients (the batch split is by whole images)
+expect 0 "" "$M" model run "$T/a.mpk" "$G/interop_x.npy" "$T/l1.npy" --threads 1
+expect 0 "" "$M" model run "$T/a.mpk" "$G/interop_x.npy" "$T/l2.npy" --threads=2
+"$CLOSE" "$T/l1.npy" "$T/l2.npy" 1e-6 1e-5 && ok "run: --threads 1 and 2 agree" || bad "run: thread counts differ"
+"$M" model grad "$T/a.mpk" "$G/interop_x.npy" "$G/interop_y.npy" "$T/g2.safetensors" --threads 2 >/dev/null || bad "grad --threads 2"
+"$CLOSE" "$T/g2.safetensors" "$G/interop_grads.safetensors" 1e-4 1e-3 && ok "grad --threads 2: gradients match PyTorch" || bad "grad --threads 2 vs PyTorch"
+expect 1 "model run: --threads wants 1..1024, got '0'" "$M" model run "$T/a.mpk" "$G/interop_x.npy" "$T/x.npy" --threads 0
+expect 1 "model grad: --threads wants 1..1024, got 'two'" "$M" model grad a b c d --threads two
 
 # BatchNorm model: inferred from running_mean, eval-mode logits match, num_batches_tracked stays int64
 expect 0 "" "$M" model import "$G/interop_bn_model.safetensors" --out "$T/bn.mpk"
