@@ -1,12 +1,13 @@
 #!/bin/sh
-# Install what magpie needs to build, test and benchmark on Debian 12 (run as root).
+# Install what magpie needs to build, test and benchmark on Debian 12 (run as root). clang and
+# libclang-rt-dev (libFuzzer, sanitizer runtimes) build the fuzz targets in build-fuzz.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-    build-essential meson ninja-build pkg-config python3 \
+    build-essential meson ninja-build pkg-config python3 clang libclang-rt-dev \
     libopenslide-dev libvips-dev libopenblas-dev libsqlite3-dev libtiff-dev \
     libjansson-dev libcsv-dev libxxhash-dev libturbojpeg0-dev libpng-dev zlib1g-dev \
     libvips-tools openslide-tools libtiff-tools sqlite3 >/dev/null

@@ -1,13 +1,18 @@
 #!/bin/sh
-# The whole test suite: a normal build and an AddressSanitizer+UBSan build, both tested.
-# Ends with one line "N passed, N failed, N skipped" summed over both builds.
+# The whole test suite: a normal build and an AddressSanitizer+UBSan build, both tested, then a
+# clang build (build-fuzz, -Dfuzz=true) whose tests replay tests/fuzz/ and run each libFuzzer
+# target for MAGPIE_FUZZ_SECONDS (30). Ends with one line "N passed, N failed, N skipped" summed
+# over the three builds.
 set -u
 cd "$(dirname "$0")/.."
 status=0
-for cfg in build:debugoptimized: build-asan:debug:address,undefined; do
+for cfg in build:debugoptimized: build-asan:debug:address,undefined build-fuzz:debug:address,undefined; do
     dir=${cfg%%:*}; rest=${cfg#*:}; bt=${rest%%:*}; san=${rest#*:}
     if [ ! -f "$dir/build.ninja" ]; then
-        if [ -n "$san" ]; then
+        if [ "$dir" = build-fuzz ]; then
+            command -v clang >/dev/null || { echo "build-fuzz needs clang (sh tools/install-deps.sh)"; exit 2; }
+            CC=clang meson setup "$dir" --buildtype="$bt" -Dfuzz=true -Db_sanitize="$san" -Db_lundef=false >/dev/null || exit 2
+        elif [ -n "$san" ]; then
             meson setup "$dir" --buildtype="$bt" -Db_sanitize="$san" -Db_lundef=false >/dev/null || exit 2
         else
             meson setup "$dir" --buildtype="$bt" >/dev/null || exit 2
@@ -19,7 +24,7 @@ done
 python3 - <<'PY'
 import json
 p = f = s = 0
-for d in ("build", "build-asan"):
+for d in ("build", "build-asan", "build-fuzz"):
     try:
         lines = open(d + "/meson-logs/testlog.json").read().splitlines()
     except OSError:
