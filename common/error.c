@@ -7,14 +7,43 @@
 #define MP_ERR_MAX 1024
 static _Thread_local char err_buf[MP_ERR_MAX];
 
+char *mp_escape_ctrl(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (!cap) return out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char e[5];
+        size_t n = 0;
+        if (*p >= 0x20 && *p != 0x7f) e[n++] = (char)*p;
+        else {
+            e[n++] = '\\';
+            if (*p == '\n') e[n++] = 'n';
+            else if (*p == '\r') e[n++] = 'r';
+            else if (*p == '\t') e[n++] = 't';
+            else {
+                e[n++] = 'x';
+                e[n++] = hex[*p >> 4];
+                e[n++] = hex[*p & 15];
+            }
+        }
+        if (o + n >= cap) break; /* an escape is never cut in half */
+        memcpy(out + o, e, n);
+        o += n;
+    }
+    out[o] = 0;
+    return out;
+}
+
 int mp_err_setv(const char *fmt, va_list ap)
 {
-    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
-    /* One line: a multi-line message from a library is folded. */
-    for (char *p = err_buf; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-    size_t n = strlen(err_buf);
-    while (n && err_buf[n - 1] == ' ') err_buf[--n] = 0;
+    char raw[MP_ERR_MAX];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    /* Libraries end their messages with a newline: drop trailing ones; any other control
+     * character (a newline inside a file name, an escape) is shown escaped, on one line. */
+    size_t n = strlen(raw);
+    while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r' || raw[n - 1] == ' ')) raw[--n] = 0;
+    mp_escape_ctrl(raw, err_buf, sizeof err_buf);
     return -1;
 }
 

@@ -6,6 +6,7 @@
 #define MP_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 /* Exit codes of the magpie command (DESIGN.md). */
 enum { MP_EXIT_OK = 0, MP_EXIT_USAGE = 1, MP_EXIT_FAIL = 2, MP_EXIT_PARTIAL = 3 };
@@ -19,5 +20,12 @@ int mp_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The thread's last error ("" if none). Valid until the next mp_err_set on this thread. */
 const char *mp_err(void);
 void mp_err_clear(void);
+
+/* Copy s into out (cap bytes, always NUL-terminated) with every control character (bytes below
+ * 0x20, and 0x7f) written as a visible escape: \n, \r, \t, else \xHH. A file name holding a
+ * newline or a terminal escape then cannot break or recolour a one-line message. Backslashes
+ * are left alone, so escaping twice changes nothing. Every error (mp_err_set) and every log
+ * line (mp_info, mp_warn, mp_error) goes through it. Returns out. */
+char *mp_escape_ctrl(const char *s, char *out, size_t cap);
 
 #endif

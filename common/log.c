@@ -1,5 +1,6 @@
 /* common/log.c — stderr messages and the progress reporter. */
 #include "common/log.h"
+#include "common/error.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -16,9 +17,10 @@ int mp_log_quiet(void) { return g_quiet; }
 
 static void vlog(const char *tag, const char *fmt, va_list ap)
 {
-    char buf[2048];
+    char buf[2048], esc[4096];
     vsnprintf(buf, sizeof buf, fmt, ap);
-    fprintf(stderr, "%s%s\n", tag, buf);
+    /* one message, one line, whatever the file names in it hold */
+    fprintf(stderr, "%s%s\n", tag, mp_escape_ctrl(buf, esc, sizeof esc));
 }
 
 void mp_info(const char *fmt, ...)
@@ -78,7 +80,7 @@ mp_progress *mp_progress_new(mp_progress_mode mode, const char *task, uint64_t t
     if (mode == MP_PROGRESS_AUTO) mode = isatty(2) ? MP_PROGRESS_TTY : MP_PROGRESS_NONE;
     if (g_quiet && mode == MP_PROGRESS_TTY) mode = MP_PROGRESS_NONE;
     p->mode = mode;
-    snprintf(p->task, sizeof p->task, "%s", task ? task : "");
+    mp_escape_ctrl(task ? task : "", p->task, sizeof p->task); /* a slide's name, often */
     snprintf(p->unit, sizeof p->unit, "%s", unit ? unit : "items");
     p->total = total;
     p->t0 = p->last = mp_now();
@@ -100,8 +102,15 @@ static void draw(mp_progress *p, const char *extra, int final)
     double rate = el > 0 ? p->done / el : 0;
     double eta = (p->total && rate > 0) ? (p->total - (p->done < p->total ? p->done : p->total)) / rate : -1;
     if (p->mode == MP_PROGRESS_JSON) {
+        char task[2 * sizeof p->task]; /* a JSON string: quotes and backslashes escaped */
+        size_t o = 0;
+        for (const char *c = p->task; *c; c++) {
+            if (*c == '"' || *c == '\\') task[o++] = '\\';
+            task[o++] = *c;
+        }
+        task[o] = 0;
         fprintf(stderr, "{\"task\":\"%s\",\"done\":%llu,\"total\":%llu,\"rate\":%.2f,\"elapsed\":%.2f,\"eta\":%.1f,\"final\":%s%s%s}\n",
-                p->task, (unsigned long long)p->done, (unsigned long long)p->total, rate, el,
+                task, (unsigned long long)p->done, (unsigned long long)p->total, rate, el,
                 eta, final ? "true" : "false", extra && *extra ? "," : "", extra && *extra ? extra : "");
         fflush(stderr);
     } else if (p->mode == MP_PROGRESS_TTY) {

@@ -45,12 +45,58 @@ char *mp_xstrdup(const char *s)
     return d;
 }
 
+int mp_open_regular(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return mp_err_set("%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return mp_err_set("%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        const char *kind = S_ISDIR(sb.st_mode)                            ? "a directory"
+                           : S_ISFIFO(sb.st_mode)                         ? "a FIFO (named pipe)"
+                           : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode)   ? "a device"
+                           : S_ISSOCK(sb.st_mode)                         ? "a socket"
+                                                                          : "not a regular file";
+        return mp_err_set("%s: is %s, not a file", path, kind);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
+char *mp_safe_name(const char *in, char *out, size_t cap)
+{
+    if (!cap) return out;
+    size_t lim = cap - 1 < MP_SAFE_NAME_MAX ? cap - 1 : MP_SAFE_NAME_MAX, n = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && n < lim; p++)
+        out[n++] = (*p == '/' || *p == '\\' || *p < 0x20 || *p == 0x7f) ? '_' : (char)*p;
+    /* cut short inside a multi-byte character: drop its leading bytes */
+    if (in[n] && n > 0 && ((unsigned char)in[n] & 0xC0) == 0x80) {
+        while (n > 0 && ((unsigned char)out[n - 1] & 0xC0) == 0x80) n--;
+        if (n > 0 && ((unsigned char)out[n - 1] & 0xC0) == 0xC0) n--;
+    }
+    out[n] = 0;
+    /* "." and ".." name the directory itself and its parent */
+    if (n == 0 || !strcmp(out, ".") || !strcmp(out, "..")) snprintf(out, cap, "%s", n == 2 ? "__" : "_");
+    return out;
+}
+
 int mp_read_file(const char *path, uint8_t **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mp_err_set("%s: %s", path, strerror(errno));
+    int fd = mp_open_regular(path);
+    if (fd < 0) return -1;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return mp_err_set("%s: %s", path, strerror(errno));
+    }
     if (fseeko(f, 0, SEEK_END) != 0) { fclose(f); return mp_err_set("%s: cannot seek", path); }
     off_t n = ftello(f);
     if (n < 0) { fclose(f); return mp_err_set("%s: cannot tell size", path); }

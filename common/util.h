@@ -11,7 +11,21 @@ void *mp_xcalloc(size_t n, size_t sz);
 void *mp_xrealloc(void *p, size_t n);
 char *mp_xstrdup(const char *s);
 
-/* Read a whole file; *out is malloc'd (NUL-terminated, not counted in *len). -1 + mp_err on failure. */
+/* Open PATH read-only if it is a regular file (symlinks followed). A FIFO, device, socket or
+ * directory is refused without blocking: the open is O_NONBLOCK (a FIFO with no writer would
+ * otherwise wait forever) and the kind is checked with fstat on what was opened. Returns the
+ * fd, back in blocking mode, or -1 + mp_err "PATH: reason" (e.g. "is a FIFO, not a file"). */
+int mp_open_regular(const char *path);
+
+/* A file or directory name made from untrusted text (a slide's file name), safe to put under a
+ * directory the user gave. The rule: every '/', '\\' and control character becomes '_'; a name
+ * that is "." or ".." has its dots replaced by '_' ("_" and "__"); an empty name becomes "_";
+ * at most MP_SAFE_NAME_MAX bytes are kept (cut on a UTF-8 character boundary), which leaves
+ * room under NAME_MAX (255) for suffixes such as ".tmp.PID". Returns out. */
+#define MP_SAFE_NAME_MAX 200
+char *mp_safe_name(const char *in, char *out, size_t cap);
+
+/* Read a whole file (a regular file: see mp_open_regular); *out is malloc'd (NUL-terminated, not counted in *len). -1 + mp_err on failure. */
 int mp_read_file(const char *path, uint8_t **out, size_t *len);
 /* Write atomically: PATH.tmp.<pid>, fsync, rename, fsync the directory. */
 int mp_write_file_atomic(const char *path, const void *data, size_t len);

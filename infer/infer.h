@@ -120,7 +120,8 @@ typedef struct {
 int infer_slide(infer_model *m, const char *ckpt_path, const char *slide, const char *outdir, const infer_opts *o,
                 infer_result *res);
 
-/* The directory name used for a slide: its basename without the last extension. */
+/* The directory name used for a slide: its basename without the last extension, made safe by
+ * mp_safe_name (common/util.h: no '/', never "." or "..", no control characters, bounded). */
 void infer_slide_name(const char *path, char *out, size_t cap);
 
 #endif

@@ -49,10 +49,12 @@ void infer_slide_name(const char *path, char *out, size_t cap)
 {
     const char *b = strrchr(path, '/');
     b = b ? b + 1 : path;
-    snprintf(out, cap, "%s", b);
-    char *dot = strrchr(out, '.');
-    if (dot && dot != out) *dot = 0;
-    if (!out[0]) snprintf(out, cap, "slide");
+    char stem[1024];
+    snprintf(stem, sizeof stem, "%s", b);
+    char *dot = strrchr(stem, '.');
+    if (dot && dot != stem) *dot = 0;
+    if (!stem[0]) snprintf(stem, sizeof stem, "slide");
+    mp_safe_name(stem, out, cap); /* "...svs" has the stem "..": never a way out of --out */
 }
 
 /* ---- the reader thread and its two batch slots ---- */

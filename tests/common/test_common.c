@@ -1,6 +1,8 @@
-/* tests/common/test_common.c — RNG determinism, strict parsing, CRC, atomic writes. */
+/* tests/common/test_common.c — RNG determinism, strict parsing, CRC, atomic writes, safe output
+ * names, escaped control characters in messages, regular-file opening. */
 #include "tests/test.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -79,6 +81,73 @@ TEST(atomic_write_roundtrip)
     unlink(path);
 }
 
+TEST(safe_name)
+{
+    char b[256];
+    CHECK_STR(mp_safe_name("CMU-1", b, sizeof b), "CMU-1");
+    CHECK_STR(mp_safe_name(".hidden", b, sizeof b), ".hidden");
+    CHECK_STR(mp_safe_name("...", b, sizeof b), "...");
+    /* the stems of "..svs" and "...svs": never the directory itself or its parent */
+    CHECK_STR(mp_safe_name(".", b, sizeof b), "_");
+    CHECK_STR(mp_safe_name("..", b, sizeof b), "__");
+    CHECK_STR(mp_safe_name("", b, sizeof b), "_");
+    CHECK_STR(mp_safe_name("a/../b", b, sizeof b), "a_.._b");
+    CHECK_STR(mp_safe_name("a\\b\nc\x1b[31m\x7f", b, sizeof b), "a_b_c_[31m_");
+    char longn[600];
+    memset(longn, 'x', sizeof longn - 1);
+    longn[sizeof longn - 1] = 0;
+    CHECK_INT(strlen(mp_safe_name(longn, b, sizeof b)), MP_SAFE_NAME_MAX);
+    /* cut on a character boundary: 199 ASCII bytes then a 2-byte character */
+    memset(longn, 'y', 199);
+    memcpy(longn + 199, "\xc3\xa9z", 4);
+    CHECK_INT(strlen(mp_safe_name(longn, b, sizeof b)), 199);
+    char small[4];
+    CHECK_STR(mp_safe_name("abcdef", small, sizeof small), "abc");
+}
+
+TEST(escaped_messages)
+{
+    char b[64];
+    CHECK_STR(mp_escape_ctrl("a\nb\tc\rd\x1b[0m\x7f\\", b, sizeof b), "a\\nb\\tc\\rd\\x1b[0m\\x7f\\");
+    char once[64], twice[64];
+    mp_escape_ctrl("x\ny", once, sizeof once);
+    CHECK_STR(mp_escape_ctrl(once, twice, sizeof twice), once); /* idempotent */
+    CHECK_STR(mp_escape_ctrl("ab\n", b, 4), "ab"); /* an escape is never cut in half */
+    /* an error quoting a file name with a newline and an escape stays on one visible line,
+     * and a library's trailing newline is dropped */
+    mp_err_set("%s: not a slide\n", "/d/evil\nname\x1b[2J.svs");
+    CHECK_STR(mp_err(), "/d/evil\\nname\\x1b[2J.svs: not a slide");
+}
+
+TEST(open_regular)
+{
+    char dir[] = "/tmp/mp_test_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char p[256], want[400];
+    snprintf(p, sizeof p, "%s/fifo", dir);
+    CHECK_INT(mkfifo(p, 0644), 0);
+    CHECK_INT(mp_open_regular(p), -1); /* without a writer, a blocking open would wait for ever */
+    snprintf(want, sizeof want, "%s: is a FIFO (named pipe), not a file", p);
+    CHECK_STR(mp_err(), want);
+    uint8_t *buf;
+    size_t n;
+    CHECK_INT(mp_read_file(p, &buf, &n), -1);
+    CHECK_STR(mp_err(), want);
+    unlink(p);
+    CHECK_INT(mp_open_regular(dir), -1);
+    snprintf(want, sizeof want, "%s: is a directory, not a file", dir);
+    CHECK_STR(mp_err(), want);
+    CHECK_INT(mp_open_regular("/dev/null"), -1);
+    CHECK_STR(mp_err(), "/dev/null: is a device, not a file");
+    snprintf(p, sizeof p, "%s/f", dir);
+    CHECK_INT(mp_write_file_atomic(p, "x", 1), 0);
+    int fd = mp_open_regular(p);
+    CHECK(fd >= 0);
+    if (fd >= 0) close(fd);
+    unlink(p);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(rng_deterministic);
@@ -86,5 +155,8 @@ int main(void)
     RUN(parse_strict);
     RUN(crc32_known);
     RUN(atomic_write_roundtrip);
+    RUN(safe_name);
+    RUN(escaped_messages);
+    RUN(open_regular);
     return test_done();
 }
