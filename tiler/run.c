@@ -289,6 +289,18 @@ uint8_t *tiler_area_resample(const uint8_t *src, int wl, int t)
     return out;
 }
 
+/* libvips keeps one error buffer for the whole process, and the workers share it: reading it
+ * with vips_error_buffer() and then clearing it races with the other workers' appends (and
+ * drops their messages). vips_error_buffer_copy() takes and clears it under libvips' lock. */
+static void vips_error_take(char *err, size_t en, const char *what)
+{
+    char *m = vips_error_buffer_copy();
+    size_t n = m ? strlen(m) : 0;
+    while (n && (m[n - 1] == '\n' || m[n - 1] == ' ')) m[--n] = 0;
+    snprintf(err, en, "%s: %s", what, n ? m : "libvips failed without a message");
+    g_free(m);
+}
+
 /* Resample a contiguous wl x wl RGB square to t x t: area average down, libvips lanczos3 up. */
 static uint8_t *resample(const uint8_t *src, int wl, int t, char *err, size_t en)
 {
@@ -314,8 +326,7 @@ static uint8_t *resample(const uint8_t *src, int wl, int t, char *err, size_t en
     g_object_unref(out);
     return px;
 fail:
-    snprintf(err, en, "resample %d->%d px: %s", wl, t, vips_error_buffer());
-    vips_error_clear();
+    vips_error_take(err, en, "resample");
     if (in) g_object_unref(in);
     if (out) g_object_unref(out);
     return NULL;
@@ -366,10 +377,8 @@ static result *make_cell(worker *w, const plan_cell *cell, const int *stride, co
             VipsImage *v = vips_image_new_from_memory(px, (size_t)t * t * 3, t, t, 3, VIPS_FORMAT_UCHAR);
             void *buf = NULL;
             size_t len = 0;
-            if (!v || vips_pngsave_buffer(v, &buf, &len, "compression", 6, NULL)) {
-                snprintf(r->err, sizeof r->err, "PNG encode: %s", vips_error_buffer());
-                vips_error_clear();
-            }
+            if (!v || vips_pngsave_buffer(v, &buf, &len, "compression", 6, NULL))
+                vips_error_take(r->err, sizeof r->err, "PNG encode");
             if (v) g_object_unref(v);
             r->buf[k] = buf;
             im->data = buf;
@@ -593,8 +602,7 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     res->outcome = TILER_FAILED;
     double t0 = mp_now();
     char apath[PATH_MAX], name[256], fp[64], params[1024], ph[64];
-    if (!mp_file_exists(path)) return mp_err_set("%s: no such file", path);
-    if (tiler_fingerprint(path, fp)) return -1;
+    if (tiler_fingerprint(path, fp)) return -1; /* refuses what is not a regular file */
     abs_path(path, apath, sizeof apath);
     slide_name(path, name, sizeof name);
     plan_params(o, params, sizeof params, ph);
@@ -649,14 +657,28 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     if (jobs > p.n_units) jobs = p.n_units > 0 ? p.n_units : 0;
     c.active = jobs;
     pthread_t *th = mp_xcalloc(jobs ? jobs : 1, sizeof *th);
-    for (int i = 0; i < jobs; i++) pthread_create(&th[i], NULL, worker_main, &c);
+    /* A worker that could not start is not counted: the writer waits for c.active to reach 0.
+     * Any one worker runs every unit (the others only share the load). */
+    int started = 0, th_err = 0;
+    for (int i = 0; i < jobs; i++) {
+        int e = pthread_create(&th[started], NULL, worker_main, &c);
+        if (e == 0) started++;
+        else th_err = e;
+    }
+    pthread_mutex_lock(&c.mu);
+    c.active -= jobs - started;
+    pthread_mutex_unlock(&c.mu);
 
     int failed = 0;
     keep[0] = 0;
+    if (jobs > 0 && started == 0) {
+        failed = 1;
+        snprintf(keep, sizeof keep, "%s: cannot start a worker thread: %s", path, strerror(th_err));
+    }
     void *png = NULL;
     size_t png_len = 0;
-    if (tiler_mask_png(&p.mask, &png, &png_len)) failed = 1;
-    else {
+    if (!failed && tiler_mask_png(&p.mask, &png, &png_len)) failed = 1;
+    else if (!failed) {
         db_slide_meta meta = {.vendor = p.slide.vendor, .width = p.slide.width, .height = p.slide.height,
                               .level_count = p.slide.levels, .mpp_x = p.mpp.mpp_x, .mpp_y = p.mpp.mpp_y,
                               .mpp_source = p.mpp.source, .mask_png = png, .mask_len = png_len,
@@ -665,7 +687,7 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
         tiler_free(png);
     }
     if (failed) {
-        snprintf(keep, sizeof keep, "%s", mp_err());
+        if (!keep[0]) snprintf(keep, sizeof keep, "%s", mp_err());
         c.stop = 1;
         pthread_mutex_lock(&c.mu);
         pthread_cond_broadcast(&c.nonfull);
@@ -725,7 +747,7 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
         }
         if (finished && !r) break;
     }
-    for (int i = 0; i < jobs; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
     free(th);
     db_tile_writer_free(wr);
     mp_progress_finish(prog, NULL);
@@ -738,7 +760,8 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     free(c.hi);
     free(c.fail_cells);
     if (failed) {
-        mp_err_set("%s", keep[0] ? keep : mp_err());
+        /* mp_err_set("%s", mp_err()) would format the buffer into itself */
+        if (keep[0]) mp_err_set("%s", keep);
         goto fail_plan;
     }
     res->n_new = written - nerr;

@@ -18,9 +18,17 @@
 #include "tiler/internal.h"
 #include "tiler/tiffread.h"
 
+/* mp_open_regular, with the tiler's wording for a missing slide. */
+static int open_slide_file(const char *path)
+{
+    int fd = mp_open_regular(path);
+    if (fd < 0 && access(path, F_OK) != 0 && errno == ENOENT) mp_err_set("%s: no such file", path);
+    return fd;
+}
+
 int tiler_is_dicom(const char *path)
 {
-    int fd = open(path, O_RDONLY);
+    int fd = mp_open_regular(path);
     if (fd < 0) return 0;
     char b[4];
     int r = pread(fd, b, 4, 128) == 4 && !memcmp(b, "DICM", 4);
@@ -63,27 +71,77 @@ static int tiff_cut_short(TIFF *t, uint64_t size)
     return tiff_error_seen;
 }
 
+static int is_tiff_magic(const unsigned char mg[4])
+{
+    return (mg[0] == 'I' && mg[1] == 'I' && (mg[2] == 42 || mg[2] == 43) && mg[3] == 0) ||
+           (mg[0] == 'M' && mg[1] == 'M' && mg[2] == 0 && (mg[3] == 42 || mg[3] == 43));
+}
+
+/* Every directory's image and tile sizes against the TILER_MAX_* bounds, and its tile count
+ * against what the file could index (each tile needs an offset entry of 4 bytes at least).
+ * Runs before OpenSlide or the fast reader open the file: both allocate a tile buffer from
+ * these numbers and abort when that fails. 0 = within bounds or not readable as a TIFF here
+ * (OpenSlide then gives the reason), -1 + mp_err. */
+static int tiff_sizes_ok(const char *path, uint64_t fsize)
+{
+    TIFFErrorHandler prev = TIFFSetErrorHandler(tiff_error);
+    TIFFErrorHandler prevw = TIFFSetWarningHandler(NULL);
+    TIFF *t = TIFFOpen(path, "rm");
+    int rc = 0, dir = 0;
+    if (t) do {
+            uint32_t w = 0, h = 0, tw = 0, th = 0;
+            TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w);
+            TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h);
+            if (w == 0 || h == 0 || w > TILER_MAX_SIDE || h > TILER_MAX_SIDE) {
+                rc = mp_err_set("%s: TIFF directory %d declares a %ux%u px image (at most %d px a side, not empty)",
+                                path, dir, w, h, TILER_MAX_SIDE);
+                break;
+            }
+            if (!TIFFIsTiled(t)) continue;
+            TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw);
+            TIFFGetField(t, TIFFTAG_TILELENGTH, &th);
+            if (tw == 0 || th == 0 || tw > TILER_MAX_TILE_SIDE || th > TILER_MAX_TILE_SIDE ||
+                (uint64_t)tw * th > TILER_MAX_TILE_PX) {
+                rc = mp_err_set("%s: TIFF directory %d declares %ux%u px tiles (at most %d px a side and %d px in all)",
+                                path, dir, tw, th, TILER_MAX_TILE_SIDE, TILER_MAX_TILE_PX);
+                break;
+            }
+            uint64_t ntiles = (uint64_t)((w + tw - 1) / tw) * ((h + th - 1) / th);
+            if (ntiles > fsize / 4) {
+                rc = mp_err_set("%s: TIFF directory %d declares %llu tiles, more than a %llu-byte file can hold", path,
+                                dir, (unsigned long long)ntiles, (unsigned long long)fsize);
+                break;
+            }
+        } while (dir++, TIFFReadDirectory(t));
+    if (t) TIFFClose(t);
+    TIFFSetErrorHandler(prev);
+    TIFFSetWarningHandler(prevw);
+    return rc;
+}
+
 int tiler_slide_open(const char *path, tiler_slide *s)
 {
     memset(s, 0, sizeof *s);
     s->path = path;
+    /* Only a regular file gets as far as OpenSlide: a FIFO would block its open() for ever. */
+    int fd0 = open_slide_file(path);
+    if (fd0 < 0) return -1;
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return mp_err_set("%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
-    if (S_ISDIR(sb.st_mode)) return mp_err_set("%s: is a directory, not a slide", path);
+    int st_rc = fstat(fd0, &sb);
+    close(fd0);
+    if (st_rc != 0) return mp_err_set("%s: %s", path, strerror(errno));
     if (sb.st_size == 0) return mp_err_set("%s: empty file (0 bytes)", path);
     if (access(path, R_OK) != 0) return mp_err_set("%s: %s", path, strerror(errno));
     if (tiler_is_dicom(path)) return mp_err_set("%s: DICOM is not supported by OpenSlide 3.4", path);
+    unsigned char mg[4] = {0};
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    int is_tiff = fd >= 0 && pread(fd, mg, 4, 0) == 4 && is_tiff_magic(mg);
+    if (fd >= 0) close(fd);
+    if (is_tiff && tiff_sizes_ok(path, (uint64_t)sb.st_size)) return -1;
     const char *vendor = openslide_detect_vendor(path);
     if (!vendor) {
         /* A TIFF that OpenSlide refuses is most often cut short (the directory of a libtiff
          * file sits at its end); say that instead of "unrecognised". */
-        unsigned char mg[4] = {0};
-        int fd = open(path, O_RDONLY);
-        int is_tiff = fd >= 0 && pread(fd, mg, 4, 0) == 4 &&
-                      ((mg[0] == 'I' && mg[1] == 'I' && (mg[2] == 42 || mg[2] == 43) && mg[3] == 0) ||
-                       (mg[0] == 'M' && mg[1] == 'M' && mg[2] == 0 && (mg[3] == 42 || mg[3] == 43)));
-        if (fd >= 0) close(fd);
         if (is_tiff) {
             /* OpenSlide installs its own libtiff handlers; ours only for this check. */
             TIFFErrorHandler prev = TIFFSetErrorHandler(tiff_error);
@@ -117,6 +175,13 @@ int tiler_slide_open(const char *path, tiler_slide *s)
         openslide_get_level_dimensions(s->osr, i, &s->lw[i], &s->lh[i]);
         s->ds[i] = openslide_get_level_downsample(s->osr, i);
     }
+    for (int i = 0; i < s->levels; i++)
+        if (s->lw[i] > TILER_MAX_SIDE || s->lh[i] > TILER_MAX_SIDE) {
+            mp_err_set("%s: level %d declares %lldx%lld px (at most %d px a side)", path, i, (long long)s->lw[i],
+                       (long long)s->lh[i], TILER_MAX_SIDE);
+            tiler_slide_close(s);
+            return -1;
+        }
     s->width = s->lw[0];
     s->height = s->lh[0];
     if (s->width <= 0 || s->height <= 0 || !(s->ds[0] > 0)) {
@@ -242,8 +307,8 @@ int tiler_resolve_mpp(const char *path, void *osr_, double override, tiler_mpp *
 
 int tiler_fingerprint(const char *path, char out[64])
 {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return mp_err_set("%s: %s", path, strerror(errno));
+    int fd = open_slide_file(path);
+    if (fd < 0) return -1;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         close(fd);

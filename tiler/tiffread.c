@@ -87,7 +87,9 @@ tiff_fast *tiff_fast_open(const char *path, const tiler_slide *s)
     } while (dir++, TIFFReadDirectory(t));
     TIFFClose(t);
     for (int i = 0; i < s->levels; i++)
-        if (f->lv[i].dir < 0 || !f->lv[i].tw || !f->lv[i].th) { /* every level or none: keep it simple */
+        if (f->lv[i].dir < 0 || !f->lv[i].tw || !f->lv[i].th || f->lv[i].tw > TILER_MAX_TILE_SIDE ||
+            f->lv[i].th > TILER_MAX_TILE_SIDE || (uint64_t)f->lv[i].tw * f->lv[i].th > TILER_MAX_TILE_PX) {
+            /* every level or none: keep it simple (and sizes past the bounds are never read) */
             tiff_fast_close(f);
             return NULL;
         }
@@ -170,11 +172,17 @@ static const uint8_t *tile(tiff_fast *f, int level, uint32_t col, uint32_t row, 
         jlen = need;
     }
     size_t need_px = (size_t)l->tw * l->th * 3;
+    c->valid = 0;
     if (c->cap < need_px) {
         free(c->rgb);
-        c->rgb = mp_xmalloc(c->cap = need_px);
+        c->cap = 0;
+        /* sized by the file: a failure fails this read, not the process */
+        if (!(c->rgb = malloc(need_px))) {
+            snprintf(err, en, "level %d tile (%u,%u): out of memory for a %ux%u tile", level, col, row, l->tw, l->th);
+            return NULL;
+        }
+        c->cap = need_px;
     }
-    c->valid = 0;
     if (tjDecompress2(f->tj, jpg, (unsigned long)jlen, c->rgb, (int)l->tw, 0, (int)l->th, TJPF_RGB, 0)) {
         snprintf(err, en, "level %d tile (%u,%u): %s", level, col, row, tjGetErrorStr2(f->tj));
         return NULL;

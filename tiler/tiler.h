@@ -136,6 +136,12 @@ void tiler_qc_pitch(const uint8_t *rgb, int w, int h, int pitch, double *blur, d
 /* ---- an opened slide, for the tiler and for infer ---- */
 
 #define TILER_MAX_LEVELS 32
+/* Sizes a slide may declare; past them it is refused before any pixel is read (a header is
+ * untrusted input: a TileWidth of 2^30 once asked for a 768 GB buffer). 2^22 px is a metre of
+ * tissue at 0.25 µm/px; real tiles are 256-1024 px, and 2^24 px is a 64 MiB ARGB buffer. */
+#define TILER_MAX_SIDE (1 << 22)
+#define TILER_MAX_TILE_SIDE (1 << 16)
+#define TILER_MAX_TILE_PX (1 << 24)
 
 typedef struct {
     const char *path;        /* borrowed: as the user gave it */
@@ -147,7 +153,9 @@ typedef struct {
     double ds[TILER_MAX_LEVELS];
 } tiler_slide;
 
-/* Open with the checks of the anomaly tests: missing, empty, DICOM, not a slide, unreadable. */
+/* Open with the checks of the anomaly tests: missing, not a regular file, empty, DICOM, not a
+ * slide, unreadable, sizes past the limits above (checked with libtiff before OpenSlide opens a
+ * TIFF, and on OpenSlide's level sizes for every format). */
 int tiler_slide_open(const char *path, tiler_slide *s);
 void tiler_slide_close(tiler_slide *s);
 
