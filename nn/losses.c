@@ -245,3 +245,15 @@ double nn_crp_loss(float *dgs, float *dgt, const float *gs, const float *gt, con
     }
     return loss / B;
 }
+
+void nn_softmax_rows(float *p, const float *z, int n, int k)
+{
+    for (int i = 0; i < n; i++) {
+        const float *zi = z + (size_t)i * k;
+        float mx = zi[0];
+        for (int c = 1; c < k; c++) mx = zi[c] > mx ? zi[c] : mx;
+        double s = 0;
+        for (int c = 0; c < k; c++) s += exp((double)zi[c] - mx);
+        for (int c = 0; c < k; c++) p[(size_t)i * k + c] = (float)(exp((double)zi[c] - mx) / s);
+    }
+}

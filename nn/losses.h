@@ -13,6 +13,10 @@
 
 #define NN_LOSS_MAX_CLASSES 4096
 
+/* Softmax of n rows of k logits into p (n x k); sums in double. The one used by validation,
+ * eval and infer, so they report the same probabilities for the same logits. */
+void nn_softmax_rows(float *p, const float *z, int n, int k);
+
 /* Softmax cross-entropy over N rows of K logits, reduced like PyTorch's CrossEntropyLoss
  * (mean; with class weights, the weighted mean Σ w[y_i]·l_i / Σ w[y_i]; label smoothing ε mixes
  * in ε/K · Σ_k w_k·(−log p_k) per row). class_w may be NULL. Rows with label < 0 are ignored. */

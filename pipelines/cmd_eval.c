@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "infer/infer.h"
 #include "nn/gemm.h"
 #include "pipelines/cmds.h"
 #include "trainer/trainer.h"
@@ -28,12 +29,12 @@ static void preds_free(preds *p)
     free(p->slide_y);
 }
 
-static int predict_split(mp_db *db, nn_model *m, const tr_model_info *mi, const char *split, int batch, preds *out)
+static int predict_split(mp_db *db, nn_model *m, const nn_card *mi, const char *split, int batch, preds *out)
 {
     memset(out, 0, sizeof *out);
     db_itemset is;
     if (db_items_load(db, split, 0, &is) < 0) return -1;
-    int k = mi->nclasses;
+    int k = mi->cfg.classes;
     if (is.nclasses != k) {
         db_itemset_free(&is);
         return mp_err_set("%s: the dataset has %d classes, the model %d", db_path(db), is.nclasses, k);
@@ -77,6 +78,19 @@ static int predict_split(mp_db *db, nn_model *m, const tr_model_info *mi, const 
     return 0;
 }
 
+/* The dataset must hold images at the model's magnification (the tiler writes every
+ * magnification of a run for each patch, so the first patch's are the dataset's; a PK lookup). */
+static int check_mag(mp_db *db, const nn_card *mi, const char *ck)
+{
+    double mags[16];
+    int n = 0;
+    sqlite3_stmt *st = db_prepare(db, "SELECT mag FROM images WHERE patch_id = (SELECT MIN(patch_id) FROM images) ORDER BY mag LIMIT 16");
+    if (!st) return -1;
+    while (sqlite3_step(st) == SQLITE_ROW) mags[n++] = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return nn_card_check_mag(mi, ck, mags, n, db_path(db));
+}
+
 static double slide_bacc(const float *sp, const int *sy, int ns, int k, int *nused)
 {
     int *y = mp_xmalloc(sizeof(int) * (ns + 1));
@@ -99,7 +113,7 @@ static double slide_bacc(const float *sp, const int *sy, int ns, int k, int *nus
 int cmd_eval(int argc, char **argv)
 {
     const char *dbp = NULL, *ck = NULL, *split = "test";
-    int json = 0, batch = 64, threads = mp_cpu_count(), resamples = 10000;
+    int json = 0, batch = 0, threads = mp_cpu_count(), resamples = 10000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long lv;
@@ -109,6 +123,8 @@ int cmd_eval(int argc, char **argv)
                    "quadratic-weighted kappa and the confusion matrix, with 95%% CIs from N (10000) class-balanced\n"
                    "bootstrap resamples; slide-level balanced accuracy by mean probability and by thresholded\n"
                    "majority vote (threshold grid-searched 0.3-0.9 on the validation split).\n"
+                   "--batch defaults to infer's (64 below 112 px, else 8), so both give the same probabilities.
+"
                    "--threads: compute threads (default: the CPUs this process may use, here %d).\n", mp_cpu_count());
             return MP_EXIT_OK;
         } else if (!strcmp(a, "--json")) json = 1;
@@ -131,17 +147,23 @@ int cmd_eval(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
     nn_set_threads(threads);
-    tr_model_info mi;
+    nn_card mi;
     nn_model *m;
-    if (tr_model_load(ck, &mi, &m, batch) < 0) {
+    /* infer's default batch: the engine's sums depend slightly on how a batch is grouped, so equal
+     * batches are what makes eval's and infer's probabilities equal to the bit */
+    if (!batch && nn_card_load(ck, NN_CARD_PATCHES, 1, 0, &mi, NULL) == 0) {
+        batch = infer_auto_batch(mi.size);
+        nn_card_free(&mi);
+    }
+    if (nn_card_load(ck, NN_CARD_PATCHES, batch > 0 ? batch : 1, 0, &mi, &m) < 0) {
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
     mp_db *db = db_open(dbp, DB_OPEN_READONLY);
     preds P = {0}, V = {0};
-    int have_val = 0, rcode = MP_EXIT_FAIL, k = mi.nclasses;
+    int have_val = 0, rcode = MP_EXIT_FAIL, k = mi.cfg.classes;
     double t0 = mp_now();
-    if (!db || predict_split(db, m, &mi, split, batch, &P) < 0) {
+    if (!db || check_mag(db, &mi, ck) < 0 || predict_split(db, m, &mi, split, batch, &P) < 0) {
         mp_error("%s", mp_err());
         goto out;
     }
@@ -214,6 +236,6 @@ out:
     preds_free(&V);
     db_close(db);
     nn_model_free(m);
-    tr_info_free(&mi);
+    nn_card_free(&mi);
     return rcode;
 }

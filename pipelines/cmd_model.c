@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "nn/arch.h"
+#include "nn/card.h"
 #include "nn/ckpt.h"
 #include "nn/gemm.h"
 #include "nn/losses.h"
@@ -157,12 +158,14 @@ static int do_info(int argc, char **argv)
     }
     nn_ckpt ck;
     if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
-    nn_model_cfg cfg;
+    nn_card card;
     nn_model *m = NULL;
-    if (nn_arch_from_ckpt(&ck, &cfg) != 0 || !(m = nn_model_from_ckpt(&ck, 1, 32, 32, 0))) {
+    if (nn_card_read(&ck, NN_CARD_NETWORK, &card) != 0 || !(m = nn_model_from_ckpt(&ck, 1, 32, 32, 0))) {
+        nn_card_free(&card);
         nn_ckpt_free(&ck);
         return fail();
     }
+    const nn_model_cfg cfg = card.cfg;
     int64_t flops = nn_model_flops(&cfg, (int)size, (int)size);
     size_t params = nn_model_param_count(m), total = 0;
     const nn_params *ps = nn_model_params(m);
@@ -207,6 +210,7 @@ static int do_info(int argc, char **argv)
         for (int i = 0; i < ck.nmeta; i++) printf("meta          %s = %s\n", ck.meta[2 * i], ck.meta[2 * i + 1]);
     }
     nn_model_free(m);
+    nn_card_free(&card);
     nn_ckpt_free(&ck);
     return MP_EXIT_OK;
 }
@@ -240,15 +244,15 @@ static int do_run(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
     nn_ckpt ck;
-    nn_model_cfg cfg;
+    nn_card card = {0};
     nn_npy x = {0};
     nn_model *m = NULL;
     float *logits = NULL;
     int status = MP_EXIT_FAIL;
     if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
-    if (nn_arch_from_ckpt(&ck, &cfg) != 0 || read_batch(pos[1], cfg.in_ch, &x) != 0) goto out;
+    if (nn_card_read(&ck, NN_CARD_NETWORK, &card) != 0 || read_batch(pos[1], card.cfg.in_ch, &x) != 0) goto out;
     int N = (int)x.shape[0], C = (int)x.shape[1], H = (int)x.shape[2], W = (int)x.shape[3];
-    int B = N < RUN_BATCH ? N : RUN_BATCH, K = cfg.classes;
+    int B = N < RUN_BATCH ? N : RUN_BATCH, K = card.cfg.classes;
     if (!(m = nn_model_from_ckpt(&ck, B, H, W, 0))) goto out;
     logits = mp_xmalloc((size_t)N * K * sizeof(float));
     for (int i = 0; i < N; i += B) {
@@ -267,6 +271,7 @@ out:
     free(logits);
     nn_model_free(m);
     nn_npy_free(&x);
+    nn_card_free(&card);
     nn_ckpt_free(&ck);
     return status;
 }
@@ -285,16 +290,17 @@ static int do_grad(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
     nn_ckpt ck;
-    nn_model_cfg cfg;
+    nn_card card = {0};
     nn_npy x = {0}, y = {0};
     nn_model *m = NULL;
     int32_t *labels = NULL;
     float *dlogits = NULL;
     int status = MP_EXIT_FAIL;
     if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
-    if (nn_arch_from_ckpt(&ck, &cfg) != 0 || read_batch(pos[1], cfg.in_ch, &x) != 0 || nn_npy_read(pos[2], &y) != 0)
+    if (nn_card_read(&ck, NN_CARD_NETWORK, &card) != 0 || read_batch(pos[1], card.cfg.in_ch, &x) != 0 ||
+        nn_npy_read(pos[2], &y) != 0)
         goto out;
-    int N = (int)x.shape[0], H = (int)x.shape[2], W = (int)x.shape[3], K = cfg.classes;
+    int N = (int)x.shape[0], H = (int)x.shape[2], W = (int)x.shape[3], K = card.cfg.classes;
     if (y.dtype == NN_F32 || y.ndim != 1 || y.shape[0] != N) {
         mp_err_set("%s: expected %d int64 or int32 labels (shape (%d,)), got %s with %d dimensions", pos[2], N, N,
                    y.dtype == NN_F32 ? "float32" : "integers", y.ndim);
@@ -331,6 +337,7 @@ out:
     nn_model_free(m);
     nn_npy_free(&x);
     nn_npy_free(&y);
+    nn_card_free(&card);
     nn_ckpt_free(&ck);
     return status;
 }
@@ -371,7 +378,7 @@ static int do_import(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
     long sizev;
-    if (size_s && (mp_parse_long(size_s, &sizev) != 0 || sizev < 1)) {
+    if (size_s && (mp_parse_long(size_s, &sizev) != 0 || sizev < 1 || sizev > 1 << 20)) {
         mp_error("model import: --size must be a positive pixel count");
         return MP_EXIT_USAGE;
     }
@@ -381,6 +388,7 @@ static int do_import(int argc, char **argv)
     nn_model_cfg cfg;
     nn_model *m = NULL;
     nn_ckpt ck = {0};
+    nn_card card = {0};
     int status = MP_EXIT_FAIL;
     if (arch) {
         const nn_st_tensor *fc = nn_st_find(&f, "fc.weight");
@@ -398,12 +406,24 @@ static int do_import(int argc, char **argv)
         goto out;
     }
     if (nn_arch_load_st(&f, pos[0], nn_model_params(m)) != 0) goto out;
-    nn_arch_to_ckpt(&cfg, &ck);
-    /* the trainer's keys (trainer/modelio.c), so `magpie eval/infer` can use an imported model */
-    if (mag) nn_ckpt_set(&ck, "mag", mag);
-    if (size_s) nn_ckpt_set(&ck, "input_size", size_s);
-    if (mean) nn_ckpt_set(&ck, "norm.mean", mean);
-    if (std) nn_ckpt_set(&ck, "norm.std", std);
+    /* the input keys of the card, so `magpie eval/infer` can use an imported model; checked
+     * against the same bounds the readers apply */
+    nn_card_from_cfg(&card, &cfg);
+    if (mag) card.mag = magv;
+    if (size_s) card.size = (int)sizev;
+    if (mean || std) {
+        double mv[4] = {0, 0, 0}, sv[4] = {1, 1, 1};
+        if (mean) mp_parse_double_list(mean, mv, 4);
+        if (std) mp_parse_double_list(std, sv, 4);
+        for (int c = 0; c < 3; c++) card.mean[c] = (float)mv[c], card.std[c] = (float)sv[c];
+        card.has_norm = 1;
+    }
+    if (nn_card_check(&card, out) != 0) {
+        mp_error("model import: %s", mp_err());
+        status = MP_EXIT_USAGE;
+        goto out;
+    }
+    nn_card_write(&card, &ck);
     {
         char src[4096];
         snprintf(src, sizeof src, "%s", pos[0]);
@@ -421,6 +441,7 @@ static int do_import(int argc, char **argv)
     status = MP_EXIT_OK;
 out:
     if (status == MP_EXIT_FAIL) mp_error("%s", mp_err());
+    nn_card_free(&card);
     nn_ckpt_free(&ck);
     nn_model_free(m);
     nn_st_free(&f);
@@ -554,11 +575,22 @@ static int do_init(int argc, char **argv)
         mp_error("model init: %s", mp_err());
         return MP_EXIT_USAGE;
     }
+    nn_card card;
+    nn_card_from_cfg(&card, &cfg);
+    if (nn_card_check(&card, out) != 0) { /* a layout no reader would accept */
+        mp_error("model init: %s", mp_err());
+        nn_card_free(&card);
+        return MP_EXIT_USAGE;
+    }
     nn_model *m = nn_model_create(&cfg, 1, 32, 32, 0);
-    if (!m) return fail();
+    if (!m) {
+        nn_card_free(&card);
+        return fail();
+    }
     nn_model_init(m, (uint64_t)seed);
     nn_ckpt ck = {0};
-    nn_arch_to_ckpt(&cfg, &ck);
+    nn_card_write(&card, &ck);
+    nn_card_free(&card);
     nn_ckpt_setf(&ck, "init_seed", "%ld", seed);
     int status = MP_EXIT_OK;
     if (nn_ckpt_add_params(&ck, nn_model_params(m)) != 0 || nn_ckpt_save(&ck, out) != 0) status = fail();

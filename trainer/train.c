@@ -13,6 +13,7 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "db/split.h"
+#include "nn/arch.h"
 #include "nn/gemm.h"
 #include "nn/losses.h"
 #include "nn/ops.h"
@@ -156,7 +157,7 @@ typedef struct {
     db_itemset train, val, unl;
     db_item *items;       /* training items (train [+ unlabeled]) */
     int n, nlab, k;
-    tr_model_info info, tinfo;
+    nn_card info, tinfo;    /* the student's card (written with every checkpoint) and the teacher's */
     nn_model *student, *teacher, *ema, *avg; /* avg: running average of the student's weights */
     tr_loader *loader, *vloader;
     nn_optim opt, hopt;
@@ -226,13 +227,13 @@ static int setup_teacher(run *R)
     const tr_train_opts *o = R->o;
     if (!o->teacher) return mp_err_set("--teacher CKPT is required for --method %s", o->method & TR_CRCKD ? "rbd+crckd" : "rbd");
     nn_model *t;
-    if (tr_model_load(o->teacher, &R->tinfo, &t, o->batch) < 0) return -1;
+    if (nn_card_load(o->teacher, NN_CARD_PATCHES, o->batch, 0, &R->tinfo, &t) < 0) return -1;
     R->teacher = t;
     if (R->tinfo.mag <= o->mag)
         return mp_err_set("%s: teacher was trained at %gx; rbd needs a teacher at a higher magnification than the "
                           "student's %gx", o->teacher, R->tinfo.mag, o->mag);
-    if (R->tinfo.nclasses != R->k)
-        return mp_err_set("%s: teacher has %d classes, the dataset %d", o->teacher, R->tinfo.nclasses, R->k);
+    if (R->tinfo.cfg.classes != R->k)
+        return mp_err_set("%s: teacher has %d classes, the dataset %d", o->teacher, R->tinfo.cfg.classes, R->k);
     return 0;
 }
 
@@ -253,7 +254,7 @@ static int save_prefixed(nn_ckpt *ck, const char *prefix, nn_model *m)
 static int save_ckpt(run *R, const char *path, int with_state, int epoch, const double *hist)
 {
     nn_ckpt ck = {0};
-    tr_info_write(&ck, &R->info);
+    nn_card_write(&R->info, &ck);
     nn_ckpt_setf(&ck, "trained.epoch", "%d", epoch);
     nn_ckpt_setf(&ck, "val.balanced_accuracy", "%.6f", R->best_val);
     if (R->o->teacher) nn_ckpt_set(&ck, "teacher", R->o->teacher);
@@ -652,8 +653,8 @@ static void run_free(run *R)
     free(R->Ft);
     free(R->hist);
     free(R->items);
-    tr_info_free(&R->info);
-    tr_info_free(&R->tinfo);
+    nn_card_free(&R->info);
+    nn_card_free(&R->tinfo);
     db_itemset_free(&R->train);
     db_itemset_free(&R->val);
     db_itemset_free(&R->unl);
@@ -713,25 +714,23 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
     if (o->method & TR_RBD && setup_teacher(R) < 0) goto out;
 
     /* student: architecture from --arch, or the teacher's (RBD: the same network) */
-    R->info.nclasses = R->k;
-    R->info.class_names = mp_xcalloc(R->k, sizeof(char *));
-    for (int c = 0; c < R->k; c++) R->info.class_names[c] = mp_xstrdup(R->train.class_names[c]);
-    snprintf(R->info.method, sizeof R->info.method, "%s",
-             o->method == 0 ? "supervised" : o->method == TR_RBD ? "rbd" : o->method == TR_CRCKD ? "crckd" : "rbd+crckd");
-    if (R->teacher && !o->arch) {
-        snprintf(R->info.arch, sizeof R->info.arch, "%.31s", R->tinfo.arch);
-        R->info.cfg = R->tinfo.cfg;
-    } else {
-        snprintf(R->info.arch, sizeof R->info.arch, "%s", o->arch ? o->arch : "resnet_gn");
-        if (tr_arch_cfg(R->info.arch, R->k, &R->info.cfg) < 0) goto out;
-        char ts[160];
-        snprintf(ts, sizeof ts, "%s", tr_arch_string(&R->tinfo.cfg));
-        if (R->teacher && strcmp(tr_arch_string(&R->info.cfg), ts) != 0) {
+    nn_model_cfg scfg;
+    if (R->teacher && !o->arch) scfg = R->tinfo.cfg;
+    else {
+        if (nn_arch_preset(o->arch ? o->arch : "resnet_gn", R->k, &scfg) < 0) goto out;
+        char ts[256], ss[256];
+        nn_arch_describe(&R->tinfo.cfg, ts, sizeof ts);
+        nn_arch_describe(&scfg, ss, sizeof ss);
+        if (R->teacher && strcmp(ss, ts) != 0) {
             mp_err_set("%s: teacher architecture %s (%s) differs from the student's %s (%s); rbd distils into the same network",
-                       o->teacher, R->tinfo.arch, ts, R->info.arch, tr_arch_string(&R->info.cfg));
+                       o->teacher, R->tinfo.arch, ts, o->arch, ss);
             goto out;
         }
     }
+    nn_card_from_cfg(&R->info, &scfg);
+    nn_card_set_names(&R->info, R->train.class_names, R->k);
+    snprintf(R->info.method, sizeof R->info.method, "%s",
+             o->method == 0 ? "supervised" : o->method == TR_RBD ? "rbd" : o->method == TR_CRCKD ? "crckd" : "rbd+crckd");
     R->info.mag = o->mag;
 
     /* loaders: the training one (paired view at the teacher's magnification for RBD) and validation */
@@ -740,6 +739,7 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
                         .aug_period = 0, .extra_dihedral = 0}; /* set below once the teacher's outputs are cached */
     memcpy(lc.jitter, o->jitter, sizeof lc.jitter);
     if (tr_channel_stats(R->db, R->items, R->n, o->mag, 512, R->info.mean, R->info.std) < 0) goto out;
+    R->info.has_norm = 1;
     memcpy(lc.mean[0], R->info.mean, sizeof R->info.mean);
     memcpy(lc.std[0], R->info.std, sizeof R->info.std);
     if (R->teacher) {

@@ -8,6 +8,7 @@
 
 #include "common/rng.h"
 #include "db/dataset.h"
+#include "nn/card.h"
 #include "nn/ckpt.h"
 #include "nn/model.h"
 
@@ -126,27 +127,10 @@ void tr_dihedral_src(int x, int y, int n, int hflip, int vflip, int rot, int *sx
 void tr_turn_map(float *dst, const float *src, int C, int n, uint8_t xd);
 int tr_channel_stats(mp_db *db, const db_item *items, int n, double mag, int max_images, float mean[3], float std[3]);
 
-/* ---- checkpoint metadata and prediction (trainer/modelio.c) ---- */
+/* ---- prediction (trainer/modelio.c) ---- */
 
-typedef struct {
-    char arch[32];          /* resnet_gn, resnet18, resnet18_bn */
-    nn_model_cfg cfg;
-    double mag;             /* magnification the model was trained at */
-    int size;               /* input pixels (square) */
-    float mean[3], std[3];  /* normalisation of [0,1] pixels */
-    int nclasses;
-    char **class_names;
-    char method[32];
-} tr_model_info;
-
-int tr_arch_cfg(const char *arch, int classes, nn_model_cfg *cfg);
-const char *tr_arch_string(const nn_model_cfg *c); /* "gn32:w32/64/128/256:b1/1/1/1" */
-void tr_info_write(nn_ckpt *ck, const tr_model_info *mi);
-int tr_info_read(const nn_ckpt *ck, const char *path, tr_model_info *mi);
-void tr_info_free(tr_model_info *mi);
-/* Load a trained checkpoint as an inference model for batches up to max_batch. */
-int tr_model_load(const char *path, tr_model_info *mi, nn_model **model, int max_batch);
-void tr_softmax_rows(float *p, const float *z, int n, int k);
+/* A trained model's card (architecture, magnification, input size, normalisation, classes,
+ * method) is nn/card.h's: train writes it, --teacher and eval read it with nn_card_load. */
 /* Probabilities (n×k) over one unshuffled pass of L; y and slide may be NULL. Returns n or -1. */
 int tr_predict(nn_model *m, tr_loader *L, float *prob, int *y, int *slide);
 

@@ -15,7 +15,7 @@ has() { grep -qxF "$1" "$2" || no "want line: $1 -- got: $(cat "$2")"; }
 s0="$T/s/synth_000.tiff"; s1="$T/s/synth_001.tiff"
 "$B" model init --out "$T/r.mpk" --classes 3 --widths 32,32,32,32 >/dev/null &&
 "$B" model export "$T/r.mpk" "$T/r.safetensors" >/dev/null &&
-"$B" model import "$T/r.safetensors" --out "$T/m.mpk" --mag 1.25 --size 28 >/dev/null || { echo "model setup failed"; exit 1; }
+"$B" model import "$T/r.safetensors" --out "$T/m.mpk" --mag 1.25 --size 28 --mean 0,0,0 --std 1,1,1 >/dev/null || { echo "model setup failed"; exit 1; }
 
 # --help and usage
 "$B" infer --help | grep -q "usage: magpie infer CKPT SLIDE... --out DIR" || no "--help"
@@ -32,7 +32,7 @@ head -c 1000 "$T/m.mpk" >"$T/trunc.mpk"
 "$B" infer "$T/trunc.mpk" "$s0" --out "$T/o" -q 2>"$T/e"; [ $? -eq 2 ] || no "truncated ckpt exit"
 grep -q "^magpie: error: $T/trunc.mpk: truncated" "$T/e" || no "truncated ckpt message: $(cat "$T/e")"
 "$B" infer "$T/r.mpk" "$s0" --out "$T/o" -q 2>"$T/e"; [ $? -eq 2 ] || no "ckpt without mag exit"
-has "magpie: error: $T/r.mpk: checkpoint has no usable 'mag' (a trained checkpoint records it; for others use magpie model import --mag)" "$T/e"
+has "magpie: error: $T/r.mpk: the model card has no mag (a trained model records it; for an imported one use magpie model import --mag M --size PX --mean a,b,c --std a,b,c)" "$T/e"
 [ -e "$T/o/synth_000" ] && no "a bad checkpoint wrote outputs"
 
 # output directory unwritable

@@ -16,6 +16,7 @@
 #include "infer/infer.h"
 #include "infer/internal.h"
 #include "nn/arch.h"
+#include "nn/card.h"
 #include "nn/ckpt.h"
 #include "synth/synth.h"
 #include "tests/test.h"
@@ -72,7 +73,10 @@ static int make_ckpt(const char *path, double t)
     float fc[8] = {12, 0, 0, 0, 0, 0, 12, 0}; /* class 0 glass <- P, class 1 tissue <- Q */
     set(ps, "fc.weight", fc, 8);
     nn_ckpt ck = {0};
-    nn_arch_to_ckpt(&cfg, &ck);
+    nn_card card;
+    nn_card_from_cfg(&card, &cfg);
+    nn_card_write(&card, &ck);
+    nn_card_free(&card);
     nn_ckpt_add_params(&ck, ps);
     nn_ckpt_set(&ck, "mag", "2.5");
     nn_ckpt_setf(&ck, "input_size", "%d", SIZE);

@@ -313,42 +313,6 @@ TEST(npy_v2)
     free(b);
 }
 
-TEST(arch_keys)
-{
-    const char *names[] = {"resnet_gn", "resnet18", "resnet18_bn"};
-    for (int i = 0; i < 3; i++) {
-        nn_model_cfg a, b;
-        CHECK_INT(nn_arch_preset(names[i], 5, &a), 0);
-        nn_ckpt ck = {0};
-        nn_arch_to_ckpt(&a, &ck);
-        CHECK_STR(nn_ckpt_get(&ck, "arch"), names[i]);
-        CHECK_INT(nn_arch_from_ckpt(&ck, &b), 0);
-        CHECK(b.nstages == a.nstages && !memcmp(b.widths, a.widths, sizeof a.widths) &&
-              !memcmp(b.blocks, a.blocks, sizeof a.blocks) && b.norm == a.norm && b.groups == a.groups &&
-              b.classes == 5 && b.in_ch == 3 && b.norm_eps == a.norm_eps && b.bn_momentum == a.bn_momentum);
-        nn_ckpt_free(&ck);
-    }
-    nn_model_cfg c;
-    nn_model_cfg_resnet_gn(&c, 2);
-    c.widths[3] = 64;
-    nn_ckpt ck = {0};
-    nn_arch_to_ckpt(&c, &ck);
-    CHECK_STR(nn_ckpt_get(&ck, "arch"), "resnet");
-    CHECK_STR(nn_ckpt_get(&ck, "arch.widths"), "32,64,128,64");
-    CHECK_STR(nn_ckpt_get(&ck, "arch.norm_eps"), "1e-05");
-    nn_ckpt_set(&ck, "arch.blocks", "1,1,1");
-    CHECK_INT(nn_arch_from_ckpt(&ck, &c), -1);
-    CHECK_STR(mp_err(), "checkpoint: architecture has 4 widths but 3 block counts");
-    nn_ckpt_set(&ck, "arch.blocks", "1,1,1,1");
-    nn_ckpt_set(&ck, "arch.widths", "32,64,128,48");
-    CHECK_INT(nn_arch_from_ckpt(&ck, &c), -1);
-    CHECK_STR(mp_err(), "checkpoint: model config: width 48 of stage 3 is not divisible by 32 groups");
-    nn_ckpt_free(&ck);
-    CHECK_INT(nn_arch_from_ckpt(&ck, &c), -1);
-    CHECK_STR(mp_err(), "checkpoint: no architecture in the checkpoint (meta keys arch, arch.widths, ...)");
-    CHECK_INT(nn_arch_preset("vgg", 2, &c), -1);
-}
-
 int main(void)
 {
     const char *src = getenv("MAGPIE_SRC");
@@ -359,7 +323,6 @@ int main(void)
     RUN(safetensors_anomalies);
     RUN(npy_from_numpy);
     RUN(npy_anomalies);
-    RUN(arch_keys);
     RUN(flip_fuzz);
     RUN(npy_v2);
     t_rmdir();

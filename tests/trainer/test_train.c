@@ -50,9 +50,9 @@ static void log_losses(const char *out, double *first, double *last)
 
 static double test_accuracy(const char *ckpt, const char *split)
 {
-    tr_model_info mi;
+    nn_card mi;
     nn_model *m;
-    if (tr_model_load(ckpt, &mi, &m, 16) < 0) return -1;
+    if (nn_card_load(ckpt, NN_CARD_PATCHES, 16, 0, &mi, &m) < 0) return -1;
     mp_db *db = db_open(dbp, DB_OPEN_READONLY);
     db_itemset is;
     db_items_load(db, split, 0, &is);
@@ -60,18 +60,18 @@ static double test_accuracy(const char *ckpt, const char *split)
     memcpy(c.mean[0], mi.mean, sizeof mi.mean);
     memcpy(c.std[0], mi.std, sizeof mi.std);
     tr_loader *L = tr_loader_new(db, &c, is.items, is.n);
-    float *prob = malloc(sizeof(float) * is.n * mi.nclasses);
+    float *prob = malloc(sizeof(float) * is.n * mi.cfg.classes);
     int *y = malloc(sizeof(int) * is.n);
     int n = tr_predict(m, L, prob, y, NULL);
     tr_metrics mt;
-    double acc = n > 0 && tr_metrics_compute(y, prob, n, mi.nclasses, &mt) == 0 ? mt.accuracy : -1;
+    double acc = n > 0 && tr_metrics_compute(y, prob, n, mi.cfg.classes, &mt) == 0 ? mt.accuracy : -1;
     free(prob);
     free(y);
     tr_loader_free(L);
     db_itemset_free(&is);
     db_close(db);
     nn_model_free(m);
-    tr_info_free(&mi);
+    nn_card_free(&mi);
     return acc;
 }
 
@@ -327,8 +327,9 @@ TEST(anomalies)
     o.teacher = tmp("teacher.mpk");
     o.arch = "resnet18";
     CHECK_INT(tr_train(&o, &r), -1);
-    CHECK_CONTAINS(mp_err(), "teacher architecture resnet_gn (gn32:w32/64/128/256:b1/1/1/1) differs from the student's "
-                             "resnet18 (gn32:w64/128/256/512:b2/2/2/2)");
+    CHECK_CONTAINS(mp_err(), "teacher architecture resnet_gn (resnet 4 stages widths 32,64,128,256 blocks 1,1,1,1 "
+                             "GroupNorm(32) 3 classes in_ch 3) differs from the student's resnet18 (resnet 4 stages "
+                             "widths 64,128,256,512 blocks 2,2,2,2 GroupNorm(32) 3 classes in_ch 3)");
     o.arch = NULL;
     o.teacher = NULL;
     CHECK_INT(tr_train(&o, &r), -1);
