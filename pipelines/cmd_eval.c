@@ -123,8 +123,7 @@ int cmd_eval(int argc, char **argv)
                    "quadratic-weighted kappa and the confusion matrix, with 95%% CIs from N (10000) class-balanced\n"
                    "bootstrap resamples; slide-level balanced accuracy by mean probability and by thresholded\n"
                    "majority vote (threshold grid-searched 0.3-0.9 on the validation split).\n"
-                   "--batch defaults to infer's (64 below 112 px, else 8), so both give the same probabilities.
-"
+                   "--batch defaults to infer's (64 below 112 px, else 8), so both give the same probabilities.\n"
                    "--threads: compute threads (default: the CPUs this process may use, here %d).\n", mp_cpu_count());
             return MP_EXIT_OK;
         } else if (!strcmp(a, "--json")) json = 1;
