@@ -15,6 +15,7 @@
 
 #include "common/util.h"
 #include "nn/arch.h"
+#include "nn/card.h"
 #include "nn/ckpt.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -79,9 +80,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)nn_ckpt_get(&ck, "classes");
     for (int i = 0; i < ck.n; i++)
         if (nn_ckpt_find(&ck, ck.t[i].section, ck.t[i].name) != &ck.t[i]) abort();
-    nn_model_cfg cfg;
-    rc = nn_arch_from_ckpt(&ck, &cfg);
+    nn_card card;
+    fuzz_check_err(nn_card_read(&ck, NN_CARD_PATCHES, &card));
+    nn_card_free(&card);
+    rc = nn_card_read(&ck, NN_CARD_NETWORK, &card);
     fuzz_check_err(rc);
+    nn_model_cfg cfg = card.cfg;
+    nn_card_free(&card);
     if (rc == 0 && small_cfg(&cfg)) {
         char d[512];
         nn_arch_describe(&cfg, d, sizeof d);

@@ -10,6 +10,7 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "nn/arch.h"
+#include "nn/card.h"
 #include "nn/ckpt.h"
 #include "nn/npy.h"
 #include "nn/safetensors.h"
@@ -75,9 +76,14 @@ int main(int argc, char **argv)
 
     /* checkpoints: the model alone, with training state, an empty one, odd dtypes */
     nn_ckpt ck = {0};
-    nn_arch_to_ckpt(&cfg, &ck);
+    nn_card card;
+    nn_card_from_cfg(&card, &cfg);
+    nn_card_write(&card, &ck);
+    nn_card_free(&card);
     nn_ckpt_set(&ck, "mag", "10");
+    nn_ckpt_set(&ck, "input_size", "16");
     nn_ckpt_set(&ck, "norm.mean", "0.70,0.52,0.66");
+    nn_ckpt_set(&ck, "norm.std", "0.2,0.2,0.2");
     if (nn_ckpt_add_params(&ck, nn_model_params(m)) != 0) die();
     ckpt_seed(&ck, "model.mpk", 0);
     mp_rng r;
