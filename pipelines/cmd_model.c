@@ -62,7 +62,8 @@ static const char *help_import =
     "layer names, GroupNorm or BatchNorm from running_mean, classes from fc.weight. --arch resnet_gn |\n"
     "resnet18 | resnet18_bn states it instead (every tensor is then checked against it). --groups is\n"
     "the GroupNorm group count (default 32; not recorded in a state_dict). --mag, --size, --mean, --std\n"
-    "record the input magnification, patch size and normalisation (of [0,1] pixels) in the checkpoint.\n";
+    "record the input magnification, patch size and normalisation (of [0,1] pixels) in the checkpoint;\n"
+    "--mean defaults to 0,0,0 and --std to 1,1,1 (pixels in [0,1] as they are).\n";
 static const char *help_export =
     "usage: magpie model export CKPT FILE.safetensors\n"
     "Write the model tensors under their PyTorch state_dict names (num_batches_tracked as int64), so\n"
@@ -411,7 +412,9 @@ static int do_import(int argc, char **argv)
     nn_card_from_cfg(&card, &cfg);
     if (mag) card.mag = magv;
     if (size_s) card.size = (int)sizev;
-    if (mean || std) {
+    {
+        /* without --mean/--std the network takes [0,1] pixels as they are (torchvision's
+         * ToTensor without Normalize); the card says so rather than leaving it unknown */
         double mv[4] = {0, 0, 0}, sv[4] = {1, 1, 1};
         if (mean) mp_parse_double_list(mean, mv, 4);
         if (std) mp_parse_double_list(std, sv, 4);
