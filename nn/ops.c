@@ -6,16 +6,111 @@
 #include <assert.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "nn/gemm.h"
 
-/* Hot elementwise loops get AVX-512 / AVX2 clones picked at load time (the baseline build
- * targets plain x86-64). Not under the sanitizers, which do not need the speed. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define NN_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+/* x86-64 builds carry three levels of the hot loops (see nn_kernels in ops.h): hand-written
+ * AVX-512 / AVX2 kernels for a few small-map paths, and every NN_VEC_FN loop compiled three
+ * times (AVX-512F, AVX2+FMA, baseline) behind a switch on the level. The baseline build targets
+ * plain x86-64. Not under the sanitizers, which do not need the speed. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define NN_X86 1
+#include <immintrin.h>
 #else
-#define NN_VEC
+#define NN_X86 0
+#endif
+
+static int g_cpu = -1, g_level = -1;
+static pthread_once_t g_level_once = PTHREAD_ONCE_INIT;
+
+static const char *const level_names[] = {"generic", "avx2", "avx512"};
+
+const char *nn_kernels_name(nn_kernels k) { return k >= 0 && k <= NN_KERNELS_AVX512 ? level_names[k] : "?"; }
+
+static int cpu_best(void)
+{
+#if NN_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return NN_KERNELS_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return NN_KERNELS_AVX2;
+#endif
+    return NN_KERNELS_GENERIC;
+}
+
+/* MAGPIE_KERNELS is a tuning knob, not a command's input: a bad value warns and runs on */
+static void level_init(void)
+{
+    int cpu = cpu_best(), lv = cpu;
+    const char *e = getenv("MAGPIE_KERNELS");
+    if (e && *e && strcmp(e, "auto")) {
+        int want = -1;
+        for (int k = 0; k <= NN_KERNELS_AVX512; k++)
+            if (!strcmp(e, level_names[k])) want = k;
+        if (want < 0)
+            mp_warn("MAGPIE_KERNELS=%s is not avx512, avx2, generic or auto: using %s", e, level_names[cpu]);
+        else if (want > cpu)
+            mp_warn("MAGPIE_KERNELS=%s: this CPU (or build) runs %s at most: using %s", e, level_names[cpu],
+                    level_names[cpu]);
+        else
+            lv = want;
+    }
+    __atomic_store_n(&g_cpu, cpu, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_level, lv, __ATOMIC_RELEASE);
+}
+
+static inline int level(void)
+{
+    int v = __atomic_load_n(&g_level, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(v < 0, 0)) {
+        pthread_once(&g_level_once, level_init);
+        v = __atomic_load_n(&g_level, __ATOMIC_ACQUIRE);
+    }
+    return v;
+}
+
+nn_kernels nn_kernels_level(void) { return (nn_kernels)level(); }
+
+nn_kernels nn_kernels_cpu(void)
+{
+    level();
+    return (nn_kernels)__atomic_load_n(&g_cpu, __ATOMIC_RELAXED);
+}
+
+nn_kernels nn_kernels_set(nn_kernels k)
+{
+    int cpu = nn_kernels_cpu(), v = k < NN_KERNELS_GENERIC ? NN_KERNELS_GENERIC : k > cpu ? cpu : (int)k;
+    __atomic_store_n(&g_level, v, __ATOMIC_RELEASE);
+    return (nn_kernels)v;
+}
+
+/* NN_VEC_FN(storage, type, name, (params), (args), extra attributes) { body }: the body becomes
+ * an always_inline name_i, compiled into one function per level, and name switches on the
+ * level. Helpers a body calls should be always_inline too (or the _i of another NN_VEC_FN), so
+ * they are compiled for the caller's level rather than dispatched again. */
+#if NN_X86
+#define NN_VEC_FN(sc, ret, name, params, args, extra)                                                         \
+    static inline __attribute__((always_inline)) extra ret name##_i params;                                  \
+    __attribute__((target("avx512f"))) extra static ret name##_avx512 params { return name##_i args; }      \
+    __attribute__((target("avx2,fma"))) extra static ret name##_avx2 params { return name##_i args; }       \
+    extra static ret name##_generic params { return name##_i args; }                                        \
+    sc ret name params                                                                                       \
+    {                                                                                                        \
+        switch (level()) {                                                                                   \
+        case NN_KERNELS_AVX512: return name##_avx512 args;                                                   \
+        case NN_KERNELS_AVX2: return name##_avx2 args;                                                       \
+        default: return name##_generic args;                                                                 \
+        }                                                                                                    \
+    }                                                                                                        \
+    static inline __attribute__((always_inline)) extra ret name##_i params
+#else
+#define NN_VEC_FN(sc, ret, name, params, args, extra) \
+    static inline ret name##_i params;              \
+    sc ret name params { return name##_i args; }   \
+    static inline ret name##_i params
 #endif
 
 /* Sums use 16 float lanes (a fixed order, so results are deterministic and vectorise without
@@ -72,8 +167,8 @@ static inline int first_ge(int off, int s, int lim_minus_off)
 #endif
 
 /* col rows (c,kh,kw), columns the output pixels of one image; ld = row stride of col. */
-NN_VEC NN_NOLIBCALL static void im2col_rows(float *col, long ld, const float *in, int C, int H, int W, int KH, int KW,
-                                            int sh, int sw, int ph, int pw, int oh0, int oh1, int OW)
+NN_VEC_FN(static, void, im2col_rows, (float *col, long ld, const float *in, int C, int H, int W, int KH, int KW,
+                                            int sh, int sw, int ph, int pw, int oh0, int oh1, int OW), (col, ld, in, C, H, W, KH, KW, sh, sw, ph, pw, oh0, oh1, OW), NN_NOLIBCALL)
 {
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < KH; kh++)
@@ -104,8 +199,8 @@ NN_VEC NN_NOLIBCALL static void im2col_rows(float *col, long ld, const float *in
             }
 }
 
-NN_VEC NN_NOLIBCALL static void col2im_rows(float *in, const float *col, long ld, int C, int H, int W, int KH, int KW,
-                                            int sh, int sw, int ph, int pw, int oh0, int oh1, int OW)
+NN_VEC_FN(static, void, col2im_rows, (float *in, const float *col, long ld, int C, int H, int W, int KH, int KW,
+                                            int sh, int sw, int ph, int pw, int oh0, int oh1, int OW), (in, col, ld, C, H, W, KH, KW, sh, sw, ph, pw, oh0, oh1, OW), NN_NOLIBCALL)
 {
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < KH; kh++)
@@ -182,8 +277,7 @@ static void build_flat(int *idx, const int *tab, const int *taps, int C, long HW
             }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#include <immintrin.h>
+#if NN_X86
 /* masked AVX-512 gather: lanes in the padding are neither read nor anything but zero */
 __attribute__((target("avx512f"))) static void gather_avx512(float *d, const float *src, const int *idx, long n)
 {
@@ -201,20 +295,27 @@ __attribute__((target("avx512f"))) static void gather_avx512(float *d, const flo
         _mm512_mask_storeu_ps(d + i, k, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, q, src, 4));
     }
 }
-static int has_avx512(void)
+
+/* its AVX2 twin: the mask is the index's sign (−1 in the padding), eight lanes at a time */
+__attribute__((target("avx2,fma"))) static void gather_avx2(float *d, const float *src, const int *idx, long n)
 {
-    static int v = -1;
-    if (v < 0) v = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return v;
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(idx + i));
+        __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(q, _mm256_set1_epi32(-1)));
+        _mm256_storeu_ps(d + i, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, q, m, 4));
+    }
+    for (; i < n; i++) d[i] = idx[i] >= 0 ? src[idx[i]] : 0.0f;
 }
 #endif
 
 static void gather_flat(float *d, const float *src, const int *idx, long n)
 {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-    if (has_avx512()) {
-        gather_avx512(d, src, idx, n);
-        return;
+#if NN_X86
+    switch (level()) {
+    case NN_KERNELS_AVX512: gather_avx512(d, src, idx, n); return;
+    case NN_KERNELS_AVX2: gather_avx2(d, src, idx, n); return;
+    default: break;
     }
 #endif
     for (long i = 0; i < n; i++) d[i] = idx[i] >= 0 ? src[idx[i]] : 0.0f;
@@ -266,7 +367,7 @@ static void expand_add_weight(float *dw, const float *dwc, const int *taps, int 
 }
 
 /* Batched GEMMs keep images side by side (OC × g·hw); NCHW wants them one after another. */
-NN_VEC NN_NOLIBCALL static void scatter_images(float *o, const float *tmp, int gn, int OC, long hw, long ld)
+NN_VEC_FN(static, void, scatter_images, (float *o, const float *tmp, int gn, int OC, long hw, long ld), (o, tmp, gn, OC, hw, ld), NN_NOLIBCALL)
 {
     for (int j = 0; j < gn; j++)
         for (int oc = 0; oc < OC; oc++) {
@@ -277,7 +378,7 @@ NN_VEC NN_NOLIBCALL static void scatter_images(float *o, const float *tmp, int g
 }
 
 /* pixel-major (image, pixel) × OC → NCHW, image by image */
-NN_VEC NN_NOLIBCALL static void transpose_images(float *o, const float *tmp, int gn, int OC, long hw)
+NN_VEC_FN(static, void, transpose_images, (float *o, const float *tmp, int gn, int OC, long hw), (o, tmp, gn, OC, hw), NN_NOLIBCALL)
 {
     for (int j = 0; j < gn; j++) {
         float *dj = o + (long)j * OC * hw;
@@ -287,7 +388,7 @@ NN_VEC NN_NOLIBCALL static void transpose_images(float *o, const float *tmp, int
     }
 }
 
-NN_VEC NN_NOLIBCALL static void gather_images(float *tmp, const float *dy, int gn, int OC, long hw, long ld)
+NN_VEC_FN(static, void, gather_images, (float *tmp, const float *dy, int gn, int OC, long hw, long ld), (tmp, dy, gn, OC, hw, ld), NN_NOLIBCALL)
 {
     for (int j = 0; j < gn; j++)
         for (int oc = 0; oc < OC; oc++) {
@@ -324,15 +425,16 @@ static small_conv small_setup(float *ws, int *taps, int *nv, const float *w, con
     return sc;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if NN_X86
 /* Few input channels, stride 2, output rows of at most 16 pixels (the stem below 32 px): a
  * direct convolution. Each image is copied once into a zero-padded buffer whose rows are split
- * into even and odd columns, so the 16 output pixels of a row read one contiguous vector per
- * tap; a 2-row × 8-channel block keeps 16 accumulators. Writes NCHW with no im2col, GEMM
- * packing or transpose. ws: the weight as ckk × OC, then the padded image. */
+ * into even and odd columns, so the 16 output pixels of a row read contiguous vectors per tap.
+ * Writes NCHW with no im2col, GEMM packing or transpose. Every output is the sum over
+ * (c, kh, kw) in that order of fused multiply-adds from zero, at both levels: AVX-512 and AVX2
+ * give the same bits. ws: the weight as ckk × OC, then the padded image. */
 static int stem_direct_ok(const nn_conv_dims *d, int OW)
 {
-    return has_avx512() && d->C <= 4 && d->sh == 2 && d->sw == 2 && OW <= 16 && d->OC % 8 == 0 &&
+    return level() >= NN_KERNELS_AVX2 && d->C <= 4 && d->sh == 2 && d->sw == 2 && OW <= 16 && d->OC % 8 == 0 &&
            d->KH * d->KW >= 9;
 }
 
@@ -342,58 +444,107 @@ static size_t stem_direct_ws(const nn_conv_dims *d, int OH)
     return (size_t)d->C * d->KH * d->KW * d->OC + (size_t)d->C * rows * 2 * pw2 + 16;
 }
 
-__attribute__((target("avx512f"))) static void stem_direct(float *out, float *ws, const float *in, const float *w,
-                                                           const nn_conv_dims *d, int OH, int OW)
+typedef struct {
+    int C, KH, KW, OC, OH, OW, PR, pw2, rs; /* PR padded rows, pw2 floats per parity, rs per row */
+} stem_geom;
+
+/* AVX-512: a 2-row × 8-channel block keeps 16 accumulators of 16 pixels */
+__attribute__((target("avx512f"))) static void stem_image_avx512(float *o, const float *buf, const float *wt,
+                                                                 const stem_geom *g)
+{
+    const int C = g->C, KH = g->KH, KW = g->KW, OC = g->OC, OH = g->OH, OW = g->OW, PR = g->PR, rs = g->rs;
+    const __mmask16 km = (__mmask16)((1u << OW) - 1);
+    const long ohw = (long)OH * OW;
+    for (int oh = 0; oh < OH; oh += 2) {
+        int two = oh + 1 < OH;
+        for (int ob = 0; ob < OC; ob += 8) {
+            __m512 a0[8], a1[8];
+            for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+            for (int c = 0; c < C; c++)
+                for (int kh = 0; kh < KH; kh++) {
+                    const float *r0 = buf + ((long)c * PR + 2 * oh + kh) * rs, *r1 = r0 + 2 * rs;
+                    const float *wp = wt + ((long)(c * KH + kh) * KW) * OC + ob;
+                    for (int kw = 0; kw < KW; kw++, wp += OC) {
+                        int q = (kw & 1) * g->pw2 + (kw >> 1);
+                        __m512 x0 = _mm512_loadu_ps(r0 + q), x1 = _mm512_loadu_ps(r1 + q);
+                        for (int j = 0; j < 8; j++) {
+                            __m512 bw = _mm512_set1_ps(wp[j]);
+                            a0[j] = _mm512_fmadd_ps(x0, bw, a0[j]);
+                            a1[j] = _mm512_fmadd_ps(x1, bw, a1[j]);
+                        }
+                    }
+                }
+            for (int j = 0; j < 8; j++) {
+                float *oj = o + (long)(ob + j) * ohw + (long)oh * OW;
+                _mm512_mask_storeu_ps(oj, km, a0[j]);
+                if (two) _mm512_mask_storeu_ps(oj + OW, km, a1[j]);
+            }
+        }
+    }
+}
+
+/* AVX2 (16 registers of 8 floats): one row of 16 pixels (two vectors) × 4 channels, 8 accumulators;
+ * per tap 2 loads and 4 broadcasts feed 8 FMAs, so the FMA ports stay the limit */
+__attribute__((target("avx2,fma"))) static void stem_image_avx2(float *o, const float *buf, const float *wt,
+                                                               const stem_geom *g)
+{
+    const int C = g->C, KH = g->KH, KW = g->KW, OC = g->OC, OH = g->OH, OW = g->OW, PR = g->PR, rs = g->rs;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW), lane),
+                  m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW - 8), lane);
+    const long ohw = (long)OH * OW;
+    for (int oh = 0; oh < OH; oh++)
+        for (int ob = 0; ob < OC; ob += 4) {
+            __m256 a0[4], a1[4];
+            for (int j = 0; j < 4; j++) a0[j] = a1[j] = _mm256_setzero_ps();
+            for (int c = 0; c < C; c++)
+                for (int kh = 0; kh < KH; kh++) {
+                    const float *r0 = buf + ((long)c * PR + 2 * oh + kh) * rs;
+                    const float *wp = wt + ((long)(c * KH + kh) * KW) * OC + ob;
+                    for (int kw = 0; kw < KW; kw++, wp += OC) {
+                        int q = (kw & 1) * g->pw2 + (kw >> 1);
+                        __m256 x0 = _mm256_loadu_ps(r0 + q), x1 = _mm256_loadu_ps(r0 + q + 8);
+                        for (int j = 0; j < 4; j++) {
+                            __m256 bw = _mm256_broadcast_ss(wp + j);
+                            a0[j] = _mm256_fmadd_ps(x0, bw, a0[j]);
+                            a1[j] = _mm256_fmadd_ps(x1, bw, a1[j]);
+                        }
+                    }
+                }
+            for (int j = 0; j < 4; j++) {
+                float *oj = o + (long)(ob + j) * ohw + (long)oh * OW;
+                _mm256_maskstore_ps(oj, m0, a0[j]);
+                _mm256_maskstore_ps(oj + 8, m1, a1[j]);
+            }
+        }
+}
+
+static void stem_direct(float *out, float *ws, const float *in, const float *w, const nn_conv_dims *d, int OH, int OW)
 {
     const int C = d->C, H = d->H, W = d->W, KH = d->KH, KW = d->KW, OC = d->OC, ckk = C * KH * KW;
-    const int PR = 2 * (OH - 1) + KH + 2, pw2 = KW / 2 + 17, rs = 2 * pw2; /* rs: floats per padded row */
+    stem_geom g = {C, KH, KW, OC, OH, OW, 2 * (OH - 1) + KH + 2, KW / 2 + 17, 2 * (KW / 2 + 17)};
     float *wt = ws, *buf = ws + (size_t)ckk * OC;
     for (int oc = 0; oc < OC; oc++)
         for (int t = 0; t < ckk; t++) wt[(long)t * OC + oc] = w[(long)oc * ckk + t];
-    memset(buf, 0, sizeof(float) * ((size_t)C * PR * rs + 16));
-    const __mmask16 km = (__mmask16)((1u << OW) - 1);
-    const long ohw = (long)OH * OW;
+    memset(buf, 0, sizeof(float) * ((size_t)C * g.PR * g.rs + 16));
+    int avx512 = level() >= NN_KERNELS_AVX512;
     for (int n = 0; n < d->N; n++) {
         const float *x = in + (long)n * C * H * W;
         /* padding positions are never written: they stay zero from image to image */
         for (int c = 0; c < C; c++)
             for (int ih = 0; ih < H; ih++) {
                 int pr = ih + d->ph;
-                if (pr >= PR) break;
-                float *row = buf + ((long)c * PR + pr) * rs;
+                if (pr >= g.PR) break;
+                float *row = buf + ((long)c * g.PR + pr) * g.rs;
                 const float *src = x + ((long)c * H + ih) * W;
                 for (int iw = 0; iw < W; iw++) {
                     int pc = iw + d->pw;
-                    if ((pc >> 1) < pw2) row[(pc & 1) * pw2 + (pc >> 1)] = src[iw];
+                    if ((pc >> 1) < g.pw2) row[(pc & 1) * g.pw2 + (pc >> 1)] = src[iw];
                 }
             }
-        float *o = out + (long)n * OC * ohw;
-        for (int oh = 0; oh < OH; oh += 2) {
-            int two = oh + 1 < OH;
-            for (int ob = 0; ob < OC; ob += 8) {
-                __m512 a0[8], a1[8];
-                for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
-                for (int c = 0; c < C; c++)
-                    for (int kh = 0; kh < KH; kh++) {
-                        const float *r0 = buf + ((long)c * PR + 2 * oh + kh) * rs, *r1 = r0 + 2 * rs;
-                        const float *wp = wt + ((long)(c * KH + kh) * KW) * OC + ob;
-                        for (int kw = 0; kw < KW; kw++, wp += OC) {
-                            int q = (kw & 1) * pw2 + (kw >> 1);
-                            __m512 x0 = _mm512_loadu_ps(r0 + q), x1 = _mm512_loadu_ps(r1 + q);
-                            for (int j = 0; j < 8; j++) {
-                                __m512 bw = _mm512_set1_ps(wp[j]);
-                                a0[j] = _mm512_fmadd_ps(x0, bw, a0[j]);
-                                a1[j] = _mm512_fmadd_ps(x1, bw, a1[j]);
-                            }
-                        }
-                    }
-                for (int j = 0; j < 8; j++) {
-                    float *oj = o + (long)(ob + j) * ohw + (long)oh * OW;
-                    _mm512_mask_storeu_ps(oj, km, a0[j]);
-                    if (two) _mm512_mask_storeu_ps(oj + OW, km, a1[j]);
-                }
-            }
-        }
+        float *o = out + (long)n * OC * OH * OW;
+        if (avx512) stem_image_avx512(o, buf, wt, &g);
+        else stem_image_avx2(o, buf, wt, &g);
     }
 }
 #endif
@@ -404,7 +555,7 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
     int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
     long hw = (long)OH * OW, ihw = (long)d->H * d->W;
     int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if NN_X86
     if (stem_direct_ok(d, OW) && stem_direct_ws(d, OH) <= nn_conv2d_workspace(d)) {
         stem_direct(out, ws, in, w, d, OH, OW);
         if (b)
@@ -546,7 +697,7 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
 
 /* Normalise one channel plane, ReLU optionally fused. (x − mean)·scale + beta rather than
  * x·scale + shift: the latter cancels badly when rstd is large (near-constant groups). */
-NN_VEC static void affine_plane(float *o, const float *x, long n, float mean, float scale, float beta, int relu)
+NN_VEC_FN(static, void, affine_plane, (float *o, const float *x, long n, float mean, float scale, float beta, int relu), (o, x, n, mean, scale, beta, relu), )
 {
     if (relu)
         for (long i = 0; i < n; i++) {
@@ -569,7 +720,7 @@ typedef int vi16 __attribute__((vector_size(4 * LANES)));
 }))
 
 /* sums over a plane of g = dy (masked by out > 0 when out != NULL): Σg and Σg·x */
-static inline void plane_sums(const float *dy, const float *x, const float *out, long n, double *sg, double *sgx)
+static inline __attribute__((always_inline)) void plane_sums(const float *dy, const float *x, const float *out, long n, double *sg, double *sgx)
 {
     vf16 a = {0}, b = {0};
     long i = 0;
@@ -598,7 +749,7 @@ static inline void plane_sums(const float *dy, const float *x, const float *out,
 
 /* always_inline bodies, so one clone of a caller covers a whole norm (at 2x2 and 1x1 maps the
  * per-group calls through the clone dispatcher cost more than the sums) */
-static inline __attribute__((always_inline)) double lane_sum_i(const float *x, long n)
+NN_VEC_FN(static, double, lane_sum, (const float *x, long n), (x, n), )
 {
     vf16 acc = {0};
     long i = 0;
@@ -609,7 +760,7 @@ static inline __attribute__((always_inline)) double lane_sum_i(const float *x, l
     return s;
 }
 
-static inline __attribute__((always_inline)) double lane_sqdev_i(const float *x, long n, float m)
+NN_VEC_FN(static, double, lane_sqdev, (const float *x, long n, float m), (x, n, m), )
 {
     vf16 acc = {0};
     long i = 0;
@@ -623,8 +774,6 @@ static inline __attribute__((always_inline)) double lane_sqdev_i(const float *x,
     return s;
 }
 
-NN_VEC static double lane_sum(const float *x, long n) { return lane_sum_i(x, n); }
-NN_VEC static double lane_sqdev(const float *x, long n, float m) { return lane_sqdev_i(x, n, m); }
 
 /* mean and biased variance of a set of planes (two passes: no cancellation when |mean| >> std) */
 static void planes_stats(const float *x, long stride, int nplanes, long n, double *mean, double *var)
@@ -643,12 +792,12 @@ static inline __attribute__((always_inline)) void gn_apply(float *out, const flo
 {
     for (int c = 0; c < cpg; c++) {
         float scale = r * (gamma ? gamma[c] : 1.0f), b = beta ? beta[c] : 0.0f;
-        affine_plane(out + c * HW, in + c * HW, HW, mean, scale, b, relu);
+        affine_plane_i(out + c * HW, in + c * HW, HW, mean, scale, b, relu);
     }
 }
 
-NN_VEC static void groupnorm_forward_all(float *out, float *mean, float *rstd, const float *in, const float *gamma,
-                                         const float *beta, int N, int C, int HW, int G, float eps, int relu)
+NN_VEC_FN(static, void, groupnorm_forward_all, (float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                                         const float *beta, int N, int C, int HW, int G, float eps, int relu), (out, mean, rstd, in, gamma, beta, N, C, HW, G, eps, relu), )
 {
     int cpg = C / G;
     long cnt = (long)cpg * HW;
@@ -672,7 +821,7 @@ void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
     groupnorm_forward_all(out, mean, rstd, in, gamma, beta, N, C, HW, G, eps, relu);
 }
 
-static inline void norm_dx(float *dx, const float *dy, const float *x, const float *o, long n, float k, float mean,
+static inline __attribute__((always_inline)) void norm_dx(float *dx, const float *dy, const float *x, const float *o, long n, float k, float mean,
                            float c2, float c3, int set)
 {
     if (set) { /* dx written, not accumulated (the caller skipped zeroing it) */
@@ -698,7 +847,7 @@ static inline void norm_dx(float *dx, const float *dy, const float *x, const flo
  * dx = dy·rstd·gamma + (x − mean)·c2 + c3 with the group sums folded into c2, c3. stats_sums=1 means
  * mean and rstd came from these planes (train); 0 means they are constants (BN eval). */
 static inline __attribute__((always_inline)) void
-norm_backward_group_i(float *din, float *dgamma, float *dbeta, const float *dout, const float *in, const float *out,
+norm_backward_group_body(float *din, float *dgamma, float *dbeta, const float *dout, const float *in, const float *out,
                       float mean, float rstd, const float *gamma, int c0, int nch, int nrep, long rep_stride, long HW,
                       int stats_sums, int set)
 {
@@ -733,25 +882,25 @@ norm_backward_group_i(float *din, float *dgamma, float *dbeta, const float *dout
     }
 }
 
-NN_VEC static void norm_backward_group(float *din, float *dgamma, float *dbeta, const float *dout,
+NN_VEC_FN(static, void, norm_backward_group, (float *din, float *dgamma, float *dbeta, const float *dout,
                                        const float *in, const float *out, float mean, float rstd,
                                        const float *gamma, int c0, int nch, int nrep, long rep_stride, long HW,
-                                       int stats_sums)
+                                       int stats_sums), (din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, c0, nch, nrep, rep_stride, HW, stats_sums), )
 {
-    norm_backward_group_i(din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, c0, nch, nrep, rep_stride, HW,
+    norm_backward_group_body(din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, c0, nch, nrep, rep_stride, HW,
                           stats_sums, 0);
 }
 
 /* the whole GroupNorm in one clone: per-group calls through the dispatcher dominate on small maps */
-NN_VEC static void groupnorm_backward_all(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+NN_VEC_FN(static, void, groupnorm_backward_all, (float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
                                           const float *out, const float *mean, const float *rstd, const float *gamma,
-                                          int N, int C, int HW, int G, int set)
+                                          int N, int C, int HW, int G, int set), (din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, N, C, HW, G, set), )
 {
     int cpg = C / G;
     for (int n = 0; n < N; n++)
         for (int g = 0; g < G; g++) {
             long base = ((long)n * C + (long)g * cpg) * HW;
-            norm_backward_group_i(din ? din + base : NULL, dgamma, dbeta, dout + base, in + base,
+            norm_backward_group_body(din ? din + base : NULL, dgamma, dbeta, dout + base, in + base,
                                 out ? out + base : NULL, mean[n * G + g], rstd[n * G + g],
                                 gamma, g * cpg, cpg, 1, 0, HW, 1, set);
         }
@@ -814,17 +963,17 @@ void nn_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float 
 
 /* ------------------------------------------------------------------ pointwise */
 
-NN_VEC void nn_relu_forward(float *out, const float *in, size_t n)
+NN_VEC_FN(, void, nn_relu_forward, (float *out, const float *in, size_t n), (out, in, n), )
 {
     for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
-NN_VEC void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
+NN_VEC_FN(, void, nn_relu_backward, (float *din, const float *dout, const float *out, size_t n), (din, dout, out, n), )
 {
     for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-NN_VEC void nn_add_forward(float *out, const float *a, const float *b, size_t n, int relu)
+NN_VEC_FN(, void, nn_add_forward, (float *out, const float *a, const float *b, size_t n, int relu), (out, a, b, n, relu), )
 {
     if (relu)
         for (size_t i = 0; i < n; i++) {
@@ -835,8 +984,8 @@ NN_VEC void nn_add_forward(float *out, const float *a, const float *b, size_t n,
         for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-NN_VEC void nn_add_backward_set(float *da, float *db, const float *dout, const float *out, size_t n, int relu,
-                               int set_a, int set_b)
+NN_VEC_FN(, void, nn_add_backward_set, (float *da, float *db, const float *dout, const float *out, size_t n, int relu,
+                               int set_a, int set_b), (da, db, dout, out, n, relu, set_a, set_b), )
 {
     if (!set_a && !set_b) {
         nn_add_backward(da, db, dout, out, n, relu);
@@ -849,7 +998,7 @@ NN_VEC void nn_add_backward_set(float *da, float *db, const float *dout, const f
     }
 }
 
-NN_VEC void nn_add_backward(float *da, float *db, const float *dout, const float *out, size_t n, int relu)
+NN_VEC_FN(, void, nn_add_backward, (float *da, float *db, const float *dout, const float *out, size_t n, int relu), (da, db, dout, out, n, relu), )
 {
     for (size_t i = 0; i < n; i++) {
         float g = (!relu || out[i] > 0.0f) ? dout[i] : 0.0f;
@@ -887,7 +1036,7 @@ void nn_dropout_backward(float *din, const float *dout, const float *mask, size_
 /* Max over rows first (contiguous, vectorises), then over the column window. With an argmax
  * the row of each column maximum is kept too, and the window picks the first maximum in scan
  * order (smallest row, then column), as PyTorch does; a NaN wins. */
-static inline void colmax_rows(float *cm, int *ri, const float *x, int W, int h0, int h1)
+static inline __attribute__((always_inline)) void colmax_rows(float *cm, int *ri, const float *x, int W, int h0, int h1)
 {
     for (int w = 0; w < W; w++) cm[w] = x[(long)h0 * W + w], ri[w] = h0;
     for (int h = h0 + 1; h < h1; h++)
@@ -901,8 +1050,8 @@ static inline void colmax_rows(float *cm, int *ri, const float *x, int W, int h0
 
 /* One whole plane per call: at 14x14 the per-row calls through the clone dispatcher cost more
  * than the maxima. */
-NN_VEC static void maxpool_plane(float *o, int32_t *am, const float *x, float *cm, int *ri, int H, int W, int k,
-                                 int s, int p, int OH, int OW)
+NN_VEC_FN(static, void, maxpool_plane, (float *o, int32_t *am, const float *x, float *cm, int *ri, int H, int W, int k,
+                                 int s, int p, int OH, int OW), (o, am, x, cm, ri, H, W, k, s, p, OH, OW), )
 {
     for (int oh = 0; oh < OH; oh++) {
         int h0 = oh * s - p, h1 = h0 + k;
@@ -936,7 +1085,7 @@ NN_VEC static void maxpool_plane(float *o, int32_t *am, const float *x, float *c
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if NN_X86
 /* 3x3 stride 2 pad 1 (the stem's pool), 16 columns at a time with AVX-512: a vertical pass
  * into cm/ri (column maxima and their rows), then a horizontal pass picking columns
  * 2ow-1, 2ow, 2ow+1 by permutes. Same choices as maxpool_plane (the first maximum in scan
@@ -1032,15 +1181,122 @@ __attribute__((target("avx512f"))) static void maxpool332(float *out, int32_t *a
         else
             maxpool332_plane(out + pl * OH * OW, NULL, in + pl * H * W, cmb + 2, rib + 2, H, W, OH, OW, 0);
 }
+
+/* The AVX2 twin, eight columns at a time: the same passes and the same choices, with compare
+ * results as lane masks and blendv for the masked blends; the even and odd columns come from
+ * an in-lane shuffle and a 64-bit permute (AVX2 has no two-source cross-lane permute). */
+#define MP2_F(x) _mm256_castsi256_ps(x)
+#define MP2_I(x) _mm256_castps_si256(x)
+static inline __attribute__((target("avx2,fma"), always_inline)) __m256 mp2_take(__m256 v, __m256 best, __m256 valid)
+{
+    __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+    __m256 nan = _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(best, best, _CMP_ORD_Q));
+    return _mm256_and_ps(_mm256_or_ps(gt, nan), valid);
+}
+
+/* columns 0, 2, .., 14 (even) or 1, 3, .., 15 (odd) of lo:hi */
+static inline __attribute__((target("avx2,fma"), always_inline)) __m256 mp2_even(__m256 lo, __m256 hi)
+{
+    __m256 t = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+static inline __attribute__((target("avx2,fma"), always_inline)) __m256 mp2_odd(__m256 lo, __m256 hi)
+{
+    __m256 t = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+static inline __attribute__((target("avx2,fma"), always_inline)) void
+maxpool332_plane_avx2(float *o, int32_t *am, const float *x, float *cm, int *ri, int H, int W, int OH, int OW,
+                      int with_am)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i Wv = _mm256_set1_epi32(W), one = _mm256_set1_epi32(1);
+    for (int oh = 0; oh < OH; oh++) {
+        int hc = 2 * oh, ht = hc - 1, hb = hc + 1;
+        for (int w0 = 0; w0 < W; w0 += 8) {
+            __m256i ki = _mm256_cmpgt_epi32(_mm256_set1_epi32(W - w0), lane);
+            __m256 k = MP2_F(ki);
+            __m256 best = _mm256_maskload_ps(x + (long)hc * W + w0, ki);
+            __m256i r = _mm256_set1_epi32(hc);
+            if (ht >= 0) { /* the earlier row wins ties */
+                __m256 v = _mm256_maskload_ps(x + (long)ht * W + w0, ki);
+                __m256 t = _mm256_and_ps(_mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GE_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q)), k);
+                best = _mm256_blendv_ps(best, v, t);
+                if (with_am) r = MP2_I(_mm256_blendv_ps(MP2_F(r), MP2_F(_mm256_set1_epi32(ht)), t));
+            }
+            if (hb < H) {
+                __m256 v = _mm256_maskload_ps(x + (long)hb * W + w0, ki);
+                __m256 t = mp2_take(v, best, k);
+                best = _mm256_blendv_ps(best, v, t);
+                if (with_am) r = MP2_I(_mm256_blendv_ps(MP2_F(r), MP2_F(_mm256_set1_epi32(hb)), t));
+            }
+            _mm256_maskstore_ps(cm + w0, ki, best);
+            if (with_am) _mm256_maskstore_epi32(ri + w0, ki, r);
+        }
+        for (int o0 = 0; o0 < OW; o0 += 8) {
+            __m256i koi = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW - o0), lane);
+            /* columns 2o0-2 .. 2o0+15 of cm (cm has 2 leading and 32 trailing spare slots) */
+            int c0 = 2 * o0;
+            __m256 p0 = _mm256_loadu_ps(cm + c0), p1 = _mm256_loadu_ps(cm + c0 + 8);
+            __m256 pm = _mm256_loadu_ps(cm + c0 - 2), pn = _mm256_loadu_ps(cm + c0 + 6);
+            __m256 B = mp2_even(p0, p1), C = mp2_odd(p0, p1), A = mp2_odd(pm, pn);
+            __m256i col = _mm256_add_epi32(_mm256_slli_epi32(lane, 1), _mm256_set1_epi32(c0)); /* 2ow */
+            __m256 vA = MP2_F(_mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_setzero_si256()), koi));
+            __m256 vC = MP2_F(_mm256_and_si256(_mm256_cmpgt_epi32(Wv, _mm256_add_epi32(col, one)), koi));
+            __m256 best = B;
+            if (with_am) {
+                __m256 q0 = _mm256_loadu_ps((const float *)(ri + c0)), q1 = _mm256_loadu_ps((const float *)(ri + c0 + 8));
+                __m256 qm = _mm256_loadu_ps((const float *)(ri + c0 - 2)), qn = _mm256_loadu_ps((const float *)(ri + c0 + 6));
+                __m256i kB = _mm256_add_epi32(_mm256_mullo_epi32(MP2_I(mp2_even(q0, q1)), Wv), col);
+                __m256i kC = _mm256_add_epi32(_mm256_mullo_epi32(MP2_I(mp2_odd(q0, q1)), Wv), _mm256_add_epi32(col, one));
+                __m256i kA = _mm256_add_epi32(_mm256_mullo_epi32(MP2_I(mp2_odd(qm, qn)), Wv), _mm256_sub_epi32(col, one));
+                __m256 tA = _mm256_and_ps(
+                    _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(A, best, _CMP_GT_OQ),
+                                              _mm256_and_ps(_mm256_cmp_ps(A, best, _CMP_EQ_OQ), MP2_F(_mm256_cmpgt_epi32(kB, kA)))),
+                                 _mm256_cmp_ps(A, A, _CMP_UNORD_Q)),
+                    vA);
+                best = _mm256_blendv_ps(best, A, tA);
+                __m256i key = MP2_I(_mm256_blendv_ps(MP2_F(kB), MP2_F(kA), tA));
+                __m256 tC = _mm256_or_ps(mp2_take(C, best, vC),
+                                         _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(C, best, _CMP_EQ_OQ),
+                                                                     MP2_F(_mm256_cmpgt_epi32(key, kC))), vC));
+                best = _mm256_blendv_ps(best, C, tC);
+                key = MP2_I(_mm256_blendv_ps(MP2_F(key), MP2_F(kC), tC));
+                _mm256_maskstore_epi32(am + oh * OW + o0, koi, key);
+            } else {
+                __m256 tA = _mm256_and_ps(_mm256_or_ps(_mm256_cmp_ps(A, best, _CMP_GE_OQ), _mm256_cmp_ps(A, A, _CMP_UNORD_Q)), vA);
+                best = _mm256_blendv_ps(best, A, tA);
+                best = _mm256_blendv_ps(best, C, mp2_take(C, best, vC));
+            }
+            _mm256_maskstore_ps(o + oh * OW + o0, koi, best);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void maxpool332_avx2(float *out, int32_t *argmax, const float *in,
+                                                               long planes, int H, int W, int OH, int OW)
+{
+    float cmb[W + 40];
+    int rib[W + 40];
+    for (int i = 0; i < W + 40; i++) cmb[i] = 0.0f, rib[i] = 0;
+    for (long pl = 0; pl < planes; pl++)
+        if (argmax)
+            maxpool332_plane_avx2(out + pl * OH * OW, argmax + pl * OH * OW, in + pl * H * W, cmb + 2, rib + 2, H, W,
+                                  OH, OW, 1);
+        else
+            maxpool332_plane_avx2(out + pl * OH * OW, NULL, in + pl * H * W, cmb + 2, rib + 2, H, W, OH, OW, 0);
+}
 #endif
 
 void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                         int k, int s, int p)
 {
     int OH = nn_conv_out(H, k, s, p), OW = nn_conv_out(W, k, s, p);
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-    if (k == 3 && s == 2 && p == 1 && H >= 2 && W >= 2 && has_avx512()) {
-        maxpool332(out, argmax, in, (long)N * C, H, W, OH, OW);
+#if NN_X86
+    if (k == 3 && s == 2 && p == 1 && H >= 2 && W >= 2 && level() >= NN_KERNELS_AVX2) {
+        if (level() >= NN_KERNELS_AVX512) maxpool332(out, argmax, in, (long)N * C, H, W, OH, OW);
+        else maxpool332_avx2(out, argmax, in, (long)N * C, H, W, OH, OW);
         return;
     }
 #endif
@@ -1072,7 +1328,7 @@ void nn_avgpool_global_forward(float *out, const float *in, int N, int C, int HW
     }
 }
 
-NN_VEC void nn_avgpool_global_backward(float *din, const float *dout, int N, int C, int HW)
+NN_VEC_FN(, void, nn_avgpool_global_backward, (float *din, const float *dout, int N, int C, int HW), (din, dout, N, C, HW), )
 {
     for (long pl = 0; pl < (long)N * C; pl++) {
         float g = dout[pl] / (float)HW;

@@ -9,6 +9,22 @@
 
 #include "common/rng.h"
 
+/* ---- kernel level: which of the hand-vectorised paths the ops take ----
+ * The best this CPU runs by default. MAGPIE_KERNELS=avx512|avx2|generic (read once, on the first
+ * op) forces a lower one, so every level can be tested and timed on one machine; a level above
+ * the CPU's, or an unknown value, gives a one-line warning and the CPU's best. It covers magpie's
+ * own loops: the small-map gather, the stem's direct convolution and 3x3/2 max-pool, and every
+ * elementwise/normalisation loop compiled per level (AVX-512F; AVX2+FMA; baseline x86-64).
+ * OpenBLAS picks its GEMM kernels by itself (OPENBLAS_CORETYPE=Haswell forces its AVX2 ones).
+ * Sanitizer builds and non-x86 builds have the generic level only. */
+typedef enum { NN_KERNELS_GENERIC = 0, NN_KERNELS_AVX2 = 1, NN_KERNELS_AVX512 = 2 } nn_kernels;
+nn_kernels nn_kernels_level(void); /* the level in use */
+nn_kernels nn_kernels_cpu(void);   /* the best this CPU (and build) runs */
+const char *nn_kernels_name(nn_kernels k);
+/* Switch level (clamped to nn_kernels_cpu()); returns the level now in use. For tests and
+ * benchmarks comparing levels in one process; not while ops run in other threads. */
+nn_kernels nn_kernels_set(nn_kernels k);
+
 /* ---- conv2d (groups = 1): im2col + sgemm ---- */
 typedef struct {
     int N, C, H, W;       /* input */
