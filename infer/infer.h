@@ -37,12 +37,32 @@ void infer_grid_patch_origin(const infer_grid *g, int i, int j, int64_t *x0, int
 /* Cell containing level-0 point (x, y); -1 when outside the grid. */
 int infer_grid_cell_at(const infer_grid *g, double x, double y, int *i, int *j);
 
-/* ---- heatmap TIFF ----
- * Tiled, deflate-compressed, one sample per class (uint8 = round(255 p), or float32 raw),
- * level 0 one pixel per cell, then reduced levels halving (ceil) down to one tile, each a
- * NewSubfileType=1 IFD after the first. Resolution in pixels/cm = 1e4 / (mpp * cell0) at
- * level 0 (doubling per level), XPosition/YPosition = bounds offset in cm (from the OpenSlide
- * frame's origin), ImageDescription = desc. Cells never evaluated are 0 in every band. */
+/* ---- colour maps ---- */
+typedef enum {
+    INFER_CMAP_VIRIDIS,   /* sequential, perceptually uniform: one class's probability */
+    INFER_CMAP_DIVERGING, /* blue - grey - red around 0.5 (Moreland's cool-warm): two classes */
+} infer_cmap;
+
+/* The map for a model: diverging for two classes (p = 0.5 is the decision), viridis otherwise. */
+infer_cmap infer_cmap_for(int nclasses);
+/* Probability 0..1 (NaN = 0) to RGB. */
+void infer_colormap(infer_cmap c, float p, uint8_t rgb[3]);
+const char *infer_cmap_name(infer_cmap c);
+
+/* ---- heatmap TIFFs ----
+ * Both are tiled and deflate-compressed, level 0 one pixel per cell, then reduced levels
+ * halving (ceil) down to one tile, each a NewSubfileType=1 IFD after the first. Resolution in
+ * pixels/cm = 1e4 / (mpp * cell0) at level 0 (doubling per level), XPosition/YPosition = bounds
+ * offset in cm (from the OpenSlide frame's origin), ImageDescription = desc. Reduced levels
+ * average the valid cells of each 2x2 block (glass never dilutes tissue).
+ *  - rgba = 0 (probability.tif, for analysis): one sample per class, uint8 = round(255 p) or
+ *    float32 raw; Photometric MinIsBlack, the classes after the first declared as ExtraSamples
+ *    "unspecified" (data, not alpha); cells never evaluated are 0 in every band.
+ *  - rgba = 1 (heatmap.tif, for viewers): 8-bit RGBA, Photometric RGB + ExtraSamples
+ *    unassociated alpha; RGB = the colour map of class `klass`, alpha 255 where evaluated and
+ *    0 (with RGB 0) where not, so OpenSlide, QuPath, PIL and libvips show it the same. Its
+ *    levels are padded with transparent pixels to whole tiles and exact halvings (level 0
+ *    infer_tiff_padded() wide and high): OpenSlide 3.4.1 misplaces partial bottom tiles. */
 typedef struct {
     int nx, ny, nclasses;
     const float *prob;     /* ny * nx * nclasses, row-major, class fastest */
@@ -50,19 +70,19 @@ typedef struct {
     double mpp_x, mpp_y;   /* µm per slide level-0 pixel */
     double cell0;          /* level-0 px per cell */
     double ox, oy;         /* level-0 offset of the grid */
-    int float32;           /* 1: float32 samples, 0: uint8 */
+    int float32;           /* probability: 1 float32 samples, 0 uint8 */
     int tile;              /* tile side (multiple of 16); 0 = 128 */
     const char *desc;      /* ImageDescription (may be NULL) */
+    int rgba;              /* 1: the colour-mapped viewer pyramid of class klass */
+    int klass;
+    infer_cmap cmap;
 } infer_tiff_spec;
 
 int infer_tiff_write(const char *path, const infer_tiff_spec *s);
 /* Number of levels infer_tiff_write produces for a w x h raster and tile size. */
 int infer_tiff_levels(int w, int h, int tile);
-
-/* ---- colour map ---- */
-/* Probability 0..1 to RGB (dark blue -> cyan -> yellow -> red, "turbo"-like, monotone luminance
- * in the middle so low and high stay apart in grey). */
-void infer_colormap(float p, uint8_t rgb[3]);
+/* Level-0 side of the RGBA heatmap for a raster side n (n rounded up to tile << (levels - 1)). */
+int64_t infer_tiff_padded(int n, int levels, int tile);
 
 /* ---- GeoJSON ----
  * QuPath layout: a FeatureCollection with one Feature per class that has cells >= threshold, a

@@ -21,7 +21,7 @@
 #include "infer/internal.h"
 #include "nn/gemm.h"
 
-#define INFER_KEY_VERSION 1
+#define INFER_KEY_VERSION 2 /* 2: heatmap.tif is RGBA, probability.tif holds the classes */
 
 void infer_opts_default(infer_opts *o)
 {
@@ -143,7 +143,7 @@ static int write_overlay(const char *path, const infer_src *src, const infer_gri
             size_t c = (size_t)j * g->nx + i;
             if (!valid[c]) continue;
             uint8_t cm[3];
-            infer_colormap(prob[c * K + k], cm);
+            infer_colormap(infer_cmap_for(K), prob[c * K + k], cm);
             for (int q = 0; q < 3; q++) o[q] = (uint8_t)((o[q] * 2 + cm[q] * 3 + 2) / 5); /* 60 % heat */
         }
     VipsImage *im = vips_image_new_from_memory(rgb, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
@@ -162,6 +162,9 @@ static int write_overlay(const char *path, const infer_src *src, const infer_gri
     return r;
 }
 
+static const char *files[] = {"heatmap.tif", "probability.tif", "overlay.png", "heatmap.geojson", "prediction.json"};
+#define NOUT 5
+
 static int file_complete(const char *dir, const char *name)
 {
     char p[4200];
@@ -172,8 +175,7 @@ static int file_complete(const char *dir, const char *name)
 /* 1 when dir holds a complete output set made with this key. */
 static int outputs_current(const char *dir, const char *key)
 {
-    static const char *files[] = {"heatmap.tif", "overlay.png", "heatmap.geojson", "prediction.json"};
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < NOUT; i++)
         if (!file_complete(dir, files[i])) return 0;
     char p[4200];
     snprintf(p, sizeof p, "%s/prediction.json", dir);
@@ -188,12 +190,11 @@ static int outputs_current(const char *dir, const char *key)
 /* Temporaries of a killed run (NAME.tmp.PID for our four names) are garbage once we redo it. */
 static void remove_stale_tmp(const char *dir)
 {
-    static const char *files[] = {"heatmap.tif", "overlay.png", "heatmap.geojson", "prediction.json"};
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
     while ((e = readdir(d))) {
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < NOUT; i++) {
             size_t n = strlen(files[i]);
             if (!strncmp(e->d_name, files[i], n) && !strncmp(e->d_name + n, ".tmp.", 5)) {
                 char p[4400];
@@ -432,10 +433,25 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         for (int k = 0; k < K; k++) json_array_append_new(cls, json_string(names[k]));
         json_object_set_new(desc, "classes", cls);
         char *d = json_dumps(desc, JSON_COMPACT | JSON_REAL_PRECISION(12));
-        infer_tiff_spec ts = {g.nx, g.ny, K, prob, valid, src.mpp.mpp_x, src.mpp.mpp_y, g.cell0, g.ox, g.oy,
-                              o->float32, 128, d};
-        snprintf(fpath, sizeof fpath, "%s/heatmap.tif", dir);
+        infer_tiff_spec ts = {.nx = g.nx, .ny = g.ny, .nclasses = K, .prob = prob, .valid = valid,
+                              .mpp_x = src.mpp.mpp_x, .mpp_y = src.mpp.mpp_y, .cell0 = g.cell0, .ox = g.ox,
+                              .oy = g.oy, .float32 = o->float32, .tile = 128, .desc = d};
+        snprintf(fpath, sizeof fpath, "%s/probability.tif", dir);
         if (infer_tiff_write(fpath, &ts)) rc = -1;
+        free(d);
+        /* the viewer pyramid says which class and map its colours are */
+        char what[1200];
+        snprintf(what, sizeof what, "RGBA: %s colour map of p(%s), alpha 0 = not evaluated",
+                 infer_cmap_name(infer_cmap_for(K)), names[klass]);
+        json_object_set_new(desc, "samples", json_string(what));
+        json_object_set_new(desc, "class", json_string(names[klass]));
+        d = json_dumps(desc, JSON_COMPACT | JSON_REAL_PRECISION(12));
+        ts.desc = d;
+        ts.rgba = 1;
+        ts.klass = klass;
+        ts.cmap = infer_cmap_for(K);
+        snprintf(fpath, sizeof fpath, "%s/heatmap.tif", dir);
+        if (!rc && infer_tiff_write(fpath, &ts)) rc = -1;
         free(d);
         snprintf(fpath, sizeof fpath, "%s/overlay.png", dir);
         if (!rc && write_overlay(fpath, &src, &g, prob, valid, K, klass)) rc = -1;
@@ -485,9 +501,14 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
                                       (json_int_t)src.by, (json_int_t)src.bw, (json_int_t)src.bh, "has_bounds",
                                       src.has_bounds, "geojson_frame",
                                       "level-0 px from the bounds origin (QuPath); add origin_x/y for OpenSlide"));
-        json_object_set_new(j, "heatmap_tif",
-                            json_string(o->float32 ? "float32 probability per class"
-                                                   : "uint8 round(255*probability) per class; 0 in every band = not evaluated"));
+        char htxt[1200];
+        snprintf(htxt, sizeof htxt, "8-bit RGBA, %s colour map of p(%s); alpha 0 = not evaluated",
+                 infer_cmap_name(infer_cmap_for(K)), names[klass]);
+        json_object_set_new(j, "heatmap_tif", json_string(htxt));
+        json_object_set_new(j, "probability_tif",
+                            json_string(o->float32 ? "float32 probability per class (bands in class order)"
+                                                   : "uint8 round(255*probability) per class (bands in class order); "
+                                                     "0 in every band = not evaluated"));
         json_object_set_new(j, "params",
                             json_pack("{s:f, s:i, s:i, s:f, s:i, s:f}", "min_tissue", o->min_tissue, "stride",
                                       o->stride ? o->stride : S, "batch", batch, "threshold", o->threshold, "class",

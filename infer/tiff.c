@@ -1,6 +1,7 @@
-/* infer/tiff.c — heatmap.tif: the cell raster as a tiled pyramidal TIFF with libtiff, one
- * sample per class, registered to the slide by its resolution and position tags. Written to a
- * temporary name and renamed, so a killed run never leaves a half file. */
+/* infer/tiff.c — heatmap.tif and probability.tif: the cell raster as tiled pyramidal TIFFs with
+ * libtiff, colour-mapped RGBA for viewers or one sample per class for analysis, both registered
+ * to the slide by the same resolution and position tags. Written to a temporary name and
+ * renamed, so a killed run never leaves a half file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -27,6 +28,13 @@ int infer_tiff_levels(int w, int h, int tile)
     return n;
 }
 
+int64_t infer_tiff_padded(int n, int levels, int tile)
+{
+    if (tile <= 0) tile = 128;
+    int64_t unit = (int64_t)tile << (levels - 1);
+    return (n + unit - 1) / unit * unit;
+}
+
 /* 2x2 mean over valid cells only, so glass never dilutes tissue at coarse levels. */
 static void reduce(const float *p, const uint8_t *v, int w, int h, int K, float *q, uint8_t *qv, int *ow, int *oh)
 {
@@ -51,26 +59,38 @@ static void reduce(const float *p, const uint8_t *v, int w, int h, int K, float 
     *oh = H;
 }
 
-static int write_level(TIFF *t, const infer_tiff_spec *s, int level, const float *p, const uint8_t *v, int w, int h)
+/* Writes the w x h raster p/v as an iw x ih image (iw >= w, ih >= h; the margin is empty). */
+static int write_level(TIFF *t, const infer_tiff_spec *s, int level, const float *p, const uint8_t *v, int w, int h,
+                       int iw, int ih)
 {
-    int K = s->nclasses, T = s->tile > 0 ? s->tile : 128, bps = s->float32 ? 4 : 1;
+    int K = s->nclasses, T = s->tile > 0 ? s->tile : 128;
+    int rgba = s->rgba, bps = !rgba && s->float32 ? 4 : 1, spp = rgba ? 4 : K;
     TIFFSetField(t, TIFFTAG_SUBFILETYPE, level ? FILETYPE_REDUCEDIMAGE : 0);
-    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)w);
-    TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)h);
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)iw);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)ih);
     TIFFSetField(t, TIFFTAG_TILEWIDTH, (uint32_t)T);
     TIFFSetField(t, TIFFTAG_TILELENGTH, (uint32_t)T);
-    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)K);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)spp);
     TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, (uint16_t)(8 * bps));
-    TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, s->float32 ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT);
-    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, bps == 4 ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT);
     TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
-    if (K > 1) {
-        /* bands after the first are plain data, not alpha */
-        uint16_t extra[INFER_MAX_CLASSES] = {0};
-        TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)(K - 1), extra);
+    if (rgba) {
+        /* straight (unassociated) alpha: PIL opens it as RGBA, libtiff's RGBA reader (OpenSlide,
+         * tiff2rgba) premultiplies it, which with alpha 0 or 255 changes no pixel */
+        uint16_t extra[1] = {EXTRASAMPLE_UNASSALPHA};
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB);
+        TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)1, extra);
+    } else {
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+        if (K > 1) {
+            /* bands after the first are plain data, not alpha */
+            uint16_t extra[INFER_MAX_CLASSES] = {0};
+            TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)(K - 1), extra);
+        }
     }
     TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
-    TIFFSetField(t, TIFFTAG_PREDICTOR, s->float32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL);
+    /* no floating-point predictor: tifffile cannot undo it without imagecodecs (not in Debian 12) */
+    TIFFSetField(t, TIFFTAG_PREDICTOR, bps == 4 ? PREDICTOR_NONE : PREDICTOR_HORIZONTAL);
     double f = ldexp(1.0, level); /* level-0 cells per pixel of this level */
     TIFFSetField(t, TIFFTAG_RESOLUTIONUNIT, RESUNIT_CENTIMETER);
     TIFFSetField(t, TIFFTAG_XRESOLUTION, (float)(1e4 / (s->mpp_x * s->cell0 * f)));
@@ -80,20 +100,26 @@ static int write_level(TIFF *t, const infer_tiff_spec *s, int level, const float
     TIFFSetField(t, TIFFTAG_SOFTWARE, "magpie infer");
     if (level == 0 && s->desc) TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, s->desc);
 
-    size_t tb = (size_t)T * T * K * bps;
+    size_t tb = (size_t)T * T * spp * bps;
     uint8_t *buf = mp_xmalloc(tb);
     int rc = 0;
-    for (int ty = 0; ty < h && !rc; ty += T)
-        for (int tx = 0; tx < w && !rc; tx += T) {
+    for (int ty = 0; ty < ih && !rc; ty += T)
+        for (int tx = 0; tx < iw && !rc; tx += T) {
             memset(buf, 0, tb);
             for (int y = ty; y < ty + T && y < h; y++)
                 for (int x = tx; x < tx + T && x < w; x++) {
                     const float *src = p + ((size_t)y * w + x) * K;
                     int ok = v[(size_t)y * w + x];
-                    size_t o = ((size_t)(y - ty) * T + (x - tx)) * K;
+                    size_t o = ((size_t)(y - ty) * T + (x - tx)) * spp;
+                    if (rgba) {
+                        if (!ok) continue; /* transparent black */
+                        infer_colormap(s->cmap, src[s->klass], buf + o);
+                        buf[o + 3] = 255;
+                        continue;
+                    }
                     for (int k = 0; k < K; k++) {
                         float val = ok ? src[k] : 0.0f;
-                        if (s->float32) memcpy(buf + (o + k) * 4, &val, 4);
+                        if (bps == 4) memcpy(buf + (o + k) * 4, &val, 4);
                         else buf[o + k] = (uint8_t)lrintf(fminf(fmaxf(val, 0.0f), 1.0f) * 255.0f);
                     }
                 }
@@ -109,6 +135,8 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
     if (s->nclasses < 1 || s->nclasses > INFER_MAX_CLASSES || s->nx < 1 || s->ny < 1)
         return mp_err_set("%s: bad heatmap raster (%dx%d, %d classes)", path, s->nx, s->ny, s->nclasses);
     if (s->tile < 0 || s->tile % 16) return mp_err_set("%s: tile size must be a multiple of 16", path);
+    if (s->rgba && (s->klass < 0 || s->klass >= s->nclasses))
+        return mp_err_set("%s: class %d out of range (%d classes)", path, s->klass, s->nclasses);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     /* classic TIFF: a raster of cells never nears 4 GiB, and every viewer reads it */
@@ -116,6 +144,11 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
     if (!t) return mp_err_set("%s: cannot create (%s)", tmp, strerror(errno));
     int K = s->nclasses, w = s->nx, h = s->ny, T = s->tile > 0 ? s->tile : 128;
     int levels = infer_tiff_levels(w, h, T);
+    /* OpenSlide 3.4.1 reads non-JPEG tiles through libtiff's RGBA reader and shifts a partial
+     * bottom tile down by its missing rows; so the viewer pyramid has whole tiles only, every
+     * level exactly half the one before (transparent margin right and bottom). The cells keep
+     * their place: pixel (x, y) of level l is the same 2^l-cell block as in probability.tif. */
+    int pw = (int)infer_tiff_padded(w, levels, T), ph = (int)infer_tiff_padded(h, levels, T);
     float *p = (float *)s->prob, *q = NULL;
     uint8_t *v = (uint8_t *)s->valid, *qv = NULL;
     int rc = 0;
@@ -130,7 +163,7 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
             p = q = nq;
             v = qv = nv;
         }
-        if (write_level(t, s, l, p, v, w, h)) rc = -1;
+        if (write_level(t, s, l, p, v, w, h, s->rgba ? pw >> l : w, s->rgba ? ph >> l : h)) rc = -1;
     }
     free(q);
     free(qv);

@@ -10,5 +10,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential meson ninja-build pkg-config python3 clang libclang-rt-dev \
     libopenslide-dev libvips-dev libopenblas-dev libsqlite3-dev libtiff-dev \
     libjansson-dev libcsv-dev libxxhash-dev libturbojpeg0-dev libpng-dev zlib1g-dev \
-    libvips-tools openslide-tools libtiff-tools sqlite3 >/dev/null
+    libvips-tools openslide-tools libtiff-tools sqlite3 \
+    python3-openslide python3-pil python3-tifffile python3-numpy >/dev/null
 echo "magpie: dependencies installed"

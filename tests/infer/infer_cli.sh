@@ -51,7 +51,7 @@ has "magpie: error: $T/bad.svs: not a slide OpenSlide can read (unrecognised for
 has "magpie: error: $T/fake.dcm: DICOM is not supported by OpenSlide 3.4" "$T/e"
 has "magpie: error: $T/nompp.tiff: no usable MPP (no MPP in the file); pass --mpp" "$T/e"
 [ "$(wc -l <"$T/e")" -eq 4 ] || no "one line per failure: $(cat "$T/e")"
-for f in heatmap.tif overlay.png heatmap.geojson prediction.json; do
+for f in heatmap.tif probability.tif overlay.png heatmap.geojson prediction.json; do
     [ -s "$T/o/synth_000/$f" ] || no "good slide's $f missing"
 done
 [ -e "$T/o/bad" ] && no "a failed slide left an output directory with files" 
@@ -65,7 +65,8 @@ grep -q '"source": "--mpp"' "$T/o/nompp/prediction.json" || no "MPP source --mpp
     no "overlay.png size"
 "$B" infer "$T/m.mpk" "$s0" --out "$T/c0" --class 0 -q || no "--class 0 run"
 cmp -s "$T/o/synth_000/overlay.png" "$T/c0/synth_000/overlay.png" && no "--class 0 overlay equals the default (last class)"
-cmp -s "$T/o/synth_000/heatmap.tif" "$T/c0/synth_000/heatmap.tif" || no "--class must not change heatmap.tif"
+cmp -s "$T/o/synth_000/probability.tif" "$T/c0/synth_000/probability.tif" || no "--class must not change probability.tif"
+cmp -s "$T/o/synth_000/heatmap.tif" "$T/c0/synth_000/heatmap.tif" && no "--class 0 heatmap.tif equals the default (last class)"
 
 # a slide of bare glass: done, but never silently empty
 vips black "$T/b.v" 2048 2048 --bands 3 && vips linear "$T/b.v" "$T/w.v" 1 250 --uchar &&

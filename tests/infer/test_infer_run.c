@@ -89,7 +89,7 @@ static int make_ckpt(const char *path, double t)
     return r;
 }
 
-/* uint8 or float raster of level 0 of heatmap.tif, as floats 0..1, nx*ny*K */
+/* uint8 or float raster of level 0 of probability.tif, as floats 0..1, nx*ny*K */
 static float *read_tif(const char *path, int *w, int *h, int *K)
 {
     TIFF *t = TIFFOpen(path, "r");
@@ -163,7 +163,7 @@ TEST(registration)
     infer_grid g;
     CHECK_INT(infer_grid_make(0, 0, 4096, 3072, MPP, MAG, SIZE, STRIDE, &g), 0);
     char tif[4200];
-    snprintf(tif, sizeof tif, "%s/heatmap.tif", r.outdir);
+    snprintf(tif, sizeof tif, "%s/probability.tif", r.outdir);
     int w = 0, h = 0, K = 0;
     float *p = read_tif(tif, &w, &h, &K);
     CHECK(p != NULL);

@@ -115,7 +115,8 @@ TEST(tiff_readback)
     char path[512];
     snprintf(path, sizeof path, "%s/h.tif", tmpdir);
     double mpp = 0.25, cell0 = 448;
-    infer_tiff_spec s = {W, H, K, p, v, mpp, mpp, cell0, 1234, 5678, 0, T, "{\"x\":1}"};
+    infer_tiff_spec s = {.nx = W, .ny = H, .nclasses = K, .prob = p, .valid = v, .mpp_x = mpp, .mpp_y = mpp,
+                         .cell0 = cell0, .ox = 1234, .oy = 5678, .tile = T, .desc = "{\"x\":1}"};
     CHECK_INT(infer_tiff_write(path, &s), 0);
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -229,7 +230,8 @@ TEST(tiff_unwritable)
 {
     float p[4] = {0};
     uint8_t v[4] = {1, 1, 1, 1};
-    infer_tiff_spec s = {2, 2, 1, p, v, 0.25, 0.25, 100, 0, 0, 0, 0, NULL};
+    infer_tiff_spec s = {.nx = 2, .ny = 2, .nclasses = 1, .prob = p, .valid = v, .mpp_x = 0.25, .mpp_y = 0.25,
+                         .cell0 = 100};
     CHECK_INT(infer_tiff_write("/nonexistent-dir/h.tif", &s), -1);
     CHECK_CONTAINS(mp_err(), "/nonexistent-dir/h.tif.tmp.");
     CHECK_CONTAINS(mp_err(), "cannot create");
@@ -312,15 +314,151 @@ TEST(geojson_matches_raster)
     free(v);
 }
 
+static double luma(const uint8_t c[3]) { return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]; }
+
 TEST(colormap_ends)
 {
-    uint8_t a[3], b[3], c[3];
-    infer_colormap(0, a);
-    infer_colormap(1, b);
-    infer_colormap(NAN, c);
-    CHECK(a[2] > a[0]); /* low is blue */
-    CHECK(b[0] > b[2]); /* high is red */
+    uint8_t a[3], b[3], c[3], m[3];
+    /* viridis: dark purple to yellow, lightness rising all the way (readable in grey) */
+    infer_colormap(INFER_CMAP_VIRIDIS, 0, a);
+    infer_colormap(INFER_CMAP_VIRIDIS, 1, b);
+    infer_colormap(INFER_CMAP_VIRIDIS, NAN, c);
+    CHECK_INT(a[0], 68);
+    CHECK_INT(a[1], 1);
+    CHECK_INT(a[2], 84);
+    CHECK_INT(b[0], 253);
+    CHECK_INT(b[1], 231);
+    CHECK_INT(b[2], 37);
     CHECK(memcmp(a, c, 3) == 0);
+    int mono = 1;
+    uint8_t prev[3];
+    infer_colormap(INFER_CMAP_VIRIDIS, 0, prev);
+    for (int i = 1; i <= 100; i++) {
+        uint8_t q[3];
+        infer_colormap(INFER_CMAP_VIRIDIS, i / 100.0f, q);
+        mono &= luma(q) > luma(prev);
+        memcpy(prev, q, 3);
+    }
+    CHECK(mono);
+    /* diverging: blue below 0.5, grey at the decision, red above */
+    infer_colormap(INFER_CMAP_DIVERGING, 0, a);
+    infer_colormap(INFER_CMAP_DIVERGING, 0.5f, m);
+    infer_colormap(INFER_CMAP_DIVERGING, 1, b);
+    CHECK(a[2] > a[0] + 100);
+    CHECK(b[0] > b[2] + 100);
+    CHECK(m[0] == m[1] && m[1] == m[2]);
+    CHECK_INT(infer_cmap_for(2), INFER_CMAP_DIVERGING);
+    CHECK_INT(infer_cmap_for(3), INFER_CMAP_VIRIDIS);
+    CHECK_INT(infer_cmap_for(1), INFER_CMAP_VIRIDIS);
+}
+
+/* heatmap.tif for viewers: RGB + unassociated alpha, the colour map of one class where
+ * evaluated and transparent black elsewhere, at every level; libtiff's RGBA reader (what
+ * OpenSlide and tiff2rgba use) returns the same pixels. */
+TEST(tiff_rgba)
+{
+    const int W = 150, H = 70, K = 2, T = 32;
+    float *p = malloc(sizeof(float) * W * H * K);
+    uint8_t *v = malloc(W * H);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            float a = (float)((x * 7 + y * 13) % 101) / 100.0f;
+            p[((size_t)y * W + x) * K] = 1 - a, p[((size_t)y * W + x) * K + 1] = a;
+            v[y * W + x] = (x / 9 + y / 5) % 4 != 0;
+        }
+    char path[512];
+    snprintf(path, sizeof path, "%s/rgba.tif", tmpdir);
+    infer_tiff_spec s = {.nx = W, .ny = H, .nclasses = K, .prob = p, .valid = v, .mpp_x = 0.5, .mpp_y = 0.5,
+                         .cell0 = 64, .ox = 10, .oy = 20, .tile = T, .rgba = 1, .klass = 1,
+                         .cmap = INFER_CMAP_DIVERGING};
+    CHECK_INT(infer_tiff_write(path, &s), 0);
+    TIFF *t = TIFFOpen(path, "r");
+    CHECK(t != NULL);
+    if (!t) return;
+    uint16_t spp, bps, photo, nextra = 0, *extra = NULL, comp;
+    TIFFGetField(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetField(t, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetField(t, TIFFTAG_PHOTOMETRIC, &photo);
+    TIFFGetField(t, TIFFTAG_COMPRESSION, &comp);
+    CHECK(TIFFGetField(t, TIFFTAG_EXTRASAMPLES, &nextra, &extra));
+    CHECK_INT(spp, 4);
+    CHECK_INT(bps, 8);
+    CHECK_INT(photo, PHOTOMETRIC_RGB);
+    CHECK_INT(comp, COMPRESSION_ADOBE_DEFLATE);
+    CHECK_INT(nextra, 1);
+    if (nextra == 1) CHECK_INT(extra[0], EXTRASAMPLE_UNASSALPHA);
+    /* whole tiles, exact halvings: 150x70 in 32 px tiles, 4 levels -> 256x256, ..., 32x32 */
+    uint32_t w0 = 0, h0 = 0;
+    TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w0);
+    TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h0);
+    CHECK_INT(infer_tiff_padded(W, 4, T), 256);
+    CHECK_INT(w0, 256);
+    CHECK_INT(h0, 256);
+    uint8_t *tile = malloc(TIFFTileSize(t));
+    uint32_t *argb = malloc(sizeof(uint32_t) * T * T);
+    int bad = 0, bad_rgba = 0, n_clear = 0;
+    int margin = 0;
+    for (int ty = 0; ty < (int)h0; ty += T)
+        for (int tx = 0; tx < (int)w0; tx += T) {
+            CHECK(TIFFReadTile(t, tile, tx, ty, 0, 0) > 0);
+            if (tx >= W || ty >= H) {
+                for (int i = 0; i < T * T * 4; i++) margin += tile[i] != 0;
+                continue;
+            }
+            /* TIFFReadRGBATile's raster is bottom-up within the tile */
+            CHECK(TIFFReadRGBATile(t, tx, ty, argb));
+            for (int y = ty; y < ty + T; y++)
+                for (int x = tx; x < tx + T; x++) {
+                    const uint8_t *px = tile + ((size_t)(y - ty) * T + (x - tx)) * 4;
+                    uint8_t want[4] = {0, 0, 0, 0};
+                    if (x >= W || y >= H) {
+                        margin += memcmp(px, want, 4) != 0;
+                    } else if (v[y * W + x]) {
+                        infer_colormap(INFER_CMAP_DIVERGING, p[((size_t)y * W + x) * K + 1], want);
+                        want[3] = 255;
+                    } else {
+                        n_clear++;
+                    }
+                    bad += memcmp(px, want, 4) != 0;
+                    uint32_t q = argb[(size_t)(T - 1 - (y - ty)) * T + (x - tx)];
+                    bad_rgba += TIFFGetR(q) != want[0] || TIFFGetG(q) != want[1] || TIFFGetB(q) != want[2] ||
+                                TIFFGetA(q) != want[3];
+                }
+        }
+    CHECK_INT(bad, 0);
+    CHECK_INT(bad_rgba, 0);
+    CHECK_INT(margin, 0); /* the padding is transparent black */
+    CHECK(n_clear > 100);
+    /* level 1: the colour of the mean probability of the valid cells of each 2x2 block */
+    CHECK(TIFFReadDirectory(t));
+    uint32_t w1 = 0;
+    TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w1);
+    CHECK_INT(w1, 128);
+    CHECK(TIFFReadTile(t, tile, 0, 0, 0, 0) > 0);
+    int lbad = 0;
+    for (int y = 0; y < T; y++)
+        for (int x = 0; x < T; x++) {
+            float m = 0;
+            int n = 0;
+            for (int d = 0; d < 4; d++) {
+                int sx = 2 * x + d % 2, sy = 2 * y + d / 2;
+                if (v[sy * W + sx]) m += p[((size_t)sy * W + sx) * K + 1], n++;
+            }
+            uint8_t want[4] = {0, 0, 0, 0};
+            if (n) infer_colormap(INFER_CMAP_DIVERGING, m / n, want), want[3] = 255;
+            const uint8_t *px = tile + ((size_t)y * T + x) * 4;
+            for (int c = 0; c < 4; c++) lbad += abs(px[c] - want[c]) > 1;
+        }
+    CHECK_INT(lbad, 0);
+    free(tile);
+    free(argb);
+    TIFFClose(t);
+    /* a class the raster does not have is refused */
+    s.klass = 2;
+    CHECK_INT(infer_tiff_write(path, &s), -1);
+    CHECK_CONTAINS(mp_err(), "class 2 out of range");
+    free(p);
+    free(v);
 }
 
 TEST(slide_name)
@@ -348,6 +486,7 @@ int main(void)
     RUN(tiff_unwritable);
     RUN(geojson_matches_raster);
     RUN(colormap_ends);
+    RUN(tiff_rgba);
     RUN(slide_name);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
