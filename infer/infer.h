@@ -84,6 +84,40 @@ int infer_tiff_levels(int w, int h, int tile);
 /* Level-0 side of the RGBA heatmap for a raster side n (n rounded up to tile << (levels - 1)). */
 int64_t infer_tiff_padded(int n, int levels, int tile);
 
+/* ---- overlay.png ----
+ * The slide picture (longest side `size` px, covering the grid's bounds rectangle) with class
+ * klass's probability blended over the evaluated cells at `opacity`, a title (slide name,
+ * class, map), a colour bar with ticks, the slide-level call, a note and a scale bar in µm.
+ * Text through vips_text (Pango), lines through SVG (librsvg). */
+typedef struct {
+    const uint8_t *bg;     /* straight RGBA picture of the bounds rectangle, bgw x bgh (any scale) */
+    int bgw, bgh;
+    const infer_grid *g;
+    const float *prob;
+    const uint8_t *valid;
+    int nclasses, klass;
+    infer_cmap cmap;
+    double mpp;            /* µm per level-0 px */
+    int size;              /* longest side of the picture in px */
+    double opacity;        /* of the colours over the slide, 0..1 */
+    const char *slide_name, *class_name;
+    const char *call;      /* the slide-level call, plain text */
+    const char *note;      /* smaller text under it (may be NULL) */
+} infer_overlay_spec;
+
+int infer_overlay_write(const char *path, const infer_overlay_spec *s);
+/* Where things go: the picture (longest side = size, the bounds' aspect ratio), the colour bar
+ * (p = 1 at its top row), the canvas. */
+typedef struct {
+    int pic_x, pic_y, pic_w, pic_h;
+    int bar_x, bar_y, bar_w, bar_h;
+    int canvas_w, canvas_h;
+    int margin, font, panel_w;
+} infer_overlay_geom;
+void infer_overlay_layout(const infer_overlay_spec *s, infer_overlay_geom *o);
+/* Scale bar for a picture width: 1, 2 or 5 x 10^k µm, about a fifth of the width; -1 if none fits. */
+int infer_overlay_scalebar(double um_per_px, int width_px, double *um, int *px);
+
 /* ---- GeoJSON ----
  * QuPath layout: a FeatureCollection with one Feature per class that has cells >= threshold, a
  * MultiPolygon of row runs of such cells in level-0 px relative to the bounds origin (QuPath's
@@ -95,7 +129,8 @@ int infer_geojson_write(const char *path, const infer_grid *g, const float *prob
 /* ---- the run ---- */
 typedef struct {
     int stride;          /* px at the model's magnification; 0 = the input size */
-    int klass;           /* --class K: the class shown in overlay.png (-1 = last class) */
+    int klass;           /* --class: the class shown in heatmap.tif and overlay.png (-1 = last class) */
+    int overlay_size;    /* longest side of overlay.png's slide picture, px */
     int batch;           /* patches per forward; 0 = infer_auto_batch(input size) */
     int threads;         /* BLAS threads for the model; the reader is one more thread */
     double mpp;          /* > 0 overrides the slide's MPP */
@@ -121,6 +156,9 @@ int infer_model_classes(const infer_model *m);
 double infer_model_mag(const infer_model *m);
 int infer_model_size(const infer_model *m);
 char *const *infer_model_names(const infer_model *m); /* classes entries, borrowed */
+/* --class's argument: a class name of the checkpoint (case-insensitive) or a 0-based index.
+ * -1 + mp_err "CKPT: ..." listing the names when it is neither. */
+int infer_class_index(const infer_model *m, const char *ckpt_path, const char *arg);
 /* Probabilities (softmax, eval mode) of n RGB patches (size x size x 3, uint8, row-major) into
  * prob (n x classes). Normalises with the checkpoint's mean/std. -1 + mp_err on failure. */
 int infer_model_predict(infer_model *m, const uint8_t *rgb, int n, float *prob);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vips/vips.h>
@@ -28,6 +29,7 @@ void infer_opts_default(infer_opts *o)
     memset(o, 0, sizeof *o);
     o->stride = 0;
     o->klass = -1;
+    o->overlay_size = 1600;
     o->batch = 0; /* auto: see infer_auto_batch */
     o->threads = 2;
     o->mpp = 0;
@@ -126,40 +128,45 @@ static void *reader_main(void *arg)
 
 /* ---- outputs ---- */
 
-static int write_overlay(const char *path, const infer_src *src, const infer_grid *g, const float *prob,
-                         const uint8_t *valid, int K, int k)
+/* overlay.png: a fresh thumbnail at the picture's scale, cropped to the bounds rectangle. */
+static int write_overlay(const char *path, infer_src *src, const infer_grid *g, const float *prob,
+                         const uint8_t *valid, int K, int k, int size, const char *name, const char *cname,
+                         const char *call, const char *note)
 {
-    int w = src->tw, h = src->th;
-    uint8_t *rgb = mp_xmalloc((size_t)w * h * 3);
-    double ds = src->mask.ds;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            const uint8_t *t = src->thumb + ((size_t)y * w + x) * 4;
-            uint8_t *o = rgb + ((size_t)y * w + x) * 3;
-            /* thumbnail pixels are straight RGBA; transparent areas show as white glass */
-            for (int c = 0; c < 3; c++) o[c] = (uint8_t)((t[c] * t[3] + 255 * (255 - t[3]) + 127) / 255);
-            int i, j;
-            if (infer_grid_cell_at(g, (x + 0.5) * ds, (y + 0.5) * ds, &i, &j)) continue;
-            size_t c = (size_t)j * g->nx + i;
-            if (!valid[c]) continue;
-            uint8_t cm[3];
-            infer_colormap(infer_cmap_for(K), prob[c * K + k], cm);
-            for (int q = 0; q < 3; q++) o[q] = (uint8_t)((o[q] * 2 + cm[q] * 3 + 2) / 5); /* 60 % heat */
-        }
-    VipsImage *im = vips_image_new_from_memory(rgb, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
-    void *buf = NULL;
-    size_t len = 0;
-    int r = !im || vips_pngsave_buffer(im, &buf, &len, "compression", 6, NULL);
-    if (im) g_object_unref(im);
-    free(rgb);
-    if (r) {
-        mp_err_set("%s: PNG encode failed: %s", path, vips_error_buffer());
-        vips_error_clear();
-        return -1;
-    }
-    r = infer_write_atomic(path, buf, len);
-    g_free(buf);
+    double mpp = src->mpp.mpp_x;
+    double target = mpp * fmax((double)src->bw, (double)src->bh) / size;
+    uint8_t *th = NULL;
+    int tw, thh;
+    double tds;
+    if (tiler_thumbnail(&src->s, mpp, target, &th, &tw, &thh, &tds)) return -1;
+    int x0 = (int)floor(src->bx / tds), y0 = (int)floor(src->by / tds);
+    int cw = (int)fmax(1, fmin(tw - x0, ceil(src->bw / tds))), ch = (int)fmax(1, fmin(thh - y0, ceil(src->bh / tds)));
+    uint8_t *crop = mp_xmalloc((size_t)cw * ch * 4);
+    for (int y = 0; y < ch; y++) memcpy(crop + (size_t)y * cw * 4, th + ((size_t)(y0 + y) * tw + x0) * 4, (size_t)cw * 4);
+    free(th);
+    infer_overlay_spec os = {.bg = crop, .bgw = cw, .bgh = ch, .g = g, .prob = prob, .valid = valid, .nclasses = K,
+                             .klass = k, .cmap = infer_cmap_for(K), .mpp = mpp, .size = size, .opacity = 0.6,
+                             .slide_name = name, .class_name = cname, .call = call, .note = note};
+    int r = infer_overlay_write(path, &os);
+    free(crop);
     return r;
+}
+
+int infer_class_index(const infer_model *m, const char *ckpt_path, const char *arg)
+{
+    int K = infer_model_classes(m);
+    char *const *names = infer_model_names(m);
+    for (int k = 0; k < K; k++)
+        if (names[k] && !strcasecmp(names[k], arg)) return k;
+    long l;
+    if (!mp_parse_long(arg, &l)) {
+        if (l >= 0 && l < K) return (int)l;
+        return mp_err_set("%s: --class %ld but the checkpoint has %d classes", ckpt_path, l, K);
+    }
+    char list[1024] = "";
+    for (int k = 0; k < K; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", names[k] ? names[k] : "?");
+    return mp_err_set("%s: no class '%s' (classes: %s)", ckpt_path, arg, list);
 }
 
 static const char *files[] = {"heatmap.tif", "probability.tif", "overlay.png", "heatmap.geojson", "prediction.json"};
@@ -255,8 +262,8 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         infer_src_close(&src);
         return -1;
     }
-    snprintf(key, sizeof key, "v%d %s %s stride=%d mpp=%.9g min_tissue=%.6g threshold=%.6g float32=%d class=%d",
-             INFER_KEY_VERSION, fp, ck, o->stride, mpp, o->min_tissue, o->threshold, o->float32, klass);
+    snprintf(key, sizeof key, "v%d %s %s stride=%d mpp=%.9g min_tissue=%.6g threshold=%.6g float32=%d class=%d overlay=%d",
+             INFER_KEY_VERSION, fp, ck, o->stride, mpp, o->min_tissue, o->threshold, o->float32, klass, o->overlay_size);
     if (!o->force && outputs_current(dir, key)) {
         infer_src_close(&src);
         res->outcome = INFER_SKIPPED;
@@ -454,7 +461,24 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         if (!rc && infer_tiff_write(fpath, &ts)) rc = -1;
         free(d);
         snprintf(fpath, sizeof fpath, "%s/overlay.png", dir);
-        if (!rc && write_overlay(fpath, &src, &g, prob, valid, K, klass)) rc = -1;
+        char call[1024], note[1024];
+        int bm = argmax(mean, K), bv = argmax(votes, K);
+        if (!nval)
+            snprintf(call, sizeof call, "none: no tissue was evaluated");
+        else
+            snprintf(call, sizeof call, "%s: mean probability %.2f over %lld patches", names[bm], mean[bm],
+                     (long long)nval);
+        if (nval && nvotes)
+            snprintf(call + strlen(call), sizeof call - strlen(call), "; vote %s, %lld of %lld confident patches (p >= %.2g)",
+                     names[bv], (long long)votes[bv], (long long)nvotes, o->threshold);
+        else if (nval)
+            snprintf(call + strlen(call), sizeof call - strlen(call), "; no patch confident enough to vote (p >= %.2g)",
+                     o->threshold);
+        snprintf(note, sizeof note, "model at %gx: %.0f µm patches every %.0f µm; mean p(%s) %.2f", mag,
+                 g.patch0 * mpp, g.cell0 * mpp, names[klass], mean[klass]);
+        if (!rc && write_overlay(fpath, &src, &g, prob, valid, K, klass, o->overlay_size, name, names[klass], call,
+                                 note))
+            rc = -1;
         snprintf(fpath, sizeof fpath, "%s/heatmap.geojson", dir);
         if (!rc && infer_geojson_write(fpath, &g, prob, valid, K, names, o->threshold)) rc = -1;
         if (rc) snprintf(err, sizeof err, "%s", mp_err());

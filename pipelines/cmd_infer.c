@@ -28,7 +28,8 @@ static void usage(FILE *f)
             "                   YPosition (the slide's bounds offset)\n"
             "  probability.tif  for analysis: the same grid and tags, one band per class (uint8 =\n"
             "                   round(255 p), or float32 with --float32), 0 in every band = not evaluated\n"
-            "  overlay.png      probability of --class over a slide thumbnail\n"
+            "  overlay.png      the slide (longest side --overlay-size px) with --class's probability over\n"
+            "                   its tissue, a colour bar, the slide-level call and a scale bar\n"
             "  heatmap.geojson  QuPath annotations: cells with probability >= --threshold, per class\n"
             "  prediction.json  slide-level prediction (mean probability, thresholded majority vote),\n"
             "                   patch counts, MPP and its source, level read, timing\n"
@@ -37,7 +38,9 @@ static void usage(FILE *f)
             "are complete and were made from the same slide, checkpoint and options.\n\n"
             "  --out DIR          output directory (required)\n"
             "  --stride PX        grid step in model pixels (default: the input size, no overlap)\n"
-            "  --class K          class shown in heatmap.tif and overlay.png (default: the last class)\n"
+            "  --class NAME|K     class shown in heatmap.tif and overlay.png, by name or 0-based index\n"
+            "                     (default: the last class)\n"
+            "  --overlay-size PX  longest side of overlay.png's slide picture (default 1600)\n"
             "  --batch N          patches per forward (default 8 for inputs >= 112 px, else 64)\n"
             "  --threads N        compute threads (default: the CPUs this process may use, here %d); one more\n"
             "                     thread reads and resamples the next batch meanwhile\n"
@@ -69,7 +72,8 @@ int cmd_infer(int argc, char **argv)
     o.threads = mp_cpu_count();
     const char *out = NULL;
     int quiet = 0;
-    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG };
+    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE };
+    const char *class_arg = NULL;
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT},         {"stride", required_argument, 0, O_STRIDE},
         {"class", required_argument, 0, O_CLASS},     {"batch", required_argument, 0, O_BATCH},
@@ -77,6 +81,7 @@ int cmd_infer(int argc, char **argv)
         {"min-tissue", required_argument, 0, O_MIN},  {"threshold", required_argument, 0, O_THR},
         {"float32", no_argument, 0, O_F32},           {"force", no_argument, 0, O_FORCE},
         {"progress", required_argument, 0, O_PROG},   {"quiet", no_argument, 0, 'q'},
+        {"overlay-size", required_argument, 0, O_OVSIZE},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -91,8 +96,12 @@ int cmd_infer(int argc, char **argv)
             o.stride = (int)l;
             break;
         case O_CLASS:
-            if (mp_parse_long(optarg, &l) || l < 0 || l >= INFER_MAX_CLASSES) return bad("--class wants a class index, got '%s'", optarg);
-            o.klass = (int)l;
+            if (!optarg[0]) return bad("--class wants a class name or index, got '%s'", optarg);
+            class_arg = optarg; /* resolved against the checkpoint's names once it is loaded */
+            break;
+        case O_OVSIZE:
+            if (mp_parse_long(optarg, &l) || l < 64 || l > 16384) return bad("--overlay-size wants 64..16384 px, got '%s'", optarg);
+            o.overlay_size = (int)l;
             break;
         case O_BATCH:
             if (mp_parse_long(optarg, &l) || l < 1 || l > 4096) return bad("--batch wants 1..4096, got '%s'", optarg);
@@ -155,8 +164,8 @@ int cmd_infer(int argc, char **argv)
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
-    if (o.klass >= infer_model_classes(m)) {
-        mp_error("%s: --class %d but the checkpoint has %d classes", ckpt, o.klass, infer_model_classes(m));
+    if (class_arg && (o.klass = infer_class_index(m, ckpt, class_arg)) < 0) {
+        mp_error("%s", mp_err());
         infer_model_free(m);
         return MP_EXIT_USAGE;
     }

@@ -59,11 +59,18 @@ done
 "$B" infer "$T/m.mpk" "$T/nompp.tiff" --out "$T/o" --mpp 0.5 -q || no "--mpp rescue"
 grep -q '"source": "--mpp"' "$T/o/nompp/prediction.json" || no "MPP source --mpp recorded"
 
-# overlay.png: a PNG the size of the mask thumbnail (4096x3072 at 0.5 µm -> 8 µm/px: 256x192),
-# and --class picks the class it shows
-[ "$(vipsheader -f width "$T/o/synth_000/overlay.png" 2>/dev/null)x$(vipsheader -f height "$T/o/synth_000/overlay.png" 2>/dev/null)" = 256x192 ] ||
-    no "overlay.png size"
+# overlay.png: the slide picture's longest side is --overlay-size (1600 by default) plus the
+# legend panel, and --class picks the class it shows, by index or by name
+ow=$(vipsheader -f width "$T/o/synth_000/overlay.png" 2>/dev/null); oh=$(vipsheader -f height "$T/o/synth_000/overlay.png" 2>/dev/null)
+[ "${ow:-0}" -gt 1600 ] && [ "${oh:-0}" -gt 1200 ] && [ "$ow" -lt 2400 ] || no "overlay.png size ${ow}x${oh}"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/small" --overlay-size 400 -q || no "--overlay-size run"
+[ "$(vipsheader -f width "$T/small/synth_000/overlay.png" 2>/dev/null)" -lt 800 ] || no "--overlay-size 400 is not smaller"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/o" --overlay-size 10 -q 2>"$T/e"; [ $? -eq 1 ] || no "--overlay-size 10 should exit 1"
 "$B" infer "$T/m.mpk" "$s0" --out "$T/c0" --class 0 -q || no "--class 0 run"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/cn" --class CLASS0 -q || no "--class by name (any case)"
+cmp -s "$T/c0/synth_000/heatmap.tif" "$T/cn/synth_000/heatmap.tif" || no "--class CLASS0 and --class 0 differ"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/o" --class tumour -q 2>"$T/e"; [ $? -eq 1 ] || no "--class tumour should exit 1"
+has "magpie: error: $T/m.mpk: no class 'tumour' (classes: class0, class1, class2)" "$T/e"
 cmp -s "$T/o/synth_000/overlay.png" "$T/c0/synth_000/overlay.png" && no "--class 0 overlay equals the default (last class)"
 cmp -s "$T/o/synth_000/probability.tif" "$T/c0/synth_000/probability.tif" || no "--class must not change probability.tif"
 cmp -s "$T/o/synth_000/heatmap.tif" "$T/c0/synth_000/heatmap.tif" && no "--class 0 heatmap.tif equals the default (last class)"

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <tiffio.h>
+#include <vips/vips.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -461,6 +462,106 @@ TEST(tiff_rgba)
     free(v);
 }
 
+/* overlay.png: the canvas the layout promises, the cells blended over the slide picture, the
+ * colour bar in the map's exact colours, text set in the title and the panel, a scale bar. */
+TEST(overlay_picture)
+{
+    infer_grid g;
+    CHECK_INT(infer_grid_make(0, 0, 8000, 4000, 0.5, 5, 32, 0, &g), 0); /* cell0 128 -> 63 x 32 cells */
+    const int K = 2, n = g.nx * g.ny;
+    float *p = calloc((size_t)n * K, sizeof(float));
+    uint8_t *v = calloc(n, 1);
+    for (int c = 0; c < n; c++) {
+        int i = c % g.nx, j = c / g.nx;
+        p[c * K + 1] = (float)i / (g.nx - 1), p[c * K] = 1 - p[c * K + 1];
+        v[c] = j % 5 != 0;
+    }
+    const int bw = 400, bh = 200;
+    uint8_t *bg = malloc((size_t)bw * bh * 4);
+    for (int i = 0; i < bw * bh; i++) bg[4 * i] = bg[4 * i + 1] = bg[4 * i + 2] = 200, bg[4 * i + 3] = 255;
+    char path[512];
+    snprintf(path, sizeof path, "%s/overlay.png", tmpdir);
+    infer_overlay_spec os = {.bg = bg, .bgw = bw, .bgh = bh, .g = &g, .prob = p, .valid = v, .nclasses = K,
+                             .klass = 1, .cmap = INFER_CMAP_DIVERGING, .mpp = 0.5, .size = 800, .opacity = 0.6,
+                             .slide_name = "a&b <c>", .class_name = "Tumor", .call = "Tumor: mean 0.5 (p >= 0.5)",
+                             .note = "note"};
+    CHECK_INT(infer_overlay_write(path, &os), 0);
+    infer_overlay_geom L;
+    infer_overlay_layout(&os, &L);
+    CHECK_INT(L.pic_w, 800);
+    CHECK_INT(L.pic_h, 400);
+    double um;
+    int sbpx;
+    CHECK_INT(infer_overlay_scalebar(5.0, 800, &um, &sbpx), 0); /* 4 mm wide: a fifth is 800 µm -> 500 */
+    CHECK_NEAR(um, 500, 1e-9);
+    CHECK_INT(sbpx, 100);
+    VipsImage *im = vips_image_new_from_file(path, NULL);
+    CHECK(im != NULL);
+    if (!im) {
+        fprintf(stderr, "%s\n", vips_error_buffer());
+        return;
+    }
+    CHECK_INT(im->Xsize, L.canvas_w);
+    CHECK_INT(im->Ysize, L.canvas_h);
+    CHECK_INT(im->Bands, 3);
+    size_t len = 0;
+    uint8_t *px = vips_image_write_to_memory(im, &len);
+    int CW = im->Xsize, CH = im->Ysize;
+    g_object_unref(im);
+    CHECK(px && len == (size_t)CW * CH * 3);
+    if (!px || len != (size_t)CW * CH * 3) return;
+#define AT(x, y) (px + ((size_t)(y) * CW + (x)) * 3)
+    /* cells: 60 % of the map colour over the grey slide; rows of unevaluated cells stay grey */
+    int bad = 0, checked = 0;
+    for (int j = 0; j < g.ny; j++)
+        for (int i = 0; i < g.nx; i++) {
+            int x = (int)floor(12.8 * (i + 0.5)), y = (int)floor(12.8 * (j + 0.5));
+            if (x >= L.pic_w || y >= L.pic_h - 60 || y < 8) continue; /* scale bar corner */
+            if (x < 150 && y > L.pic_h - 60) continue;
+            const uint8_t *q = AT(L.pic_x + x, L.pic_y + y);
+            uint8_t cm[3] = {200, 200, 200};
+            if (v[j * g.nx + i]) {
+                infer_colormap(INFER_CMAP_DIVERGING, p[(j * g.nx + i) * K + 1], cm);
+                for (int c = 0; c < 3; c++) cm[c] = (uint8_t)lrint(200 * 0.4 + cm[c] * 0.6);
+            }
+            for (int c = 0; c < 3; c++) bad += abs(q[c] - cm[c]) > 2;
+            checked++;
+        }
+    CHECK(checked > 1000);
+    CHECK_INT(bad, 0);
+    /* colour bar: 1 at the top */
+    int barbad = 0;
+    for (int y = 2; y < L.bar_h - 2; y++) {
+        uint8_t cm[3];
+        infer_colormap(INFER_CMAP_DIVERGING, 1.0f - (y + 0.5f) / L.bar_h, cm);
+        const uint8_t *q = AT(L.bar_x + L.bar_w / 2, L.bar_y + y);
+        for (int c = 0; c < 3; c++) barbad += abs(q[c] - cm[c]) > 1;
+    }
+    CHECK_INT(barbad, 0);
+    /* ink: the title row, the panel under the bar (labels, call), the scale bar's black bar */
+    int title = 0, panel = 0, scale = 0;
+    for (int y = 0; y < L.pic_y; y++)
+        for (int x = 0; x < CW; x++) title += AT(x, y)[0] < 100;
+    for (int y = L.bar_y + L.bar_h; y < CH; y++)
+        for (int x = L.bar_x; x < CW; x++) panel += AT(x, y)[0] < 100;
+    for (int y = L.pic_y + L.pic_h - 3 * L.margin; y < L.pic_y + L.pic_h; y++)
+        for (int x = L.pic_x; x < L.pic_x + 3 * L.margin + sbpx; x++) {
+            const uint8_t *q = AT(x, y);
+            scale += q[0] < 30 && q[1] < 30 && q[2] < 30;
+        }
+    CHECK(title > 50);
+    CHECK(panel > 200);
+    CHECK(scale >= 100 * 4);
+    g_free(px);
+#undef AT
+    /* an unwritable place: one line naming it */
+    CHECK_INT(infer_overlay_write("/nonexistent-dir/o.png", &os), -1);
+    CHECK_CONTAINS(mp_err(), "/nonexistent-dir/o.png");
+    free(bg);
+    free(p);
+    free(v);
+}
+
 TEST(slide_name)
 {
     char b[64];
@@ -476,6 +577,7 @@ int main(void)
 {
     TIFFSetWarningHandler(quiet_tiff);
     TIFFSetErrorHandler(quiet_tiff);
+    if (infer_global_init("test_infer_unit")) return 1;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mp_infer_unit_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     RUN(grid_geometry);
@@ -487,6 +589,7 @@ int main(void)
     RUN(geojson_matches_raster);
     RUN(colormap_ends);
     RUN(tiff_rgba);
+    RUN(overlay_picture);
     RUN(slide_name);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

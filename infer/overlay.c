@@ -1,0 +1,271 @@
+/* infer/overlay.c — overlay.png, the picture a person looks at: the slide at a readable size
+ * with one class's probability blended over its tissue cells, and beside it the slide name,
+ * the class, a colour bar with ticks, the slide-level call and a scale bar in µm. The cell
+ * blend is a per-pixel lookup into the grid; all text is set by Pango through vips_text and
+ * the ticks, frames and scale bar are an SVG drawn by librsvg through vips_svgload_buffer. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "infer/infer.h"
+#include "infer/internal.h"
+
+#define FONT "DejaVu Sans"
+
+/* Composite `top` (RGBA) over *base at (x, y); *base is replaced. */
+static int put(VipsImage **base, VipsImage *top, int x, int y)
+{
+    VipsImage *out = NULL;
+    int r = vips_composite2(*base, top, &out, VIPS_BLEND_MODE_OVER, "x", x, "y", y, NULL);
+    if (r) return -1;
+    g_object_unref(*base);
+    *base = out;
+    return 0;
+}
+
+/* Pango markup to an RGBA image at most `width` px wide (wrapped), font size px. */
+static VipsImage *text(const char *markup, int px, int width)
+{
+    char font[64];
+    snprintf(font, sizeof font, FONT " %d", px);
+    VipsImage *t = NULL;
+    if (vips_text(&t, markup, "font", font, "width", width, "dpi", 72, "rgba", TRUE, NULL)) return NULL;
+    return t;
+}
+
+/* Draw markup at (x, y); *h gets its height. */
+static int put_text(VipsImage **base, const char *markup, int px, int width, int x, int y, int *h)
+{
+    VipsImage *t = text(markup, px, width);
+    if (!t) return -1;
+    if (h) *h = t->Ysize;
+    int r = put(base, t, x, y);
+    g_object_unref(t);
+    return r;
+}
+
+/* 1, 2 or 5 times a power of ten, the largest not above v. */
+static double nice_below(double v)
+{
+    double p = pow(10, floor(log10(v)));
+    double m = v / p;
+    return (m >= 5 ? 5 : m >= 2 ? 2 : 1) * p;
+}
+
+int infer_overlay_scalebar(double um_per_px, int width_px, double *um, int *px)
+{
+    if (!(um_per_px > 0) || width_px < 10) return -1;
+    double u = nice_below(um_per_px * width_px / 5.0); /* about a fifth of the picture */
+    *um = u;
+    *px = (int)lround(u / um_per_px);
+    return 0;
+}
+
+void infer_overlay_layout(const infer_overlay_spec *s, infer_overlay_geom *o)
+{
+    double bw = (double)s->g->bw, bh = (double)s->g->bh;
+    double k = s->size / fmax(bw, bh);
+    int W = (int)fmax(1, lround(bw * k)), H = (int)fmax(1, lround(bh * k));
+    int S = W > H ? W : H;
+    o->pic_w = W, o->pic_h = H;
+    o->margin = (int)fmax(12, S / 64);
+    o->font = (int)fmax(12, S / 75);
+    o->panel_w = (int)fmax(240, S * 0.26);
+    o->bar_h = (int)fmax(160, fmin(S * 0.3, 480));
+    o->bar_w = (int)fmax(16, o->font * 1.6);
+    int m = o->margin, f = o->font;
+    o->pic_x = m;
+    o->pic_y = 2 * f + m; /* under the title row */
+    o->bar_x = m + W + m + 2 * f;
+    o->bar_y = o->pic_y + 3 * f;
+    o->canvas_w = m + W + m + o->panel_w + m;
+    o->canvas_h = o->pic_y + (int)fmax(H, o->bar_h + 16 * f) + m;
+}
+
+int infer_overlay_write(const char *path, const infer_overlay_spec *s)
+{
+    const infer_grid *g = s->g;
+    infer_overlay_geom L;
+    infer_overlay_layout(s, &L);
+    int W = L.pic_w, H = L.pic_h, m = L.margin, f = L.font, P = L.panel_w, bar_h = L.bar_h, bar_w = L.bar_w;
+    double l0_per_px = fmax((double)g->bw, (double)g->bh) / s->size; /* level-0 px per picture px */
+    double um_per_px = l0_per_px * s->mpp;
+
+    /* the background, flattened over white and scaled to the picture size */
+    VipsImage *bg = NULL, *bgf = NULL, *bgs = NULL;
+    bg = vips_image_new_from_memory(s->bg, (size_t)s->bgw * s->bgh * 4, s->bgw, s->bgh, 4, VIPS_FORMAT_UCHAR);
+    if (!bg) goto vfail;
+    double white[3] = {255, 255, 255};
+    VipsArrayDouble *wb = vips_array_double_new(white, 3);
+    int r = vips_flatten(bg, &bgf, "background", wb, NULL);
+    vips_area_unref(VIPS_AREA(wb));
+    if (r || vips_resize(bgf, &bgs, (double)W / s->bgw, "vscale", (double)H / s->bgh, NULL)) goto vfail;
+    uint8_t *pic = mp_xmalloc((size_t)W * H * 3);
+    {
+        size_t len = 0;
+        VipsImage *u = NULL;
+        if (vips_cast_uchar(bgs, &u, NULL)) {
+            free(pic);
+            goto vfail;
+        }
+        void *mem = vips_image_write_to_memory(u, &len);
+        g_object_unref(u);
+        if (!mem || len != (size_t)W * H * 3) {
+            g_free(mem);
+            free(pic);
+            goto vfail;
+        }
+        memcpy(pic, mem, len);
+        g_free(mem);
+    }
+    /* the cells: each picture pixel takes the cell under its centre */
+    int a = (int)lround(fmin(fmax(s->opacity, 0), 1) * 256);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            int i, j;
+            if (infer_grid_cell_at(g, g->ox + (x + 0.5) * l0_per_px, g->oy + (y + 0.5) * l0_per_px, &i, &j)) continue;
+            size_t c = (size_t)j * g->nx + i;
+            if (!s->valid[c]) continue;
+            uint8_t cm[3];
+            infer_colormap(s->cmap, s->prob[c * s->nclasses + s->klass], cm);
+            uint8_t *o = pic + ((size_t)y * W + x) * 3;
+            for (int q = 0; q < 3; q++) o[q] = (uint8_t)((o[q] * (256 - a) + cm[q] * a + 128) >> 8);
+        }
+
+    /* canvas: title row, picture at (m, top), panel at its right */
+    int CW = L.canvas_w, CH = L.canvas_h, px0 = L.pic_x, py0 = L.pic_y, bx0 = L.bar_x, by0 = L.bar_y;
+    uint8_t *cv = mp_xmalloc((size_t)CW * CH * 3);
+    memset(cv, 255, (size_t)CW * CH * 3);
+    for (int y = 0; y < H; y++) memcpy(cv + ((size_t)(py0 + y) * CW + px0) * 3, pic + (size_t)y * W * 3, (size_t)W * 3);
+    free(pic);
+    /* colour bar: 1 at the top, exact map colours per row */
+    for (int y = 0; y < bar_h; y++) {
+        uint8_t cm[3];
+        infer_colormap(s->cmap, 1.0f - (y + 0.5f) / bar_h, cm);
+        for (int x = 0; x < bar_w; x++) memcpy(cv + ((size_t)(by0 + y) * CW + bx0 + x) * 3, cm, 3);
+    }
+    VipsImage *base = vips_image_new_from_memory_copy(cv, (size_t)CW * CH * 3, CW, CH, 3, VIPS_FORMAT_UCHAR);
+    free(cv);
+    if (!base) goto vfail;
+
+    /* vector layer: picture frame, bar frame and ticks, scale bar on a white plate */
+    double sb_um;
+    int sb_px;
+    int has_sb = !infer_overlay_scalebar(um_per_px, W, &sb_um, &sb_px);
+    char sb_label[64] = "";
+    if (has_sb) {
+        if (sb_um >= 1000) snprintf(sb_label, sizeof sb_label, "%g mm", sb_um / 1000);
+        else snprintf(sb_label, sizeof sb_label, "%g µm", sb_um);
+    }
+    int sb_h = (int)fmax(4, f / 3), sb_x = px0 + m, sb_y = py0 + H - m - sb_h;
+    GString *svg = g_string_new(NULL);
+    g_string_append_printf(svg, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d'>", CW, CH);
+    g_string_append_printf(svg, "<rect x='%d.5' y='%d.5' width='%d' height='%d' fill='none' stroke='#888'/>", px0 - 1,
+                           py0 - 1, W + 1, H + 1);
+    g_string_append_printf(svg, "<rect x='%d.5' y='%d.5' width='%d' height='%d' fill='none' stroke='#222'/>", bx0 - 1,
+                           by0 - 1, bar_w + 1, bar_h + 1);
+    static const double ticks[] = {0, 0.25, 0.5, 0.75, 1};
+    for (int t = 0; t < 5; t++) {
+        double y = by0 + (1 - ticks[t]) * (bar_h - 1) + 0.5;
+        g_string_append_printf(svg, "<line x1='%d' y1='%.1f' x2='%d' y2='%.1f' stroke='#222' stroke-width='1.5'/>",
+                               bx0 + bar_w, y, bx0 + bar_w + f / 2, y);
+    }
+    if (has_sb && sb_px >= 4) {
+        int lw = (int)(f * 0.62 * (strlen(sb_label) + 1));
+        g_string_append_printf(svg,
+                               "<rect x='%d' y='%d' width='%d' height='%d' fill='white' fill-opacity='0.8' rx='3'/>"
+                               "<rect x='%d' y='%d' width='%d' height='%d' fill='black'/>",
+                               sb_x - f / 2, sb_y - f - f / 2, (int)fmax(sb_px, lw) + f, f + sb_h + f, sb_x, sb_y,
+                               sb_px, sb_h);
+    }
+    g_string_append(svg, "</svg>");
+    VipsImage *vec = NULL;
+    r = vips_svgload_buffer(svg->str, svg->len, &vec, NULL);
+    g_string_free(svg, TRUE);
+    if (r || put(&base, vec, 0, 0)) {
+        if (vec) g_object_unref(vec);
+        g_object_unref(base);
+        goto vfail;
+    }
+    g_object_unref(vec);
+
+    /* text */
+    char *esc_slide = g_markup_escape_text(s->slide_name ? s->slide_name : "", -1);
+    char *esc_class = g_markup_escape_text(s->class_name ? s->class_name : "", -1);
+    char *esc_call = g_markup_escape_text(s->call ? s->call : "", -1);
+    char *esc_note = g_markup_escape_text(s->note ? s->note : "", -1);
+    char buf[4096];
+    int th = 0, rc = 0;
+    snprintf(buf, sizeof buf, "<b>%s</b>  <span foreground='#555'>p(%s), %s</span>", esc_slide, esc_class,
+             infer_cmap_name(s->cmap));
+    rc |= put_text(&base, buf, (int)(f * 1.35), CW - 2 * m, m, m / 2 + f / 4, NULL);
+    snprintf(buf, sizeof buf, "probability of <b>%s</b>", esc_class);
+    rc |= put_text(&base, buf, f, P - 2 * f, bx0, py0, NULL);
+    for (int t = 0; t < 5 && !rc; t++) {
+        char lab[32];
+        snprintf(lab, sizeof lab, "%g", ticks[t]);
+        VipsImage *ti = text(lab, f, 0);
+        if (!ti) {
+            rc = -1;
+            break;
+        }
+        int y = by0 + (int)lround((1 - ticks[t]) * (bar_h - 1)) - ti->Ysize / 2;
+        rc |= put(&base, ti, bx0 + bar_w + f, y);
+        g_object_unref(ti);
+    }
+    int ty = by0 + bar_h + 2 * f;
+    if (!rc) {
+        snprintf(buf, sizeof buf, "<span foreground='#555'>uncoloured: no tissue / not evaluated</span>");
+        rc |= put_text(&base, buf, (int)(f * 0.85), P - 2 * f, bx0, ty, &th);
+        ty += th + f;
+    }
+    if (!rc) {
+        snprintf(buf, sizeof buf, "<b>Slide call</b>\n%s", esc_call);
+        rc |= put_text(&base, buf, f, P - 2 * f, bx0, ty, &th);
+        ty += th + f;
+    }
+    if (!rc && esc_note[0]) {
+        snprintf(buf, sizeof buf, "<span foreground='#444'>%s</span>", esc_note);
+        rc |= put_text(&base, buf, (int)(f * 0.85), P - 2 * f, bx0, ty, &th);
+    }
+    if (!rc && has_sb && sb_px >= 4) rc |= put_text(&base, sb_label, f, 0, sb_x, sb_y - f - f / 4, NULL);
+    g_free(esc_slide);
+    g_free(esc_class);
+    g_free(esc_call);
+    g_free(esc_note);
+    if (rc) {
+        g_object_unref(base);
+        goto vfail;
+    }
+
+    VipsImage *flat = NULL;
+    wb = vips_array_double_new(white, 3);
+    r = vips_flatten(base, &flat, "background", wb, NULL);
+    vips_area_unref(VIPS_AREA(wb));
+    g_object_unref(base);
+    void *png = NULL;
+    size_t len = 0;
+    if (r || vips_pngsave_buffer(flat, &png, &len, "compression", 6, NULL)) {
+        if (flat) g_object_unref(flat);
+        goto vfail;
+    }
+    g_object_unref(flat);
+    if (bg) g_object_unref(bg);
+    if (bgf) g_object_unref(bgf);
+    if (bgs) g_object_unref(bgs);
+    r = infer_write_atomic(path, png, len);
+    g_free(png);
+    return r;
+
+vfail:
+    if (bg) g_object_unref(bg);
+    if (bgf) g_object_unref(bgf);
+    if (bgs) g_object_unref(bgs);
+    mp_err_set("%s: cannot render the overlay: %s", path, vips_error_buffer());
+    vips_error_clear();
+    return -1;
+}
