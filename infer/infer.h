@@ -49,6 +49,20 @@ infer_cmap infer_cmap_for(int nclasses);
 void infer_colormap(infer_cmap c, float p, uint8_t rgb[3]);
 const char *infer_cmap_name(infer_cmap c);
 
+/* ---- overlap averaging ----
+ * With --stride below the patch size the windows overlap: the window of cell a spans cells
+ * [a - h, a - h + r) along each axis (r = patch0 / cell0, h = (r - 1) / 2, centred). A heatmap
+ * cell's value is the mean of the evaluated windows that cover it, each weighted by the share of
+ * the cell it covers: sum_w area(w ∩ cell) p_w / sum_w area(w ∩ cell). With stride = patch
+ * each cell is covered by its own window only and keeps its value exactly. */
+#define INFER_MAX_REACH 256
+/* Weight of the window d cells away on a cell, w[d + R] for d in [-R, R]; returns R, -1 if
+ * 2R + 1 > cap. */
+int infer_grid_kernel(const infer_grid *g, double *w, int cap);
+/* out (ny * nx * K): the average above for cells whose own window was evaluated (valid), 0
+ * elsewhere. -1 + mp_err when a patch spans more than 2 * INFER_MAX_REACH + 1 cells. */
+int infer_grid_average(const infer_grid *g, const float *prob, const uint8_t *valid, int K, float *out);
+
 /* ---- heatmap TIFFs ----
  * Both are tiled and deflate-compressed, level 0 one pixel per cell, then reduced levels
  * halving (ceil) down to one tile, each a NewSubfileType=1 IFD after the first. Resolution in

@@ -22,7 +22,7 @@
 #include "infer/internal.h"
 #include "nn/gemm.h"
 
-#define INFER_KEY_VERSION 2 /* 2: heatmap.tif is RGBA, probability.tif holds the classes */
+#define INFER_KEY_VERSION 3 /* 2: heatmap.tif RGBA + probability.tif; 3: overlap averaging */
 
 void infer_opts_default(infer_opts *o)
 {
@@ -430,6 +430,13 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     char *const *names = infer_model_names(m);
     char fpath[4200];
     json_t *desc = NULL;
+    /* the heatmap: each cell the mean of the windows covering it (the window values themselves
+     * when stride = patch); slide-level figures above stay per patch */
+    float *heat = mp_xmalloc(sizeof(float) * (size_t)ncell * K);
+    if (!rc && infer_grid_average(&g, prob, valid, K, heat)) {
+        snprintf(err, sizeof err, "%s: %s", path, mp_err());
+        rc = -1;
+    }
     if (!rc) {
         desc = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:[I,I,I,I], s:s}", "software", "magpie infer",
                          "slide", path, "grid_width", g.nx, "grid_height", g.ny, "cell_level0_px", g.cell0,
@@ -440,7 +447,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         for (int k = 0; k < K; k++) json_array_append_new(cls, json_string(names[k]));
         json_object_set_new(desc, "classes", cls);
         char *d = json_dumps(desc, JSON_COMPACT | JSON_REAL_PRECISION(12));
-        infer_tiff_spec ts = {.nx = g.nx, .ny = g.ny, .nclasses = K, .prob = prob, .valid = valid,
+        infer_tiff_spec ts = {.nx = g.nx, .ny = g.ny, .nclasses = K, .prob = heat, .valid = valid,
                               .mpp_x = src.mpp.mpp_x, .mpp_y = src.mpp.mpp_y, .cell0 = g.cell0, .ox = g.ox,
                               .oy = g.oy, .float32 = o->float32, .tile = 128, .desc = d};
         snprintf(fpath, sizeof fpath, "%s/probability.tif", dir);
@@ -476,11 +483,11 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
                      o->threshold);
         snprintf(note, sizeof note, "model at %gx: %.0f µm patches every %.0f µm; mean p(%s) %.2f", mag,
                  g.patch0 * mpp, g.cell0 * mpp, names[klass], mean[klass]);
-        if (!rc && write_overlay(fpath, &src, &g, prob, valid, K, klass, o->overlay_size, name, names[klass], call,
+        if (!rc && write_overlay(fpath, &src, &g, heat, valid, K, klass, o->overlay_size, name, names[klass], call,
                                  note))
             rc = -1;
         snprintf(fpath, sizeof fpath, "%s/heatmap.geojson", dir);
-        if (!rc && infer_geojson_write(fpath, &g, prob, valid, K, names, o->threshold)) rc = -1;
+        if (!rc && infer_geojson_write(fpath, &g, heat, valid, K, names, o->threshold)) rc = -1;
         if (rc) snprintf(err, sizeof err, "%s", mp_err());
     }
     if (!rc) maybe_kill("before-json");
@@ -537,6 +544,12 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
                             json_pack("{s:f, s:i, s:i, s:f, s:i, s:f}", "min_tissue", o->min_tissue, "stride",
                                       o->stride ? o->stride : S, "batch", batch, "threshold", o->threshold, "class",
                                       klass, "mask_mpp", src.mask_mpp));
+        json_object_set_new(json_object_get(j, "params"), "overlay_size", json_integer(o->overlay_size));
+        json_object_set_new(j, "heatmap_cells",
+                            json_string(g.patch0 > g.cell0 * 1.000001
+                                            ? "mean of the evaluated windows covering the cell, weighted by the share "
+                                              "of the cell each covers (stride < patch)"
+                                            : "the cell's own window (stride = patch)"));
         json_object_set_new(j, "timing",
                             json_pack("{s:f, s:f, s:f, s:f, s:f}", "seconds", total, "inference_seconds", t_infer,
                                       "read_seconds", P.busy, "model_seconds", t_model, "patches_per_s",
@@ -555,6 +568,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         }
     }
     json_decref(desc);
+    free(heat);
     free(prob);
     free(valid);
     free(cells);

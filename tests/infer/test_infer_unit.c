@@ -562,6 +562,83 @@ TEST(overlay_picture)
     free(v);
 }
 
+/* the definition, directly: every window against every cell, overlap areas in level-0 px */
+static void average_brute(const infer_grid *g, const float *p, const uint8_t *v, int K, double *out)
+{
+    double hh = (g->patch0 - g->cell0) / 2;
+    for (int j = 0; j < g->ny; j++)
+        for (int i = 0; i < g->nx; i++) {
+            double num[4] = {0}, den = 0;
+            for (int b = 0; b < g->ny; b++)
+                for (int a = 0; a < g->nx; a++) {
+                    if (!v[b * g->nx + a]) continue;
+                    double wx = fmin((i + 1) * g->cell0, a * g->cell0 - hh + g->patch0) - fmax(i * g->cell0, a * g->cell0 - hh);
+                    double wy = fmin((j + 1) * g->cell0, b * g->cell0 - hh + g->patch0) - fmax(j * g->cell0, b * g->cell0 - hh);
+                    if (wx <= 0 || wy <= 0) continue;
+                    for (int k = 0; k < K; k++) num[k] += wx * wy * p[(b * g->nx + a) * K + k];
+                    den += wx * wy;
+                }
+            for (int k = 0; k < K; k++) out[(j * g->nx + i) * K + k] = v[j * g->nx + i] ? num[k] / den : 0;
+        }
+}
+
+TEST(overlap_average)
+{
+    /* mpp 1 at 10x: model px = level-0 px, so cell0 = stride and patch0 = size */
+    const int K = 2;
+    static const int cases[][2] = {{3, 1}, {2, 1}, {5, 2}, {4, 4}, {12, 5}}; /* size, stride */
+    for (int t = 0; t < 5; t++) {
+        infer_grid g;
+        int size = cases[t][0], stride = cases[t][1];
+        CHECK_INT(infer_grid_make(0, 0, 7 * stride, 5 * stride, 1.0, 10, size, stride, &g), 0);
+        CHECK_INT(g.nx, 7);
+        CHECK_INT(g.ny, 5);
+        int n = g.nx * g.ny;
+        float p[70], out[70];
+        uint8_t v[35];
+        double want[70];
+        for (int c = 0; c < n; c++) {
+            p[c * K] = (float)((c * 37) % 11) / 10.0f, p[c * K + 1] = 1 - p[c * K];
+            v[c] = c != 9 && c != 10 && c != 30;
+        }
+        CHECK_INT(infer_grid_average(&g, p, v, K, out), 0);
+        average_brute(&g, p, v, K, want);
+        int bad = 0;
+        for (int c = 0; c < n * K; c++) bad += fabs(out[c] - want[c]) > 1e-6;
+        CHECK_INT(bad, 0);
+    }
+    /* by hand, patch 3 cells a side: cell (3, 2) is covered by the 3x3 windows around it, all
+     * evaluated, so it is their plain mean; (2, 1) was not evaluated and stays empty */
+    infer_grid g;
+    CHECK_INT(infer_grid_make(0, 0, 7, 5, 1.0, 10, 3, 1, &g), 0);
+    double w[8];
+    CHECK_INT(infer_grid_kernel(&g, w, 8), 1);
+    for (int d = 0; d < 3; d++) CHECK_NEAR(w[d], 1, 1e-12);
+    float p[35], out[35];
+    uint8_t v[35];
+    for (int c = 0; c < 35; c++) p[c] = (float)c, v[c] = c != 9;
+    CHECK_INT(infer_grid_average(&g, p, v, 1, out), 0);
+    CHECK_NEAR(out[2 * 7 + 3], (10 + 11 + 16 + 17 + 18 + 23 + 24 + 25) / 8.0, 1e-5); /* 18 */
+    CHECK_NEAR(out[9], 0, 0);
+    /* patch 2 cells: half a cell of each neighbour's window, the own window whole */
+    CHECK_INT(infer_grid_make(0, 0, 7, 5, 1.0, 10, 2, 1, &g), 0);
+    CHECK_INT(infer_grid_kernel(&g, w, 8), 1);
+    CHECK_NEAR(w[0], 0.5, 1e-12);
+    CHECK_NEAR(w[1], 1, 1e-12);
+    CHECK_NEAR(w[2], 0.5, 1e-12);
+    /* stride = patch: every value kept bit for bit */
+    CHECK_INT(infer_grid_make(0, 0, 28, 20, 1.0, 10, 4, 4, &g), 0);
+    CHECK_INT(infer_grid_kernel(&g, w, 8), 0);
+    CHECK_INT(infer_grid_average(&g, p, v, 1, out), 0);
+    int same = 1;
+    for (int c = 0; c < 35; c++) same &= v[c] ? out[c] == p[c] : out[c] == 0;
+    CHECK(same);
+    /* a patch spanning more cells than the kernel allows is refused */
+    CHECK_INT(infer_grid_make(0, 0, 4000, 4000, 1.0, 10, 1000, 1, &g), 0);
+    CHECK_INT(infer_grid_average(&g, p, v, 1, out), -1);
+    CHECK_CONTAINS(mp_err(), "use a larger --stride");
+}
+
 TEST(slide_name)
 {
     char b[64];
@@ -590,6 +667,7 @@ int main(void)
     RUN(colormap_ends);
     RUN(tiff_rgba);
     RUN(overlay_picture);
+    RUN(overlap_average);
     RUN(slide_name);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
