@@ -98,17 +98,19 @@ static int migrate(mp_db *db)
         if (n < 0) return -1;
         if (n > 0 && db_query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'slides'") != 1)
             return mp_err_set("%s: SQLite file is not a magpie dataset", db->path);
-        if (db_begin(db)) return -1;
-        if (db_exec(db, db_schema_sql) || db_exec(db, "PRAGMA user_version = 1") ||
-            db_meta_set(db, "created_by", "magpie") || db_commit(db)) {
-            char keep[1024];
-            snprintf(keep, sizeof keep, "%s", mp_err());
-            db_exec(db, "ROLLBACK");
-            return mp_err_set("%s", keep);
-        }
-        return 0;
     }
-    /* Future migrations: one step per version, each in its own transaction. */
+    /* 0 -> current, and 1 -> 2 (new tables only): the schema file, all IF NOT EXISTS, in one
+     * transaction with the version bump, so a crash leaves the old version intact */
+    char bump[64];
+    snprintf(bump, sizeof bump, "PRAGMA user_version = %d", DB_SCHEMA_VERSION);
+    if (db_begin(db)) return -1;
+    if (db_exec(db, db_schema_sql) || db_exec(db, bump) || (v == 0 && db_meta_set(db, "created_by", "magpie")) ||
+        db_commit(db)) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", mp_err());
+        db_exec(db, "ROLLBACK");
+        return mp_err_set("%s", keep);
+    }
     return 0;
 }
 
@@ -144,7 +146,8 @@ mp_db *db_open(const char *path, int flags)
         }
     } else {
         int64_t v = db_query_int(db, "PRAGMA user_version");
-        if (v != DB_SCHEMA_VERSION) {
+        /* older versions read fine: migrations only add */
+        if (v < 1 || v > DB_SCHEMA_VERSION) {
             mp_err_set("%s: not a magpie dataset of schema version %d (found %lld)", path, DB_SCHEMA_VERSION, (long long)v);
             db_close(db);
             return NULL;

@@ -7,7 +7,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2 /* 2: predictions */
 
 enum { DB_OPEN_CREATE = 1, DB_OPEN_READONLY = 2 };
 

@@ -1,7 +1,9 @@
--- db/schema.sql — the magpie dataset, version 1 (PRAGMA user_version).
+-- db/schema.sql — the magpie dataset, version 2 (PRAGMA user_version).
 -- One SQLite file: slides, their tissue masks, patches with QC scores, one JPEG/PNG image per
 -- patch per magnification, labels, splits. Readable from any SQLite client without magpie.
 -- Migrations: db/db.c applies this file to an empty database and later steps by user_version.
+-- Every statement is IF NOT EXISTS, so a step that only adds tables re-applies this file:
+--   1 -> 2  predictions
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -92,3 +94,30 @@ CREATE TABLE IF NOT EXISTS splits (
     slide_id INTEGER PRIMARY KEY REFERENCES slides(id) ON DELETE CASCADE,
     split    TEXT NOT NULL CHECK (split IN ('train', 'val', 'test', 'unlabeled'))
 );
+
+-- Patch predictions of `magpie infer --db` (version 2): one row per evaluated patch, per slide
+-- and checkpoint; a rerun of the same pair replaces its rows. For curation, e.g. hard negatives:
+--   SELECT slide_path, x0, y0, size0, json_extract(probs, '$[1]') AS p
+--   FROM predictions WHERE class_name != 'Normal' ... ORDER BY confidence DESC
+CREATE TABLE IF NOT EXISTS predictions (
+    id                INTEGER PRIMARY KEY,
+    slide_id          INTEGER REFERENCES slides(id) ON DELETE SET NULL, -- this dataset's slide with the same fingerprint
+    slide_path        TEXT NOT NULL,          -- as given to infer
+    slide_fingerprint TEXT NOT NULL,          -- as slides.fingerprint
+    model_fingerprint TEXT NOT NULL,          -- content hash of the checkpoint file (prediction.json checkpoint_hash)
+    model_path        TEXT,
+    mag               REAL NOT NULL,          -- the model's magnification
+    gx                INTEGER NOT NULL,       -- infer's grid cell (stride steps from the bounds origin)
+    gy                INTEGER NOT NULL,
+    x0                INTEGER NOT NULL,       -- level-0 top-left of the patch
+    y0                INTEGER NOT NULL,
+    size0             REAL NOT NULL,          -- level-0 extent of the patch
+    class_id          INTEGER NOT NULL,       -- argmax class index of the model
+    class_name        TEXT NOT NULL,
+    confidence        REAL NOT NULL,          -- its probability
+    probs             TEXT NOT NULL,          -- JSON array, one probability per model class in order
+    created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    UNIQUE (slide_fingerprint, model_fingerprint, gx, gy)
+);
+CREATE INDEX IF NOT EXISTS predictions_slide ON predictions(slide_id);
+CREATE INDEX IF NOT EXISTS predictions_class ON predictions(class_name, confidence);

@@ -145,6 +145,7 @@ typedef struct {
     int stride;          /* px at the model's magnification; 0 = the input size */
     int klass;           /* --class: the class shown in heatmap.tif and overlay.png (-1 = last class) */
     int overlay_size;    /* longest side of overlay.png's slide picture, px */
+    const char *db;      /* --db: dataset whose predictions table gets the patches (NULL = none) */
     int batch;           /* patches per forward; 0 = infer_auto_batch(input size) */
     int threads;         /* BLAS threads for the model; the reader is one more thread */
     double mpp;          /* > 0 overrides the slide's MPP */

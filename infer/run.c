@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "db/predictions.h"
 #include "infer/infer.h"
 #include "infer/internal.h"
 #include "nn/gemm.h"
@@ -179,8 +180,9 @@ static int file_complete(const char *dir, const char *name)
     return mp_file_size(p) > 0;
 }
 
-/* 1 when dir holds a complete output set made with this key. */
-static int outputs_current(const char *dir, const char *key)
+/* 1 when dir holds a complete output set made with this key, and --db (if given) holds its
+ * evaluated patches for this slide and checkpoint. */
+static int outputs_current(const char *dir, const char *key, const char *dbpath, const char *fp, const char *ck)
 {
     for (int i = 0; i < NOUT; i++)
         if (!file_complete(dir, files[i])) return 0;
@@ -190,7 +192,13 @@ static int outputs_current(const char *dir, const char *key)
     if (!j) return 0;
     const char *k = json_string_value(json_object_get(j, "key"));
     int same = k && !strcmp(k, key);
+    json_int_t nval = json_integer_value(json_object_get(json_object_get(j, "patches"), "evaluated"));
     json_decref(j);
+    if (same && dbpath) {
+        mp_db *db = mp_file_exists(dbpath) ? db_open(dbpath, 0) : NULL;
+        same = db && db_predictions_count(db, fp, ck) == nval;
+        db_close(db);
+    }
     return same;
 }
 
@@ -264,7 +272,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     }
     snprintf(key, sizeof key, "v%d %s %s stride=%d mpp=%.9g min_tissue=%.6g threshold=%.6g float32=%d class=%d overlay=%d",
              INFER_KEY_VERSION, fp, ck, o->stride, mpp, o->min_tissue, o->threshold, o->float32, klass, o->overlay_size);
-    if (!o->force && outputs_current(dir, key)) {
+    if (!o->force && outputs_current(dir, key, o->db, fp, ck)) {
         infer_src_close(&src);
         res->outcome = INFER_SKIPPED;
         res->seconds = mp_now() - t_start;
@@ -489,6 +497,28 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         snprintf(fpath, sizeof fpath, "%s/heatmap.geojson", dir);
         if (!rc && infer_geojson_write(fpath, &g, heat, valid, K, names, o->threshold)) rc = -1;
         if (rc) snprintf(err, sizeof err, "%s", mp_err());
+    }
+    if (!rc && o->db) {
+        /* the patches themselves (not the overlap-averaged cells), before prediction.json so a
+         * failed write leaves the slide to be redone */
+        db_pred_cell *pc = mp_xmalloc(sizeof(db_pred_cell) * (size_t)(nval ? nval : 1));
+        int64_t n = 0;
+        for (int64_t c = 0; c < ncell; c++) {
+            if (!valid[c]) continue;
+            pc[n].gx = (int)(c % g.nx), pc[n].gy = (int)(c / g.nx);
+            infer_grid_patch_origin(&g, pc[n].gx, pc[n].gy, &pc[n].x0, &pc[n].y0);
+            pc[n].prob = prob + (size_t)c * K;
+            n++;
+        }
+        db_pred_run pr = {.slide_path = path, .slide_fingerprint = fp, .model_path = ckpt_path,
+                          .model_fingerprint = ck, .mag = mag, .size0 = g.patch0, .nclasses = K, .class_names = names};
+        mp_db *db = db_open(o->db, DB_OPEN_CREATE);
+        if (!db || db_predictions_put(db, &pr, pc, n)) {
+            snprintf(err, sizeof err, "%s", mp_err());
+            rc = -1;
+        }
+        db_close(db);
+        free(pc);
     }
     if (!rc) maybe_kill("before-json");
     if (!rc) {

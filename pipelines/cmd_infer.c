@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "db/db.h"
 #include "infer/infer.h"
 #include "nn/gemm.h"
 #include "pipelines/cmds.h"
@@ -53,6 +54,10 @@ static void usage(FILE *f)
             "  --min-tissue F     evaluate cells whose patch is >= F tissue (default 0.25)\n"
             "  --threshold P      GeoJSON and vote confidence threshold (default 0.5)\n"
             "  --float32          probability.tif samples as float32 instead of uint8\n"
+            "  --db DB            also store every evaluated patch's probabilities in DB's predictions\n"
+            "                     table (slide, grid cell, level-0 square, per-class probabilities,\n"
+            "                     checkpoint fingerprint; created if missing); a rerun replaces the\n"
+            "                     slide and checkpoint's rows\n"
             "  --force            recompute even when the outputs are current\n"
             "  --progress MODE    auto|tty|json|none (default auto); --progress=json for JSON lines\n"
             "  -q, --quiet        only errors\n"
@@ -77,7 +82,7 @@ int cmd_infer(int argc, char **argv)
     o.threads = mp_cpu_count();
     const char *out = NULL;
     int quiet = 0;
-    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE };
+    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB };
     const char *class_arg = NULL;
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT},         {"stride", required_argument, 0, O_STRIDE},
@@ -86,7 +91,7 @@ int cmd_infer(int argc, char **argv)
         {"min-tissue", required_argument, 0, O_MIN},  {"threshold", required_argument, 0, O_THR},
         {"float32", no_argument, 0, O_F32},           {"force", no_argument, 0, O_FORCE},
         {"progress", required_argument, 0, O_PROG},   {"quiet", no_argument, 0, 'q'},
-        {"overlay-size", required_argument, 0, O_OVSIZE},
+        {"overlay-size", required_argument, 0, O_OVSIZE}, {"db", required_argument, 0, O_DB},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -104,6 +109,7 @@ int cmd_infer(int argc, char **argv)
             if (!optarg[0]) return bad("--class wants a class name or index, got '%s'", optarg);
             class_arg = optarg; /* resolved against the checkpoint's names once it is loaded */
             break;
+        case O_DB: o.db = optarg; break;
         case O_OVSIZE:
             if (mp_parse_long(optarg, &l) || l < 64 || l > 16384) return bad("--overlay-size wants 64..16384 px, got '%s'", optarg);
             o.overlay_size = (int)l;
@@ -158,6 +164,15 @@ int cmd_infer(int argc, char **argv)
     if (access(out, W_OK | X_OK)) {
         mp_error("%s: output directory is not writable (%s)", out, strerror(errno));
         return MP_EXIT_FAIL;
+    }
+    if (o.db) {
+        /* a dataset that cannot take the rows fails the run now, not after the first slide */
+        mp_db *db = db_open(o.db, DB_OPEN_CREATE);
+        if (!db) {
+            mp_error("%s", mp_err());
+            return MP_EXIT_FAIL;
+        }
+        db_close(db);
     }
     if (infer_global_init(argv[0])) {
         mp_error("%s", mp_err());

@@ -75,6 +75,31 @@ cmp -s "$T/o/synth_000/overlay.png" "$T/c0/synth_000/overlay.png" && no "--class
 cmp -s "$T/o/synth_000/probability.tif" "$T/c0/synth_000/probability.tif" || no "--class must not change probability.tif"
 cmp -s "$T/o/synth_000/heatmap.tif" "$T/c0/synth_000/heatmap.tif" && no "--class 0 heatmap.tif equals the default (last class)"
 
+# --db: every evaluated patch in the dataset's predictions table, linked to the tiled slide,
+# with the checkpoint's fingerprint; a rerun neither duplicates nor skips missing rows
+"$B" tile "$T/p.db" "$s0" --mags 1.25 --size 28 -q 2>/dev/null || no "tile for --db"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/pd" --db "$T/p.db" -q || no "infer --db"
+ev=$(sed -n 's/.*"evaluated": \([0-9]*\).*/\1/p' "$T/pd/synth_000/prediction.json")
+ck=$(sed -n 's/.*"checkpoint_hash": "\([^"]*\)".*/\1/p' "$T/pd/synth_000/prediction.json")
+q() { sqlite3 "$T/p.db" "$1"; }
+[ "${ev:-0}" -gt 0 ] && [ "$(q "SELECT count(*) FROM predictions")" = "$ev" ] || no "--db rows $(q "SELECT count(*) FROM predictions") != evaluated $ev"
+[ "$(q "SELECT count(*) FROM predictions WHERE slide_id = (SELECT id FROM slides) AND model_fingerprint = '$ck'")" = "$ev" ] ||
+    no "--db rows not linked to the slide / checkpoint"
+[ "$(q "SELECT count(*) FROM predictions p WHERE abs((SELECT sum(value) FROM json_each(p.probs)) - 1) > 1e-4
+        OR json_array_length(probs) != 3 OR abs(confidence - (SELECT max(value) FROM json_each(p.probs))) > 1e-6")" = 0 ] ||
+    no "--db probabilities"
+[ "$(q "PRAGMA user_version")" = 2 ] || no "--db schema version"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/pd" --db "$T/p.db" 2>"$T/e" || no "infer --db rerun"
+grep -q "skipped" "$T/e" || no "--db rerun with the rows present should skip"
+q "DELETE FROM predictions"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/pd" --db "$T/p.db" 2>"$T/e" || no "infer --db after rows deleted"
+grep -q "skipped" "$T/e" && no "--db rerun without the rows must not skip"
+[ "$(q "SELECT count(*) FROM predictions")" = "$ev" ] || no "--db rows after the rerun"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/pd" --db "$T/p.db" --force -q && [ "$(q "SELECT count(*) FROM predictions")" = "$ev" ] ||
+    no "--db --force duplicated rows"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/pd" --db "$T/file/x.db" -q 2>"$T/e"; [ $? -eq 2 ] || no "--db unwritable exit"
+grep -q "^magpie: error: $T/file/x.db: " "$T/e" && [ "$(wc -l <"$T/e")" -eq 1 ] || no "--db unwritable message: $(cat "$T/e")"
+
 # a slide of bare glass: done, but never silently empty
 vips black "$T/b.v" 2048 2048 --bands 3 && vips linear "$T/b.v" "$T/w.v" 1 250 --uchar &&
 vips tiffsave "$T/w.v" "$T/glass.tif" --tile --pyramid --compression jpeg --xres 2000 --yres 2000 || no "vips blank slide"
