@@ -11,5 +11,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     libopenslide-dev libvips-dev libopenblas-dev libsqlite3-dev libtiff-dev \
     libjansson-dev libcsv-dev libxxhash-dev libturbojpeg0-dev libpng-dev zlib1g-dev \
     libvips-tools openslide-tools libtiff-tools sqlite3 \
-    python3-openslide python3-pil python3-tifffile python3-numpy >/dev/null
+    python3-openslide python3-pil python3-tifffile python3-numpy fonts-dejavu-core >/dev/null
 echo "magpie: dependencies installed"
