@@ -9,7 +9,7 @@ fail=0
 no() { echo "FAIL: $*"; fail=1; }
 M="$MAGPIE_BIN"
 "$M" synth "$T/s" --slides 1 --width 3072 --height 2048 --mpp 1 --seed 3 -q || { echo "FAIL: synth"; exit 1; }
-command -v flock >/dev/null || { echo "SKIP: flock(1) not installed"; exit 77; }
+command -v flock >/dev/null || { echo "FAIL: flock(1) not installed (util-linux, see tools/install-deps.sh)"; exit 1; }
 flock -o "$T/d.db.tile-lock" sleep 30 >/dev/null 2>&1 &  # -o: only flock itself holds the lock
 holder=$!
 sleep 0.5

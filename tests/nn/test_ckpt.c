@@ -345,7 +345,7 @@ TEST(crash_mid_write)
 
 int main(void)
 {
-    if (!mkdtemp(dir)) TEST_SKIP("cannot create a temp dir");
+    if (!mkdtemp(dir)) TEST_FATAL("cannot create a temp dir %s", dir);
     RUN(roundtrip_bitwise);
     RUN(model_only_and_empty);
     RUN(shapes_vs_model);

@@ -18,7 +18,7 @@ static float *zf(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
 TEST(golden_conv)
 {
     gold_file g;
-    if (gold_load(&g, "ops_conv.bin")) TEST_SKIP("golden file missing");
+    if (gold_load(&g, "ops_conv.bin")) FAIL_CASE("committed golden file tests/nn/golden/ops_conv.bin missing or unreadable");
     int32_t *cnt = gold_i(&g, "count", NULL);
     for (int i = 0; i < cnt[0]; i++) {
         char p[16];
@@ -53,7 +53,7 @@ TEST(golden_conv)
 TEST(golden_norm)
 {
     gold_file g;
-    if (gold_load(&g, "ops_norm.bin")) TEST_SKIP("golden file missing");
+    if (gold_load(&g, "ops_norm.bin")) FAIL_CASE("committed golden file tests/nn/golden/ops_norm.bin missing or unreadable");
     int32_t *cnt = gold_i(&g, "gn_count", NULL);
     for (int i = 0; i < cnt[0]; i++) {
         char p[16];
@@ -107,7 +107,7 @@ TEST(golden_norm)
 TEST(golden_misc)
 {
     gold_file g;
-    if (gold_load(&g, "ops_misc.bin")) TEST_SKIP("golden file missing");
+    if (gold_load(&g, "ops_misc.bin")) FAIL_CASE("committed golden file tests/nn/golden/ops_misc.bin missing or unreadable");
     size_t n, no;
     for (int i = 0; i < 3; i++) {
         char p[16];
@@ -199,7 +199,7 @@ static void cmp_scalar(const char *what, double got, double ref)
 TEST(golden_losses)
 {
     gold_file g;
-    if (gold_load(&g, "ops_loss.bin")) TEST_SKIP("golden file missing");
+    if (gold_load(&g, "ops_loss.bin")) FAIL_CASE("committed golden file tests/nn/golden/ops_loss.bin missing or unreadable");
     size_t n;
     float *z = gold_f(&g, "ce.z", &n), *cw = gold_f(&g, "ce.w", NULL), *dz = zf(n);
     int32_t *y = gold_i(&g, "ce.y", NULL);
@@ -294,7 +294,7 @@ TEST(golden_losses)
 TEST(golden_block)
 {
     gold_file g;
-    if (gold_load(&g, "model_block.bin")) TEST_SKIP("golden file missing");
+    if (gold_load(&g, "model_block.bin")) FAIL_CASE("committed golden file tests/nn/golden/model_block.bin missing or unreadable");
     const int N = 2, C = 16, H = 9, OC = 32, OH = 5, G = 32;
     size_t nx, ny;
     float *x = gold_f(&g, "blk.x", &nx), *y = gold_f(&g, "blk.y", &ny), *dy = gold_f(&g, "blk.dy", NULL);

@@ -129,7 +129,7 @@ TEST(errors)
 TEST(golden_resnet_gn)
 {
     gold_file g;
-    if (gold_load(&g, "model_resnet.bin")) TEST_SKIP("golden file missing");
+    if (gold_load(&g, "model_resnet.bin")) FAIL_CASE("committed golden file tests/nn/golden/model_resnet.bin missing or unreadable");
     nn_model_cfg cfg;
     nn_model_cfg_resnet_gn(&cfg, 3);
     nn_model *m = nn_model_create(&cfg, 2, 64, 64, 1);
@@ -186,7 +186,7 @@ TEST(golden_resnet_gn)
 TEST(golden_resnet18_bn)
 {
     gold_file g;
-    if (gold_load(&g, "model_resnet.bin")) TEST_SKIP("golden file missing");
+    if (gold_load(&g, "model_resnet.bin")) FAIL_CASE("committed golden file tests/nn/golden/model_resnet.bin missing or unreadable");
     nn_model_cfg cfg;
     nn_model_cfg_resnet18(&cfg, 4, NN_NORM_BATCH);
     nn_model *m = nn_model_create(&cfg, 4, 64, 64, 1);
@@ -217,7 +217,7 @@ TEST(golden_resnet18_bn)
 TEST(golden_adam_10_steps)
 {
     gold_file g;
-    if (gold_load(&g, "model_adam.bin")) TEST_SKIP("golden file missing");
+    if (gold_load(&g, "model_adam.bin")) FAIL_CASE("committed golden file tests/nn/golden/model_adam.bin missing or unreadable");
     nn_model_cfg cfg;
     nn_model_cfg_resnet_gn(&cfg, 3);
     nn_model *m = nn_model_create(&cfg, 4, 32, 32, 1);

@@ -425,7 +425,7 @@ int main(void)
     snprintf(tmpdir, sizeof tmpdir, "/tmp/magpie_test_synth_%d", (int)getpid());
     char cmd[600];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
-    if (system(cmd)) TEST_SKIP("cannot create %s", tmpdir);
+    if (system(cmd)) TEST_FATAL("cannot create %s", tmpdir);
     RUN(test_params);
     RUN(test_render_pure);
     RUN(test_tiff_tags);

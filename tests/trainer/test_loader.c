@@ -214,7 +214,7 @@ int main(void)
     if (!mkdtemp(dir)) return 1;
     snprintf(dbp, sizeof dbp, "%s/tiny.db", dir);
     tiny_cfg tc = {.slides = 10, .per_slide = 4, .classes = 3, .hi = 32, .lo = 4, .png = 1, .seed = 1};
-    if (tiny_make(dbp, &tc) < 0) TEST_SKIP("cannot write the tiny dataset: %s", mp_err());
+    if (tiny_make(dbp, &tc) < 0) TEST_FATAL("cannot write the tiny dataset %s: %s", dbp, mp_err());
     RUN(deterministic);
     RUN(paired_views_same_transform);
     RUN(extra_dihedral_matches_turned_map);

@@ -389,7 +389,7 @@ int main(void)
     if (t_tmpdir("train")) return 1;
     snprintf(dbp, sizeof dbp, "%s/tiny.db", t_dir);
     tiny_cfg tc = {.slides = 10, .per_slide = 12, .classes = 3, .hi = 32, .lo = 4, .png = 0, .seed = 2, .unlabeled_slides = 5};
-    if (tiny_make(dbp, &tc) < 0) TEST_SKIP("cannot write the tiny dataset: %s", mp_err());
+    if (tiny_make(dbp, &tc) < 0) TEST_FATAL("cannot write the tiny dataset %s: %s", dbp, mp_err());
     RUN(teacher_learns);
     RUN(loss_decreases_each_method);
     RUN(teacher_cache_follows_teacher_content);

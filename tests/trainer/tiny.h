@@ -85,11 +85,11 @@ static int tiny_make(const char *path, const tiny_cfg *c)
     unlink(path);
     mp_db *db = db_open(path, DB_OPEN_CREATE);
     if (!db) return -1;
-    db_exec(db, "BEGIN");
+    int bad = db_exec(db, "BEGIN") != 0; /* any failed step fails the whole dataset (a test fails, never skips) */
     for (int k = 0; k < c->classes; k++) {
         char sql[128];
         snprintf(sql, sizeof sql, "INSERT INTO classes VALUES (%d, 'class%d')", k, k);
-        db_exec(db, sql);
+        bad |= db_exec(db, sql) != 0;
     }
     sqlite3_stmt *ins = db_prepare(db, "INSERT INTO images(patch_id, mag, width, height, level, scale, codec, data) "
                                        "VALUES (?, ?, ?, ?, 0, 1, ?, ?)");
@@ -102,19 +102,19 @@ static int tiny_make(const char *path, const tiny_cfg *c)
         snprintf(sql, sizeof sql,
                  "INSERT INTO slides(id, path, name, patient, fingerprint, label) VALUES (%d, '/t/s%02d', 's%02d', 'p%02d', 'f', %s)",
                  s + 1, s, s, s, "NULL");
-        db_exec(db, sql);
+        bad |= db_exec(db, sql) != 0;
         if (!unl) {
             snprintf(sql, sizeof sql, "UPDATE slides SET label = 'class%d' WHERE id = %d", cls, s + 1);
-            db_exec(db, sql);
+            bad |= db_exec(db, sql) != 0;
         }
         snprintf(sql, sizeof sql, "INSERT INTO splits VALUES (%d, '%s')", s + 1,
                  unl ? "unlabeled" : s % 5 == 3 ? "val" : s % 5 == 4 ? "test" : "train");
-        db_exec(db, sql);
+        bad |= db_exec(db, sql) != 0;
         for (int p = 0; p < c->per_slide; p++) {
             pid++;
             snprintf(sql, sizeof sql, "INSERT INTO patches(id, slide_id, gx, gy, x0, y0, size0, tissue) VALUES (%lld, %d, %d, 0, %d, 0, %d, 1)",
                      (long long)pid, s + 1, p, p * c->hi, c->hi);
-            db_exec(db, sql);
+            bad |= db_exec(db, sql) != 0;
             mp_rng r;
             mp_rng_derive(&r, c->seed, (uint64_t)s, (uint64_t)p, 77);
             tiny_pattern(hi, c->hi, cls, &r);
@@ -122,7 +122,7 @@ static int tiny_make(const char *path, const tiny_cfg *c)
             for (int v = 0; v < 2; v++) {
                 unsigned char *buf;
                 unsigned long len = 0;
-                tiny_encode(v ? lo : hi, v ? c->lo : c->hi, c->png, &buf, &len);
+                bad |= tiny_encode(v ? lo : hi, v ? c->lo : c->hi, c->png, &buf, &len) != 0;
                 sqlite3_reset(ins);
                 sqlite3_bind_int64(ins, 1, pid);
                 sqlite3_bind_double(ins, 2, v ? 1.25 : 10.0);
@@ -130,7 +130,7 @@ static int tiny_make(const char *path, const tiny_cfg *c)
                 sqlite3_bind_int(ins, 4, v ? c->lo : c->hi);
                 sqlite3_bind_text(ins, 5, c->png ? "png" : "jpeg", -1, SQLITE_STATIC);
                 sqlite3_bind_blob(ins, 6, buf, (int)len, SQLITE_TRANSIENT);
-                sqlite3_step(ins);
+                bad |= sqlite3_step(ins) != SQLITE_DONE;
                 if (c->png) free(buf);
                 else tjFree(buf);
             }
@@ -139,7 +139,7 @@ static int tiny_make(const char *path, const tiny_cfg *c)
     sqlite3_finalize(ins);
     free(hi);
     free(lo);
-    int rc = db_exec(db, "COMMIT");
+    int rc = bad ? -1 : db_exec(db, "COMMIT");
     db_close(db);
     return rc;
 }
