@@ -25,11 +25,17 @@ typedef struct {
     int *order; /* k × n: indices sorted by ascending prob[:, c] */
 } auc_plan;
 
-static const float *g_prob;
-static int g_k, g_c;
-static int cmp_score(const void *a, const void *b)
+/* the column being sorted, passed to the comparator through qsort_r (no global state: eval and
+ * training may compute metrics from several threads) */
+typedef struct {
+    const float *prob;
+    int k, c;
+} score_col;
+
+static int cmp_score(const void *a, const void *b, void *ctx)
 {
-    float x = g_prob[(size_t)*(const int *)a * g_k + g_c], y = g_prob[(size_t)*(const int *)b * g_k + g_c];
+    const score_col *s = ctx;
+    float x = s->prob[(size_t)*(const int *)a * s->k + s->c], y = s->prob[(size_t)*(const int *)b * s->k + s->c];
     return (x > y) - (x < y);
 }
 
@@ -41,8 +47,8 @@ static void auc_plan_init(auc_plan *pl, const float *prob, int n, int k)
     for (int c = 0; c < k; c++) {
         int *o = pl->order + (size_t)c * n;
         for (int i = 0; i < n; i++) o[i] = i;
-        g_prob = prob, g_k = k, g_c = c;
-        qsort(o, n, sizeof(int), cmp_score);
+        score_col col = {prob, k, c};
+        qsort_r(o, n, sizeof(int), cmp_score, &col);
     }
 }
 

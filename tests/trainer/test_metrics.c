@@ -1,7 +1,10 @@
 /* tests/trainer/test_metrics.c — metrics against values computed by hand (worked in comments). */
 #include "tests/test.h"
 
+#include <pthread.h>
+
 #include "common/error.h"
+#include "common/rng.h"
 #include "trainer/trainer.h"
 
 /* y = 0,0,1,1,2,2; predictions 0,1,1,2,2,0 →
@@ -105,6 +108,54 @@ TEST(bad_input)
     CHECK_CONTAINS(mp_err(), "label 3");
 }
 
+/* Two threads compute AUCs on different data at the same time: the score sort must not share
+ * state between calls (it used a global comparator context). Each thread's results must equal
+ * the ones computed alone. */
+enum { RN = 3000, RK = 3, ROUNDS = 40 };
+typedef struct {
+    int y[RN];
+    float p[RN * RK];
+    double auc[RK];
+    int wrong;
+} reent_job;
+
+static void *reent_worker(void *arg)
+{
+    reent_job *j = arg;
+    for (int r = 0; r < ROUNDS; r++) {
+        tr_metrics m;
+        if (tr_metrics_compute(j->y, j->p, RN, RK, &m) < 0) j->wrong++;
+        for (int c = 0; c < RK; c++) j->wrong += m.auc_c[c] != j->auc[c];
+    }
+    return NULL;
+}
+
+TEST(reentrant_sort)
+{
+    static reent_job job[2];
+    mp_rng r;
+    mp_rng_derive(&r, 11, 0, 0, 0);
+    for (int t = 0; t < 2; t++) {
+        reent_job *j = &job[t];
+        for (int i = 0; i < RN; i++) {
+            j->y[i] = (int)mp_rng_below(&r, RK);
+            float s = 0;
+            for (int c = 0; c < RK; c++) s += j->p[i * RK + c] = mp_rng_uniformf(&r, 0.01f, 1) + (c == j->y[i]) * (t ? 0.3f : 2.0f);
+            for (int c = 0; c < RK; c++) j->p[i * RK + c] /= s;
+        }
+        tr_metrics m;
+        CHECK_INT(tr_metrics_compute(j->y, j->p, RN, RK, &m), 0);
+        for (int c = 0; c < RK; c++) j->auc[c] = m.auc_c[c];
+        j->wrong = 0;
+    }
+    CHECK(job[0].auc[0] != job[1].auc[0]); /* the two data sets differ */
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) CHECK_INT(pthread_create(&th[t], NULL, reent_worker, &job[t]), 0);
+    for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+    CHECK_INT(job[0].wrong, 0);
+    CHECK_INT(job[1].wrong, 0);
+}
+
 int main(void)
 {
     RUN(hand_computed);
@@ -112,5 +163,6 @@ int main(void)
     RUN(bootstrap);
     RUN(slide_aggregation);
     RUN(bad_input);
+    RUN(reentrant_sort);
     return test_done();
 }
