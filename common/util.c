@@ -200,6 +200,16 @@ int mp_parse_long(const char *s, long *out)
     return 0;
 }
 
+const char *mp_opt_split(const char *arg, char *name, size_t cap)
+{
+    const char *eq = arg[0] == '-' && arg[1] == '-' ? strchr(arg, '=') : NULL;
+    if (cap) name[0] = 0;
+    if (!eq || (size_t)(eq - arg) >= cap) return NULL;
+    memcpy(name, arg, (size_t)(eq - arg));
+    name[eq - arg] = 0;
+    return eq + 1;
+}
+
 int mp_parse_double_list(const char *s, double *out, int max)
 {
     int n = 0;

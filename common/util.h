@@ -40,6 +40,11 @@ int mp_parse_long(const char *s, long *out);
 /* Parse a comma list of doubles ("10,1.25"); returns count or -1. */
 int mp_parse_double_list(const char *s, double *out, int max);
 
+/* For hand-written option loops, so that "--name VALUE" and "--name=VALUE" mean the same (as with
+ * getopt_long): for "--name=VALUE" copies "--name" into name (cap bytes) and returns VALUE; for any
+ * other argument returns NULL and leaves name empty. */
+const char *mp_opt_split(const char *arg, char *name, size_t cap);
+
 uint32_t mp_crc32(uint32_t crc, const void *data, size_t len); /* zlib's CRC-32 */
 
 /* Format a byte count as "1.2 MiB". Returns buf. */

@@ -31,10 +31,20 @@ int cmd_demo(int argc, char **argv)
                    "them by patient, checks the dataset and prints its summary. Default DIR: magpie-demo.\n"
                    "Running it again resumes: finished slides are skipped.\n");
             return MP_EXIT_OK;
-        } else if (!strcmp(argv[i], "--slides") && i + 1 < argc) nslides = argv[++i];
-        else if (!strcmp(argv[i], "--width") && i + 1 < argc) width = argv[++i];
-        else if (!strcmp(argv[i], "--height") && i + 1 < argc) height = argv[++i];
-        else if (argv[i][0] == '-') {
+        }
+        char nm[64];
+        const char *iv = mp_opt_split(argv[i], nm, sizeof nm); /* --name=VALUE is --name VALUE */
+        const char *a = iv ? nm : argv[i];
+        const char **dst = !strcmp(a, "--slides") ? &nslides : !strcmp(a, "--width") ? &width : !strcmp(a, "--height") ? &height : NULL;
+        if (dst) {
+            const char *v = iv ? iv : i + 1 < argc ? argv[++i] : NULL;
+            long lv;
+            if (!v || mp_parse_long(v, &lv) < 0 || lv < 1) {
+                mp_error("demo: %s wants a positive integer, got '%s'", a, v ? v : "(missing)");
+                return MP_EXIT_USAGE;
+            }
+            *dst = v;
+        } else if (a[0] == '-') {
             mp_error("demo: unknown option '%s'", argv[i]);
             return MP_EXIT_USAGE;
         } else dir = argv[i];

@@ -115,7 +115,9 @@ int cmd_eval(int argc, char **argv)
     const char *dbp = NULL, *ck = NULL, *split = "test";
     int json = 0, batch = 0, threads = mp_cpu_count(), resamples = 10000;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        char nm[64];
+        const char *iv = mp_opt_split(argv[i], nm, sizeof nm); /* --name=VALUE is --name VALUE */
+        const char *a = iv ? nm : argv[i];
         long lv;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: magpie eval DB CKPT [--split test|val|train] [--json] [--batch N] [--threads N] [--bootstrap N]\n\n"
@@ -126,12 +128,25 @@ int cmd_eval(int argc, char **argv)
                    "--batch defaults to infer's (64 below 112 px, else 8), so both give the same probabilities.\n"
                    "--threads: compute threads (default: the CPUs this process may use, here %d).\n", mp_cpu_count());
             return MP_EXIT_OK;
-        } else if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "--split") && i + 1 < argc) split = argv[++i];
-        else if (!strcmp(a, "--batch") && i + 1 < argc && mp_parse_long(argv[i + 1], &lv) == 0 && lv > 0) batch = (int)lv, i++;
-        else if (!strcmp(a, "--threads") && i + 1 < argc && mp_parse_long(argv[i + 1], &lv) == 0 && lv > 0) threads = (int)lv, i++;
-        else if (!strcmp(a, "--bootstrap") && i + 1 < argc && mp_parse_long(argv[i + 1], &lv) == 0 && lv >= 0) resamples = (int)lv, i++;
-        else if (a[0] == '-') {
+        } else if (!strcmp(a, "--json") && !iv) json = 1;
+        else if (a[0] == '-' && a[1] == '-' && strcmp(a, "--json")) {
+            /* every other option takes a value: the inline one or the next argument */
+            const char *v = iv ? iv : i + 1 < argc ? argv[++i] : NULL;
+            int bad = !v;
+            if (bad) ;
+            else if (!strcmp(a, "--split")) split = v;
+            else if (!strcmp(a, "--batch")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 4096, batch = (int)lv;
+            else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 1024, threads = (int)lv;
+            else if (!strcmp(a, "--bootstrap")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 10000000, resamples = (int)lv;
+            else {
+                mp_error("eval: unknown option '%s'", a);
+                return MP_EXIT_USAGE;
+            }
+            if (bad) {
+                mp_error("eval: bad value for %s: '%s'", a, v ? v : "(missing)");
+                return MP_EXIT_USAGE;
+            }
+        } else if (a[0] == '-') {
             mp_error("eval: unknown or incomplete option '%s'", a);
             return MP_EXIT_USAGE;
         } else if (!dbp) dbp = a;

@@ -41,7 +41,8 @@ static void usage(FILE *f)
             "  --feat-dim N (128) --rampup EPOCHS (30)\n"
             "  --no-augment       no flips/rotations/colour jitter\n"
             "  --resume           continue from CKPT's .last.mpk   --stop-after N  stop after N epochs (resume later)\n"
-            "  --progress=tty|json|none   -q, --quiet\n\n"
+            "  --progress auto|tty|json|none (or --progress=MODE)   -q, --quiet\n"
+            "  every option taking a value accepts --name VALUE and --name=VALUE\n\n"
             "Writes CKPT (best on validation), next to it .last.mpk (every epoch, full training state),\n"
             ".log.jsonl (one line per epoch) and .png (loss and validation curve).\n",
             mp_cpu_count());
@@ -58,6 +59,7 @@ int cmd_train(int argc, char **argv)
             usage(stdout);
             return MP_EXIT_OK;
         } else if (!strcmp(argv[i], "--method") && i + 1 < argc) method = argv[i + 1];
+        else if (!strncmp(argv[i], "--method=", 9)) method = argv[i] + 9;
     if (method) {
         m = !strcmp(method, "supervised") ? 0 : !strcmp(method, "rbd") ? TR_RBD : !strcmp(method, "crckd") ? TR_CRCKD
           : !strcmp(method, "rbd+crckd") ? TR_RBD | TR_CRCKD : -1;
@@ -71,7 +73,9 @@ int cmd_train(int argc, char **argv)
     o.arch = NULL;
     o.progress = MP_PROGRESS_AUTO;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char nm[64];
+        const char *iv = mp_opt_split(argv[i], nm, sizeof nm); /* --name=VALUE */
+        const char *a = iv ? nm : argv[i], *v = iv ? iv : i + 1 < argc ? argv[i + 1] : NULL;
         long lv;
         int bad = 0, flag = 1;
         if (!strcmp(a, "--resume")) o.resume = 1;
@@ -80,11 +84,7 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--no-augment")) o.augment = 0;
         else if (!strcmp(a, "--no-extra-flips")) o.extra_flips = 0;
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) mp_log_set_quiet(1);
-        else if (!strncmp(a, "--progress=", 11)) {
-            mp_progress_mode pm;
-            if (mp_progress_parse(a + 11, &pm) < 0) bad = 1;
-            else o.progress = pm;
-        } else if (a[0] != '-') {
+        else if (a[0] != '-') {
             if (db) {
                 mp_error("train: unexpected argument '%s'", a);
                 return MP_EXIT_USAGE;
@@ -94,6 +94,11 @@ int cmd_train(int argc, char **argv)
             flag = 0;
             if (!v) bad = 1;
             else if (!strcmp(a, "--method")) ;
+            else if (!strcmp(a, "--progress")) {
+                mp_progress_mode pm;
+                if (mp_progress_parse(v, &pm) < 0) bad = 1;
+                else o.progress = pm;
+            }
             else if (!strcmp(a, "--mag")) bad = mp_parse_double(v, &mag) < 0 || mag <= 0;
             else if (!strcmp(a, "--out")) o.out = v;
             else if (!strcmp(a, "--teacher")) o.teacher = v;
@@ -127,11 +132,15 @@ int cmd_train(int argc, char **argv)
                 return MP_EXIT_USAGE;
             }
         }
+        if (flag && iv) {
+            mp_error("train: %s takes no value (got '%s')", a, iv);
+            return MP_EXIT_USAGE;
+        }
         if (bad) {
             mp_error("train: bad value for %s: '%s'", a, flag ? a : v ? v : "(missing)");
             return MP_EXIT_USAGE;
         }
-        if (!flag) i++;
+        if (!flag && !iv) i++;
     }
     if (!db || m < 0 || mag <= 0 || !o.out) {
         usage(stderr);

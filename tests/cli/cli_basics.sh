@@ -6,4 +6,23 @@ fail=0
 "$MAGPIE_BIN" >/dev/null 2>&1; [ $? -eq 1 ] || { echo "FAIL: no args should exit 1"; fail=1; }
 "$MAGPIE_BIN" frobnicate >/dev/null 2>&1; [ $? -eq 1 ] || { echo "FAIL: unknown command should exit 1"; fail=1; }
 "$MAGPIE_BIN" --version | grep -q '^magpie ' || { echo "FAIL: --version"; fail=1; }
+
+# Options with a value take "--name VALUE" and "--name=VALUE" alike in every subcommand (train took
+# only --progress=MODE). A missing dataset then fails with exit 2, past the option parsing.
+T=$(mktemp -d /tmp/mp_clibasics_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+code() { want=$1; shift; "$MAGPIE_BIN" "$@" >/dev/null 2>"$T/err"; rc=$?; [ $rc -eq "$want" ] || { echo "FAIL: magpie $* exit $rc, expected $want: $(cat "$T/err")"; fail=1; }; }
+for p in "--progress none" "--progress=none" "--progress json" "--epochs=2 --batch=8 --progress=json"; do
+    # shellcheck disable=SC2086
+    code 2 train "$T/absent.db" --method=supervised --mag 10 --out "$T/m.mpk" $p
+    grep -q "absent.db" "$T/err" || { echo "FAIL: train $p: $(cat "$T/err")"; fail=1; }
+done
+code 1 train "$T/absent.db" --method supervised --mag 10 --out "$T/m.mpk" --progress bogus
+code 1 train "$T/absent.db" --method supervised --mag 10 --out "$T/m.mpk" --resume=yes
+code 1 train "$T/absent.db" --method supervised --mag 10 --out "$T/m.mpk" --epochs
+code 2 eval "$T/absent.db" "$T/m.mpk" --split=test --batch=8 --bootstrap=100
+code 2 eval "$T/absent.db" "$T/m.mpk" --split test --threads 1
+code 1 eval "$T/absent.db" "$T/m.mpk" --batch=0
+code 1 demo "$T/demo" --slides=0
+code 1 demo "$T/demo" --width
 exit $fail
