@@ -36,8 +36,9 @@ static int predict_split(mp_db *db, nn_model *m, const nn_card *mi, const char *
     if (db_items_load(db, split, 0, &is) < 0) return -1;
     int k = mi->cfg.classes;
     if (is.nclasses != k) {
+        mp_err_set("%s: the dataset has %d classes, the model %d", db_path(db), is.nclasses, k); /* before the free */
         db_itemset_free(&is);
-        return mp_err_set("%s: the dataset has %d classes, the model %d", db_path(db), is.nclasses, k);
+        return -1;
     }
     /* keep labelled patches only */
     int n = 0;
@@ -55,11 +56,11 @@ static int predict_split(mp_db *db, nn_model *m, const nn_card *mi, const char *
         db_itemset_free(&is);
         return -1;
     }
-    if (tr_loader_size(L, 0) != mi->size) {
+    int px = tr_loader_size(L, 0);
+    if (px != mi->size) {
         tr_loader_free(L);
         db_itemset_free(&is);
-        return mp_err_set("%s: the model takes %d px at %gx, the dataset's images are %d px", db_path(db), mi->size, mi->mag,
-                          tr_loader_size(L, 0));
+        return mp_err_set("%s: the model takes %d px at %gx, the dataset's images are %d px", db_path(db), mi->size, mi->mag, px);
     }
     out->prob = mp_xmalloc(sizeof(float) * n * k);
     out->y = mp_xmalloc(sizeof(int) * n);

@@ -1,0 +1,38 @@
+#!/bin/sh
+# magpie eval through the binary: a checkpoint whose input size differs from the dataset's
+# images is refused in one line (it used to read the freed loader to build that message: ASan
+# heap-use-after-free), so is one with another number of classes (the message read the freed
+# item set and said "0 classes"), and a matching checkpoint evaluates.
+set -u
+T=$(mktemp -d /tmp/mp_eval_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+B="$MAGPIE_BIN"
+fail=0
+no() { echo "FAIL: $*"; fail=1; }
+has() { grep -qxF "$1" "$2" || no "want line: $1 -- got: $(cat "$2")"; }
+
+"$B" demo "$T/d" --slides 3 --width 4096 --height 3072 >/dev/null 2>"$T/e" || { echo "FAIL: demo: $(cat "$T/e")"; exit 1; }
+D="$T/d/dataset.db"
+px=$(sqlite3 "$D" "SELECT DISTINCT width FROM images WHERE mag = 1.25")
+[ "$px" = 28 ] || { echo "FAIL: the demo's 1.25x images are '$px' px, expected 28"; exit 1; }
+k=$(sqlite3 "$D" "SELECT count(*) FROM classes")
+"$B" model init --out "$T/r.mpk" --classes "$k" --widths 32,32,32,32 >/dev/null 2>"$T/e" &&
+"$B" model export "$T/r.mpk" "$T/r.safetensors" >/dev/null 2>>"$T/e" &&
+"$B" model init --out "$T/r2.mpk" --classes $((k + 1)) --widths 32,32,32,32 >/dev/null 2>>"$T/e" &&
+"$B" model export "$T/r2.mpk" "$T/r2.safetensors" >/dev/null 2>>"$T/e" &&
+"$B" model import "$T/r2.safetensors" --out "$T/mk.mpk" --mag 1.25 --size 28 --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2 >/dev/null 2>>"$T/e" &&
+"$B" model import "$T/r.safetensors" --out "$T/m32.mpk" --mag 1.25 --size 32 --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2 >/dev/null 2>>"$T/e" &&
+"$B" model import "$T/r.safetensors" --out "$T/m28.mpk" --mag 1.25 --size 28 --mean 0.5,0.5,0.5 --std 0.2,0.2,0.2 >/dev/null 2>>"$T/e" ||
+    { echo "FAIL: model setup: $(cat "$T/e")"; exit 1; }
+
+"$B" eval "$D" "$T/m32.mpk" --split val --bootstrap 10 >"$T/o" 2>"$T/e"; rc=$?
+[ $rc -eq 2 ] || no "size mismatch: exit $rc, expected 2"
+has "magpie: error: $D: the model takes 32 px at 1.25x, the dataset's images are 28 px" "$T/e"
+
+"$B" eval "$D" "$T/mk.mpk" --split val --bootstrap 10 >"$T/o" 2>"$T/e"; rc=$?
+[ $rc -eq 2 ] || no "class count mismatch: exit $rc, expected 2"
+has "magpie: error: $D: the dataset has $k classes, the model $((k + 1))" "$T/e"
+
+"$B" eval "$D" "$T/m28.mpk" --split val --bootstrap 10 --json >"$T/o" 2>"$T/e" || no "matching eval exit $?: $(cat "$T/e")"
+grep -q '"balanced_accuracy"' "$T/o" || no "matching eval: no metrics in $(cat "$T/o")"
+exit $fail
