@@ -1,5 +1,6 @@
 /* pipelines/cmd_train.c — `magpie train DB --method M --mag X --out CKPT [...]`: option parsing
  * over trainer/trainer.h's tr_train; every hyperparameter defaults to the papers' values. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,9 @@ static void usage(FILE *f)
             "  --lambda-ccd F (0.1) --lambda-crp F (1) --ema F (0.99) --tau F (0.07) --P N (20) --K N (4096)\n"
             "  --feat-dim N (128) --rampup EPOCHS (30)\n"
             "  --no-augment       no flips/rotations/colour jitter\n"
-            "  --resume           continue from CKPT's .last.mpk   --stop-after N  stop after N epochs (resume later)\n"
+            "  --resume           continue from CKPT's .last.mpk (the .log.jsonl is cut back to its epochs); if it has\n"
+            "                     run all the epochs asked for it finishes at once, if more it is an error\n"
+            "  --stop-after N     stop after N epochs (resume later)\n"
             "  --progress auto|tty|json|none (or --progress=MODE)   -q, --quiet\n"
             "  every option taking a value accepts --name VALUE and --name=VALUE\n\n"
             "Writes CKPT (best on validation), next to it .last.mpk (every epoch, full training state),\n"
@@ -103,19 +106,19 @@ int cmd_train(int argc, char **argv)
             else if (!strcmp(a, "--out")) o.out = v;
             else if (!strcmp(a, "--teacher")) o.teacher = v;
             else if (!strcmp(a, "--arch")) o.arch = v;
-            else if (!strcmp(a, "--epochs")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.epochs = (int)lv;
-            else if (!strcmp(a, "--batch")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.batch = (int)lv;
-            else if (!strcmp(a, "--patience")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.patience = (int)lv;
-            else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.threads = (int)lv;
+            else if (!strcmp(a, "--epochs")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_EPOCHS, o.epochs = (int)lv;
+            else if (!strcmp(a, "--batch")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_BATCH, o.batch = (int)lv;
+            else if (!strcmp(a, "--patience")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > TR_MAX_EPOCHS, o.patience = (int)lv;
+            else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 1024, o.threads = (int)lv;
             else if (!strcmp(a, "--seed")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.seed = (uint64_t)lv;
-            else if (!strcmp(a, "--teacher-views")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.teacher_views = (int)lv;
+            else if (!strcmp(a, "--teacher-views")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 1024, o.teacher_views = (int)lv;
             else if (!strcmp(a, "--teacher-cache")) o.teacher_cache = v;
-            else if (!strcmp(a, "--stop-after")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.stop_after = (int)lv;
-            else if (!strcmp(a, "--max-train")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.max_train = (int)lv;
-            else if (!strcmp(a, "--P")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.P = (int)lv;
-            else if (!strcmp(a, "--K")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.K = (int)lv;
-            else if (!strcmp(a, "--feat-dim")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.feat_dim = (int)lv;
-            else if (!strcmp(a, "--rampup")) bad = mp_parse_long(v, &lv) < 0 || lv < 1, o.rampup = (int)lv;
+            else if (!strcmp(a, "--stop-after")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > TR_MAX_EPOCHS, o.stop_after = (int)lv;
+            else if (!strcmp(a, "--max-train")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > INT_MAX, o.max_train = (int)lv;
+            else if (!strcmp(a, "--P")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > (1 << 20), o.P = (int)lv;
+            else if (!strcmp(a, "--K")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > (1 << 20), o.K = (int)lv;
+            else if (!strcmp(a, "--feat-dim")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 65536, o.feat_dim = (int)lv;
+            else if (!strcmp(a, "--rampup")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_EPOCHS, o.rampup = (int)lv;
             else if (!strcmp(a, "--lr")) bad = mp_parse_double(v, &o.lr) < 0 || o.lr <= 0;
             else if (!strcmp(a, "--wd")) bad = mp_parse_double(v, &o.wd) < 0 || o.wd < 0;
             else if (!strcmp(a, "--max-lr")) bad = mp_parse_double(v, &o.max_lr) < 0 || o.max_lr <= 0;

@@ -1,6 +1,7 @@
 /* trainer/train.c — `magpie train`: supervised, RBD (frozen higher-magnification teacher on the
  * paired image), CRCKD (EMA mean teacher, projection heads, memory banks, CCD + CRP) and both,
  * with per-epoch checkpoints carrying the full training state so --resume continues exactly. */
+#include <jansson.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
@@ -182,6 +183,7 @@ typedef struct {
     double best_val;
     double *hist;         /* per epoch: train loss, val balanced accuracy */
     int nhist;
+    int auto_epochs;      /* the epochs came from tr_auto_schedule (for messages) */
 } run;
 
 static int load_sets(run *R)
@@ -312,6 +314,8 @@ static int load_prefixed(const nn_ckpt *ck, const char *prefix, nn_model *m, con
     return rc;
 }
 
+/* Continue from a training state. Its CRC proves it is what was written, not that it fits this
+ * run: every value is checked against the run before it is used (sizes, counters, the history). */
 static int resume(run *R, const char *path)
 {
     nn_ckpt ck = {0};
@@ -326,7 +330,34 @@ static int resume(run *R, const char *path)
     if (!rc && nitems != R->n)
         rc = mp_err_set("%s: the checkpoint was trained on %lld patches, the dataset now gives %d", path,
                         (long long)nitems, R->n);
-    if (!rc) rc = nn_optim_load(&R->opt, &ck);
+    if (rc) goto out;
+    if (ep < 0 || ep > TR_MAX_EPOCHS) {
+        rc = mp_err_set("%s: corrupt training state: epoch %lld (0..%d)", path, (long long)ep, TR_MAX_EPOCHS);
+        goto out;
+    }
+    if (ep > R->o->epochs) {
+        rc = mp_err_set("%s: %lld epochs already run, more than the %d %s; resume with --epochs %lld or more", path,
+                        (long long)ep, R->o->epochs, R->auto_epochs ? "of the automatic schedule" : "asked for (--epochs)",
+                        (long long)ep);
+        goto out;
+    }
+    /* a step per batch, a batch holds at least one patch; best_epoch is -1 until an epoch is kept */
+    if (st < 0 || st > ep * (int64_t)R->n)
+        rc = mp_err_set("%s: corrupt training state: step %lld after %lld epochs of %d patches", path, (long long)st,
+                        (long long)ep, R->n);
+    else if (be < -1 || be >= ep)
+        rc = mp_err_set("%s: corrupt training state: best_epoch %lld after %lld epochs", path, (long long)be, (long long)ep);
+    else if (bad < 0 || bad > ep)
+        rc = mp_err_set("%s: corrupt training state: bad_epochs %lld after %lld epochs", path, (long long)bad, (long long)ep);
+    else if (!(bv >= -1 && bv <= 1))
+        rc = mp_err_set("%s: corrupt training state: best_val %g (a balanced accuracy, or -1)", path, bv);
+    if (rc) goto out;
+    const nn_ckpt_tensor *h = nn_ckpt_find(&ck, NN_CKPT_TRAIN, "history");
+    if (ep > 0 && !(h && h->dtype == NN_F64 && h->ndim == 2 && h->shape[0] == ep && h->shape[1] == 2)) {
+        rc = mp_err_set("%s: corrupt training state: the history does not hold its %lld epochs", path, (long long)ep);
+        goto out;
+    }
+    rc = nn_optim_load(&R->opt, &ck);
     if (!rc && R->avg) rc = load_prefixed(&ck, "avg.", R->avg, path);
     if (!rc && R->ema) {
         rc = load_prefixed(&ck, "ema.", R->ema, path);
@@ -336,21 +367,54 @@ static int resume(run *R, const char *path)
         if (!rc) rc = copy_tensor(&ck, "bank.t", R->bank[1], (size_t)R->n * R->H.d, path);
         double z0, z1;
         if (!rc) rc = nn_ckpt_train_get_f64(&ck, "Z.s", &z0) || nn_ckpt_train_get_f64(&ck, "Z.t", &z1) ? -1 : 0;
+        if (!rc && !(isfinite(z0) && isfinite(z1) && fabs(z0) < 1e30 && fabs(z1) < 1e30))
+            rc = mp_err_set("%s: corrupt training state: Z.s %g, Z.t %g", path, z0, z1);
         if (!rc) R->Z[0] = (float)z0, R->Z[1] = (float)z1;
     }
-    const nn_ckpt_tensor *h = nn_ckpt_find(&ck, NN_CKPT_TRAIN, "history");
-    if (!rc && h && h->dtype == NN_F64 && h->numel == (size_t)ep * 2) {
-        memcpy(R->hist, h->data, sizeof(double) * h->numel);
-        R->nhist = (int)ep;
-    }
     if (!rc) {
+        if (ep > 0) memcpy(R->hist, h->data, sizeof(double) * 2 * (size_t)ep); /* hist holds epochs + 1 rows */
+        R->nhist = (int)ep;
         R->epoch0 = (int)ep;
         R->step = st;
         R->best_epoch = (int)be;
         R->bad_epochs = (int)bad;
         R->best_val = bv;
     }
+out:
     nn_ckpt_free(&ck);
+    return rc;
+}
+
+/* The training log rewritten (atomically) to the epochs 1..done that the training state holds, in
+ * order, each once: a kill between appending an epoch's line and saving the state would otherwise
+ * leave that epoch twice after the resume (and a kill inside a write, half a line). */
+static int trim_log(const char *logp, int done)
+{
+    if (!mp_file_exists(logp)) return 0;
+    uint8_t *buf;
+    size_t len;
+    if (mp_read_file(logp, &buf, &len) < 0) return -1;
+    char *out = mp_xmalloc(len + 1);
+    size_t n = 0;
+    int next = 1;
+    for (size_t i = 0; i < len && next <= done;) {
+        size_t j = i;
+        while (j < len && buf[j] != '\n') j++;
+        if (j < len) { /* complete lines only */
+            json_t *o = json_loadb((const char *)buf + i, j - i, 0, NULL);
+            json_t *e = json_object_get(o, "epoch");
+            if (json_is_integer(e) && json_integer_value(e) == next) {
+                memcpy(out + n, buf + i, j - i + 1);
+                n += j - i + 1;
+                next++;
+            }
+            json_decref(o);
+        }
+        i = j + 1;
+    }
+    free(buf);
+    int rc = mp_write_file_atomic(logp, out, n);
+    free(out);
     return rc;
 }
 
@@ -700,12 +764,13 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
     FILE *logf = NULL;
     mp_progress *pg = NULL;
     nn_set_threads(o->threads);
-    if (o->epochs < 0 || o->batch < 1) {
-        mp_err_set("train: --epochs and --batch must be positive");
+    if (o->epochs < 0 || o->epochs > TR_MAX_EPOCHS || o->batch < 1 || o->batch > TR_MAX_BATCH) {
+        mp_err_set("train: --epochs must be 1..%d and --batch 1..%d", TR_MAX_EPOCHS, TR_MAX_BATCH);
         goto out;
     }
     if (!(R->db = db_open(o->db_path, DB_OPEN_READONLY))) goto out;
     if (load_sets(R) < 0) goto out;
+    R->auto_epochs = o->epochs == 0;
     if (o->epochs == 0 || o->patience < 0) {
         tr_auto_schedule(&ov, R->n);
         mp_info("%d training patches: %d epochs, patience %d (set --epochs / --patience to override)", R->n, o->epochs,
@@ -809,7 +874,9 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
             goto out;
         }
         if (resume(R, last) < 0) goto out;
-        mp_info("resuming %s at epoch %d (step %lld)", last, R->epoch0 + 1, (long long)R->step);
+        if (trim_log(logp, R->epoch0) < 0) goto out;
+        if (R->epoch0 == o->epochs) mp_info("%s: all %d epochs already run; nothing to do", last, o->epochs);
+        else mp_info("resuming %s at epoch %d (step %lld)", last, R->epoch0 + 1, (long long)R->step);
     }
     logf = fopen(logp, o->resume ? "a" : "w");
     if (!logf) {

@@ -137,6 +137,8 @@ int tr_predict(nn_model *m, tr_loader *L, float *prob, int *y, int *slide);
 /* ---- training (trainer/train.c) ---- */
 
 enum { TR_RBD = 1, TR_CRCKD = 2 }; /* method flags; 0 = supervised */
+/* Bounds on a run (options and resumed training states are checked against them). */
+enum { TR_MAX_EPOCHS = 100000, TR_MAX_BATCH = 65536 };
 
 typedef struct {
     const char *db_path, *out, *teacher, *arch;
@@ -180,7 +182,9 @@ typedef struct {
 } tr_train_result;
 
 /* Train per opts; writes OUT (best on validation), OUT's stem + .last.mpk (every epoch, with
- * training state), .log.jsonl and .png. -1 + mp_err on failure (the last good checkpoint stays). */
+ * training state), .log.jsonl and .png. -1 + mp_err on failure (the last good checkpoint stays).
+ * With resume, the log is first cut back to the epochs the state holds; a state that has run all
+ * the epochs asked for finishes at once (0 epochs run), one that has run more is an error. */
 int tr_train(const tr_train_opts *o, tr_train_result *res);
 /* Paths next to the checkpoint: stem(OUT) + suffix (".last.mpk", ".log.jsonl", ".png"). */
 void tr_side_path(char *buf, size_t cap, const char *out, const char *suffix);

@@ -280,6 +280,138 @@ TEST(nan_keeps_last_good)
     nn_ckpt_free(&ck);
 }
 
+/* epochs of the JSON-lines log in order, and its "loss" fields as written */
+static int log_epochs(const char *out, int *ep, char loss[][32], int max)
+{
+    char p[512], line[1024];
+    tr_side_path(p, sizeof p, out, ".log.jsonl");
+    FILE *f = fopen(p, "r");
+    int n = 0;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f) && n < max) {
+        const char *e = strstr(line, "\"epoch\":"), *l = strstr(line, "\"loss\":");
+        ep[n] = e ? atoi(e + 8) : -1;
+        snprintf(loss[n], 32, "%.*s", l ? (int)strcspn(l + 7, ",") : 0, l ? l + 7 : "");
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* --resume with fewer epochs than the state has run: a one-line error (it copied the longer
+ * history into the shorter buffer: a heap overflow); with as many: done at once, nothing written. */
+TEST(resume_fewer_epochs)
+{
+    tr_train_opts o = opts(0, 1.25, tmp("few.mpk"), 3);
+    tr_train_result r;
+    CHECK_INT(tr_train(&o, &r), 0);
+    char last[512], want[1024];
+    tr_side_path(last, sizeof last, tmp("few.mpk"), ".last.mpk");
+    uint8_t *before = NULL, *after = NULL;
+    size_t nb = 0, na = 0;
+    CHECK_INT(mp_read_file(last, &before, &nb), 0);
+    o.resume = 1;
+    o.epochs = 1;
+    CHECK_INT(tr_train(&o, &r), -1);
+    snprintf(want, sizeof want, "%s: 3 epochs already run, more than the 1 asked for (--epochs); resume with --epochs 3 or more", last);
+    CHECK_STR(mp_err(), want);
+    o.epochs = 3;
+    CHECK_INT(tr_train(&o, &r), 0);
+    CHECK_INT(r.epochs_run, 0);
+    CHECK_INT(mp_read_file(last, &after, &na), 0);
+    CHECK(before && after && na == nb && !memcmp(before, after, nb)); /* the state is left as it was */
+    free(before);
+    free(after);
+    int ep[8];
+    char loss[8][32];
+    CHECK_INT(log_epochs(tmp("few.mpk"), ep, loss, 8), 3);
+}
+
+/* A training state with a valid CRC but values that do not fit the run: each is refused in one
+ * line naming the file (epoch -3 wrote before the history buffer, 2^31 and INT64_MAX overflowed). */
+TEST(resume_checks_state)
+{
+    tr_train_opts o = opts(0, 1.25, tmp("st.mpk"), 3);
+    o.stop_after = 1;
+    tr_train_result r;
+    CHECK_INT(tr_train(&o, &r), 0);
+    char last[512];
+    tr_side_path(last, sizeof last, tmp("st.mpk"), ".last.mpk");
+    uint8_t *good = NULL;
+    size_t len = 0;
+    CHECK_INT(mp_read_file(last, &good, &len), 0);
+    if (!good) return;
+    static const struct { const char *key, *val, *want; } c[] = {
+        {"epoch", "-3", "corrupt training state: epoch -3 (0..100000)"},
+        {"epoch", "2147483648", "corrupt training state: epoch 2147483648 (0..100000)"},
+        {"epoch", "7", "7 epochs already run, more than the 3 asked for (--epochs); resume with --epochs 7 or more"},
+        {"epoch", "2", "corrupt training state: the history does not hold its 2 epochs"},
+        {"step", "9223372036854775807", "corrupt training state: step 9223372036854775807 after 1 epochs of"},
+        {"step", "-1", "corrupt training state: step -1 after 1 epochs"},
+        {"best_epoch", "1", "corrupt training state: best_epoch 1 after 1 epochs"},
+        {"best_epoch", "-2", "corrupt training state: best_epoch -2 after 1 epochs"},
+        {"bad_epochs", "-1", "corrupt training state: bad_epochs -1 after 1 epochs"},
+        {"bad_epochs", "2147483648", "corrupt training state: bad_epochs 2147483648 after 1 epochs"},
+        {"best_val", "nan", "corrupt training state: best_val nan"},
+        {"best_val", "1e300", "corrupt training state: best_val 1e+300"},
+    };
+    o.stop_after = 0;
+    o.resume = 1;
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        nn_ckpt ck = {0};
+        CHECK_INT(mp_write_file_atomic(last, good, len), 0);
+        CHECK_INT(nn_ckpt_load(&ck, last), 0);
+        nn_ckpt_train_set(&ck, c[i].key, c[i].val);
+        CHECK_INT(nn_ckpt_save(&ck, last), 0); /* a valid file: the CRCs are recomputed */
+        nn_ckpt_free(&ck);
+        CHECK_INT(tr_train(&o, &r), -1);
+        char want[1024];
+        snprintf(want, sizeof want, "%s: %s", last, c[i].want);
+        CHECK_CONTAINS(mp_err(), want);
+    }
+    CHECK_INT(mp_write_file_atomic(last, good, len), 0);
+    CHECK_INT(tr_train(&o, &r), 0); /* the untouched state still resumes */
+    CHECK_INT(r.epochs_run, 2);
+    free(good);
+}
+
+/* A kill after an epoch's log line and before its training state is saved (here: the state of
+ * the epoch before put back, and half a line of the next epoch): the resumed run's log holds
+ * every epoch once, with the losses of an uninterrupted run. */
+TEST(resume_trims_log)
+{
+    tr_train_opts o = opts(0, 1.25, tmp("logfull.mpk"), 3);
+    tr_train_result r;
+    CHECK_INT(tr_train(&o, &r), 0);
+    o.out = tmp("logpart.mpk");
+    o.stop_after = 1;
+    CHECK_INT(tr_train(&o, &r), 0);
+    char last[512], logp[512];
+    tr_side_path(last, sizeof last, o.out, ".last.mpk");
+    tr_side_path(logp, sizeof logp, o.out, ".log.jsonl");
+    uint8_t *st1 = NULL;
+    size_t len = 0;
+    CHECK_INT(mp_read_file(last, &st1, &len), 0);
+    o.resume = 1;
+    CHECK_INT(tr_train(&o, &r), 0); /* epoch 2: logged and saved */
+    CHECK_INT(mp_write_file_atomic(last, st1, len), 0); /* ... as if killed before the save */
+    free(st1);
+    FILE *f = fopen(logp, "a");
+    CHECK(f != NULL);
+    if (f) fputs("{\"epoch\":3,\"step\":1", f), fclose(f); /* and inside the next line's write */
+    o.stop_after = 0;
+    CHECK_INT(tr_train(&o, &r), 0);
+    CHECK_INT(r.epochs_run, 2);
+    int ea[8], eb[8];
+    char la[8][32], lb[8][32];
+    CHECK_INT(log_epochs(tmp("logfull.mpk"), ea, la, 8), 3);
+    CHECK_INT(log_epochs(tmp("logpart.mpk"), eb, lb, 8), 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(eb[i], i + 1);
+        CHECK_STR(lb[i], la[i]);
+    }
+}
+
 /* Default schedule follows the training-set size; explicit values are kept. */
 TEST(auto_schedule)
 {
@@ -396,6 +528,9 @@ int main(void)
     RUN(resume_equals_uninterrupted);
     RUN(average_without_validation);
     RUN(nan_keeps_last_good);
+    RUN(resume_fewer_epochs);
+    RUN(resume_checks_state);
+    RUN(resume_trims_log);
     RUN(auto_schedule);
     RUN(anomalies);
     if (t_rmdir()) return 1;
