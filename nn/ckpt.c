@@ -22,34 +22,36 @@ static const char magic[8] = {'M', 'A', 'G', 'P', 'I', 'E', 'C', 'K'};
 
 /* ---- key/values ---- */
 
-static void kv_set(char ***kv, int *n, const char *key, const char *val)
+static const char *kv_key(const void *kv, int i) { return (*(char *const *const *)kv)[2 * i]; }
+
+static void kv_set(char ***kv, int *n, mp_strindex *idx, const char *key, const char *val)
 {
-    for (int i = 0; i < *n; i++)
-        if (!strcmp((*kv)[2 * i], key)) {
-            free((*kv)[2 * i + 1]);
-            (*kv)[2 * i + 1] = mp_xstrdup(val);
-            return;
-        }
+    int i = mp_strindex_find(idx, key, kv_key, kv);
+    if (i >= 0) {
+        free((*kv)[2 * i + 1]);
+        (*kv)[2 * i + 1] = mp_xstrdup(val);
+        return;
+    }
     *kv = mp_xrealloc(*kv, sizeof **kv * (size_t)(2 * *n + 2));
     (*kv)[2 * *n] = mp_xstrdup(key);
     (*kv)[2 * *n + 1] = mp_xstrdup(val);
+    mp_strindex_add(idx, *n, kv_key, kv);
     (*n)++;
 }
 
-static const char *kv_get(char *const *kv, int n, const char *key)
+static const char *kv_get(const void *kv, const mp_strindex *idx, const char *key) /* kv: the char ** list's address */
 {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(kv[2 * i], key)) return kv[2 * i + 1];
-    return NULL;
+    int i = mp_strindex_find(idx, key, kv_key, kv);
+    return i < 0 ? NULL : (*(char *const *const *)kv)[2 * i + 1];
 }
 
-void nn_ckpt_set(nn_ckpt *ck, const char *key, const char *val) { kv_set(&ck->meta, &ck->nmeta, key, val); }
-const char *nn_ckpt_get(const nn_ckpt *ck, const char *key) { return kv_get(ck->meta, ck->nmeta, key); }
-const char *nn_ckpt_train_get(const nn_ckpt *ck, const char *key) { return kv_get(ck->train, ck->ntrain, key); }
+void nn_ckpt_set(nn_ckpt *ck, const char *key, const char *val) { kv_set(&ck->meta, &ck->nmeta, &ck->idx_meta, key, val); }
+const char *nn_ckpt_get(const nn_ckpt *ck, const char *key) { return kv_get(&ck->meta, &ck->idx_meta, key); }
+const char *nn_ckpt_train_get(const nn_ckpt *ck, const char *key) { return kv_get(&ck->train, &ck->idx_train, key); }
 
 void nn_ckpt_train_set(nn_ckpt *ck, const char *key, const char *val)
 {
-    kv_set(&ck->train, &ck->ntrain, key, val);
+    kv_set(&ck->train, &ck->ntrain, &ck->idx_train, key, val);
     ck->has_train = 1;
 }
 
@@ -110,14 +112,26 @@ void nn_ckpt_free(nn_ckpt *ck)
     free(ck->t);
     free(ck->buf);
     free(ck->path);
+    mp_strindex_free(&ck->idx_meta);
+    mp_strindex_free(&ck->idx_train);
+    mp_strindex_free(&ck->idx_t[0]);
+    mp_strindex_free(&ck->idx_t[1]);
     memset(ck, 0, sizeof *ck);
 }
 
+static const char *tensor_name(const void *ck, int i) { return ((const nn_ckpt *)ck)->t[i].name; }
+
 const nn_ckpt_tensor *nn_ckpt_find(const nn_ckpt *ck, int section, const char *name)
 {
-    for (int i = 0; i < ck->n; i++)
-        if (ck->t[i].section == section && !strcmp(ck->t[i].name, name)) return &ck->t[i];
-    return NULL;
+    if (section != NN_CKPT_MODEL && section != NN_CKPT_TRAIN) return NULL;
+    int i = mp_strindex_find(&ck->idx_t[section], name, tensor_name, ck);
+    return i < 0 ? NULL : &ck->t[i];
+}
+
+/* any section: names are unique across the file */
+static int tensor_exists(const nn_ckpt *ck, const char *name)
+{
+    return nn_ckpt_find(ck, NN_CKPT_MODEL, name) || nn_ckpt_find(ck, NN_CKPT_TRAIN, name);
 }
 
 int nn_ckpt_add(nn_ckpt *ck, int section, const char *name, nn_dtype dtype, int ndim, const int64_t *shape,
@@ -127,8 +141,8 @@ int nn_ckpt_add(nn_ckpt *ck, int section, const char *name, nn_dtype dtype, int 
     if (!name[0] || strlen(name) >= NN_NAME_MAX) return mp_err_set("ckpt: bad tensor name '%s'", name);
     if (!nn_dtype_size(dtype)) return mp_err_set("ckpt: tensor %s: bad dtype", name);
     if (ndim < 0 || ndim > NN_MAX_DIM) return mp_err_set("ckpt: tensor %s: %d dimensions", name, ndim);
-    for (int i = 0; i < ck->n; i++)
-        if (!strcmp(ck->t[i].name, name)) return mp_err_set("ckpt: duplicate tensor %s", name);
+    if (tensor_exists(ck, name)) return mp_err_set("ckpt: duplicate tensor %s", name);
+    if (ck->n >= NN_CKPT_MAX_TENSORS) return mp_err_set("ckpt: more than %d tensors", NN_CKPT_MAX_TENSORS);
     int64_t numel = nn_numel(ndim, shape);
     if (numel < 0) return mp_err_set("ckpt: tensor %s: bad shape", name);
     if (ck->n == ck->cap) {
@@ -152,6 +166,7 @@ int nn_ckpt_add(nn_ckpt *ck, int section, const char *name, nn_dtype dtype, int 
         t->data = (void *)data;
     }
     if (section == NN_CKPT_TRAIN) ck->has_train = 1;
+    mp_strindex_add(&ck->idx_t[section], ck->n, tensor_name, ck);
     ck->n++;
     return 0;
 }
@@ -328,17 +343,21 @@ int nn_ckpt_save(const nn_ckpt *ck, const char *path)
 
 /* ---- loading ---- */
 
-static int kv_load(nn_ckpt *ck, const char *name, json_t *o, const char *what, char ***kv, int *n)
+static int kv_load(const char *name, json_t *o, const char *what, char ***kv, int *n, mp_strindex *idx)
 {
     if (!json_is_object(o)) return mp_err_set("%s: malformed header: \"%s\" is not an object", name, what);
+    if (json_object_size(o) > NN_CKPT_MAX_KEYS)
+        return mp_err_set("%s: header \"%s\" has %zu keys (at most %d)", name, what, json_object_size(o), NN_CKPT_MAX_KEYS);
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v)
     {
         if (!json_is_string(v)) return mp_err_set("%s: malformed header: %s.%s is not a string", name, what, k);
-        kv_set(kv, n, k, json_string_value(v));
+        if (strlen(k) > NN_CKPT_MAX_KEY_LEN || json_string_length(v) > NN_CKPT_MAX_VALUE_LEN)
+            return mp_err_set("%s: header %s.%.40s...: key or value too long (at most %d and %d bytes)", name, what, k,
+                              NN_CKPT_MAX_KEY_LEN, NN_CKPT_MAX_VALUE_LEN);
+        kv_set(kv, n, idx, k, json_string_value(v));
     }
-    (void)ck;
     return 0;
 }
 
@@ -361,7 +380,9 @@ static int parse(nn_ckpt *ck, const char *name, const uint8_t *buf, size_t len)
     if ((flags & ~1u) || get32(buf + 60) != 0) return mp_err_set("%s: corrupt preamble (reserved bits set)", name);
     /* Bounds that only rule out overflow here; sizes against the file length come next, so a
      * truncated file is reported as truncated, not as corrupt. */
-    if (hlen > (1ull << 40) || nt > (1ull << 32) || table_off != align_up(PREAMBLE + hlen, 8) ||
+    if (nt > NN_CKPT_MAX_TENSORS && table_off == align_up(PREAMBLE + hlen, 8) && data_off == align_up(table_off + REC * nt, ALIGN))
+        return mp_err_set("%s: declares %llu tensors (at most %d)", name, (unsigned long long)nt, NN_CKPT_MAX_TENSORS);
+    if (hlen > NN_CKPT_MAX_HEADER || nt > NN_CKPT_MAX_TENSORS || table_off != align_up(PREAMBLE + hlen, 8) ||
         data_off != align_up(table_off + REC * nt, ALIGN))
         return mp_err_set("%s: corrupt preamble (header %llu bytes, %llu tensors, table at %llu, data at %llu)", name,
                           (unsigned long long)hlen, (unsigned long long)nt, (unsigned long long)table_off,
@@ -382,8 +403,8 @@ static int parse(nn_ckpt *ck, const char *name, const uint8_t *buf, size_t len)
     json_t *jm = json_object_get(root, "meta"), *jt = json_object_get(root, "train");
     if (!rc && !jm) rc = mp_err_set("%s: malformed header: no \"meta\"", name);
     if (!rc && !!jt != (flags & 1)) rc = mp_err_set("%s: malformed header: \"train\" disagrees with the flags", name);
-    if (!rc) rc = kv_load(ck, name, jm, "meta", &ck->meta, &ck->nmeta);
-    if (!rc && jt) rc = kv_load(ck, name, jt, "train", &ck->train, &ck->ntrain);
+    if (!rc) rc = kv_load(name, jm, "meta", &ck->meta, &ck->nmeta, &ck->idx_meta);
+    if (!rc && jt) rc = kv_load(name, jt, "train", &ck->train, &ck->ntrain, &ck->idx_train);
     json_decref(root);
     if (rc) return -1;
     ck->has_train = (int)(flags & 1);
@@ -424,11 +445,11 @@ static int parse(nn_ckpt *ck, const char *name, const uint8_t *buf, size_t len)
             return mp_err_set("%s: tensor %s: bytes %llu..%llu lie outside the data area (%llu bytes)", name, t->name,
                               (unsigned long long)(data_off + off), (unsigned long long)(data_off + off + nb),
                               (unsigned long long)dlen_decl);
-        for (uint64_t j = 0; j < i; j++)
-            if (!strcmp(ck->t[j].name, t->name)) return mp_err_set("%s: duplicate tensor %s", name, t->name);
+        if (tensor_exists(ck, t->name)) return mp_err_set("%s: duplicate tensor %s", name, t->name);
         t->numel = (size_t)numel;
         t->nbytes = (size_t)nb;
         t->section = r[156];
+        mp_strindex_add(&ck->idx_t[t->section], ck->n, tensor_name, ck);
         /* Offset into buf: the file buffer is kept, tensors point into it. */
         t->data = (uint8_t *)buf + data_off + off;
         ck->n++;

@@ -35,6 +35,12 @@
 #include "nn/params.h"
 
 #define NN_CKPT_VERSION 1
+/* What a file may declare (the loader refuses more, in one line). */
+#define NN_CKPT_MAX_TENSORS 65536
+#define NN_CKPT_MAX_KEYS 65536      /* per section (meta, train) */
+#define NN_CKPT_MAX_KEY_LEN 256
+#define NN_CKPT_MAX_VALUE_LEN (1 << 20)
+#define NN_CKPT_MAX_HEADER (64 << 20)
 
 enum { NN_CKPT_MODEL = 0, NN_CKPT_TRAIN = 1 };
 
@@ -59,6 +65,7 @@ typedef struct {
     int n, cap;
     uint8_t *buf;  /* file contents after nn_ckpt_load (tensors point into it) */
     char *path;    /* for messages after loading */
+    mp_strindex idx_meta, idx_train, idx_t[2]; /* key -> pair; name -> tensor, per section */
 } nn_ckpt;
 
 /* A zeroed nn_ckpt is an empty checkpoint. free accepts a zeroed struct. */

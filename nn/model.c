@@ -82,18 +82,31 @@ void nn_model_cfg_resnet18(nn_model_cfg *cfg, int classes, nn_norm_kind norm)
 
 int nn_model_cfg_check(const nn_model_cfg *c)
 {
-    if (c->in_ch < 1) return mp_err_set("model config: in_ch must be >= 1 (got %d)", c->in_ch);
+    /* Bounds: a model file declares its architecture, and a 28 KB file asking for 100000 blocks
+     * kept `model info` planning for minutes; these are far above any ResNet in use. */
+    if (c->in_ch < 1 || c->in_ch > NN_MAX_IN_CH)
+        return mp_err_set("model config: in_ch must be 1..%d (got %d)", NN_MAX_IN_CH, c->in_ch);
     if (c->nstages < 1 || c->nstages > NN_MAX_STAGES)
         return mp_err_set("model config: nstages must be 1..%d (got %d)", NN_MAX_STAGES, c->nstages);
-    if (c->classes < 1) return mp_err_set("model config: classes must be >= 1 (got %d)", c->classes);
+    if (c->classes < 1 || c->classes > NN_MAX_CLASSES)
+        return mp_err_set("model config: classes must be 1..%d (got %d)", NN_MAX_CLASSES, c->classes);
     if (c->norm != NN_NORM_GROUP && c->norm != NN_NORM_BATCH) return mp_err_set("model config: unknown norm %d", c->norm);
+    double weights = 9.0 * c->in_ch * c->widths[0];
     for (int i = 0; i < c->nstages; i++) {
         if (c->widths[i] < 1 || c->blocks[i] < 1)
             return mp_err_set("model config: stage %d needs width and blocks >= 1", i);
+        if (c->widths[i] > NN_MAX_WIDTH || c->blocks[i] > NN_MAX_BLOCKS)
+            return mp_err_set("model config: stage %d has width %d and %d blocks (at most %d and %d)", i, c->widths[i],
+                              c->blocks[i], NN_MAX_WIDTH, NN_MAX_BLOCKS);
+        weights += 18.0 * c->blocks[i] * c->widths[i] * c->widths[i];
+        if (i) weights += (double)c->widths[i - 1] * c->widths[i]; /* the 1x1 shortcut */
         if (c->norm == NN_NORM_GROUP && (c->groups < 1 || c->widths[i] % c->groups))
             return mp_err_set("model config: width %d of stage %d is not divisible by %d groups", c->widths[i], i,
                               c->groups);
     }
+    weights += (double)c->widths[c->nstages - 1] * c->classes;
+    if (weights > NN_MAX_PARAMS)
+        return mp_err_set("model config: about %.3g weights (at most %.3g)", weights, (double)NN_MAX_PARAMS);
     if (!(c->norm_eps > 0)) return mp_err_set("model config: norm_eps must be > 0");
     return 0;
 }

@@ -12,6 +12,12 @@
 #include "nn/params.h"
 
 #define NN_MAX_STAGES 8
+/* What a configuration (and so a model file) may declare; checked by nn_model_cfg_check. */
+#define NN_MAX_BLOCKS 64          /* per stage (ResNet-152: 36) */
+#define NN_MAX_WIDTH 8192
+#define NN_MAX_IN_CH 64
+#define NN_MAX_CLASSES 65536
+#define NN_MAX_PARAMS (1ll << 30) /* weights, about 4 GiB of floats */
 
 typedef enum { NN_NORM_GROUP = 0, NN_NORM_BATCH = 1 } nn_norm_kind;
 

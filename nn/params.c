@@ -6,6 +6,8 @@
 
 #include "common/error.h"
 
+static const char *entry_name(const void *ps, int i) { return ((const nn_params *)ps)->p[i].name; }
+
 int nn_params_add(nn_params *ps, const char *name, int ndim, const int64_t *shape, int trainable)
 {
     if (ps->data) return mp_err_set("nn: parameter %s declared after allocation", name);
@@ -26,6 +28,8 @@ int nn_params_add(nn_params *ps, const char *name, int ndim, const int64_t *shap
     e->numel = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] <= 0) return mp_err_set("nn: parameter %s has a non-positive dimension", name);
+        if (shape[i] > (1ll << 31) || e->numel * (size_t)shape[i] > (1ull << 34))
+            return mp_err_set("nn: parameter %s is too large", name);
         e->shape[i] = shape[i];
         e->numel *= (size_t)shape[i];
     }
@@ -33,6 +37,7 @@ int nn_params_add(nn_params *ps, const char *name, int ndim, const int64_t *shap
     e->offset = ps->total;
     ps->total += (e->numel + 15) & ~(size_t)15;
     e->trainable = trainable;
+    mp_strindex_add(&ps->idx, ps->n, entry_name, ps);
     return ps->n++;
 }
 
@@ -63,9 +68,8 @@ void nn_params_zero_grad(nn_params *ps)
 
 nn_param *nn_params_find(const nn_params *ps, const char *name)
 {
-    for (int i = 0; i < ps->n; i++)
-        if (!strcmp(ps->p[i].name, name)) return &ps->p[i];
-    return NULL;
+    int i = mp_strindex_find(&ps->idx, name, entry_name, ps);
+    return i < 0 ? NULL : &ps->p[i];
 }
 
 size_t nn_params_count_trainable(const nn_params *ps)
@@ -82,5 +86,6 @@ void nn_params_free(nn_params *ps)
     free(ps->p);
     free(ps->data);
     free(ps->grad);
+    mp_strindex_free(&ps->idx);
     memset(ps, 0, sizeof *ps);
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/strindex.h"
+
 #define NN_NAME_MAX 96
 #define NN_MAX_DIM 4
 
@@ -28,6 +30,7 @@ typedef struct {
     size_t total;   /* floats in data (and grad) */
     float *data;    /* one allocation, 64-byte aligned */
     float *grad;    /* one allocation, same layout; zeroed by nn_params_zero_grad */
+    mp_strindex idx; /* name -> entry */
 } nn_params;
 
 /* Planning pass: declare entries (no memory yet). Returns the index or -1 (mp_err). */

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "nn/arch.h"
 #include "nn/ckpt.h"
 #include "nn/optim.h"
 
@@ -343,6 +344,118 @@ TEST(crash_mid_write)
     free(buf);
 }
 
+/* What a model file declares is bounded, and names are looked up through hash indexes: a 28 KB
+ * file with arch.blocks=100000,1 kept `model info` planning for minutes, 200000 metadata keys took
+ * 78 s to load (both linear searches per name). Time is bounded by the meson timeout only. */
+TEST(declared_sizes_bounded)
+{
+    nn_ckpt ck = {0};
+    nn_ckpt_set(&ck, "arch", "resnet");
+    nn_ckpt_set(&ck, "arch.in_ch", "3");
+    nn_ckpt_set(&ck, "arch.widths", "32,32");
+    nn_ckpt_set(&ck, "arch.blocks", "100000,1");
+    nn_ckpt_set(&ck, "arch.norm", "group");
+    nn_ckpt_set(&ck, "arch.groups", "32");
+    nn_ckpt_set(&ck, "classes", "2");
+    CHECK_INT(nn_ckpt_save(&ck, path_in("blocks.mpk")), 0);
+    nn_ckpt_free(&ck);
+    CHECK_INT(nn_ckpt_load(&ck, path_in("blocks.mpk")), 0);
+    nn_model_cfg cfg;
+    CHECK_INT(nn_arch_from_ckpt(&ck, &cfg), -1);
+    CHECK_CONTAINS(mp_err(), "stage 0 has width 32 and 100000 blocks (at most 8192 and 64)");
+    CHECK(nn_model_from_ckpt(&ck, 1, 32, 32, 0) == NULL);
+    nn_ckpt_set(&ck, "arch.blocks", "1,1");
+    nn_ckpt_set(&ck, "arch.widths", "8192,8192");
+    CHECK_INT(nn_arch_from_ckpt(&ck, &cfg), -1);
+    CHECK_CONTAINS(mp_err(), "weights (at most 1.07e+09)");
+    nn_ckpt_free(&ck);
+
+    /* 200000 keys: refused in one line; 65536 (the most) load, and every one is found */
+    for (int i = 0; i < 200000; i++) nn_ckpt_setf(&ck, "k", "%d", i); /* one key, replaced */
+    CHECK_INT(ck.nmeta, 1);
+    for (int i = 0; i < 200000; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "key.%d", i);
+        nn_ckpt_set(&ck, k, "v");
+    }
+    CHECK_INT(nn_ckpt_save(&ck, path_in("keys.mpk")), 0);
+    nn_ckpt_free(&ck);
+    CHECK_INT(nn_ckpt_load(&ck, path_in("keys.mpk")), -1);
+    char want[512];
+    snprintf(want, sizeof want, "%s: header \"meta\" has 200001 keys (at most 65536)", path_in("keys.mpk"));
+    CHECK_STR(mp_err(), want);
+    for (int i = 0; i < 65536; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof k, "key.%d", i);
+        snprintf(v, sizeof v, "%d", i * 7);
+        nn_ckpt_train_set(&ck, k, v);
+    }
+    CHECK_INT(nn_ckpt_save(&ck, path_in("keys.mpk")), 0);
+    nn_ckpt_free(&ck);
+    CHECK_INT(nn_ckpt_load(&ck, path_in("keys.mpk")), 0);
+    int bad = 0;
+    for (int i = 0; i < 65536; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "key.%d", i);
+        const char *v = nn_ckpt_train_get(&ck, k);
+        bad += !v || atoi(v) != i * 7;
+    }
+    CHECK_INT(bad, 0);
+    CHECK(nn_ckpt_train_get(&ck, "key.65536") == NULL);
+    nn_ckpt_free(&ck);
+
+    /* a key longer than the bound */
+    char longkey[300];
+    memset(longkey, 'a', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = 0;
+    nn_ckpt_set(&ck, longkey, "v");
+    CHECK_INT(nn_ckpt_save(&ck, path_in("longkey.mpk")), 0);
+    nn_ckpt_free(&ck);
+    CHECK_INT(nn_ckpt_load(&ck, path_in("longkey.mpk")), -1);
+    CHECK_CONTAINS(mp_err(), "key or value too long (at most 256 and 1048576 bytes)");
+
+    /* many tensors and parameters: each found by name (200000 names, in one table each) */
+    nn_params ps = {0};
+    int64_t one = 1;
+    bad = 0;
+    for (int i = 0; i < 200000; i++) {
+        char n[32];
+        snprintf(n, sizeof n, "layer.%d.w", i);
+        bad += nn_params_add(&ps, n, 1, &one, 1) != i;
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(nn_params_add(&ps, "layer.7.w", 1, &one, 1), -1);
+    CHECK_CONTAINS(mp_err(), "duplicate parameter layer.7.w");
+    for (int i = 0; i < 200000; i += 7) {
+        char n[32];
+        snprintf(n, sizeof n, "layer.%d.w", i);
+        nn_param *p = nn_params_find(&ps, n);
+        bad += !p || p != &ps.p[i];
+    }
+    CHECK_INT(bad, 0);
+    CHECK(nn_params_find(&ps, "layer.200000.w") == NULL);
+    nn_params_free(&ps);
+    float z = 0;
+    for (int i = 0; i < 60000; i++) {
+        char n[32];
+        snprintf(n, sizeof n, "t.%d", i);
+        bad += nn_ckpt_add(&ck, i % 2 ? NN_CKPT_TRAIN : NN_CKPT_MODEL, n, NN_F32, 1, &one, &z, 0) != 0;
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(nn_ckpt_add(&ck, NN_CKPT_MODEL, "t.1", NN_F32, 1, &one, &z, 0), -1); /* names are unique across sections */
+    CHECK_INT(nn_ckpt_save(&ck, path_in("tensors.mpk")), 0);
+    nn_ckpt_free(&ck);
+    CHECK_INT(nn_ckpt_load(&ck, path_in("tensors.mpk")), 0);
+    for (int i = 0; i < 60000; i += 3) {
+        char n[32];
+        snprintf(n, sizeof n, "t.%d", i);
+        const nn_ckpt_tensor *t = nn_ckpt_find(&ck, i % 2 ? NN_CKPT_TRAIN : NN_CKPT_MODEL, n);
+        bad += !t || t != &ck.t[i] || nn_ckpt_find(&ck, i % 2 ? NN_CKPT_MODEL : NN_CKPT_TRAIN, n) != NULL;
+    }
+    CHECK_INT(bad, 0);
+    nn_ckpt_free(&ck);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) TEST_FATAL("cannot create a temp dir %s", dir);
@@ -352,6 +465,7 @@ int main(void)
     RUN(anomaly_messages);
     RUN(fuzz_truncate_and_flip);
     RUN(crash_mid_write);
+    RUN(declared_sizes_bounded);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
