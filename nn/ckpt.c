@@ -32,7 +32,8 @@ static void kv_set(char ***kv, int *n, mp_strindex *idx, const char *key, const 
         (*kv)[2 * i + 1] = mp_xstrdup(val);
         return;
     }
-    *kv = mp_xrealloc(*kv, sizeof **kv * (size_t)(2 * *n + 2));
+    if ((*n & (*n - 1)) == 0) /* capacity: the next power of two, so growth is geometric */
+        *kv = mp_xrealloc(*kv, sizeof **kv * 2 * (size_t)(*n ? 2 * *n : 1));
     (*kv)[2 * *n] = mp_xstrdup(key);
     (*kv)[2 * *n + 1] = mp_xstrdup(val);
     mp_strindex_add(idx, *n, kv_key, kv);
