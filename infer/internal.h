@@ -1,5 +1,6 @@
 /* infer/internal.h — shared between infer/'s own files (not part of the door): the slide
- * reader wrapper over the tiler, atomic file commits and JSON helpers. */
+ * slide wrapper over the tiler (patches are read with the tiler's patch reader), atomic file
+ * commits and JSON helpers. */
 #ifndef MP_INFER_INTERNAL_H
 #define MP_INFER_INTERNAL_H
 
@@ -31,21 +32,8 @@ int infer_src_open(const char *path, double mpp_override, infer_src *src);
 /* Thumbnail + tissue mask with at least ~8 mask pixels across a patch of patch_um µm. */
 int infer_src_mask(infer_src *src, double patch_um);
 void infer_src_close(infer_src *src);
-
-/* One reader: its own OpenSlide handle (errors are sticky per handle) and buffers. */
-typedef struct {
-    const char *path;
-    openslide_t *osr;
-    uint32_t *argb;
-    uint8_t *rgb;
-    size_t cap;
-    char err[512];
-} infer_reader;
-
-int infer_reader_open(infer_reader *r, const char *path);
-void infer_reader_close(infer_reader *r);
-/* Read the level-0 square (x0, y0, rs level-L px a side) at level L, composite over white and
- * resample to S x S RGB into out. -1 with r->err set on failure (the handle is reopened). */
-int infer_reader_read(infer_reader *r, int level, int64_t x0, int64_t y0, int rs, int S, uint8_t *out);
+/* How infer reads a patch of patch0 level-0 px for a model at mag taking S px: the tiler's patch
+ * reader geometry (level, read size), the rule that made the model's training images. */
+void infer_src_geom(const infer_src *src, double mag, double patch0, int S, tiler_patch_geom *g);
 
 #endif

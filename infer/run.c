@@ -79,8 +79,10 @@ typedef struct {
     const int *cells;
     int64_t ncells;
     const infer_grid *g;
-    int level, rs, S, batch;
-    infer_reader rd;
+    int S, batch;
+    tiler_patch_geom geom; /* level, read size and output size: the tiler's rule */
+    tiler_reader *rd;
+    char err[512];
     int64_t read_errors;
     char first_error[600];
     double busy;    /* seconds spent reading */
@@ -105,10 +107,10 @@ static void *reader_main(void *arg)
             int64_t x0, y0;
             infer_grid_patch_origin(P->g, cell % P->g->nx, cell / P->g->nx, &x0, &y0);
             s->cell[b] = cell;
-            s->ok[b] = infer_reader_read(&P->rd, P->level, x0, y0, P->rs, P->S, s->rgb + b * psz) == 0;
+            s->ok[b] = tiler_read_patch(P->rd, &P->geom, x0, y0, s->rgb + b * psz, P->err, sizeof P->err) == 0;
             if (!s->ok[b]) {
                 /* an unreadable tile costs its cell, not the slide */
-                if (P->read_errors++ == 0) snprintf(P->first_error, sizeof P->first_error, "%s", P->rd.err);
+                if (P->read_errors++ == 0) snprintf(P->first_error, sizeof P->first_error, "%s", P->err);
                 memset(s->rgb + b * psz, 255, psz);
             }
         }
@@ -284,8 +286,9 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         infer_src_close(&src);
         return mp_err_prefix("%s", path);
     }
-    int level = tiler_choose_level(src.s.ds, src.s.levels, want, TILER_LEVEL_TOL);
-    int rs = (int)fmax(1, llround(g.patch0 / src.s.ds[level]));
+    tiler_patch_geom geom;
+    infer_src_geom(&src, mag, g.patch0, S, &geom);
+    int level = geom.level, rs = geom.wl;
     res->level = level;
     if (infer_src_mask(&src, S * 10.0 / mag)) {
         infer_src_close(&src);
@@ -337,18 +340,14 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     P.cells = cells;
     P.ncells = nsel;
     P.g = &g;
-    P.level = level;
-    P.rs = rs;
+    P.geom = geom;
     P.S = S;
     P.batch = batch;
     double t_model = 0, t_loop = mp_now();
     int64_t done = 0;
     float *bp = mp_xmalloc(sizeof(float) * (size_t)batch * K);
     mp_progress *prog = NULL;
-    if (!rc && infer_reader_open(&P.rd, path)) {
-        snprintf(err, sizeof err, "%s", mp_err());
-        rc = -1;
-    }
+    if (!rc) P.rd = tiler_reader_open(&src.s);
     pthread_t th;
     int started = 0;
     if (!rc && nsel > 0) {
@@ -402,7 +401,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         mp_progress_finish(prog, NULL);
         mp_progress_free(prog);
     }
-    infer_reader_close(&P.rd);
+    tiler_reader_close(P.rd);
     for (int s = 0; s < 2; s++) {
         free(P.sl[s].cell);
         free(P.sl[s].ok);

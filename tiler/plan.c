@@ -62,7 +62,7 @@ void plan_params(const tiler_opts *o, char *json, size_t n, char hash[64])
     if (k < n)
         k += (size_t)snprintf(json + k, n - k,
                               "],\"size\":%d,\"stride\":%d,\"min_tissue\":%g,\"mpp\":%.9g,\"format\":\"%s\","
-                              "\"quality\":%d,\"upsample\":%s,\"mask\":\"v1\",\"resample\":\"area-down,vips-lanczos3-up\"}",
+                              "\"quality\":%d,\"upsample\":%s,\"mask\":\"v1\",\"resample\":\"area-down,vips-lanczos3-up\",\"read\":\"level-grid\"}",
                               o->size, o->stride > 0 ? o->stride : o->size, o->min_tissue, o->mpp,
                               o->png ? "png" : "jpeg", o->quality, o->allow_upsample ? "true" : "false");
     snprintf(hash, 64, "xxh3:%016llx", (unsigned long long)XXH3_64bits(json, strlen(json)));
@@ -108,10 +108,12 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
         if (want < 1 / (1 + TILER_LEVEL_TOL) && !o->allow_upsample)
             return mp_err_set("%s: %gx needs %.4g µm/px but level 0 is %.4g µm/px (%.3gx); lower --mags or pass "
                               "--allow-upsample", path, m->mag, 10.0 / m->mag, mpp, 10.0 / mpp);
-        m->level = tiler_choose_level(s->ds, s->levels, want, TILER_LEVEL_TOL);
-        m->target = tiler_mag_size(o->size, m->mag, top);
-        m->wl = (int)fmax(1, llround(p->grid.size0 / s->ds[m->level]));
-        m->scale = (double)m->target / m->wl;
+        tiler_patch_geom g; /* the patch reader's rule, the one infer applies to the same square */
+        tiler_patch_geom_make(s, want, p->grid.size0, tiler_mag_size(o->size, m->mag, top), &g);
+        m->level = g.level;
+        m->target = g.target;
+        m->wl = g.wl;
+        m->scale = g.scale;
         m->read = -1;
         for (int r = 0; r < p->n_reads; r++)
             if (p->reads[r].level == m->level) m->read = r;

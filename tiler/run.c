@@ -151,15 +151,12 @@ static result *pop(run_ctx *c, double wait_s)
 
 typedef struct {
     run_ctx *c;
-    openslide_t *osr;
-    tiff_fast *fast; /* direct TIFF tiles when possible, else NULL */
+    tiler_reader *rd; /* the patch reader (tiler/read.c), one per worker */
     tjhandle tj;
-    uint32_t *argb[TILER_MAX_MAGS];
     uint8_t *rgb[TILER_MAX_MAGS];
     size_t cap[TILER_MAX_MAGS];
     uint8_t *tmp, *out;
     size_t tmp_cap, out_cap;
-    char open_err[300];
 } worker;
 
 static int injected(run_ctx *c, int gx, int gy)
@@ -167,17 +164,6 @@ static int injected(run_ctx *c, int gx, int gy)
     for (int i = 0; i < c->n_fail; i++)
         if (c->fail_cells[2 * i] == gx && c->fail_cells[2 * i + 1] == gy) return 1;
     return 0;
-}
-
-/* Premultiplied ARGB (OpenSlide) to RGB over white: transparent areas read as glass. */
-static void argb_to_rgb(const uint32_t *in, uint8_t *out, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t p = in[i], a = p >> 24, k = 255 - a;
-        out[3 * i] = (uint8_t)(((p >> 16) & 255) + k);
-        out[3 * i + 1] = (uint8_t)(((p >> 8) & 255) + k);
-        out[3 * i + 2] = (uint8_t)((p & 255) + k);
-    }
 }
 
 static void *grow(void *p, size_t *cap, size_t need)
@@ -188,45 +174,11 @@ static void *grow(void *p, size_t *cap, size_t need)
     return mp_xmalloc(need);
 }
 
-static int reopen(worker *w)
-{
-    if (w->osr) openslide_close(w->osr);
-    w->osr = openslide_open(w->c->path);
-    if (!w->osr || openslide_get_error(w->osr)) {
-        snprintf(w->open_err, sizeof w->open_err, "cannot reopen the slide: %s",
-                 w->osr ? openslide_get_error(w->osr) : "openslide_open failed");
-        if (w->osr) openslide_close(w->osr);
-        w->osr = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-/* Read level-L region (x0,y0 in level 0) of wr x hr into the worker's buffers for read r. */
+/* Read level-L region (x0,y0 in level 0) of wr x hr into the worker's buffer for read r. */
 static int read_region(worker *w, int r, int level, int64_t x0, int64_t y0, int wr, int hr, char *err, size_t en)
 {
-    size_t n = (size_t)wr * hr;
-    double ds = w->c->p->slide.ds[level], lx = x0 / ds, ly = y0 / ds;
-    if (w->fast && lx == floor(lx) && ly == floor(ly)) {
-        w->rgb[r] = mp_xrealloc(w->rgb[r], n * 3);
-        if (tiff_fast_read(w->fast, level, (int64_t)lx, (int64_t)ly, wr, hr, w->rgb[r], err, en) == 0) return 0;
-        /* A bad tile: OpenSlide gets the final word below (and the same error if it agrees). */
-    }
-    if (!w->osr) {
-        snprintf(err, en, "%s", w->open_err);
-        return -1;
-    }
-    w->argb[r] = grow(w->argb[r], &w->cap[r], n * 4);
-    w->rgb[r] = mp_xrealloc(w->rgb[r], n * 3);
-    openslide_read_region(w->osr, w->argb[r], x0, y0, level, wr, hr);
-    const char *e = openslide_get_error(w->osr);
-    if (e) {
-        snprintf(err, en, "level %d region (%lld,%lld) %dx%d: %s", level, (long long)x0, (long long)y0, wr, hr, e);
-        reopen(w); /* OpenSlide errors are sticky: the handle is dead */
-        return -1;
-    }
-    argb_to_rgb(w->argb[r], w->rgb[r], n);
-    return 0;
+    w->rgb[r] = grow(w->rgb[r], &w->cap[r], (size_t)wr * hr * 3);
+    return tiler_reader_region(w->rd, level, x0, y0, wr, hr, w->rgb[r], err, en);
 }
 
 /* Area-average downsampling of a wl x wl RGB square to t x t (t < wl): every output pixel is
@@ -301,37 +253,6 @@ static void vips_error_take(char *err, size_t en, const char *what)
     g_free(m);
 }
 
-/* Resample a contiguous wl x wl RGB square to t x t: area average down, libvips lanczos3 up. */
-static uint8_t *resample(const uint8_t *src, int wl, int t, char *err, size_t en)
-{
-    if (t < wl) return tiler_area_resample(src, wl, t);
-    VipsImage *in = vips_image_new_from_memory(src, (size_t)wl * wl * 3, wl, wl, 3, VIPS_FORMAT_UCHAR), *out = NULL;
-    if (!in) goto fail;
-    double s = (double)t / wl;
-    if (vips_resize(in, &out, s, "vscale", s, NULL)) goto fail;
-    if (out->Xsize != t || out->Ysize != t) {
-        /* vips rounds the output size itself; pin it to the planned size */
-        VipsImage *fixed;
-        if (vips_embed(out, &fixed, 0, 0, t, t, "extend", VIPS_EXTEND_COPY, NULL)) goto fail;
-        g_object_unref(out);
-        out = fixed;
-    }
-    size_t len;
-    uint8_t *px = vips_image_write_to_memory(out, &len);
-    if (!px || len != (size_t)t * t * 3) {
-        g_free(px);
-        goto fail;
-    }
-    g_object_unref(in);
-    g_object_unref(out);
-    return px;
-fail:
-    vips_error_take(err, en, "resample");
-    if (in) g_object_unref(in);
-    if (out) g_object_unref(out);
-    return NULL;
-}
-
 /* Build the result for one cell from the per-read RGB buffers (row stride, x offset). */
 static result *make_cell(worker *w, const plan_cell *cell, const int *stride, const int *off)
 {
@@ -352,20 +273,18 @@ static result *make_cell(worker *w, const plan_cell *cell, const int *stride, co
         int wl = m->wl, t = m->target;
         const uint8_t *src = w->rgb[m->read] + (size_t)off[m->read] * 3, *px = src;
         int pitch = stride[m->read]; /* pixels between rows of px */
-        uint8_t *owned = NULL;
-        if (t != wl || c->o->png) {
-            /* Resampling and libvips want a contiguous image: copy the square out of the row
-             * buffer. The JPEG encoder and QC read it in place. */
+        if (t != wl) {
+            /* the reader's resampling policy, the one infer uses on the same square */
+            w->out = grow(w->out, &w->out_cap, (size_t)t * t * 3);
+            if (tiler_resample(src, wl, pitch, t, w->out, r->err, sizeof r->err)) break;
+            px = w->out;
+            pitch = t;
+        } else if (c->o->png) {
+            /* libvips wants a contiguous image; the JPEG encoder and QC read the row buffer in place */
             w->tmp = grow(w->tmp, &w->tmp_cap, (size_t)wl * wl * 3);
             for (int y = 0; y < wl; y++) memcpy(w->tmp + (size_t)y * wl * 3, src + (size_t)y * pitch * 3, (size_t)wl * 3);
             px = w->tmp;
             pitch = wl;
-            if (t != wl) {
-                owned = resample(w->tmp, wl, t, r->err, sizeof r->err);
-                if (!owned) break;
-                px = owned;
-                pitch = t;
-            }
         }
         if (k == p->top) tiler_qc_pitch(px, t, t, pitch, &r->rec.blur, &r->rec.brightness);
         db_image_rec *im = &r->img[k];
@@ -397,7 +316,6 @@ static result *make_cell(worker *w, const plan_cell *cell, const int *stride, co
             im->len = len;
             im->codec = "jpeg";
         }
-        g_free(owned);
         if (r->err[0]) break;
     }
     r->rec.n_images = p->n_mags;
@@ -427,11 +345,20 @@ static void do_chunk(worker *w, const plan_chunk *ch, void (*emit)(result *, voi
     char err[300];
     int stride[TILER_MAX_MAGS], off[TILER_MAX_MAGS];
     /* Fast path: one read per level spanning every selected cell of the chunk (done or not, so
-     * the pixels of a cell do not depend on what a previous run wrote). */
+     * the pixels of a cell do not depend on what a previous run wrote). Not on a level whose
+     * downsample is not a whole number (Aperio's 4.0002...): OpenSlide interpolates a region
+     * that starts between level pixels, by a fraction that depends on where the read starts, so
+     * a cell's pixels would depend on its chunk; there every cell is read on its own, exactly
+     * as infer reads it. */
     int ok = 1;
+    for (int r = 0; r < p->n_reads; r++) {
+        double ds = p->slide.ds[p->reads[r].level];
+        if (ds != floor(ds)) ok = 0;
+    }
     for (int r = 0; r < p->n_reads && ok; r++) {
         double ds = p->slide.ds[p->reads[r].level];
-        int span = (int)llround((cells[ch->count - 1].x0 - cells[0].x0) / ds) + p->reads[r].wl;
+        /* in the level's pixels, as the reader places regions (tiler_reader_region) */
+        int span = (int)(llround(cells[ch->count - 1].x0 / ds) - llround(cells[0].x0 / ds)) + p->reads[r].wl;
         stride[r] = span;
         if (read_region(w, r, p->reads[r].level, cells[0].x0, cells[0].y0, span, p->reads[r].wl, err, sizeof err))
             ok = 0;
@@ -444,12 +371,14 @@ static void do_chunk(worker *w, const plan_chunk *ch, void (*emit)(result *, voi
             continue;
         }
         if (ok) {
-            for (int r = 0; r < p->n_reads; r++)
-                off[r] = (int)llround((cell->x0 - cells[0].x0) / p->slide.ds[p->reads[r].level]);
+            for (int r = 0; r < p->n_reads; r++) {
+                double ds = p->slide.ds[p->reads[r].level];
+                off[r] = (int)(llround(cell->x0 / ds) - llround(cells[0].x0 / ds));
+            }
             emit(make_cell(w, cell, stride, off), arg);
             continue;
         }
-        /* Slow path after a failed read: cell by cell, so one bad tile costs one cell. */
+        /* Cell by cell: after a failed read (one bad tile costs one cell), or on a fractional level. */
         int cell_ok = 1;
         for (int r = 0; r < p->n_reads && cell_ok; r++) {
             stride[r] = p->reads[r].wl;
@@ -466,20 +395,16 @@ static void worker_init(worker *w, run_ctx *c)
     memset(w, 0, sizeof *w);
     w->c = c;
     w->tj = tjInitCompress();
-    reopen(w);
-    w->fast = tiff_fast_open(c->path, &c->p->slide);
+    w->rd = tiler_reader_open(&c->p->slide);
 }
 
 static void worker_free(worker *w)
 {
-    if (w->osr) openslide_close(w->osr);
-    tiff_fast_close(w->fast);
+    tiler_reader_close(w->rd);
     tjDestroy(w->tj);
-    for (int i = 0; i < TILER_MAX_MAGS; i++) {
-        free(w->argb[i]);
-        free(w->rgb[i]);
-    }
+    for (int i = 0; i < TILER_MAX_MAGS; i++) free(w->rgb[i]);
     free(w->tmp);
+    free(w->out);
 }
 
 static void emit_queue(result *r, void *arg) { push((run_ctx *)arg, r); }

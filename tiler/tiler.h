@@ -163,6 +163,37 @@ void tiler_slide_close(tiler_slide *s);
  * memory, read in bands from the coarsest suitable level. *rgba is malloc'd. */
 int tiler_thumbnail(tiler_slide *s, double mpp, double target_mpp, uint8_t **rgba, int *w, int *h,
                     double *ds);
+/* ---- the patch reader (tiler/read.c): the one path from a slide to a model's pixels ----
+ * The tiler's dataset images, infer's patches and the viewer's tiles all come through here, so
+ * a model sees at inference the pixels it was trained on: the level is the coarsest one at
+ * least as fine as needed (TILER_LEVEL_TOL), the read is a wl x wl square of that level's
+ * pixels starting at the level-0 corner (x0, y0), transparent areas are white, and resampling
+ * to the target side is an area average down and libvips lanczos3 up (tiler_resample). */
+typedef struct {
+    int level;    /* pyramid level read */
+    int wl;       /* the square's side in that level's pixels: round(size0 / downsample) */
+    int target;   /* output side */
+    double scale; /* target / wl */
+} tiler_patch_geom;
+
+/* want: level-0 px per output px (the level choice); size0: the square's level-0 side. */
+void tiler_patch_geom_make(const tiler_slide *s, double want, double size0, int target, tiler_patch_geom *g);
+
+typedef struct tiler_reader tiler_reader;
+/* A reader of s (borrowed; it must outlive the reader), with its own OpenSlide handle and
+ * direct TIFF reader: one per thread. A handle that cannot be opened is reported by the reads. */
+tiler_reader *tiler_reader_open(const tiler_slide *s);
+void tiler_reader_close(tiler_reader *r); /* accepts NULL */
+/* RGB (w x h x 3 bytes into rgb) of the level-`level` region whose corner is level-0 (x0, y0).
+ * -1 + a one-line reason in err (the OpenSlide handle is reopened after an error). */
+int tiler_reader_region(tiler_reader *r, int level, int64_t x0, int64_t y0, int w, int h, uint8_t *rgb, char *err,
+                        size_t en);
+/* The patch of geometry g at level-0 corner (x0, y0): g->target^2 x 3 bytes into out. */
+int tiler_read_patch(tiler_reader *r, const tiler_patch_geom *g, int64_t x0, int64_t y0, uint8_t *out, char *err,
+                     size_t en);
+/* The resampling policy: the wl x wl square at src (rows pitch px apart) to t x t into out. */
+int tiler_resample(const uint8_t *src, int wl, int pitch, int t, uint8_t *out, char *err, size_t en);
+
 /* Test hooks (environment, read once per slide):
  *   MAGPIE_TILER_FAIL="gx,gy;gx,gy"  reads of these cells fail (recorded in tile_errors)
  *   MAGPIE_TILER_KILL="after-start" | "batch:N" | "in-batch:N" | "before-finish"

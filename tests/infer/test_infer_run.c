@@ -209,10 +209,10 @@ TEST(registration)
      * 8 neighbours' by the share of the cell they cover), recomputed here patch by patch */
     infer_src src;
     CHECK_INT(infer_src_open(slide_path, 0, &src), 0);
-    int level = tiler_choose_level(src.s.ds, src.s.levels, (10.0 / MAG) / MPP, TILER_LEVEL_TOL);
-    int rs = (int)llround(g.patch0 / src.s.ds[level]);
-    infer_reader rd;
-    CHECK_INT(infer_reader_open(&rd, slide_path), 0);
+    tiler_patch_geom geom;
+    infer_src_geom(&src, MAG, g.patch0, SIZE, &geom);
+    tiler_reader *rd = tiler_reader_open(&src.s);
+    char rerr[512];
     uint8_t *rgb = malloc(SIZE * SIZE * 3);
     double kw[3];
     CHECK_INT(infer_grid_kernel(&g, kw, 3), 1);
@@ -231,7 +231,7 @@ TEST(registration)
                 int64_t x0, y0;
                 infer_grid_patch_origin(&g, a, b, &x0, &y0);
                 float pp[2];
-                CHECK_INT(infer_reader_read(&rd, level, x0, y0, rs, SIZE, rgb), 0);
+                CHECK_INT(tiler_read_patch(rd, &geom, x0, y0, rgb, rerr, sizeof rerr), 0);
                 CHECK_INT(infer_model_predict(m, rgb, 1, pp), 0);
                 double wgt = kw[a - ci + 1] * kw[b - cj + 1];
                 num[0] += wgt * pp[0], num[1] += wgt * pp[1], den += wgt;
@@ -249,13 +249,13 @@ TEST(registration)
         int64_t x0, y0;
         infer_grid_patch_origin(&g, c % g.nx, c / g.nx, &x0, &y0);
         float pp[2] = {0, 0};
-        if (infer_reader_read(&rd, level, x0, y0, rs, SIZE, rgb) || infer_model_predict(m, rgb, 1, pp)) off++;
+        if (tiler_read_patch(rd, &geom, x0, y0, rgb, rerr, sizeof rerr) || infer_model_predict(m, rgb, 1, pp)) off++;
         patch_mean1 += pp[1];
         npatch++;
     }
     CHECK_INT(off, 0);
     free(rgb);
-    infer_reader_close(&rd);
+    tiler_reader_close(rd);
     infer_src_close(&src);
 
     /* prediction.json: counts and slide-level predictions agree with the raster */
@@ -272,7 +272,7 @@ TEST(registration)
         CHECK_NEAR(json_real_value(json_array_get(pm, 1)), patch_mean1 / npatch, 1e-6);
         CHECK(fabs(mean1 / nval - patch_mean1 / npatch) < 0.05); /* and close to the cells' mean */
         CHECK_STR(json_string_value(json_object_get(json_object_get(j, "mpp"), "source")), "tiff.XResolution");
-        CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "read"), "level")), level);
+        CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "read"), "level")), geom.level);
         json_decref(j);
     }
 
