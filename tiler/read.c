@@ -72,14 +72,21 @@ int tiler_reader_region(tiler_reader *r, int level, int64_t x0, int64_t y0, int 
                         size_t en)
 {
     size_t n = (size_t)w * h;
-    /* A region starts on the level's own pixel grid: the level pixel nearest the level-0
-     * corner. Then a square's pixels do not depend on the read it is part of (the tiler reads a
-     * row of cells at once, infer one cell), and OpenSlide is asked for whole level pixels. */
+    /* On a level with a whole-number downsample a region starts on the level's own pixel grid
+     * (the level pixel nearest the level-0 corner), so a square's pixels do not depend on the
+     * read it is part of (the tiler reads a row of cells at once, infer one cell). On another
+     * level (Aperio's 4.0002...) OpenSlide interpolates between level pixels by the corner's
+     * fraction; the direct path takes only corners it can match exactly, and the tiler reads
+     * such levels cell by cell. */
     double ds = r->s->ds[level];
-    int64_t lx = llround(x0 / ds), ly = llround(y0 / ds);
-    x0 = llround(lx * ds);
-    y0 = llround(ly * ds);
-    if (r->fast && tiff_fast_read(r->fast, level, lx, ly, w, h, rgb, err, en) == 0) return 0;
+    if (ds == floor(ds)) {
+        x0 = llround(x0 / ds) * (int64_t)ds;
+        y0 = llround(y0 / ds) * (int64_t)ds;
+    }
+    double lx = x0 / ds, ly = y0 / ds;
+    if (r->fast && lx == floor(lx) && ly == floor(ly) &&
+        tiff_fast_read(r->fast, level, (int64_t)lx, (int64_t)ly, w, h, rgb, err, en) == 0)
+        return 0;
     /* a bad tile on the direct path: OpenSlide gets the final word (and the same error if it agrees) */
     if (!r->osr && reopen(r)) {
         snprintf(err, en, "%s", r->open_err);

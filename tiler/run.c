@@ -357,7 +357,7 @@ static void do_chunk(worker *w, const plan_chunk *ch, void (*emit)(result *, voi
     }
     for (int r = 0; r < p->n_reads && ok; r++) {
         double ds = p->slide.ds[p->reads[r].level];
-        /* in the level's pixels, as the reader places regions (tiler_reader_region) */
+        /* in the level's pixels, as the reader places regions (tiler_reader_region; whole ds here) */
         int span = (int)(llround(cells[ch->count - 1].x0 / ds) - llround(cells[0].x0 / ds)) + p->reads[r].wl;
         stride[r] = span;
         if (read_region(w, r, p->reads[r].level, cells[0].x0, cells[0].y0, span, p->reads[r].wl, err, sizeof err))
