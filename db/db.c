@@ -1,9 +1,11 @@
 /* db/db.c — open/create/migrate the dataset, and small helpers over the SQLite API. */
 #include "db/db.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/util.h"
@@ -17,16 +19,39 @@ struct mp_db {
 sqlite3 *db_sqlite(mp_db *db) { return db->h; }
 const char *db_path(const mp_db *db) { return db->path; }
 
+/* How long a statement waits for another process's write transaction before giving up. */
+#define DB_BUSY_MS 30000
+
+/* SQLite's own words, except for the two a user can act on: another writer, a full disk. */
+static const char *why(mp_db *db, const char *msg)
+{
+    static _Thread_local char buf[160];
+    switch (sqlite3_errcode(db->h) & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        snprintf(buf, sizeof buf, "locked by another process (gave up after %d s); retry when it has finished",
+                 DB_BUSY_MS / 1000);
+        return buf;
+    case SQLITE_FULL: return "disk full (the last transaction was rolled back; free space and retry)";
+    case SQLITE_IOERR: /* a failed write: SQLite says "disk I/O error", the system says why */
+        if (sqlite3_system_errno(db->h) == ENOSPC || sqlite3_system_errno(db->h) == EDQUOT)
+            return "disk full (the last transaction was rolled back; free space and retry)";
+        snprintf(buf, sizeof buf, "%s (%s)", msg, strerror(sqlite3_system_errno(db->h)));
+        return buf;
+    default: return msg;
+    }
+}
+
 int db_fail(mp_db *db, const char *what)
 {
-    return mp_err_set("%s: %s%s%s", db->path, what ? what : "", what ? ": " : "", sqlite3_errmsg(db->h));
+    return mp_err_set("%s: %s%s%s", db->path, what ? what : "", what ? ": " : "", why(db, sqlite3_errmsg(db->h)));
 }
 
 int db_exec(mp_db *db, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        mp_err_set("%s: %s (in: %.60s)", db->path, msg ? msg : sqlite3_errmsg(db->h), sql);
+        mp_err_set("%s: %s (in: %.60s)", db->path, why(db, msg ? msg : sqlite3_errmsg(db->h)), sql);
         sqlite3_free(msg);
         return -1;
     }
@@ -121,6 +146,7 @@ mp_db *db_open(const char *path, int flags)
         mp_err_set("%s: no such dataset", path);
         return NULL;
     }
+    int created = (flags & DB_OPEN_CREATE) && !ro && !mp_file_exists(path);
     mp_db *db = mp_xcalloc(1, sizeof *db);
     db->path = mp_xstrdup(path);
     int oflags = ro ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | ((flags & DB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0));
@@ -130,11 +156,15 @@ mp_db *db_open(const char *path, int flags)
         db_close(db);
         return NULL;
     }
-    sqlite3_busy_timeout(db->h, 30000);
+    sqlite3_busy_timeout(db->h, DB_BUSY_MS);
     sqlite3_extended_result_codes(db->h, 1);
     /* Reading the schema is the cheapest way to learn whether this is a SQLite file at all. */
     if (db_query_int(db, "SELECT count(*) FROM sqlite_master") < 0) {
-        mp_err_set("%s: not a SQLite database (or corrupt): %s", path, sqlite3_errmsg(db->h));
+        int ec = sqlite3_errcode(db->h) & 0xff;
+        if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
+            mp_err_set("%s: not a SQLite database (or corrupt): %s", path, sqlite3_errmsg(db->h));
+        else
+            mp_err_set("%s: cannot open dataset: %s", path, why(db, sqlite3_errmsg(db->h)));
         db_close(db);
         return NULL;
     }
@@ -142,6 +172,16 @@ mp_db *db_open(const char *path, int flags)
         if (db_exec(db, "PRAGMA journal_mode = WAL") || db_exec(db, "PRAGMA synchronous = NORMAL") ||
             db_exec(db, "PRAGMA foreign_keys = ON") || migrate(db)) {
             db_close(db);
+            /* A dataset this call created but could not initialise (a full disk) would later
+             * read as "not a magpie dataset": remove it, so the next run starts clean. */
+            if (created) {
+                char side[4096];
+                unlink(path);
+                snprintf(side, sizeof side, "%s-wal", path);
+                unlink(side);
+                snprintf(side, sizeof side, "%s-shm", path);
+                unlink(side);
+            }
             return NULL;
         }
     } else {
