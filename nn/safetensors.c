@@ -19,8 +19,13 @@ void nn_st_free(nn_st_file *f)
     free(f->t);
     free(f->meta);
     free(f->buf);
+    mp_strindex_free(&f->idx_t);
+    mp_strindex_free(&f->idx_meta);
     memset(f, 0, sizeof *f);
 }
+
+static const char *tensor_name(const void *f, int i) { return ((const nn_st_file *)f)->t[i].name; }
+static const char *meta_key(const void *f, int i) { return ((const nn_st_file *)f)->meta[2 * i]; }
 
 static int by_offset(const void *a, const void *b)
 {
@@ -102,6 +107,10 @@ int nn_st_parse(const char *name, uint8_t *buf, size_t len, nn_st_file *f)
     const uint8_t *data = buf + 8 + hlen;
     size_t dlen = len - 8 - (size_t)hlen;
     size_t cap = json_object_size(root);
+    if (cap > NN_ST_MAX_TENSORS + 1) { /* + __metadata__ */
+        mp_err_set("%s: header declares %zu tensors (at most %d)", name, cap, NN_ST_MAX_TENSORS);
+        goto done;
+    }
     f->t = mp_xcalloc(cap ? cap : 1, sizeof *f->t);
     const char *key;
     json_t *v;
@@ -112,24 +121,39 @@ int nn_st_parse(const char *name, uint8_t *buf, size_t len, nn_st_file *f)
                 mp_err_set("%s: __metadata__ is not an object", name);
                 goto done;
             }
+            if (json_object_size(v) > NN_ST_MAX_META) {
+                mp_err_set("%s: __metadata__ has %zu keys (at most %d)", name, json_object_size(v), NN_ST_MAX_META);
+                goto done;
+            }
             f->meta = mp_xcalloc(2 * json_object_size(v) + 1, sizeof *f->meta);
             const char *mk;
             json_t *mv;
             json_object_foreach(v, mk, mv)
             {
                 if (!json_is_string(mv)) {
-                    mp_err_set("%s: __metadata__ value of %s is not a string", name, mk);
+                    mp_err_set("%s: __metadata__ value of %.64s is not a string", name, mk);
+                    goto done;
+                }
+                if (strlen(mk) > NN_ST_MAX_NAME || json_string_length(mv) > NN_ST_MAX_VALUE) {
+                    mp_err_set("%s: __metadata__ %.64s...: key or value too long (at most %d and %d bytes)", name, mk,
+                               NN_ST_MAX_NAME, NN_ST_MAX_VALUE);
                     goto done;
                 }
                 f->meta[2 * f->nmeta] = mp_xstrdup(mk);
                 f->meta[2 * f->nmeta + 1] = mp_xstrdup(json_string_value(mv));
+                mp_strindex_add(&f->idx_meta, f->nmeta, meta_key, f);
                 f->nmeta++;
             }
             continue;
         }
         nn_st_tensor *t = &f->t[f->n];
+        if (strlen(key) > NN_ST_MAX_NAME) {
+            mp_err_set("%s: tensor name %.64s... is longer than %d bytes", name, key, NN_ST_MAX_NAME);
+            goto done;
+        }
         if (parse_entry(name, key, v, data, dlen, t) != 0) goto done;
         t->name = mp_xstrdup(key);
+        mp_strindex_add(&f->idx_t, f->n, tensor_name, f);
         f->n++;
     }
     /* Byte ranges must tile the data area exactly: no overlap, no hole, nothing after. */
@@ -172,16 +196,14 @@ int nn_st_read(const char *path, nn_st_file *f)
 
 const nn_st_tensor *nn_st_find(const nn_st_file *f, const char *name)
 {
-    for (int i = 0; i < f->n; i++)
-        if (!strcmp(f->t[i].name, name)) return &f->t[i];
-    return NULL;
+    int i = mp_strindex_find(&f->idx_t, name, tensor_name, f);
+    return i < 0 ? NULL : &f->t[i];
 }
 
 const char *nn_st_meta(const nn_st_file *f, const char *key)
 {
-    for (int i = 0; i < f->nmeta; i++)
-        if (!strcmp(f->meta[2 * i], key)) return f->meta[2 * i + 1];
-    return NULL;
+    int i = mp_strindex_find(&f->idx_meta, key, meta_key, f);
+    return i < 0 ? NULL : f->meta[2 * i + 1];
 }
 
 void nn_st_to_f32(const nn_st_tensor *t, float *dst)

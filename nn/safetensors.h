@@ -7,10 +7,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/strindex.h"
 #include "nn/dtype.h"
 #include "nn/params.h"
 
 #define NN_ST_MAX_DIM 8
+/* What a file may declare (the reader refuses more, in one line): tensors, metadata pairs, the
+ * length of a name or key, of a metadata value. */
+#define NN_ST_MAX_TENSORS 65536
+#define NN_ST_MAX_META 65536
+#define NN_ST_MAX_NAME 1024
+#define NN_ST_MAX_VALUE (1 << 20)
 
 typedef struct {
     char *name;
@@ -28,6 +35,7 @@ typedef struct {
     int n;
     char **meta; /* key, value, key, value ... (nmeta pairs) */
     int nmeta;
+    mp_strindex idx_t, idx_meta; /* name -> tensor, key -> pair */
 } nn_st_file;
 
 /* Read and validate PATH: header bounds, JSON, dtypes, shapes vs byte ranges, ranges inside

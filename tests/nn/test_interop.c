@@ -313,6 +313,58 @@ TEST(npy_v2)
     free(b);
 }
 
+/* What a safetensors file declares is bounded (tensors, metadata keys, name lengths) and names
+ * are found through a hash index; 70000 tensors are refused in one line, 60000 load and each is
+ * found by name. */
+TEST(safetensors_declared_sizes)
+{
+    enum { MANY = 70000, OK = 60000 };
+    nn_st_entry *e = calloc(MANY, sizeof *e);
+    char (*names)[24] = calloc(MANY, sizeof *names);
+    static const int64_t zero[1] = {0};
+    static const float none[1] = {0};
+    for (int i = 0; i < MANY; i++) {
+        snprintf(names[i], sizeof names[i], "layers.%d.w", i);
+        e[i] = (nn_st_entry){names[i], NN_F32, 1, zero, none};
+    }
+    CHECK_INT(nn_st_write(tmp("many.safetensors"), e, MANY, NULL), 0);
+    nn_st_file f;
+    CHECK_INT(nn_st_read(tmp("many.safetensors"), &f), -1);
+    char want[512];
+    snprintf(want, sizeof want, "%s: header declares %d tensors (at most 65536)", tmp("many.safetensors"), MANY);
+    CHECK_STR(mp_err(), want);
+    CHECK_INT(nn_st_write(tmp("ok.safetensors"), e, OK, NULL), 0);
+    CHECK_INT(nn_st_read(tmp("ok.safetensors"), &f), 0);
+    int bad = 0;
+    for (int i = 0; i < OK; i += 3) bad += nn_st_find(&f, names[i]) != &f.t[i];
+    CHECK_INT(bad, 0);
+    CHECK(nn_st_find(&f, names[OK]) == NULL);
+    nn_st_free(&f);
+
+    /* metadata: 70000 keys refused; a long tensor name refused */
+    const char **meta = calloc(2 * MANY + 2, sizeof *meta);
+    for (int i = 0; i < MANY; i++) meta[2 * i] = names[i], meta[2 * i + 1] = "v";
+    CHECK_INT(nn_st_write(tmp("meta.safetensors"), e, 1, meta), 0);
+    CHECK_INT(nn_st_read(tmp("meta.safetensors"), &f), -1);
+    CHECK_CONTAINS(mp_err(), "__metadata__ has 70000 keys (at most 65536)");
+    meta[2 * 1000] = NULL;
+    CHECK_INT(nn_st_write(tmp("meta.safetensors"), e, 1, meta), 0);
+    CHECK_INT(nn_st_read(tmp("meta.safetensors"), &f), 0);
+    CHECK_STR(nn_st_meta(&f, names[999]), "v");
+    CHECK(nn_st_meta(&f, names[1000]) == NULL);
+    nn_st_free(&f);
+    char longname[1100];
+    memset(longname, 'w', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    e[0].name = longname;
+    CHECK_INT(nn_st_write(tmp("long.safetensors"), e, 1, NULL), 0);
+    CHECK_INT(nn_st_read(tmp("long.safetensors"), &f), -1);
+    CHECK_CONTAINS(mp_err(), "is longer than 1024 bytes");
+    free(meta);
+    free(names);
+    free(e);
+}
+
 int main(void)
 {
     const char *src = getenv("MAGPIE_SRC");
@@ -325,6 +377,7 @@ int main(void)
     RUN(npy_anomalies);
     RUN(flip_fuzz);
     RUN(npy_v2);
+    RUN(safetensors_declared_sizes);
     t_rmdir();
     return test_done();
 }
