@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "db/tiling.h"
 
 static void problem(db_problem_fn report, void *ctx, db_check_result *res, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -55,17 +56,34 @@ static const struct {
      "SELECT 'slide ' || s.id || ' (' || s.name || ') records ' || s.n_patches || ' patches but has ' || "
      "(SELECT count(*) FROM patches p WHERE p.slide_id = s.id) FROM slides s WHERE s.status = 'done' AND "
      "s.n_patches != (SELECT count(*) FROM patches p WHERE p.slide_id = s.id)"},
-    {"interrupted slide",
-     "SELECT 'slide ' || s.id || ' (' || s.name || ') was interrupted while tiling (run magpie tile again to resume)' "
-     "FROM slides s WHERE s.status = 'tiling'"},
     {"bad geometry",
      "SELECT 'patch ' || p.id || ' has an invalid square or tissue fraction' FROM patches p "
      "WHERE p.size0 <= 0 OR p.x0 < 0 OR p.y0 < 0 OR p.tissue < 0 OR p.tissue > 1"},
 };
 
+static int check_all(mp_db *db, db_decode_fn decode, db_problem_fn report, void *ctx, db_check_result *res,
+                     int live_before);
+
 int db_check(mp_db *db, db_decode_fn decode, db_problem_fn report, void *ctx, db_check_result *res)
 {
     memset(res, 0, sizeof *res);
+    int before = db_tile_lock_held(db_path(db));
+    if (before < 0) return -1;
+    /* One snapshot (WAL): a tiler committing batches meanwhile changes nothing we read. */
+    if (db_exec(db, "BEGIN DEFERRED")) return -1;
+    int rc = check_all(db, decode, report, ctx, res, before);
+    if (rc) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", mp_err());
+        db_exec(db, "ROLLBACK");
+        return mp_err_set("%s", keep);
+    }
+    return db_exec(db, "COMMIT");
+}
+
+static int check_all(mp_db *db, db_decode_fn decode, db_problem_fn report, void *ctx, db_check_result *res,
+                     int live_before)
+{
     res->slides = db_query_int(db, "SELECT count(*) FROM slides");
     res->patches = db_query_int(db, "SELECT count(*) FROM patches");
     res->images = db_query_int(db, "SELECT count(*) FROM images");
@@ -89,10 +107,37 @@ int db_check(mp_db *db, db_decode_fn decode, db_problem_fn report, void *ctx, db
         if (rc != SQLITE_DONE) return db_fail(db, rules[r].what);
     }
 
+    /* 'tiling' is a run in progress while a tiler holds the lock, else one that died. Asked
+     * again now: a tiler that held it when the snapshot began may have finished since. */
+    int now = db_tile_lock_held(db_path(db));
+    if (now < 0) return -1;
+    int live = live_before || now;
+    st = db_prepare(db, "SELECT id, name FROM slides WHERE status = 'tiling' ORDER BY id");
+    if (!st) return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(st, 0);
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        if (live) {
+            res->in_progress++;
+            if (report) {
+                char buf[512];
+                snprintf(buf, sizeof buf, "in progress: slide %lld (%s) is being tiled now (a magpie tile holds the lock)",
+                         id, name ? name : "");
+                report(ctx, buf);
+            }
+        } else {
+            problem(report, ctx, res,
+                    "interrupted slide: slide %lld (%s) was interrupted while tiling (run magpie tile again to resume)",
+                    id, name ? name : "");
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return db_fail(db, "slides being tiled");
+
     if (!decode) return 0;
     st = db_prepare(db, "SELECT patch_id, mag, width, height, codec, data FROM images ORDER BY patch_id, mag");
     if (!st) return -1;
-    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t pid = sqlite3_column_int64(st, 0);
         double mag = sqlite3_column_double(st, 1);

@@ -18,10 +18,15 @@ typedef void (*db_problem_fn)(void *ctx, const char *msg);
 typedef struct {
     int64_t slides, patches, images, blobs_decoded;
     int64_t problems;
+    int64_t in_progress; /* slides a running tiler is working on (reported, not problems) */
 } db_check_result;
 
-/* Runs every check; decode may be NULL to skip blob decoding. Returns 0 when the check could
- * run (problems are counted in res->problems), -1 + mp_err when the database can't be read. */
+/* Runs every check in one read transaction, so the counts and every rule see the same state
+ * even while a tiler writes; decode may be NULL to skip blob decoding. A slide left 'tiling'
+ * is a problem (an interrupted run) unless a tiler holds the dataset's lock now: then it is
+ * reported as in progress ("in progress: ...") and counted in res->in_progress. Returns 0 when
+ * the check could run (problems are counted in res->problems), -1 + mp_err when the database
+ * can't be read. */
 int db_check(mp_db *db, db_decode_fn decode, db_problem_fn report, void *ctx, db_check_result *res);
 
 #endif

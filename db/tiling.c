@@ -3,12 +3,98 @@
  * each step in its own transaction; patches and their images always commit together. */
 #include "db/tiling.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/util.h"
+
+/* ---- the tiling lock ---- */
+
+int db_tile_lock_path(const char *db_path, char *out, size_t cap)
+{
+    char cur[PATH_MAX], link[PATH_MAX];
+    if (snprintf(cur, sizeof cur, "%s", db_path) >= (int)sizeof cur) return mp_err_set("%s: path too long", db_path);
+    /* A dataset not created yet may still be a symlink (dangling): follow it by hand, then
+     * resolve the directory it lands in. */
+    for (int hops = 0;; hops++) {
+        char *r = realpath(cur, NULL);
+        if (r) {
+            int n = snprintf(out, cap, "%s.tile-lock", r);
+            free(r);
+            return n < (int)cap ? 0 : mp_err_set("%s: path too long", db_path);
+        }
+        ssize_t n = readlink(cur, link, sizeof link - 1);
+        if (n < 0) break; /* not a symlink: the file does not exist (yet) */
+        if (hops >= 40) return mp_err_set("%s: %s", db_path, strerror(ELOOP));
+        link[n] = 0;
+        if (link[0] == '/') snprintf(cur, sizeof cur, "%s", link);
+        else {
+            char *slash = strrchr(cur, '/');
+            char dir[PATH_MAX];
+            snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - cur) : 1, slash ? cur : ".");
+            if (snprintf(cur, sizeof cur, "%s/%s", dir, link) >= (int)sizeof cur)
+                return mp_err_set("%s: path too long", db_path);
+        }
+    }
+    const char *slash = strrchr(cur, '/');
+    char dir[PATH_MAX];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == cur) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - cur), cur);
+    const char *base = slash ? slash + 1 : cur;
+    char *rd = realpath(dir, NULL);
+    if (!rd) return mp_err_set("%s: %s", dir, strerror(errno));
+    int n = snprintf(out, cap, "%s%s%s.tile-lock", rd, strcmp(rd, "/") ? "/" : "", base);
+    free(rd);
+    return n < (int)cap ? 0 : mp_err_set("%s: path too long", db_path);
+}
+
+int db_tile_lock(const char *db_path, double wait_s)
+{
+    char lp[PATH_MAX + 16];
+    if (db_tile_lock_path(db_path, lp, sizeof lp)) return -1;
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return mp_err_set("%s: cannot create the lock file %s: %s", db_path, lp, strerror(errno));
+    /* a short wait covers `db check` peeking at the lock, and a tiler just finishing */
+    for (double waited = 0;; waited += 0.05) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+        int e = errno;
+        if (e == EINTR) continue;
+        if (e != EWOULDBLOCK) {
+            close(fd);
+            return mp_err_set("%s: cannot lock %s: %s", db_path, lp, strerror(e));
+        }
+        if (waited >= wait_s) break;
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    }
+    close(fd);
+    return mp_err_set("%s: another magpie tile is writing to this dataset (%s is locked); wait for it, or give each "
+                      "process its own dataset",
+                      db_path, lp);
+}
+
+int db_tile_lock_held(const char *db_path)
+{
+    char lp[PATH_MAX + 16];
+    if (db_tile_lock_path(db_path, lp, sizeof lp)) return -1;
+    int fd = open(lp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 0 : mp_err_set("%s: cannot open %s: %s", db_path, lp, strerror(errno));
+    /* a shared lock is refused only while a tiler holds the exclusive one */
+    int held = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0) flock(fd, LOCK_UN);
+    else if (errno == EWOULDBLOCK) held = 1;
+    else held = mp_err_set("%s: cannot test the lock %s: %s", db_path, lp, strerror(errno));
+    close(fd);
+    return held;
+}
 
 /* Roll back and keep the message that caused it. */
 static int abort_tx(mp_db *db)

@@ -219,6 +219,7 @@ static int do_check(mp_db *db, int decode)
     printf("%s: %lld slides, %lld patches, %lld images", db_path(db), (long long)r.slides, (long long)r.patches,
            (long long)r.images);
     if (decode) printf(", %lld blobs decoded", (long long)r.blobs_decoded);
+    if (r.in_progress) printf(", %lld slide%s being tiled now", (long long)r.in_progress, r.in_progress == 1 ? "" : "s");
     printf(": %s\n", r.problems ? "PROBLEMS FOUND" : "ok");
     if (r.problems) return mp_err_set("%s: integrity check found %lld problem(s)", db_path(db), (long long)r.problems);
     return 0;

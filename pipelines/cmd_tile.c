@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
+#include "db/tiling.h"
 #include "pipelines/cmds.h"
 #include "tiler/tiler.h"
 
@@ -46,27 +47,6 @@ static int bad(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (magpie tile --help)\n");
     return MP_EXIT_USAGE;
-}
-
-/* One tiler per dataset at a time: an exclusive flock on DB.tile-lock, released by the kernel
- * when the process ends however it ends (kill -9 included, so resuming needs no clean-up). Two
- * tilers on one file would cut the same slides twice; shards belong in separate files. */
-static int lock_dataset(const char *db_path)
-{
-    char lp[4096];
-    snprintf(lp, sizeof lp, "%s.tile-lock", db_path);
-    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return mp_err_set("%s: cannot create the lock file %s: %s", db_path, lp, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        close(fd);
-        if (e == EWOULDBLOCK)
-            return mp_err_set("%s: another magpie tile is writing to this dataset (%s is locked); wait for it, or "
-                              "give each process its own dataset",
-                              db_path, lp);
-        return mp_err_set("%s: cannot lock %s: %s", db_path, lp, strerror(e));
-    }
-    return fd; /* held until exit */
 }
 
 int cmd_tile(int argc, char **argv)
@@ -172,7 +152,7 @@ int cmd_tile(int argc, char **argv)
             }
         db_close(db);
     } else {
-        if (lock_dataset(db_path) < 0) {
+        if (db_tile_lock(db_path, 1.0) < 0) { /* held until exit */
             mp_error("%s", mp_err());
             tiler_global_wait();
             return MP_EXIT_FAIL;

@@ -1,7 +1,9 @@
 #!/bin/sh
 # One `magpie tile` per dataset: while another process holds DB.tile-lock, tile refuses with one
 # line naming the dataset (exit 2) and writes nothing; once the holder is gone (however it ended),
-# tiling proceeds with no clean-up.
+# tiling proceeds with no clean-up. The lock belongs to the dataset file, not to the name it was
+# given by: through a symlink it is the same lock. `db check` reports a slide whose tiler holds
+# the lock as in progress (exit 0), and the same state without a holder as interrupted (exit 2).
 set -u
 T=$(mktemp -d /tmp/mp_tilelock_XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -23,4 +25,45 @@ pkill -P "$holder" 2>/dev/null; kill "$holder" 2>/dev/null; wait "$holder" 2>/de
 [ $rc -eq 0 ] || no "after the holder died: exit $rc"
 n=$(sqlite3 "$T/d.db" "SELECT count(*) FROM patches")
 [ "$n" -gt 0 ] || no "after the holder died: no patches"
+
+# through a symlink (to the dataset, and to its directory) the lock is the same one
+ln -s "$T/d.db" "$T/link.db"
+mkdir "$T/sub"; ln -s "$T/sub" "$T/subl"
+flock -o "$T/d.db.tile-lock" sleep 30 >/dev/null 2>&1 &
+holder=$!
+sleep 0.5
+"$M" tile "$T/link.db" "$T/s/synth_000.tiff" --min-tissue 0 -q 2> "$T/err"; rc=$?
+[ $rc -eq 2 ] || no "locked dataset through a symlink: exit $rc, expected 2"
+grep -qx "magpie: error: $T/link.db: another magpie tile is writing to this dataset ($T/d.db.tile-lock is locked); wait for it, or give each process its own dataset" "$T/err" \
+    || no "symlink lock message: $(cat "$T/err")"
+ln -s "$T/sub/new.db" "$T/dangling.db" # a dataset not created yet, named through a symlink
+flock -o "$T/sub/new.db.tile-lock" sleep 30 >/dev/null 2>&1 &
+holder2=$!
+sleep 0.5
+"$M" tile "$T/dangling.db" "$T/s/synth_000.tiff" -q 2>/dev/null; rc=$?
+[ $rc -eq 2 ] || no "locked new dataset through a dangling symlink: exit $rc, expected 2"
+"$M" tile "$T/subl/new.db" "$T/s/synth_000.tiff" -q 2>/dev/null; rc=$?
+[ $rc -eq 2 ] || no "locked new dataset through a symlinked directory: exit $rc, expected 2"
+[ -e "$T/sub/new.db" ] && no "a locked new dataset was created anyway"
+pkill -P "$holder2" 2>/dev/null; kill "$holder2" 2>/dev/null; wait "$holder2" 2>/dev/null
+
+# db check: a slide left 'tiling' while a tiler holds the lock is in progress, not damage
+MAGPIE_TILER_KILL=after-start "$M" tile "$T/c.db" "$T/s/synth_000.tiff" -q 2>/dev/null
+[ "$(sqlite3 "$T/c.db" "SELECT status FROM slides")" = tiling ] || no "kill after-start did not leave a tiling slide"
+flock -o "$T/c.db.tile-lock" sleep 30 >/dev/null 2>&1 &
+holder3=$!
+sleep 0.5
+"$M" db "$T/c.db" check --no-decode > "$T/out" 2> "$T/err"; rc=$?
+[ $rc -eq 0 ] || no "db check during a tile: exit $rc, expected 0: $(cat "$T/out" "$T/err")"
+grep -qx "  in progress: slide 1 (synth_000) is being tiled now (a magpie tile holds the lock)" "$T/out" \
+    || no "db check in-progress line: $(cat "$T/out")"
+grep -q "1 slide being tiled now: ok$" "$T/out" || no "db check summary: $(cat "$T/out")"
+ln -s "$T/c.db" "$T/clink.db"
+"$M" db "$T/clink.db" check --no-decode >/dev/null 2>&1; rc=$?
+[ $rc -eq 0 ] || no "db check through a symlink during a tile: exit $rc, expected 0"
+pkill -P "$holder3" 2>/dev/null; kill "$holder3" 2>/dev/null; wait "$holder3" 2>/dev/null
+pkill -P "$holder" 2>/dev/null; kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+"$M" db "$T/c.db" check --no-decode > "$T/out" 2>/dev/null; rc=$?
+[ $rc -eq 2 ] || no "db check of an interrupted tile: exit $rc, expected 2"
+grep -q "interrupted slide: slide 1 (synth_000) was interrupted while tiling" "$T/out" || no "interrupted line: $(cat "$T/out")"
 exit $fail

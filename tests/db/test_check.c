@@ -108,9 +108,56 @@ TEST(clean_then_damaged)
     unlink(path);
 }
 
+/* A writer commits between two rules: the check must not see it (one read transaction). */
+static sqlite3 *g_writer;
+static int g_reports;
+static void report_and_write(void *ctx, const char *msg)
+{
+    (void)ctx;
+    snprintf(last, sizeof last, "%s", msg);
+    if (g_reports++ == 0)
+        sqlite3_exec(g_writer, "INSERT INTO patches VALUES (50, 999, 9, 9, 0, 0, 64, 0.9, 1, 0, 200)", NULL, NULL,
+                     NULL);
+}
+
+TEST(one_snapshot)
+{
+    char path[] = "/tmp/mp_checksnap_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    mp_db *db = db_open(path, DB_OPEN_CREATE);
+    CHECK(db != NULL);
+    if (!db) return;
+    CHECK_INT(db_exec(db, "PRAGMA foreign_keys = OFF; INSERT INTO images VALUES (99, 10, 16, 16, 0, 1, 'jpeg', x'00')"),
+              0);
+    CHECK_INT(sqlite3_open(path, &g_writer), SQLITE_OK);
+    sqlite3_busy_timeout(g_writer, 5000);
+    db_check_result r;
+    g_reports = 0;
+    CHECK_INT(db_check(db, NULL, report_and_write, NULL, &r), 0);
+    /* the orphan image only: the orphan patch committed meanwhile is not in the snapshot */
+    CHECK_INT(r.problems, 1);
+    CHECK_INT(r.patches, 0);
+    CHECK_STR(last, "orphan image: image of missing patch 99 at 10x");
+    /* a new check sees it (an orphan patch without images) */
+    CHECK_INT(db_check(db, NULL, report, NULL, &r), 0);
+    CHECK_INT(r.problems, 3);
+    CHECK_INT(r.patches, 1);
+    sqlite3_close(g_writer);
+    db_close(db);
+    unlink(path);
+    char side[64];
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
 int main(void)
 {
     if (VIPS_INIT("test")) TEST_FATAL("libvips init failed");
     RUN(clean_then_damaged);
+    RUN(one_snapshot);
     return test_done();
 }
