@@ -203,3 +203,39 @@ void db_close(mp_db *db)
     free(db->path);
     free(db);
 }
+
+int db_find_slide(mp_db *db, const char *arg, int64_t *id)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT id FROM slides WHERE path = ?1");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW) return 0;
+    int digits = arg[0] != 0;
+    for (const char *c = arg; *c; c++) digits = digits && *c >= '0' && *c <= '9';
+    st = db_prepare(db, "SELECT id, name, path, (?2 AND CAST(id AS TEXT) = ?1) FROM slides "
+                        "WHERE (?2 AND CAST(id AS TEXT) = ?1) OR name = ?1 ORDER BY id");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, digits);
+    char list[768] = "";
+    size_t used = 0;
+    int n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n++ == 0) *id = sqlite3_column_int64(st, 0);
+        if (used < sizeof list)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%sslide %lld %s%s%s (%s)", n > 1 ? ", " : "",
+                                     (long long)sqlite3_column_int64(st, 0),
+                                     sqlite3_column_int(st, 3) ? "by id, named '" : "named '",
+                                     (const char *)sqlite3_column_text(st, 1), "'",
+                                     (const char *)sqlite3_column_text(st, 2));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return db_fail(db, "finding a slide");
+    if (n == 0) return mp_err_set("%s: no slide '%s' (by path, id or name)", db->path, arg);
+    if (n > 1)
+        return mp_err_set("%s: '%s' names %d slides: %s; name one by its path", db->path, arg, n, list);
+    return 0;
+}

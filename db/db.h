@@ -35,6 +35,12 @@ int db_rollback(mp_db *db);
 int db_meta_set(mp_db *db, const char *key, const char *value);
 char *db_meta_get(mp_db *db, const char *key);
 
+/* The slide a user names on the command line: its path as stored (unique), else its id (an
+ * all-digit argument) or its name. An argument that names more than one slide — the id of one
+ * and the name of another, or a name two slides share — is an error listing every candidate
+ * with its id and path (naming a slide by its path always works). 0 + *id, or -1 + mp_err. */
+int db_find_slide(mp_db *db, const char *arg, int64_t *id);
+
 /* Single integer result of a query (e.g. "SELECT count(*) FROM patches"); -1 on error. */
 int64_t db_query_int(mp_db *db, const char *sql);
 

@@ -22,7 +22,7 @@ static void usage(FILE *f)
             "  slides [--json]        one line per slide: status, vendor, size, MPP and its source, patches per mag\n"
             "  stats                  storage per magnification and QC score distributions (tissue, blur, pen, brightness)\n"
             "  check [--no-decode]    integrity: every patch has its images, blobs decode, no orphans (exit 2 on problems)\n"
-            "  mask SLIDE OUT.png     export the stored tissue mask of a slide (by id or name)\n"
+            "  mask SLIDE OUT.png     export the stored tissue mask of a slide (by path, id or name; ambiguous is an error)\n"
             "  labels import FILE     import slide labels (CSV slide,patient,label) or region annotations (GeoJSON)\n"
             "  split --by patient ... patient-grouped, stratified train/val/test split\n");
 }
@@ -227,9 +227,11 @@ static int do_check(mp_db *db, int decode)
 
 static int do_mask(mp_db *db, const char *slide, const char *out)
 {
-    sqlite3_stmt *st = db_prepare(db, "SELECT mask, name FROM slides WHERE CAST(id AS TEXT) = ?1 OR name = ?1 ORDER BY id LIMIT 1");
+    int64_t id;
+    if (db_find_slide(db, slide, &id)) return -1; /* ambiguous names and ids are refused */
+    sqlite3_stmt *st = db_prepare(db, "SELECT mask, name FROM slides WHERE id = ?1");
     if (!st) return -1;
-    sqlite3_bind_text(st, 1, slide, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 1, id);
     int rc = -1;
     if (sqlite3_step(st) != SQLITE_ROW) {
         mp_err_set("%s: no slide '%s'", db_path(db), slide);

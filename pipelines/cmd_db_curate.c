@@ -15,12 +15,13 @@
 
 static void labels_usage(FILE *f)
 {
-    fprintf(f, "usage: magpie db DB labels import FILE... [--slide NAME] [--min-coverage F]\n\n"
+    fprintf(f, "usage: magpie db DB labels import FILE... [--slide NAME] [--min-coverage F] [-q]\n\n"
                "  FILE.csv       slide-level labels: header with columns slide, patient, label (quoted fields ok)\n"
                "  FILE.geojson   region annotations as QuPath exports them (level-0 pixel coordinates);\n"
                "                 the slide is the file name without extension unless --slide NAME;\n"
                "                 a patch gets the class covering most of it if that covers >= --min-coverage\n"
-               "                 (default 0.5) of its area\n");
+               "                 (default 0.5) of its area\n"
+               "  -q, --quiet    only warnings and errors\n");
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -44,7 +45,8 @@ int cmd_db_labels(const char *db_path, int argc, char **argv)
     const char **files = mp_xcalloc(argc, sizeof(char *));
     int nf = 0;
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--slide") && i + 1 < argc) slide = argv[++i];
+        if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) mp_log_set_quiet(1);
+        else if (!strcmp(argv[i], "--slide") && i + 1 < argc) slide = argv[++i];
         else if (!strcmp(argv[i], "--min-coverage") && i + 1 < argc) {
             if (mp_parse_double(argv[++i], &min_cov) < 0 || min_cov < 0 || min_cov > 1) {
                 mp_error("db labels: --min-coverage wants a number in [0, 1], got '%s'", argv[i]);

@@ -38,6 +38,25 @@ ok "mask export" '"$M" db "$DB" mask alpha "$T/out.png" 2>/dev/null && cmp -s "$
 "$M" db "$DB" mask bad "$T/out2.png" 2> "$T/err"; rc=$?
 ok "mask of untiled slide" '[ $rc -eq 2 ] && grep -q "slide .bad. has no tissue mask" "$T/err"'
 
+# naming a slide: an all-digit name that is also another slide's id, and a name two slides
+# share, are refused with every candidate listed; the path always names one slide
+sqlite3 "$DB" "INSERT INTO slides(id, path, name, fingerprint, status) VALUES (3, '/x/2.svs', '2', 'f3', 'failed'),
+               (4, '/y/alpha.svs', 'alpha', 'f4', 'failed')"
+"$M" db "$DB" mask 2 "$T/o3.png" 2> "$T/err"; rc=$?
+ok "mask: id of one, name of another" '[ $rc -eq 2 ] && [ "$(cat "$T/err")" = "magpie: error: $DB: '"'"'2'"'"' names 2 slides: slide 2 by id, named '"'"'bad'"'"' (/x/bad.svs), slide 3 named '"'"'2'"'"' (/x/2.svs); name one by its path" ]'
+"$M" db "$DB" mask alpha "$T/o4.png" 2> "$T/err"; rc=$?
+ok "mask: duplicated name" '[ $rc -eq 2 ] && [ "$(cat "$T/err")" = "magpie: error: $DB: '"'"'alpha'"'"' names 2 slides: slide 1 named '"'"'alpha'"'"' (/x/alpha.svs), slide 4 named '"'"'alpha'"'"' (/y/alpha.svs); name one by its path" ]'
+[ -e "$T/o3.png" ] || [ -e "$T/o4.png" ] && ok "ambiguous mask wrote nothing" false
+ok "mask by path" '"$M" db "$DB" mask /x/alpha.svs "$T/o5.png" 2>/dev/null && cmp -s "$T/o5.png" "$T/mask.png"'
+ok "mask by id" '"$M" db "$DB" mask 1 "$T/o6.png" 2>/dev/null && cmp -s "$T/o6.png" "$T/mask.png"'
+"$M" db "$DB" mask 77 "$T/o7.png" 2> "$T/err"; rc=$?
+ok "mask: no such slide" '[ $rc -eq 2 ] && grep -qx "magpie: error: $DB: no slide .77. (by path, id or name)" "$T/err"'
+sqlite3 "$DB" "DELETE FROM slides WHERE id IN (3, 4)"
+# db labels takes -q like every subcommand
+printf 'slide,label\nalpha,Tumor\n' > "$T/l.csv"
+"$M" db "$DB" labels import "$T/l.csv" -q > "$T/lout" 2>&1; rc=$?
+ok "labels import -q" '[ $rc -eq 0 ] && [ ! -s "$T/lout" ]'
+
 # damage: truncate one blob → check reports it and exits 2
 head -c 100 "$T/p16.jpg" > "$T/trunc.jpg"
 sqlite3 "$DB" "UPDATE images SET data = readfile('$T/trunc.jpg') WHERE patch_id = 2 AND mag = 10"
