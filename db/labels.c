@@ -4,11 +4,15 @@
 #include "db/labels.h"
 
 #include <csv.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/util.h"
@@ -50,18 +54,36 @@ int db_class_id(mp_db *db, const char *name, int create)
 
 enum { COL_SLIDE, COL_PATIENT, COL_LABEL, COL_N };
 
+/* The dataset's slides by name (sorted bytewise, as SQLite's BINARY collation): a row's slide is
+ * found by binary search instead of an UPDATE scanning the slides table per row. */
+typedef struct {
+    char *name;
+    int64_t id;
+} slide_ref;
+
+static int cmp_ref(const void *a, const void *b)
+{
+    const slide_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->id > y->id) - (x->id < y->id);
+}
+
 typedef struct {
     const char *path;
     mp_db *db;
     db_label_report *rep;
     int line;            /* line of the row being assembled (1-based) */
     int row_start_line;
+    size_t rec_bytes;    /* bytes fed since the last complete record */
     int nf;              /* fields in the current row */
     char *f[16];
     int map[16];         /* column index → COL_* (-1 unused) */
     int ncols;
     int failed;
-    sqlite3_stmt *upd;
+    sqlite3_stmt *upd, *cls_get, *cls_add;
+    slide_ref *slides;
+    size_t nslides;
+    int unknown_cap;
 } csv_ctx;
 
 static void on_field(void *s, size_t len, void *data)
@@ -86,10 +108,83 @@ static char *trim(char *s)
     return s;
 }
 
+/* A class id by name through the prepared statements (creating it); -1 + mp_err. */
+static int csv_class(csv_ctx *c, const char *name)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        sqlite3_reset(c->cls_get);
+        sqlite3_bind_text(c->cls_get, 1, name, -1, SQLITE_TRANSIENT);
+        int rc = sqlite3_step(c->cls_get);
+        if (rc == SQLITE_ROW) return sqlite3_column_int(c->cls_get, 0);
+        if (rc != SQLITE_DONE) return db_fail(c->db, "reading classes");
+        if (pass) break;
+        sqlite3_reset(c->cls_add);
+        sqlite3_bind_text(c->cls_add, 1, name, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(c->cls_add) != SQLITE_DONE) return db_fail(c->db, "adding a class");
+        c->rep->new_classes++;
+    }
+    return mp_err_set("%s: class '%s' vanished", db_path(c->db), name);
+}
+
+static void add_unknown(csv_ctx *c, const char *name)
+{
+    db_label_report *r = c->rep;
+    if (r->n_unknown == c->unknown_cap) {
+        c->unknown_cap = c->unknown_cap ? 2 * c->unknown_cap : 16;
+        r->unknown = mp_xrealloc(r->unknown, sizeof(char *) * (size_t)c->unknown_cap);
+    }
+    r->unknown[r->n_unknown++] = mp_xstrdup(name);
+}
+
+static void apply_row(csv_ctx *c, const char *v[COL_N])
+{
+    c->rep->rows++;
+    if (!v[COL_SLIDE] || !*v[COL_SLIDE]) {
+        c->failed = mp_err_set("%s:%d: empty slide name", c->path, c->row_start_line);
+        return;
+    }
+    if (v[COL_LABEL] && *v[COL_LABEL] && csv_class(c, v[COL_LABEL]) < 0) {
+        c->failed = -1;
+        return;
+    }
+    /* the first slide of that name, then its namesakes */
+    slide_ref key = {(char *)v[COL_SLIDE], INT64_MIN};
+    size_t lo = 0, hi = c->nslides;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp_ref(&c->slides[mid], &key) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    int hits = 0;
+    for (size_t i = lo; i < c->nslides && !strcmp(c->slides[i].name, v[COL_SLIDE]); i++, hits++) {
+        /* Columns absent from the file keep their value; present but empty clears. */
+        sqlite3_stmt *u = c->upd;
+        sqlite3_reset(u);
+        sqlite3_bind_int64(u, 1, c->slides[i].id);
+        sqlite3_bind_int(u, 2, v[COL_PATIENT] != NULL);
+        if (v[COL_PATIENT] && *v[COL_PATIENT]) sqlite3_bind_text(u, 3, v[COL_PATIENT], -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(u, 3);
+        sqlite3_bind_int(u, 4, v[COL_LABEL] != NULL);
+        if (v[COL_LABEL] && *v[COL_LABEL]) sqlite3_bind_text(u, 5, v[COL_LABEL], -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(u, 5);
+        if (sqlite3_step(u) != SQLITE_DONE) {
+            c->failed = db_fail(c->db, "updating slide labels");
+            return;
+        }
+        c->rep->updated++;
+    }
+    if (hits) c->rep->applied++;
+    else {
+        c->rep->not_applied++;
+        add_unknown(c, v[COL_SLIDE]);
+    }
+}
+
 static void on_row(int term, void *data)
 {
     csv_ctx *c = data;
     (void)term;
+    c->rec_bytes = 0;
     if (!c->failed) {
         if (c->ncols == 0) { /* header */
             int seen[COL_N] = {0};
@@ -119,33 +214,7 @@ static void on_row(int term, void *data)
             } else {
                 const char *v[COL_N] = {NULL, NULL, NULL};
                 for (int i = 0; i < c->nf; i++) v[c->map[i]] = trim(c->f[i]);
-                c->rep->rows++;
-                if (!v[COL_SLIDE] || !*v[COL_SLIDE]) {
-                    c->failed = mp_err_set("%s:%d: empty slide name", c->path, c->row_start_line);
-                } else {
-                    int label_id = -2;
-                    if (v[COL_LABEL] && *v[COL_LABEL]) {
-                        int before = (int)db_query_int(c->db, "SELECT count(*) FROM classes");
-                        label_id = db_class_id(c->db, v[COL_LABEL], 1);
-                        if (label_id < 0) c->failed = -1;
-                        else if (db_query_int(c->db, "SELECT count(*) FROM classes") > before) c->rep->new_classes++;
-                    }
-                    if (!c->failed) {
-                        /* Columns absent from the file keep their value; present but empty clears. */
-                        sqlite3_stmt *u = c->upd;
-                        sqlite3_reset(u);
-                        sqlite3_bind_text(u, 1, v[COL_SLIDE], -1, SQLITE_TRANSIENT);
-                        sqlite3_bind_int(u, 2, v[COL_PATIENT] != NULL);
-                        if (v[COL_PATIENT] && *v[COL_PATIENT]) sqlite3_bind_text(u, 3, v[COL_PATIENT], -1, SQLITE_TRANSIENT);
-                        else sqlite3_bind_null(u, 3);
-                        sqlite3_bind_int(u, 4, v[COL_LABEL] != NULL);
-                        if (v[COL_LABEL] && *v[COL_LABEL]) sqlite3_bind_text(u, 5, v[COL_LABEL], -1, SQLITE_TRANSIENT);
-                        else sqlite3_bind_null(u, 5);
-                        if (sqlite3_step(u) != SQLITE_DONE) c->failed = db_fail(c->db, "updating slide labels");
-                        else if (sqlite3_changes(db_sqlite(c->db)) == 0) report_unknown(c->rep, v[COL_SLIDE]);
-                        else c->rep->updated += sqlite3_changes(db_sqlite(c->db));
-                    }
-                }
+                apply_row(c, v);
             }
         }
     }
@@ -153,56 +222,105 @@ static void on_row(int term, void *data)
     c->nf = 0;
 }
 
+static int load_slides(csv_ctx *c)
+{
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT name, id FROM slides");
+    if (!st) return -1;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (c->nslides == cap) c->slides = mp_xrealloc(c->slides, sizeof *c->slides * (cap = cap ? 2 * cap : 64));
+        const char *n = (const char *)sqlite3_column_text(st, 0);
+        c->slides[c->nslides].name = mp_xstrdup(n ? n : "");
+        c->slides[c->nslides++].id = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return db_fail(c->db, "reading slides");
+    if (c->nslides) qsort(c->slides, c->nslides, sizeof *c->slides, cmp_ref);
+    return 0;
+}
+
 int db_labels_import_csv(mp_db *db, const char *path, db_label_report *rep)
 {
     memset(rep, 0, sizeof *rep);
-    uint8_t *buf;
-    size_t len;
-    if (mp_read_file(path, &buf, &len) < 0) return -1;
+    int fd = mp_open_regular(path);
+    if (fd < 0) return -1;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return mp_err_set("%s: %s", path, strerror(errno));
+    }
     struct csv_parser p;
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
-        free(buf);
+        fclose(f);
         return mp_err_set("%s: cannot initialise the CSV parser", path);
     }
+    csv_set_blk_size(&p, 4096);
     csv_ctx c = {.path = path, .db = db, .rep = rep, .line = 1, .row_start_line = 1};
-    /* The name matches the file's slide name, or the slide's path, or its file name. */
     c.upd = db_prepare(db, "UPDATE slides SET patient = CASE WHEN ?2 THEN ?3 ELSE patient END, "
-                           "label = CASE WHEN ?4 THEN ?5 ELSE label END WHERE name = ?1");
-    if (!c.upd || db_begin(db) < 0) {
-        sqlite3_finalize(c.upd);
-        csv_free(&p);
-        free(buf);
-        return -1;
-    }
-    /* Feed line by line so errors carry the line number where the record started. */
-    size_t pos = 0;
+                           "label = CASE WHEN ?4 THEN ?5 ELSE label END WHERE id = ?1");
+    c.cls_get = c.upd ? db_prepare(db, "SELECT id FROM classes WHERE name = ?") : NULL;
+    c.cls_add = c.cls_get ? db_prepare(db, "INSERT INTO classes(id, name) VALUES "
+                                           "((SELECT coalesce(max(id) + 1, 0) FROM classes), ?)")
+                          : NULL;
     int bad = 0;
-    while (pos < len && !c.failed) {
-        size_t e = pos;
-        while (e < len && buf[e] != '\n') e++;
-        if (e < len) e++;
-        if (c.nf == 0) c.row_start_line = c.line;
-        if (csv_parse(&p, buf + pos, e - pos, on_field, on_row, &c) != e - pos) {
-            bad = 1;
-            break;
-        }
-        c.line++;
-        pos = e;
+    if (!c.cls_add || db_begin(db) < 0) c.failed = -1;
+    else if (load_slides(&c)) {
+        c.failed = -1;
+        db_rollback(db);
     }
+    /* Stream in chunks, fed to libcsv line by line so errors carry the line where the record
+     * started; a record past DB_LABELS_MAX_RECORD bytes is refused as soon as it gets there. */
+    enum { CHUNK = 1 << 16 };
+    char *chunk = mp_xmalloc(CHUNK);
+    size_t got;
+    int at_line_start = 1;
+    while (!c.failed && !bad && (got = fread(chunk, 1, CHUNK, f)) > 0) {
+        size_t pos = 0;
+        while (pos < got && !c.failed) {
+            size_t e = pos;
+            while (e < got && chunk[e] != '\n') e++;
+            int eol = e < got;
+            if (eol) e++;
+            /* a record starts on this line unless one is still open (a quoted field, or fields
+             * before it); blank lines belong to no record */
+            int blank = 1;
+            for (size_t k = pos; k < e && blank; k++) blank = chunk[k] == '\n' || chunk[k] == '\r';
+            if (at_line_start && c.rec_bytes == 0) c.row_start_line = c.line;
+            if (!blank || c.rec_bytes) c.rec_bytes += e - pos;
+            if (csv_parse(&p, chunk + pos, e - pos, on_field, on_row, &c) != e - pos) {
+                bad = 1;
+                break;
+            }
+            if (c.rec_bytes > DB_LABELS_MAX_RECORD && !c.failed)
+                c.failed = mp_err_set("%s:%d: a record longer than %d bytes (label rows are short: is this the "
+                                      "right file?)",
+                                      path, c.row_start_line, DB_LABELS_MAX_RECORD);
+            at_line_start = eol;
+            if (eol) c.line++;
+            pos = e;
+        }
+    }
+    if (!c.failed && !bad && ferror(f)) c.failed = mp_err_set("%s: read error: %s", path, strerror(errno));
     if (bad && !c.failed)
         c.failed = mp_err_set("%s:%d: malformed CSV (%s)", path, c.line, csv_strerror(csv_error(&p)));
     /* At end of file the only parse error left is an open quote: name the line it opened on. */
     if (!bad && !c.failed && csv_fini(&p, on_field, on_row, &c) != 0)
         c.failed = mp_err_set("%s:%d: malformed CSV (unterminated quoted field)", path, c.row_start_line);
     if (!c.failed && c.ncols == 0) c.failed = mp_err_set("%s: empty file (no header)", path);
+    free(chunk);
     for (int i = 0; i < c.nf; i++) free(c.f[i]);
+    for (size_t i = 0; i < c.nslides; i++) free(c.slides[i].name);
+    free(c.slides);
     csv_free(&p);
     sqlite3_finalize(c.upd);
-    free(buf);
+    sqlite3_finalize(c.cls_get);
+    sqlite3_finalize(c.cls_add);
+    fclose(f);
     if (c.failed) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", mp_err());
-        db_rollback(db);
+        if (!sqlite3_get_autocommit(db_sqlite(db))) db_rollback(db);
         db_label_report_free(rep);
         return mp_err_set("%s", msg);
     }
@@ -211,37 +329,110 @@ int db_labels_import_csv(mp_db *db, const char *path, db_label_report *rep)
 
 /* ---- GeoJSON ------------------------------------------------------------------------------ */
 
+/* One polygon (a Polygon, or one part of a MultiPolygon): its rings' points, and for long
+ * outlines its edges bucketed into horizontal bands, so an even-odd test looks only at the
+ * edges whose y-range meets the point's band instead of all of them. */
 typedef struct {
-    int cls;
-    int nrings;
-    int *ring_len;   /* points per ring */
-    double *xy;      /* all rings' points, x,y interleaved */
+    int cls, feature;
+    int nrings, ncap, *ring_len;
+    int64_t npts, pcap;
+    double *xy;          /* all rings' points, x,y interleaved */
     double bx0, by0, bx1, by1;
+    int nband;           /* 0: no band index (short outline: every edge is tested) */
+    double band_h;
+    int64_t *band_off;   /* nband + 1 offsets into band_edge */
+    int32_t *band_edge;  /* edge = its first point's index; the second is nxt[] */
+    int32_t *nxt;        /* the point after each point in its ring (the ring closes) */
+    int hit;             /* some sample point counted for this polygon */
 } poly;
 
-static int parse_ring(json_t *ring, poly *p)
+static void poly_free(poly *p)
+{
+    free(p->ring_len);
+    free(p->xy);
+    free(p->band_off);
+    free(p->band_edge);
+    free(p->nxt);
+}
+
+static int parse_ring(json_t *ring, poly *p, int64_t *budget)
 {
     if (!json_is_array(ring)) return -1;
     size_t n = json_array_size(ring);
-    size_t base = 0;
-    for (int i = 0; i < p->nrings; i++) base += p->ring_len[i];
-    p->xy = mp_xrealloc(p->xy, sizeof(double) * 2 * (base + n + 1));
-    p->ring_len = mp_xrealloc(p->ring_len, sizeof(int) * (p->nrings + 1));
+    if ((int64_t)n > *budget) return -2;
+    *budget -= (int64_t)n;
+    if (p->npts + (int64_t)n > p->pcap) {
+        while (p->npts + (int64_t)n > p->pcap) p->pcap = p->pcap ? 2 * p->pcap : 16;
+        p->xy = mp_xrealloc(p->xy, sizeof(double) * 2 * (size_t)p->pcap);
+    }
+    if (p->nrings == p->ncap) p->ring_len = mp_xrealloc(p->ring_len, sizeof(int) * (size_t)(p->ncap = p->ncap ? 2 * p->ncap : 4));
+    double *v = p->xy + 2 * p->npts;
     for (size_t i = 0; i < n; i++) {
         json_t *pt = json_array_get(ring, i);
         if (!json_is_array(pt) || json_array_size(pt) < 2 || !json_is_number(json_array_get(pt, 0)) ||
             !json_is_number(json_array_get(pt, 1)))
             return -1;
         double x = json_number_value(json_array_get(pt, 0)), y = json_number_value(json_array_get(pt, 1));
-        p->xy[2 * (base + i)] = x;
-        p->xy[2 * (base + i) + 1] = y;
+        v[2 * i] = x;
+        v[2 * i + 1] = y;
         if (x < p->bx0) p->bx0 = x;
         if (x > p->bx1) p->bx1 = x;
         if (y < p->by0) p->by0 = y;
         if (y > p->by1) p->by1 = y;
     }
+    p->npts += (int64_t)n;
     p->ring_len[p->nrings++] = (int)n;
     return 0;
+}
+
+static int band_of(const poly *p, double y)
+{
+    double b = floor((y - p->by0) / p->band_h);
+    return b < 0 ? 0 : b >= p->nband ? p->nband - 1 : (int)b;
+}
+
+/* The band index of a long outline: about 8 edges per band; an edge goes into every band its
+ * y-range meets. Skipped (plain scan) if that would store more than 16 entries per edge. */
+static void poly_index(poly *p)
+{
+    if (p->npts < 64 || !(p->by1 > p->by0)) return;
+    p->nxt = mp_xmalloc(sizeof(int32_t) * (size_t)p->npts);
+    int64_t k = 0;
+    for (int r = 0; r < p->nrings; r++) {
+        int n = p->ring_len[r];
+        for (int i = 0; i < n; i++) p->nxt[k + i] = (int32_t)(k + (i + 1 < n ? i + 1 : 0));
+        k += n;
+    }
+    int64_t nb = p->npts / 8;
+    p->nband = (int)(nb < 1 ? 1 : nb > 65536 ? 65536 : nb);
+    p->band_h = (p->by1 - p->by0) / p->nband;
+    p->band_off = mp_xcalloc((size_t)p->nband + 1, sizeof(int64_t));
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t e = 0; e < p->npts; e++) {
+            double ya = p->xy[2 * e + 1], yb = p->xy[2 * p->nxt[e] + 1];
+            int b0 = band_of(p, ya < yb ? ya : yb), b1 = band_of(p, ya < yb ? yb : ya);
+            for (int b = b0; b <= b1; b++) {
+                if (pass == 0) p->band_off[b + 1]++;
+                else p->band_edge[p->band_off[b]++] = (int32_t)e;
+            }
+        }
+        if (pass == 0) {
+            for (int b = 0; b < p->nband; b++) p->band_off[b + 1] += p->band_off[b];
+            if (p->band_off[p->nband] > 16 * p->npts) { /* edges spanning most bands: not worth it */
+                free(p->band_off);
+                free(p->nxt);
+                p->band_off = NULL;
+                p->nxt = NULL;
+                p->nband = 0;
+                return;
+            }
+            p->band_edge = mp_xmalloc(sizeof(int32_t) * (size_t)(p->band_off[p->nband] ? p->band_off[p->nband] : 1));
+        } else {
+            /* the fill advanced each offset to the next band's start: shift back */
+            for (int b = p->nband; b > 0; b--) p->band_off[b] = p->band_off[b - 1];
+            p->band_off[0] = 0;
+        }
+    }
 }
 
 /* Even-odd over all rings: a point inside the outer ring and one hole is outside. */
@@ -250,6 +441,15 @@ static int inside(const poly *p, double x, double y)
     if (x < p->bx0 || x > p->bx1 || y < p->by0 || y > p->by1) return 0;
     int in = 0;
     const double *v = p->xy;
+    if (p->nband) {
+        int b = band_of(p, y);
+        for (int64_t k = p->band_off[b]; k < p->band_off[b + 1]; k++) {
+            int32_t i = p->band_edge[k], j = p->nxt[i];
+            double xi = v[2 * i], yi = v[2 * i + 1], xj = v[2 * j], yj = v[2 * j + 1];
+            if ((yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi) in = !in;
+        }
+        return in;
+    }
     for (int r = 0; r < p->nrings; r++) {
         int n = p->ring_len[r];
         for (int i = 0, j = n - 1; i < n; j = i++) {
@@ -259,6 +459,133 @@ static int inside(const poly *p, double x, double y)
         v += 2 * n;
     }
     return in;
+}
+
+/* Where the polygons are: a pyramid of grids over their boxes' extent. A polygon goes into the
+ * finest level whose cells are at least its size, so it sits in at most 2x2 cells; a patch
+ * finds the polygons whose boxes meet it by visiting, on each level, the cells it overlaps. */
+enum { GRID_LEVELS = 24, GRID_FINE = 1024 };
+typedef struct {
+    double x0, y0, cell0;
+    int nlev;
+    struct {
+        int nx, ny;
+        double cell;
+        int32_t *off;  /* nx*ny + 1 */
+        int32_t *ids;  /* polygon indices, ascending per cell */
+    } lev[GRID_LEVELS];
+} poly_grid;
+
+static void grid_cells(const poly_grid *g, int L, double ax, double ay, double bx, double by, int *cx0, int *cy0,
+                       int *cx1, int *cy1)
+{
+    double c = g->lev[L].cell;
+    double fx0 = floor((ax - g->x0) / c), fy0 = floor((ay - g->y0) / c);
+    double fx1 = floor((bx - g->x0) / c), fy1 = floor((by - g->y0) / c);
+    int nx = g->lev[L].nx, ny = g->lev[L].ny;
+    *cx0 = fx0 < 0 ? 0 : fx0 >= nx ? nx : (int)fx0;
+    *cy0 = fy0 < 0 ? 0 : fy0 >= ny ? ny : (int)fy0;
+    *cx1 = fx1 < 0 ? -1 : fx1 >= nx ? nx - 1 : (int)fx1;
+    *cy1 = fy1 < 0 ? -1 : fy1 >= ny ? ny - 1 : (int)fy1;
+}
+
+static int poly_level(const poly_grid *g, const poly *p)
+{
+    double s = fmax(p->bx1 - p->bx0, p->by1 - p->by0);
+    int L = 0;
+    while (L + 1 < g->nlev && g->lev[L].cell < s) L++;
+    return L;
+}
+
+static void grid_build(poly_grid *g, const poly *ps, int np)
+{
+    memset(g, 0, sizeof *g);
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+    for (int k = 0; k < np; k++) {
+        if (!(ps[k].bx1 >= ps[k].bx0)) continue; /* no points */
+        x0 = fmin(x0, ps[k].bx0), y0 = fmin(y0, ps[k].by0);
+        x1 = fmax(x1, ps[k].bx1), y1 = fmax(y1, ps[k].by1);
+    }
+    if (!(x1 >= x0)) return;
+    double ext = fmax(fmax(x1 - x0, y1 - y0), 1e-9);
+    g->x0 = x0, g->y0 = y0;
+    g->cell0 = ext / GRID_FINE;
+    /* levels up to one cell over everything */
+    for (g->nlev = 0; g->nlev < GRID_LEVELS; g->nlev++) {
+        double c = g->cell0 * (double)(1 << g->nlev);
+        g->lev[g->nlev].cell = c;
+        g->lev[g->nlev].nx = (int)fmin(GRID_FINE + 1, floor((x1 - x0) / c) + 1);
+        g->lev[g->nlev].ny = (int)fmin(GRID_FINE + 1, floor((y1 - y0) / c) + 1);
+        if (c >= ext) {
+            g->nlev++;
+            break;
+        }
+    }
+    for (int L = 0; L < g->nlev; L++)
+        g->lev[L].off = mp_xcalloc((size_t)g->lev[L].nx * g->lev[L].ny + 1, sizeof(int32_t));
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < np; k++) { /* ascending k: each cell's list comes out sorted */
+            const poly *p = &ps[k];
+            if (!(p->bx1 >= p->bx0)) continue;
+            int L = poly_level(g, p), cx0, cy0, cx1, cy1;
+            grid_cells(g, L, p->bx0, p->by0, p->bx1, p->by1, &cx0, &cy0, &cx1, &cy1);
+            for (int cy = cy0; cy <= cy1; cy++)
+                for (int cx = cx0; cx <= cx1; cx++) {
+                    size_t cell = (size_t)cy * g->lev[L].nx + cx;
+                    if (pass == 0) g->lev[L].off[cell + 1]++;
+                    else g->lev[L].ids[g->lev[L].off[cell]++] = k;
+                }
+        }
+        for (int L = 0; L < g->nlev; L++) {
+            size_t nc = (size_t)g->lev[L].nx * g->lev[L].ny;
+            if (pass == 0) {
+                for (size_t c = 0; c < nc; c++) g->lev[L].off[c + 1] += g->lev[L].off[c];
+                g->lev[L].ids = mp_xmalloc(sizeof(int32_t) * (size_t)(g->lev[L].off[nc] ? g->lev[L].off[nc] : 1));
+            } else {
+                for (size_t c = nc; c > 0; c--) g->lev[L].off[c] = g->lev[L].off[c - 1];
+                g->lev[L].off[0] = 0;
+            }
+        }
+    }
+}
+
+static void grid_free(poly_grid *g)
+{
+    for (int L = 0; L < g->nlev; L++) {
+        free(g->lev[L].off);
+        free(g->lev[L].ids);
+    }
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Polygons whose boxes meet [ax,bx]x[ay,by], ascending, each once (seen[] holds the stamp of
+ * the last query that listed it). Returns the count; *cand grows as needed. */
+static int grid_query(const poly_grid *g, double ax, double ay, double bx, double by, int **cand, int *cap, int *seen,
+                      int stamp)
+{
+    int n = 0;
+    for (int L = 0; L < g->nlev; L++) {
+        int cx0, cy0, cx1, cy1;
+        grid_cells(g, L, ax, ay, bx, by, &cx0, &cy0, &cx1, &cy1);
+        for (int cy = cy0; cy <= cy1; cy++)
+            for (int cx = cx0; cx <= cx1; cx++) {
+                size_t cell = (size_t)cy * g->lev[L].nx + cx;
+                for (int32_t i = g->lev[L].off[cell]; i < g->lev[L].off[cell + 1]; i++) {
+                    int k = g->lev[L].ids[i];
+                    if (seen[k] == stamp) continue;
+                    seen[k] = stamp;
+                    if (n == *cap) *cand = mp_xrealloc(*cand, sizeof(int) * (size_t)(*cap = *cap ? 2 * *cap : 64));
+                    (*cand)[n++] = k;
+                }
+            }
+    }
+    qsort(*cand, (size_t)n, sizeof(int), cmp_int);
+    return n;
 }
 
 static const char *basename_noext(const char *path, char *buf, size_t cap)
@@ -271,13 +598,32 @@ static const char *basename_noext(const char *path, char *buf, size_t cap)
     return buf;
 }
 
+/* The file as JSON, refusing what is not a regular file or is past DB_LABELS_MAX_FILE. Read
+ * whole first: jansson's stream reader takes a locked getc per byte (13% of a 66 MB import). */
+static json_t *load_json(const char *path)
+{
+    int64_t size = mp_file_size(path);
+    if (size > DB_LABELS_MAX_FILE) {
+        mp_err_set("%s: %lld bytes, more than the %lld a GeoJSON labels file may have", path, (long long)size,
+                   (long long)DB_LABELS_MAX_FILE);
+        return NULL;
+    }
+    uint8_t *buf;
+    size_t len;
+    if (mp_read_file(path, &buf, &len)) return NULL;
+    json_error_t je;
+    json_t *root = json_loadb((const char *)buf, len, 0, &je);
+    free(buf);
+    if (!root) mp_err_set("%s:%d: not valid JSON (%s)", path, je.line, je.text);
+    return root;
+}
+
 int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, double min_coverage,
                              db_label_report *rep)
 {
     memset(rep, 0, sizeof *rep);
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) return mp_err_set("%s:%d: not valid JSON (%s)", path, je.line, je.text);
+    json_t *root = load_json(path);
+    if (!root) return -1;
     json_t *features = NULL;
     if (json_is_array(root)) features = root;
     else if (json_is_object(root)) {
@@ -289,20 +635,40 @@ int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, dou
             return mp_err_set("%s: not GeoJSON (expected a FeatureCollection, a Feature or an array of Features)", path);
         }
     }
-    int nfeat = features ? (int)json_array_size(features) : 1;
     if (features && !json_is_array(features)) {
         json_decref(root);
         return mp_err_set("%s: 'features' is not an array", path);
     }
+    size_t nfeat_z = features ? json_array_size(features) : 1;
+    if (nfeat_z > DB_LABELS_MAX_FEATURES) {
+        json_decref(root);
+        return mp_err_set("%s: %zu features, more than the %d a labels file may have", path, nfeat_z,
+                          DB_LABELS_MAX_FEATURES);
+    }
+    int nfeat = (int)nfeat_z;
     char namebuf[512];
     if (!slide) slide = basename_noext(path, namebuf, sizeof namebuf);
 
     poly *polys = NULL;
-    int np = 0, rc = -1;
+    int np = 0, pcap = 0, rc = -1;
+    int64_t budget = DB_LABELS_MAX_VERTICES;
+    long lowered;
+    const char *hook = getenv("MAGPIE_LABELS_MAX_VERTICES"); /* test hook: a bound a test can reach */
+    if (hook && mp_parse_long(hook, &lowered) == 0 && lowered > 0 && lowered < budget) budget = lowered;
+    const int64_t max_vertices = budget;
+    poly_grid grid = {0};
+    int *cand = NULL, ccap = 0, *seen = NULL;
+    uint8_t *feat_hit = NULL;
+    sqlite3_stmt *cls_get = NULL, *cls_add = NULL;
     if (db_begin(db) < 0) {
         json_decref(root);
         return -1;
     }
+    cls_get = db_prepare(db, "SELECT id FROM classes WHERE name = ?");
+    cls_add = cls_get ? db_prepare(db, "INSERT INTO classes(id, name) VALUES "
+                                       "((SELECT coalesce(max(id) + 1, 0) FROM classes), ?)")
+                      : NULL;
+    if (!cls_add) goto out;
     for (int fi = 0; fi < nfeat; fi++) {
         json_t *f = features ? json_array_get(features, fi) : root;
         json_t *props = json_object_get(f, "properties");
@@ -324,29 +690,56 @@ int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, dou
             mp_err_set("%s: feature %d has no geometry", path, fi);
             goto out;
         }
-        int before = (int)db_query_int(db, "SELECT count(*) FROM classes");
-        int cid = db_class_id(db, cname, 1);
-        if (cid < 0) goto out;
-        if (db_query_int(db, "SELECT count(*) FROM classes") > before) rep->new_classes++;
+        int cid = -1;
+        for (int pass = 0; pass < 2 && cid < 0; pass++) { /* the class, created on first sight */
+            sqlite3_reset(cls_get);
+            sqlite3_bind_text(cls_get, 1, cname, -1, SQLITE_TRANSIENT);
+            int st = sqlite3_step(cls_get);
+            if (st == SQLITE_ROW) cid = sqlite3_column_int(cls_get, 0);
+            else if (st != SQLITE_DONE || pass) {
+                db_fail(db, "reading classes");
+                goto out;
+            } else {
+                sqlite3_reset(cls_add);
+                sqlite3_bind_text(cls_add, 1, cname, -1, SQLITE_TRANSIENT);
+                if (sqlite3_step(cls_add) != SQLITE_DONE) {
+                    db_fail(db, "adding a class");
+                    goto out;
+                }
+                rep->new_classes++;
+            }
+        }
         /* A Polygon is one poly; a MultiPolygon several. Points and lines cover no area. */
         int multi = !strcmp(gt, "MultiPolygon");
         if (!multi && strcmp(gt, "Polygon")) continue;
         size_t nparts = multi ? json_array_size(coords) : 1;
         for (size_t pi = 0; pi < nparts; pi++) {
             json_t *rings = multi ? json_array_get(coords, pi) : coords;
-            polys = mp_xrealloc(polys, sizeof(poly) * (np + 1));
+            if (np == pcap) polys = mp_xrealloc(polys, sizeof(poly) * (size_t)(pcap = pcap ? 2 * pcap : 64));
             poly *p = &polys[np++];
             memset(p, 0, sizeof *p);
             p->cls = cid;
+            p->feature = fi;
             p->bx0 = p->by0 = INFINITY;
             p->bx1 = p->by1 = -INFINITY;
-            for (size_t r = 0; r < json_array_size(rings); r++)
-                if (parse_ring(json_array_get(rings, r), p) < 0) {
+            for (size_t r = 0; r < json_array_size(rings); r++) {
+                int pr = parse_ring(json_array_get(rings, r), p, &budget);
+                if (pr == -2) {
+                    mp_err_set("%s: feature %d: more than %lld polygon vertices in the file", path, fi,
+                               (long long)max_vertices);
+                    goto out;
+                }
+                if (pr < 0) {
                     mp_err_set("%s: feature %d: bad coordinates", path, fi);
                     goto out;
                 }
+            }
+            poly_index(p);
         }
     }
+    grid_build(&grid, polys, np);
+    seen = mp_xmalloc(sizeof(int) * (size_t)(np ? np : 1));
+    for (int k = 0; k < np; k++) seen[k] = -1;
     {
         sqlite3_stmt *st = db_prepare(db, "SELECT p.id, p.x0, p.y0, p.size0 FROM patches p JOIN slides s ON s.id = "
                                           "p.slide_id WHERE s.name = ?");
@@ -366,21 +759,25 @@ int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, dou
         char src[600];
         snprintf(src, sizeof src, "geojson:%s", path);
         enum { G = 16 };
-        int counts[256];
+        int counts[256], stamp = 0;
         int failed = 0;
         while (!failed && sqlite3_step(st) == SQLITE_ROW) {
             int64_t pid = sqlite3_column_int64(st, 0);
             double x0 = sqlite3_column_double(st, 1), y0 = sqlite3_column_double(st, 2), s = sqlite3_column_double(st, 3);
             memset(counts, 0, sizeof counts);
-            for (int gy = 0; gy < G; gy++)
+            int nc = grid_query(&grid, x0, y0, x0 + s, y0 + s, &cand, &ccap, seen, stamp++);
+            for (int gy = 0; gy < G && nc; gy++)
                 for (int gx = 0; gx < G; gx++) {
                     double x = x0 + (gx + 0.5) * s / G, y = y0 + (gy + 0.5) * s / G;
-                    /* A point belongs to at most one class per point: the first polygon containing it. */
-                    for (int k = 0; k < np; k++)
-                        if (polys[k].cls < 256 && inside(&polys[k], x, y)) {
-                            counts[polys[k].cls]++;
+                    /* A point belongs to at most one class: the first polygon (in file order) containing it. */
+                    for (int i = 0; i < nc; i++) {
+                        poly *p = &polys[cand[i]];
+                        if (p->cls < 256 && inside(p, x, y)) {
+                            counts[p->cls]++;
+                            p->hit = 1;
                             break;
                         }
+                    }
                 }
             int best = -1;
             for (int k = 0; k < 256; k++)
@@ -400,19 +797,32 @@ int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, dou
         sqlite3_finalize(ins);
         if (failed) goto out;
     }
+    /* a feature is applied when one of its polygons counted for some patch's sample point */
+    feat_hit = mp_xcalloc((size_t)(nfeat ? nfeat : 1), 1);
+    for (int k = 0; k < np; k++)
+        if (polys[k].hit) feat_hit[polys[k].feature] = 1;
+    for (int fi = 0; fi < nfeat; fi++) rep->applied += feat_hit[fi];
+    rep->not_applied = rep->rows - rep->applied;
     rc = db_commit(db);
 out:
     if (rc < 0) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", mp_err());
+        sqlite3_finalize(cls_get);
+        sqlite3_finalize(cls_add);
+        cls_get = cls_add = NULL;
         db_rollback(db);
+        db_label_report_free(rep);
         mp_err_set("%s", msg);
     }
-    for (int i = 0; i < np; i++) {
-        free(polys[i].xy);
-        free(polys[i].ring_len);
-    }
+    sqlite3_finalize(cls_get);
+    sqlite3_finalize(cls_add);
+    for (int i = 0; i < np; i++) poly_free(&polys[i]);
     free(polys);
+    grid_free(&grid);
+    free(cand);
+    free(seen);
+    free(feat_hit);
     json_decref(root);
     return rc;
 }

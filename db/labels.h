@@ -9,10 +9,19 @@
 typedef struct {
     int rows;            /* data rows read (CSV) or features read (GeoJSON) */
     int updated;         /* slides updated (CSV) or patches labelled (GeoJSON) */
+    int applied;         /* rows that named a known slide; features that label some patch */
+    int not_applied;     /* rows - applied: unknown slides; features without area or off every patch */
     int n_unknown;       /* slide names not in the dataset */
     char **unknown;      /* those names (malloc'd); free with db_label_report_free */
     int new_classes;
 } db_label_report;
+
+/* Bounds on what a labels file may hold (past them: a one-line error, nothing applied). */
+#define DB_LABELS_MAX_RECORD (1 << 20)        /* bytes in one CSV record */
+#define DB_LABELS_MAX_FILE (512LL << 20)      /* bytes of a GeoJSON file */
+#define DB_LABELS_MAX_FEATURES 1000000        /* GeoJSON features */
+#define DB_LABELS_MAX_VERTICES 20000000       /* GeoJSON polygon vertices, all features together
+                                                * (MAGPIE_LABELS_MAX_VERTICES may lower it: a test hook) */
 
 void db_label_report_free(db_label_report *r);
 
@@ -21,13 +30,18 @@ int db_class_id(mp_db *db, const char *name, int create);
 
 /* CSV with a header naming columns slide (required), patient, label (any order, case-insensitive;
  * other columns are an error). Quoted fields per RFC 4180. An empty label or patient clears it.
- * Unknown slide names are reported, not fatal. One transaction: a bad file changes nothing. */
+ * Unknown slide names are reported, not fatal. One transaction: a bad file changes nothing.
+ * Streams the file (memory bounded by DB_LABELS_MAX_RECORD); time linear in rows (slides are
+ * looked up in a sorted table, classes through the unique index). */
 int db_labels_import_csv(mp_db *db, const char *path, db_label_report *rep);
 
 /* GeoJSON (FeatureCollection, Feature, or a bare array of Features, coordinates in level-0
  * pixels) for the slide named `slide` (NULL: the file name without directory and extension).
  * Every patch of the slide whose best-covering class covers at least min_coverage of it gets a
- * patch label. Features without a classification are an error naming the feature. */
+ * patch label. Features without a classification are an error naming the feature. Each sample
+ * point is tested only against the polygons whose boxes hold it (a grid of polygon bounding
+ * boxes) and each polygon only along the edges of the point's row band, so 200,000 features or
+ * a 200,000-vertex outline cost about what their size says, not patches x features. */
 int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, double min_coverage,
                              db_label_report *rep);
 

@@ -82,11 +82,15 @@ int cmd_db_labels(const char *db_path, int argc, char **argv)
         }
         for (int u = 0; u < rep.n_unknown; u++) mp_warn("%s: unknown slide '%s' (not in %s)", files[i], rep.unknown[u], db_path);
         if (rep.n_unknown) partial = 1;
+        /* the summary closes the warnings above: shown with them even under -q */
+        void (*say)(const char *, ...) = rep.n_unknown ? mp_warn : mp_info;
         if (geo)
-            mp_info("%s: %d regions, %d patches labelled, %d new classes", files[i], rep.rows, rep.updated, rep.new_classes);
+            say("%s: %d features: %d applied (%d patches labelled), %d not applied (%s), %d new classes", files[i],
+                rep.rows, rep.applied, rep.updated, rep.not_applied,
+                rep.n_unknown ? "unknown slide" : "no area, or covering no patch", rep.new_classes);
         else
-            mp_info("%s: %d rows, %d slides updated, %d unknown, %d new classes", files[i], rep.rows, rep.updated,
-                    rep.n_unknown, rep.new_classes);
+            say("%s: %d rows: %d applied (%d slides updated), %d not applied (unknown slide), %d new classes", files[i],
+                rep.rows, rep.applied, rep.updated, rep.not_applied, rep.new_classes);
         db_label_report_free(&rep);
     }
     db_close(db);

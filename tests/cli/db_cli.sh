@@ -56,6 +56,12 @@ sqlite3 "$DB" "DELETE FROM slides WHERE id IN (3, 4)"
 printf 'slide,label\nalpha,Tumor\n' > "$T/l.csv"
 "$M" db "$DB" labels import "$T/l.csv" -q > "$T/lout" 2>&1; rc=$?
 ok "labels import -q" '[ $rc -eq 0 ] && [ ! -s "$T/lout" ]'
+# unknown slides: a warning per row, then how many rows were applied and how many not (exit 3)
+printf 'slide,label\nalpha,Tumor\nghost,Tumor\nghost,Normal\n' > "$T/l2.csv"
+"$M" db "$DB" labels import "$T/l2.csv" -q > "$T/lout" 2> "$T/lerr"; rc=$?
+ok "labels unknown slides exit 3" '[ $rc -eq 3 ] && [ $(wc -l < "$T/lerr") -eq 3 ]'
+ok "labels unknown slide warning" 'grep -qxF "magpie: warning: $T/l2.csv: unknown slide '"'"'ghost'"'"' (not in $DB)" "$T/lerr"'
+ok "labels summary" 'tail -1 "$T/lerr" | grep -qxF "magpie: warning: $T/l2.csv: 3 rows: 1 applied (1 slides updated), 2 not applied (unknown slide), 1 new classes"'
 
 # damage: truncate one blob → check reports it and exits 2
 head -c 100 "$T/p16.jpg" > "$T/trunc.jpg"
