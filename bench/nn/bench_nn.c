@@ -12,7 +12,10 @@
 #include "nn/gemm.h"
 #include "nn/losses.h"
 #include "nn/model.h"
+#include "nn/ops.h"
 #include "nn/optim.h"
+
+char *openblas_get_corename(void); /* OpenBLAS, not in cblas.h */
 
 static double now(void)
 {
@@ -109,7 +112,9 @@ int main(int argc, char **argv)
     }
     printf("], \"cpu\": [");
     for (int s = 0; s < steps; s++) printf("%s%.5f", s ? ", " : "", cpu[s]);
-    printf("]}\n");
+    /* the vector level the run used, the best this CPU has, and OpenBLAS's kernel family */
+    printf("], \"kernels\": \"%s\", \"cpu_kernels\": \"%s\", \"blas_core\": \"%s\"}\n",
+           nn_kernels_name(nn_kernels_level()), nn_kernels_name(nn_kernels_cpu()), openblas_get_corename());
     if (train) nn_optim_free(&o);
     nn_model_free(m);
     free(x), free(dl), free(y);
