@@ -86,17 +86,24 @@ char *mp_safe_name(const char *in, char *out, size_t cap)
     return out;
 }
 
+FILE *mp_fopen_regular(const char *path)
+{
+    int fd = mp_open_regular(path);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        mp_err_set("%s: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
 int mp_read_file(const char *path, uint8_t **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
-    int fd = mp_open_regular(path);
-    if (fd < 0) return -1;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return mp_err_set("%s: %s", path, strerror(errno));
-    }
+    FILE *f = mp_fopen_regular(path);
+    if (!f) return -1;
     if (fseeko(f, 0, SEEK_END) != 0) { fclose(f); return mp_err_set("%s: cannot seek", path); }
     off_t n = ftello(f);
     if (n < 0) { fclose(f); return mp_err_set("%s: cannot tell size", path); }

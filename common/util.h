@@ -3,6 +3,7 @@
 #define MP_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Allocation that aborts on out-of-memory (used for small, bounded allocations). */
@@ -16,6 +17,8 @@ char *mp_xstrdup(const char *s);
  * otherwise wait forever) and the kind is checked with fstat on what was opened. Returns the
  * fd, back in blocking mode, or -1 + mp_err "PATH: reason" (e.g. "is a FIFO, not a file"). */
 int mp_open_regular(const char *path);
+/* mp_open_regular as a stdio stream ("rb"); NULL + mp_err on failure. */
+FILE *mp_fopen_regular(const char *path);
 
 /* A file or directory name made from untrusted text (a slide's file name), safe to put under a
  * directory the user gave. The rule: every '/', '\\' and control character becomes '_'; a name

@@ -243,13 +243,8 @@ static int load_slides(csv_ctx *c)
 int db_labels_import_csv(mp_db *db, const char *path, db_label_report *rep)
 {
     memset(rep, 0, sizeof *rep);
-    int fd = mp_open_regular(path);
-    if (fd < 0) return -1;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return mp_err_set("%s: %s", path, strerror(errno));
-    }
+    FILE *f = mp_fopen_regular(path);
+    if (!f) return -1;
     struct csv_parser p;
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
         fclose(f);

@@ -114,9 +114,7 @@ int tiler_reader_region(tiler_reader *r, int level, int64_t x0, int64_t y0, int 
     return 0;
 }
 
-/* libvips keeps one error buffer for the whole process, shared by every thread:
- * vips_error_buffer_copy() takes and clears it under libvips' lock. */
-static void vips_error_take(char *err, size_t en, const char *what)
+void tiler_vips_error_take(char *err, size_t en, const char *what)
 {
     char *m = vips_error_buffer_copy();
     size_t n = m ? strlen(m) : 0;
@@ -149,7 +147,7 @@ static int lanczos_up(const uint8_t *src, int wl, int t, uint8_t *out, char *err
     g_object_unref(o);
     return 0;
 fail:
-    vips_error_take(err, en, "resample");
+    tiler_vips_error_take(err, en, "resample");
     if (in) g_object_unref(in);
     if (o) g_object_unref(o);
     return -1;

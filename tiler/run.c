@@ -241,18 +241,6 @@ uint8_t *tiler_area_resample(const uint8_t *src, int wl, int t)
     return out;
 }
 
-/* libvips keeps one error buffer for the whole process, and the workers share it: reading it
- * with vips_error_buffer() and then clearing it races with the other workers' appends (and
- * drops their messages). vips_error_buffer_copy() takes and clears it under libvips' lock. */
-static void vips_error_take(char *err, size_t en, const char *what)
-{
-    char *m = vips_error_buffer_copy();
-    size_t n = m ? strlen(m) : 0;
-    while (n && (m[n - 1] == '\n' || m[n - 1] == ' ')) m[--n] = 0;
-    snprintf(err, en, "%s: %s", what, n ? m : "libvips failed without a message");
-    g_free(m);
-}
-
 /* Build the result for one cell from the per-read RGB buffers (row stride, x offset). */
 static result *make_cell(worker *w, const plan_cell *cell, const int *stride, const int *off)
 {
@@ -297,7 +285,7 @@ static result *make_cell(worker *w, const plan_cell *cell, const int *stride, co
             void *buf = NULL;
             size_t len = 0;
             if (!v || vips_pngsave_buffer(v, &buf, &len, "compression", 6, NULL))
-                vips_error_take(r->err, sizeof r->err, "PNG encode");
+                tiler_vips_error_take(r->err, sizeof r->err, "PNG encode");
             if (v) g_object_unref(v);
             r->buf[k] = buf;
             im->data = buf;
