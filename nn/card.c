@@ -11,9 +11,6 @@
 #include "common/util.h"
 #include "nn/arch.h"
 
-#define MAX_WIDTH 8192
-#define MAX_BLOCKS 64
-#define MAX_IN_CH 64
 #define MAX_NAME 255
 
 static const char *const presets[] = {"resnet_gn", "resnet18", "resnet18_bn"};
@@ -95,21 +92,21 @@ int nn_card_check(const nn_card *c, const char *name)
     if (g->nstages < 1 || g->nstages > NN_MAX_STAGES)
         return mp_err_set("%s: %d stages (1..%d)", name, g->nstages, NN_MAX_STAGES);
     for (int i = 0; i < g->nstages; i++) {
-        if (g->widths[i] < 1 || g->widths[i] > MAX_WIDTH)
-            return mp_err_set("%s: arch.widths: stage %d width %d is outside 1..%d", name, i, g->widths[i], MAX_WIDTH);
-        if (g->blocks[i] < 1 || g->blocks[i] > MAX_BLOCKS)
-            return mp_err_set("%s: arch.blocks: stage %d has %d blocks (1..%d)", name, i, g->blocks[i], MAX_BLOCKS);
+        if (g->widths[i] < 1 || g->widths[i] > NN_MAX_WIDTH)
+            return mp_err_set("%s: arch.widths: stage %d width %d is outside 1..%d", name, i, g->widths[i], NN_MAX_WIDTH);
+        if (g->blocks[i] < 1 || g->blocks[i] > NN_MAX_BLOCKS)
+            return mp_err_set("%s: arch.blocks: stage %d has %d blocks (1..%d)", name, i, g->blocks[i], NN_MAX_BLOCKS);
     }
-    if (g->in_ch < 1 || g->in_ch > MAX_IN_CH)
-        return mp_err_set("%s: arch.in_ch = %d is outside 1..%d", name, g->in_ch, MAX_IN_CH);
+    if (g->in_ch < 1 || g->in_ch > NN_MAX_IN_CH)
+        return mp_err_set("%s: arch.in_ch = %d is outside 1..%d", name, g->in_ch, NN_MAX_IN_CH);
     if (g->classes < 1 || g->classes > NN_CARD_MAX_CLASSES)
         return mp_err_set("%s: classes = %d is outside 1..%d", name, g->classes, NN_CARD_MAX_CLASSES);
     if (!(g->norm_eps > 0 && g->norm_eps <= 0.1f))
         return mp_err_set("%s: arch.norm_eps = %g is outside (0, 0.1]", name, (double)g->norm_eps);
     if (!(g->bn_momentum >= 0 && g->bn_momentum <= 1))
         return mp_err_set("%s: arch.bn_momentum = %g is outside [0, 1]", name, (double)g->bn_momentum);
-    if (g->norm == NN_NORM_GROUP && (g->groups < 1 || g->groups > MAX_WIDTH))
-        return mp_err_set("%s: arch.groups = %d is outside 1..%d", name, g->groups, MAX_WIDTH);
+    if (g->norm == NN_NORM_GROUP && (g->groups < 1 || g->groups > NN_MAX_WIDTH))
+        return mp_err_set("%s: arch.groups = %d is outside 1..%d", name, g->groups, NN_MAX_WIDTH);
     if (nn_model_cfg_check(g) != 0) return mp_err_prefix("%s", name);
     int preset = 0;
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
@@ -264,8 +261,8 @@ static int read_card(const nn_ckpt *ck, int need, nn_card *c)
     nn_model_cfg *g = &c->cfg;
     nn_model_cfg_resnet_gn(g, 1); /* norm_eps and bn_momentum defaults */
     int nb;
-    if (get_list(ck, "arch.widths", MAX_WIDTH, g->widths, &g->nstages) ||
-        get_list(ck, "arch.blocks", MAX_BLOCKS, g->blocks, &nb))
+    if (get_list(ck, "arch.widths", NN_MAX_WIDTH, g->widths, &g->nstages) ||
+        get_list(ck, "arch.blocks", NN_MAX_BLOCKS, g->blocks, &nb))
         return -1;
     if (nb != g->nstages)
         return mp_err_set("%s: arch.widths has %d stages but arch.blocks %d", name, g->nstages, nb);
@@ -276,8 +273,8 @@ static int read_card(const nn_ckpt *ck, int need, nn_card *c)
     g->norm = strcmp(norm, "batch") ? NN_NORM_GROUP : NN_NORM_BATCH;
     double eps = g->norm_eps, mom = g->bn_momentum;
     if (get_int(ck, "classes", 1, 0, 1, NN_CARD_MAX_CLASSES, &g->classes) ||
-        get_int(ck, "arch.in_ch", 0, 3, 1, MAX_IN_CH, &g->in_ch) ||
-        get_int(ck, "arch.groups", 0, 32, 1, MAX_WIDTH, &g->groups) ||
+        get_int(ck, "arch.in_ch", 0, 3, 1, NN_MAX_IN_CH, &g->in_ch) ||
+        get_int(ck, "arch.groups", 0, 32, 1, NN_MAX_WIDTH, &g->groups) ||
         get_double(ck, "arch.norm_eps", 1e-12, 0.1, &eps) || get_double(ck, "arch.bn_momentum", 0, 1, &mom))
         return -1;
     g->norm_eps = (float)eps, g->bn_momentum = (float)mom;
