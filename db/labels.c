@@ -579,7 +579,7 @@ static int grid_query(const poly_grid *g, double ax, double ay, double bx, doubl
                 }
             }
     }
-    qsort(*cand, (size_t)n, sizeof(int), cmp_int);
+    if (n > 1) qsort(*cand, (size_t)n, sizeof(int), cmp_int); /* *cand may still be NULL when n == 0 */
     return n;
 }
 
