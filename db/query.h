@@ -1,0 +1,60 @@
+/* db/query.h — `magpie db query WHERE`: a small filter language over patch and slide fields,
+ * compiled to a SQL condition whose every value is a bound parameter (no user text is ever
+ * pasted into SQL: field names come from a fixed table, values are bound).
+ *
+ *   expr   := and ('or' and)*
+ *   and    := unary ('and' unary)*
+ *   unary  := 'not' unary | '(' expr ')' | cmp
+ *   cmp    := FIELD op VALUE | FIELD ['not'] 'in' '(' VALUE (',' VALUE)* ')'
+ *           | FIELD 'is' ['not'] 'null' | FIELD ['not'] 'like' VALUE
+ *   op     := = == != <> < <= > >=
+ *   VALUE  := a bare word (letters, digits, _ - . + / : @ % *), 'single' or "double" quoted text
+ *             (a quote doubled inside stands for itself)
+ *
+ * Fields: tissue blur pen brightness (numbers, per patch), mag (the patch has an image at a
+ * magnification that compares so), label (patch region label, else its slide's), split, slide
+ * (name), patient, prediction and confidence (the prediction of `infer --db` whose square holds
+ * the patch's centre: nearest centre, then newest). Keywords and fields are case-insensitive;
+ * text compares case-insensitively. Errors are one line with the 1-based column. */
+#ifndef MP_DB_QUERY_H
+#define MP_DB_QUERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db/db.h"
+
+typedef struct db_query db_query;
+
+/* Parse expr (NULL or blank = every patch). NULL + mp_err "column N: reason" on a bad expression. */
+db_query *db_query_parse(const char *expr);
+void db_query_free(db_query *q); /* accepts NULL */
+/* The compiled condition ("1" when empty) with ?NNN parameters numbered from 1. */
+const char *db_query_where(const db_query *q);
+/* Whether the expression uses prediction/confidence (they need db_query_prepare's temp table). */
+int db_query_uses_predictions(const db_query *q);
+
+/* Columns of a db_query_prepare row. */
+enum {
+    DBQ_ID, DBQ_SLIDE, DBQ_PATIENT, DBQ_X0, DBQ_Y0, DBQ_SIZE0, DBQ_TISSUE, DBQ_BLUR, DBQ_PEN,
+    DBQ_BRIGHTNESS, DBQ_LABEL, DBQ_SPLIT, DBQ_MAGS, DBQ_PREDICTION, DBQ_CONFIDENCE, DBQ_SLIDE_ID,
+    DBQ_NCOLS,
+    /* with mag > 0: the image at that magnification */
+    DBQ_CODEC = DBQ_NCOLS, DBQ_WIDTH, DBQ_HEIGHT, DBQ_DATA
+};
+
+/* The matching patches ordered by id, with the columns above (DBQ_PREDICTION/CONFIDENCE NULL
+ * unless the expression uses them). mag > 0 keeps only patches with an image at that
+ * magnification and adds its columns. count_only: one row, the count. Checks split values
+ * against the splits the dataset and magpie know ("unknown split 'x' (known: ...)").
+ * NULL + mp_err on failure. */
+sqlite3_stmt *db_query_prepare(mp_db *db, const db_query *q, double mag, int count_only, int64_t limit);
+
+/* The values that need the dataset to judge: a split value that is neither one magpie makes nor
+ * one the dataset holds is "column N: unknown split 'x' (known: train, val, test, unlabeled)". */
+int db_query_check(mp_db *db, const db_query *q);
+
+/* The magnifications stored in the dataset as "10x, 1.25x" (for messages). */
+void db_query_mags(mp_db *db, char *out, size_t cap);
+
+#endif
