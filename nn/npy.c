@@ -168,13 +168,13 @@ int nn_npy_read(const char *path, nn_npy *out)
     return rc;
 }
 
-int nn_npy_write(const char *path, nn_dtype dtype, int ndim, const int64_t *shape, const void *data)
+int nn_npy_header(const char *path, nn_dtype dtype, int ndim, const int64_t *shape, uint8_t *out, size_t cap)
 {
-    const char *descr = dtype == NN_F32 ? "<f4" : dtype == NN_I64 ? "<i8" : dtype == NN_I32 ? "<i4" : NULL;
+    const char *descr = dtype == NN_F32 ? "<f4" : dtype == NN_I64 ? "<i8" : dtype == NN_I32 ? "<i4"
+                      : dtype == NN_U8  ? "|u1" : NULL;
     if (!descr) return mp_err_set("%s: cannot write dtype %s to .npy", path, nn_dtype_name(dtype));
     if (ndim < 0 || ndim > NN_NPY_MAX_DIM) return mp_err_set("%s: %d dimensions", path, ndim);
-    int64_t numel = nn_numel(ndim, shape);
-    if (numel < 0) return mp_err_set("%s: bad shape", path);
+    if (nn_numel(ndim, shape) < 0) return mp_err_set("%s: bad shape", path);
     char h[512];
     int n = snprintf(h, sizeof h, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     /* numpy's spelling: "(3,)", "(2, 3)", "()" */
@@ -184,19 +184,29 @@ int nn_npy_write(const char *path, nn_dtype dtype, int ndim, const int64_t *shap
     /* Pad with spaces so the data starts on a 64-byte boundary; the header ends in '\n'. */
     size_t total = ((size_t)10 + (size_t)n + 1 + 63) & ~(size_t)63;
     size_t hlen = total - 10;
-    size_t dbytes = (size_t)numel * nn_dtype_size(dtype);
-    uint8_t *buf = malloc(total + dbytes);
+    if (total > cap) return mp_err_set("%s: .npy header too long", path);
+    memcpy(out, magic, 6);
+    out[6] = 1;
+    out[7] = 0;
+    out[8] = (uint8_t)(hlen & 255);
+    out[9] = (uint8_t)(hlen >> 8);
+    memcpy(out + 10, h, (size_t)n);
+    memset(out + 10 + n, ' ', hlen - (size_t)n - 1);
+    out[total - 1] = '\n';
+    return (int)total;
+}
+
+int nn_npy_write(const char *path, nn_dtype dtype, int ndim, const int64_t *shape, const void *data)
+{
+    uint8_t head[640];
+    int total = nn_npy_header(path, dtype, ndim, shape, head, sizeof head);
+    if (total < 0) return -1;
+    size_t dbytes = (size_t)nn_numel(ndim, shape) * nn_dtype_size(dtype);
+    uint8_t *buf = malloc((size_t)total + dbytes);
     if (!buf) return mp_err_set("%s: out of memory", path);
-    memcpy(buf, magic, 6);
-    buf[6] = 1;
-    buf[7] = 0;
-    buf[8] = (uint8_t)(hlen & 255);
-    buf[9] = (uint8_t)(hlen >> 8);
-    memcpy(buf + 10, h, (size_t)n);
-    memset(buf + 10 + n, ' ', hlen - (size_t)n - 1);
-    buf[total - 1] = '\n';
+    memcpy(buf, head, (size_t)total);
     if (dbytes) memcpy(buf + total, data, dbytes);
-    int rc = mp_write_file_atomic(path, buf, total + dbytes);
+    int rc = mp_write_file_atomic(path, buf, (size_t)total + dbytes);
     free(buf);
     return rc;
 }

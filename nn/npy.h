@@ -25,6 +25,10 @@ int nn_npy_read(const char *path, nn_npy *out);
 int nn_npy_parse(const char *name, const uint8_t *buf, size_t len, nn_npy *out);
 /* Write atomically (temp file, fsync, rename). dtype must be NN_F32, NN_I64 or NN_I32. */
 int nn_npy_write(const char *path, nn_dtype dtype, int ndim, const int64_t *shape, const void *data);
+/* The header of an array written piece by piece (e.g. a dataset export too large to hold): the
+ * bytes before the data, padded to 64; dtype NN_F32, NN_I64, NN_I32 or NN_U8 ('|u1', written
+ * only: the reader takes what a model consumes). Returns its length (<= cap), or -1 + mp_err. */
+int nn_npy_header(const char *path, nn_dtype dtype, int ndim, const int64_t *shape, uint8_t *out, size_t cap);
 void nn_npy_free(nn_npy *a); /* accepts a zeroed struct */
 
 #endif
