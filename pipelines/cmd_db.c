@@ -179,7 +179,7 @@ static int do_stats(mp_db *db)
                        NULL))
             return -1;
     }
-    return 0;
+    return cmd_db_stats_curation(db);
 }
 
 static int decode_blob(const void *data, size_t len, const char *codec, int *w, int *h)
