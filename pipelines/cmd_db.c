@@ -26,7 +26,8 @@ static void usage(FILE *f)
             "  labels import FILE     import slide labels (CSV slide,patient,label) or region annotations (GeoJSON)\n"
             "  split --by patient ... patient-grouped, stratified train/val/test split\n"
             "  query [WHERE]          patches a filter selects (label = tumor and tissue > 0.5 ...): table, --json, --count\n"
-            "  export --format F --out DIR [--where EXPR] [--mag M]   imagefolder (split/class PNGs), csv or npy\n");
+            "  export --format F --out DIR [--where EXPR] [--mag M]   imagefolder (split/class PNGs), csv or npy\n"
+            "  import-patches DIR --mpp X   a labelled patch set in class folders (Kather, NCT-CRC-HE-100K) into the dataset\n");
 }
 
 static int print_rows(mp_db *db, const char *sql, const char *fmt_head)
@@ -264,6 +265,7 @@ int cmd_db(int argc, char **argv)
     if (!strcmp(sub, "split")) return cmd_db_split(path, sargc, sargv);
     if (!strcmp(sub, "query")) return cmd_db_query(path, sargc, sargv);
     if (!strcmp(sub, "export")) return cmd_db_export(path, sargc, sargv);
+    if (!strcmp(sub, "import-patches")) return cmd_db_import(path, sargc, sargv);
 
     int json = 0, decode = 1;
     for (int i = 1; i < sargc; i++) {

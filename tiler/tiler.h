@@ -194,6 +194,33 @@ int tiler_read_patch(tiler_reader *r, const tiler_patch_geom *g, int64_t x0, int
 /* The resampling policy: the wl x wl square at src (rows pitch px apart) to t x t into out. */
 int tiler_resample(const uint8_t *src, int wl, int pitch, int t, uint8_t *out, char *err, size_t en);
 
+/* ---- patch-set import (tiler/import.c): `magpie db DB import-patches DIR` ---- */
+typedef struct {
+    double mpp;                  /* µm per pixel of the files */
+    double mags[TILER_MAX_MAGS]; /* magnifications to store, each derived by area average */
+    int n_mags;
+    int label_from_folder;       /* the class is the first folder under DIR */
+    const char *patient_regex;   /* POSIX ERE on the file name: group 1 (or the match) is the patient */
+    int png, quality;            /* encoding as the tiler's */
+    mp_progress_mode progress;
+} tiler_import_opts;
+
+typedef struct {
+    int files, imported, kept; /* kept: already in the dataset as they are */
+    int skipped;               /* files without an image extension */
+    int size;                  /* the files' side in px */
+    int classes;               /* classes in the dataset afterwards */
+} tiler_import_report;
+
+/* A magnification finer than the files' own (10 / mpp) is refused (no upsampling), and so is a
+ * --patient-from regex that does not compile: -1 + err. */
+int tiler_import_check(const tiler_import_opts *o, char *err, size_t en);
+/* Every image file under dir (sorted; hidden entries and symlinks skipped) as one slide + one
+ * patch + its images, in one transaction: on any bad file (unreadable, not square, another size
+ * than the first) nothing is written and the error names the file. -1 + mp_err. Test hook:
+ * MAGPIE_IMPORT_KILL=N sends SIGKILL after N files (before the commit). */
+int tiler_import_patches(mp_db *db, const char *dir, const tiler_import_opts *o, tiler_import_report *rep);
+
 /* Test hooks (environment, read once per slide):
  *   MAGPIE_TILER_FAIL="gx,gy;gx,gy"  reads of these cells fail (recorded in tile_errors)
  *   MAGPIE_TILER_KILL="after-start" | "batch:N" | "in-batch:N" | "before-finish"
