@@ -24,6 +24,7 @@ typedef struct {
     tiler_mask mask;        /* mask.ds = level-0 px per mask pixel */
     double mask_mpp;
     uint8_t *thumb;         /* RGBA thumbnail the mask was computed on (overlay background) */
+    tiler_reader *rd;       /* the main thread's reader (thumbnails); patch threads open their own */
     int tw, th;
 } infer_src;
 

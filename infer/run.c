@@ -141,7 +141,7 @@ static int write_overlay(const char *path, infer_src *src, const infer_grid *g, 
     uint8_t *th = NULL;
     int tw, thh;
     double tds;
-    if (tiler_thumbnail(&src->s, mpp, target, &th, &tw, &thh, &tds)) return -1;
+    if (tiler_reader_thumbnail(src->rd, mpp, target, &th, &tw, &thh, &tds)) return -1;
     int x0 = (int)floor(src->bx / tds), y0 = (int)floor(src->by / tds);
     int cw = (int)fmax(1, fmin(tw - x0, ceil(src->bw / tds))), ch = (int)fmax(1, fmin(thh - y0, ceil(src->bh / tds)));
     uint8_t *crop = mp_xmalloc((size_t)cw * ch * 4);
@@ -281,6 +281,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         return 0;
     }
 
+    double t_opened = mp_now();
     infer_grid g;
     if (infer_grid_make(src.bx, src.by, src.bw, src.bh, mpp, mag, S, o->stride, &g)) {
         infer_src_close(&src);
@@ -310,6 +311,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         }
     res->n_cells = ncell;
     res->n_tissue = nsel;
+    double t_mask = mp_now() - t_opened;
 
     int rc = 0;
     char err[4400] = "";
@@ -436,6 +438,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
 
     char *const *names = infer_model_names(m);
     char fpath[4200];
+    double t_write0 = mp_now();
     json_t *desc = NULL;
     /* the heatmap: each cell the mean of the windows covering it (the window values themselves
      * when stride = patch); slide-level figures above stay per patch */
@@ -519,6 +522,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         db_close(db);
         free(pc);
     }
+    double t_write = mp_now() - t_write0;
     if (!rc) maybe_kill("before-json");
     if (!rc) {
         json_t *pm = json_array(), *pv = json_array(), *cls = json_array();
@@ -579,10 +583,14 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
                                             ? "mean of the evaluated windows covering the cell, weighted by the share "
                                               "of the cell each covers (stride < patch)"
                                             : "the cell's own window (stride = patch)"));
+        /* where the time went: opening (slide, MPP, fingerprints), the tissue mask and cell
+         * selection, the patch loop (reading on one thread while the network runs on the
+         * others: read + model can exceed it), the output files */
         json_object_set_new(j, "timing",
-                            json_pack("{s:f, s:f, s:f, s:f, s:f}", "seconds", total, "inference_seconds", t_infer,
-                                      "read_seconds", P.busy, "model_seconds", t_model, "patches_per_s",
-                                      t_infer > 0 ? nsel / t_infer : 0.0));
+                            json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "seconds", total, "open_seconds",
+                                      t_opened - t_start, "mask_seconds", t_mask, "inference_seconds", t_infer,
+                                      "read_seconds", P.busy, "model_seconds", t_model, "write_seconds", t_write,
+                                      "patches_per_s", t_infer > 0 ? nsel / t_infer : 0.0));
         char *txt = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) : NULL;
         json_decref(j);
         if (!txt) {

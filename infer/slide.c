@@ -38,6 +38,7 @@ int infer_src_open(const char *path, double mpp_override, infer_src *src)
         src->bx = x, src->by = y, src->bw = w, src->bh = h;
         src->has_bounds = 1;
     }
+    src->rd = tiler_reader_open(&src->s);
     return 0;
 }
 
@@ -49,7 +50,7 @@ int infer_src_mask(infer_src *src, double patch_um)
     mm = fmax(mm, mpp);
     mm = fmax(mm, mpp * fmax(src->s.width, src->s.height) / 4096.0);
     double tds;
-    if (tiler_thumbnail(&src->s, mpp, mm, &src->thumb, &src->tw, &src->th, &tds)) return -1;
+    if (tiler_reader_thumbnail(src->rd, mpp, mm, &src->thumb, &src->tw, &src->th, &tds)) return -1;
     src->mask_mpp = tds * mpp;
     if (tiler_mask_compute(src->thumb, src->tw, src->th, src->mask_mpp, &src->mask))
         return mp_err_prefix("%s", src->s.path);
@@ -59,6 +60,8 @@ int infer_src_mask(infer_src *src, double patch_um)
 
 void infer_src_close(infer_src *src)
 {
+    tiler_reader_close(src->rd);
+    src->rd = NULL;
     tiler_mask_free(&src->mask);
     free(src->thumb);
     src->thumb = NULL;

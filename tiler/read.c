@@ -114,6 +114,15 @@ int tiler_reader_region(tiler_reader *r, int level, int64_t x0, int64_t y0, int 
     return 0;
 }
 
+int tiler_reader_thumbnail(tiler_reader *r, double mpp, double target_mpp, uint8_t **rgba, int *w, int *h,
+                           double *ds)
+{
+    if (!r->osr && reopen(r)) return mp_err_set("%s: %s", r->path, r->open_err);
+    tiler_slide s = *r->s; /* the slide's geometry with this reader's handle */
+    s.osr = r->osr;
+    return tiler_thumbnail_fast(&s, r->fast, mpp, target_mpp, rgba, w, h, ds);
+}
+
 void tiler_vips_error_take(char *err, size_t en, const char *what)
 {
     char *m = vips_error_buffer_copy();

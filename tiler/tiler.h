@@ -191,6 +191,11 @@ int tiler_reader_region(tiler_reader *r, int level, int64_t x0, int64_t y0, int 
 /* The patch of geometry g at level-0 corner (x0, y0): g->target^2 x 3 bytes into out. */
 int tiler_read_patch(tiler_reader *r, const tiler_patch_geom *g, int64_t x0, int64_t y0, uint8_t *out, char *err,
                      size_t en);
+/* tiler_thumbnail through the reader: its own OpenSlide handle, and the direct TIFF path when
+ * the slide has one (the tiler's mask is read that way; OpenSlide's compositing costs more than
+ * the JPEG decoding on a large level). */
+int tiler_reader_thumbnail(tiler_reader *r, double mpp, double target_mpp, uint8_t **rgba, int *w, int *h,
+                           double *ds);
 /* The resampling policy: the wl x wl square at src (rows pitch px apart) to t x t into out. */
 int tiler_resample(const uint8_t *src, int wl, int pitch, int t, uint8_t *out, char *err, size_t en);
 
