@@ -16,14 +16,35 @@
 
 #define FONT "DejaVu Sans"
 
-/* Composite `top` (RGBA) over *base at (x, y); *base is replaced. */
-static int put(VipsImage **base, VipsImage *top, int x, int y)
+/* The canvas: plain RGB pixels. Layers (text, the vector drawing) are blended into it over
+ * their own rectangle only; a chain of vips_composite2 calls would redo every layer over the
+ * whole canvas (in float) when the PNG is written. */
+typedef struct {
+    uint8_t *px;
+    int w, h;
+} canvas;
+
+/* `top` (straight RGBA, 8-bit) over the canvas at (x, y), clipped: the OVER operator. */
+static int put(canvas *cv, VipsImage *top, int x, int y)
 {
-    VipsImage *out = NULL;
-    int r = vips_composite2(*base, top, &out, VIPS_BLEND_MODE_OVER, "x", x, "y", y, NULL);
-    if (r) return -1;
-    g_object_unref(*base);
-    *base = out;
+    VipsImage *u = NULL;
+    if (top->Bands != 4 || vips_cast_uchar(top, &u, NULL)) return -1;
+    size_t len = 0;
+    uint8_t *t = vips_image_write_to_memory(u, &len);
+    int tw = u->Xsize, th = u->Ysize;
+    g_object_unref(u);
+    if (!t || len != (size_t)tw * th * 4) {
+        g_free(t);
+        return -1;
+    }
+    for (int j = y < 0 ? -y : 0; j < th && y + j < cv->h; j++)
+        for (int i = x < 0 ? -x : 0; i < tw && x + i < cv->w; i++) {
+            const uint8_t *s = t + ((size_t)j * tw + i) * 4;
+            if (!s[3]) continue;
+            uint8_t *o = cv->px + ((size_t)(y + j) * cv->w + x + i) * 3;
+            for (int c = 0; c < 3; c++) o[c] = (uint8_t)((s[c] * s[3] + o[c] * (255 - s[3]) + 127) / 255);
+        }
+    g_free(t);
     return 0;
 }
 
@@ -38,7 +59,7 @@ static VipsImage *text(const char *markup, int px, int width)
 }
 
 /* Draw markup at (x, y); *h gets its height. */
-static int put_text(VipsImage **base, const char *markup, int px, int width, int x, int y, int *h)
+static int put_text(canvas *base, const char *markup, int px, int width, int x, int y, int *h)
 {
     VipsImage *t = text(markup, px, width);
     if (!t) return -1;
@@ -167,9 +188,7 @@ int infer_overlay_write(const char *path, const infer_overlay_spec *s)
         infer_colormap(s->cmap, 1.0f - (y + 0.5f) / bar_h, cm);
         for (int x = 0; x < bar_w; x++) memcpy(cv + ((size_t)(by0 + y) * CW + bx0 + x) * 3, cm, 3);
     }
-    VipsImage *base = vips_image_new_from_memory_copy(cv, (size_t)CW * CH * 3, CW, CH, 3, VIPS_FORMAT_UCHAR);
-    free(cv);
-    if (!base) goto vfail;
+    canvas cvs = {cv, CW, CH}, *base = &cvs;
 
     /* vector layer: picture frame, bar frame and ticks, scale bar on a white plate */
     double sb_um;
@@ -205,9 +224,9 @@ int infer_overlay_write(const char *path, const infer_overlay_spec *s)
     VipsImage *vec = NULL;
     r = vips_svgload_buffer(svg->str, svg->len, &vec, NULL);
     g_string_free(svg, TRUE);
-    if (r || put(&base, vec, 0, 0)) {
+    if (r || put(base, vec, 0, 0)) {
         if (vec) g_object_unref(vec);
-        g_object_unref(base);
+        free(cv);
         goto vfail;
     }
     g_object_unref(vec);
@@ -221,9 +240,9 @@ int infer_overlay_write(const char *path, const infer_overlay_spec *s)
     int th = 0, rc = 0;
     snprintf(buf, sizeof buf, "<b>%s</b>  <span foreground='#555'>p(%s), %s</span>", esc_slide, esc_class,
              infer_cmap_name(s->cmap));
-    rc |= put_text(&base, buf, (int)(f * 1.35), CW - 2 * m, m, m / 2 + f / 4, NULL);
+    rc |= put_text(base, buf, (int)(f * 1.35), CW - 2 * m, m, m / 2 + f / 4, NULL);
     snprintf(buf, sizeof buf, "probability of <b>%s</b>", esc_class);
-    rc |= put_text(&base, buf, f, P - 2 * f, bx0, py0, NULL);
+    rc |= put_text(base, buf, f, P - 2 * f, bx0, py0, NULL);
     for (int t = 0; t < 5 && !rc; t++) {
         char lab[32];
         snprintf(lab, sizeof lab, "%g", ticks[t]);
@@ -233,48 +252,47 @@ int infer_overlay_write(const char *path, const infer_overlay_spec *s)
             break;
         }
         int y = by0 + (int)lround((1 - ticks[t]) * (bar_h - 1)) - ti->Ysize / 2;
-        rc |= put(&base, ti, bx0 + bar_w + f, y);
+        rc |= put(base, ti, bx0 + bar_w + f, y);
         g_object_unref(ti);
     }
     int ty = by0 + bar_h + 2 * f;
     if (!rc) {
         snprintf(buf, sizeof buf, "<span foreground='#555'>uncoloured: no tissue / not evaluated</span>");
-        rc |= put_text(&base, buf, (int)(f * 0.85), P - 2 * f, bx0, ty, &th);
+        rc |= put_text(base, buf, (int)(f * 0.85), P - 2 * f, bx0, ty, &th);
         ty += th + f;
     }
     if (!rc) {
         snprintf(buf, sizeof buf, "<b>Slide call</b>\n%s", esc_call);
-        rc |= put_text(&base, buf, f, P - 2 * f, bx0, ty, &th);
+        rc |= put_text(base, buf, f, P - 2 * f, bx0, ty, &th);
         ty += th + f;
     }
     if (!rc && esc_note[0]) {
         snprintf(buf, sizeof buf, "<span foreground='#444'>%s</span>", esc_note);
-        rc |= put_text(&base, buf, (int)(f * 0.85), P - 2 * f, bx0, ty, &th);
+        rc |= put_text(base, buf, (int)(f * 0.85), P - 2 * f, bx0, ty, &th);
     }
-    if (!rc && has_sb && sb_px >= 4) rc |= put_text(&base, sb_label, f, 0, sb_x, sb_y - f - f / 4, NULL);
+    if (!rc && has_sb && sb_px >= 4) rc |= put_text(base, sb_label, f, 0, sb_x, sb_y - f - f / 4, NULL);
     g_free(esc_slide);
     g_free(esc_class);
     g_free(esc_call);
     g_free(esc_note);
     if (rc) {
-        g_object_unref(base);
+        free(cv);
         goto vfail;
     }
 
-    VipsImage *flat = NULL;
-    wb = vips_array_double_new(white, 3);
-    r = vips_flatten(base, &flat, "background", wb, NULL);
-    vips_area_unref(VIPS_AREA(wb));
-    g_object_unref(base);
+    VipsImage *flat = vips_image_new_from_memory(cv, (size_t)CW * CH * 3, CW, CH, 3, VIPS_FORMAT_UCHAR);
+    r = !flat;
     void *png = NULL;
     size_t len = 0;
     /* deflate level 1: a scanned slide's noise barely compresses (level 6 made a 3.66 MB file
      * where level 1 makes 3.71 MB, at several times the CPU) */
     if (r || vips_pngsave_buffer(flat, &png, &len, "compression", 1, NULL)) {
         if (flat) g_object_unref(flat);
+        free(cv);
         goto vfail;
     }
     g_object_unref(flat);
+    free(cv);
     if (bg) g_object_unref(bg);
     if (bgf) g_object_unref(bgf);
     if (bgs) g_object_unref(bgs);
