@@ -63,4 +63,14 @@ for set in test val; do
             --threads "$TH" --progress none -q
     done
 done
+# the cascade (when this magpie has it): the student everywhere, the teacher where the student is
+# unsure, the threshold chosen on the training dataset's val split (never on these slides)
+if "$M" infer --help 2>&1 | grep -q -- --cascade-calibrate; then
+    for set in test val; do
+        for st in 32 16; do
+            "$M" infer "$W/student.mpk" "$W/$set"/*.tiff --out "$W/out/$set/cascade-$st" --stride "$st" --float32 \
+                --cascade "$W/teacher.mpk" --cascade-calibrate "$W/train.db" --threads "$TH" --progress none -q
+        done
+    done
+fi
 /usr/bin/python3 bench/infer/score.py "$W" | tee "$W/quality.md"

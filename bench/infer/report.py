@@ -7,7 +7,7 @@ raw, th, ft, fs, load0, load1, mt = sys.argv[1:8]
 big = sys.argv[8] if len(sys.argv) > 8 else ""
 ft, fs = float(ft), float(fs)
 med = st.median
-gem_w, gem_c, mag, peer = [], [], {}, {}
+gem_w, gem_c, net_c, mag, peer = [], [], [], {}, {}
 for line in open(raw):
     f = line.split()
     if not f:
@@ -15,6 +15,9 @@ for line in open(raw):
     if f[0] == "gemm":
         j = json.loads(line[5:])
         gem_w.append(med(j["gflops"])); gem_c.append(med(j["gflops_cpu"]))
+    elif f[0] == "net":
+        j = json.loads(line[4:])
+        net_c.append(j["flops"] * j["batch"] / 1e9 / med(j["cpu"][1:] or j["cpu"]))
     elif f[0] == "magpie":
         mag.setdefault(f[1], []).append([float(x) for x in f[2:]])
     elif f[0] == "peer":
@@ -70,6 +73,9 @@ if "teacher" in res:
           f"magpie's network took {net:.2f} s (**{100 * lim / net:.0f}%** of the limit's speed) and the whole run "
           f"{mw:.2f} s ({100 * lim / mw:.0f}%). On CPU time: limit {lim_cpu:.2f} CPU-s, whole run {mc:.2f} CPU-s "
           f"({100 * lim_cpu / mc:.0f}%).")
+if net_c:
+    print(f"\nThe network alone (bench_nn --infer, batch 8 at 256 px, {th} threads, same run): {med(net_c):.1f} GFLOP per "
+          f"CPU-second, **{100 * med(net_c) / med(gem_c):.0f}%** of sgemm's {med(gem_c):.1f}.")
 for tag in ("big-student", "big-teacher"):
     if tag in mag:
         m = mag[tag]

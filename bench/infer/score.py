@@ -102,9 +102,11 @@ rows = []
 for stride, names_ in sorted(by_stride.items(), reverse=True):
     slides = sorted(set.intersection(*[set(runs[r]) for r in names_]))
     gt = {s: truth(os.path.join(W, "out", SET, names_[0], s), runs[names_[0]][s][0]) for s in slides}
+    order = {"teacher": 0, "student": 1, "cascade": 2}
+    names_.sort(key=lambda r: (order.get(r.split("-")[0], 3), r))
     for r in names_:
         S, Y = [], []
-        seconds = 0.0
+        seconds = cpu = 0.0
         for s in slides:
             pred, prob = runs[r][s]
             lab, share, gnames = gt[s]
@@ -116,13 +118,15 @@ for stride, names_ in sorted(by_stride.items(), reverse=True):
             idx = [cls.index(n) for n in gnames] if set(gnames) <= set(cls) else list(range(len(gnames)))
             S.append(prob[ok][:, idx]); Y.append(lab[ok] - 1)
             seconds += pred["timing"]["seconds"]
+            cpu += pred["timing"].get("cpu_seconds", float("nan"))
         S = np.concatenate(S); Y = np.concatenate(Y)
         per = {}
         for k, n in enumerate(gnames):
             pos = Y == k
             d, t = best_dice(S[:, k], pos)
             per[n] = {"auc": auc(S[:, k], pos), "dice": d, "threshold": t, "cells": int(pos.sum())}
-        results[r] = {"cells": int(len(Y)), "slides": len(slides), "seconds": seconds, "classes": per,
+        results[r] = {"cells": int(len(Y)), "slides": len(slides), "seconds": seconds, "cpu_seconds": cpu,
+                      "classes": per,
                       "macro_auc": float(np.nanmean([p["auc"] for p in per.values()])),
                       "macro_dice": float(np.mean([p["dice"] for p in per.values()])),
                       "cell_um": stride * json.load(open(os.path.join(W, SET, slides[0] + ".json")))["mpp"]}
@@ -131,10 +135,10 @@ for stride, names_ in sorted(by_stride.items(), reverse=True):
 json.dump(results, open(os.path.join(W, f"quality_{SET}.json"), "w"), indent=1)
 cls = list(next(iter(results.values()))["classes"])
 print(f"| run ({SET} slides) | cell µm | cells | " + " | ".join(f"{c} AUC / Dice" for c in cls) +
-      " | macro AUC | macro Dice | s (sum over slides) |")
-print("|---|---|---|" + "---|" * len(cls) + "---|---|---|")
+      " | macro AUC | macro Dice | wall s | CPU s |")
+print("|---|---|---|" + "---|" * len(cls) + "---|---|---|---|")
 for r in rows:
     x = results[r]
     print(f"| {r} | {x['cell_um']:.0f} | {x['cells']} | " +
           " | ".join(f"{x['classes'][c]['auc']:.3f} / {x['classes'][c]['dice']:.3f}" for c in cls) +
-          f" | {x['macro_auc']:.3f} | {x['macro_dice']:.3f} | {x['seconds']:.1f} |")
+          f" | {x['macro_auc']:.3f} | {x['macro_dice']:.3f} | {x['seconds']:.1f} | {x['cpu_seconds']:.1f} |")
