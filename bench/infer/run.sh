@@ -7,7 +7,8 @@
 # student 1.25x/32 px (bench/infer/quality.sh's models when MODELS=DIR holds teacher.mpk and
 # student.mpk, else freshly initialised ones: cost does not depend on the weights), stride =
 # patch, same thread count, alternating runs, medians over repeats. Each repeat also measures
-# the OpenBLAS sgemm rate (build/bench/bench_nn --gemm-peak), the compute limit's denominator.
+# the OpenBLAS sgemm rate (build/bench/bench_nn --gemm-peak), the compute limit's denominator,
+# and the network alone (bench_nn --infer, batch 8 at 256 px) on CPU time.
 # Wall and CPU time (user + sys) and peak RSS from /usr/bin/time.
 # Usage: sh bench/infer/run.sh [BUILD_DIR] [WORK_DIR] [REPEATS] [THREADS]
 #   env MODELS=DIR, MIN_TISSUE (magpie's --min-tissue, default 0.6: about the peer's cell count),
@@ -75,6 +76,8 @@ run_peer() { # tag weights mpp px
 for i in $(seq 1 "$REP"); do
     echo "repeat $i/$REP ($(cut -d' ' -f1-3 /proc/loadavg))" >&2
     OPENBLAS_NUM_THREADS=$TH "$NN" --gemm-peak --threads "$TH" | sed 's/^/gemm /' >>"$RAW"
+    # the network alone (the teacher's batch of 8, 256 px): its GFLOP per CPU-second against sgemm's
+    OPENBLAS_NUM_THREADS=$TH "$NN" --size 256 --batch 8 --threads "$TH" --infer --steps 5 | sed 's/^/net /' >>"$RAW"
     run_magpie student student.mpk "$SL"
     run_peer student student.safetensors 8.0 32
     run_magpie teacher teacher.mpk "$SL"
