@@ -153,6 +153,8 @@ typedef struct {
     double threshold;    /* GeoJSON and majority vote confidence threshold */
     int float32;         /* heatmap.tif samples as float32 */
     int force;           /* recompute even when outputs are complete and current */
+    const char *name;    /* output folder under outdir (NULL = infer_slide_name(slide)): magpie run
+                          * gives slides whose names collide distinct folders */
     mp_progress_mode progress;
 } infer_opts;
 
@@ -188,7 +190,7 @@ typedef struct {
     char outdir[4096];
 } infer_result;
 
-/* Infer one slide into outdir/<slide name>/. Returns 0 when done or skipped; -1 + mp_err
+/* Infer one slide into outdir/<slide name>/ (or outdir/<o->name>/). Returns 0 when done or skipped; -1 + mp_err
  * "SLIDE: reason" when the slide failed (nothing half-written is left). */
 int infer_slide(infer_model *m, const char *ckpt_path, const char *slide, const char *outdir, const infer_opts *o,
                 infer_result *res);

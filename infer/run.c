@@ -257,7 +257,13 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     res->level = -1;
     char name[1024];
     infer_slide_name(path, name, sizeof name);
-    snprintf(res->outdir, sizeof res->outdir, "%s/%s", outdir, name);
+    if (o->name) {
+        char safe[1024];
+        mp_safe_name(o->name, safe, sizeof safe); /* a caller's name is never a way out of outdir */
+        snprintf(res->outdir, sizeof res->outdir, "%s/%s", outdir, safe);
+    } else {
+        snprintf(res->outdir, sizeof res->outdir, "%s/%s", outdir, name);
+    }
     const char *dir = res->outdir;
     int K = infer_model_classes(m), S = infer_model_size(m);
     double mag = infer_model_mag(m);

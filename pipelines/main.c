@@ -24,6 +24,7 @@ static const struct {
     {"train", cmd_train, 1, "train a teacher or distil a student"},
     {"eval", cmd_eval, 1, "evaluate a checkpoint on a dataset split"},
     {"infer", cmd_infer, 1, "turn slides into heatmaps (pyramidal TIFF registered to the slide), overlays, GeoJSON"},
+    {"run", cmd_run, 1, "run a manifest of slides through tile and infer, resumably, with an HTML report"},
     {"model", cmd_model, 1, "model info, run, grad, import/export (safetensors, .npy)"},
 };
 

@@ -509,6 +509,8 @@ static int write_batch(db_tile_writer *wr, result **batch, int n, int batch_no)
     return rc;
 }
 
+void tiler_params(const tiler_opts *o, char *json, size_t n, char hash[64]) { plan_params(o, json, n, hash); }
+
 int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_result *res)
 {
     memset(res, 0, sizeof *res);

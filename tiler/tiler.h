@@ -57,6 +57,10 @@ typedef struct {
  * (the failure is also recorded in the slide's row when the file could be fingerprinted). */
 int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_result *res);
 
+/* The tiling parameters that change a slide's patches, as JSON and its hash (what the dataset's
+ * slides.params / params_hash hold): a slide done with another hash is redone. */
+void tiler_params(const tiler_opts *o, char *json, size_t n, char hash[64]);
+
 /* --dry-run: print what tiling `path` would do to `out`; db may be NULL. -1 + mp_err if the
  * slide would fail. */
 int tiler_dry_run(mp_db *db, const char *path, const tiler_opts *o, FILE *out);

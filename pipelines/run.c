@@ -1,0 +1,555 @@
+/* pipelines/run.c — the engine of `magpie run`: worker threads take slides in manifest order and
+ * run the steps through the tiler's and infer's library entry points (no subprocesses, so no
+ * fork after OpenBLAS has started threads). Every worker has its own dataset connection and its
+ * own model; SQLite's busy wait serialises their writes. The steps are resumable on their own
+ * (the tiler skips done slides and resumes partial ones, infer skips current outputs), so a
+ * rerun after a crash only redoes what is missing. */
+#include <csv.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#include "common/cpu.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "db/db.h"
+#include "db/labels.h"
+#include "db/tiling.h"
+#include "nn/gemm.h"
+#include "pipelines/run.h"
+
+void run_opts_default(run_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->steps = RUN_STEP_TILE;
+    o->threads = mp_cpu_count();
+    o->jobs = o->threads;
+    tiler_opts_default(&o->tile);
+    infer_opts_default(&o->infer);
+    o->progress = MP_PROGRESS_AUTO;
+}
+
+typedef struct {
+    const mf_list *m;
+    const run_opts *o;
+    char db_path[4096], heat_dir[4096], thumb_dir[4096];
+    int tile_jobs;
+    run_result *res;
+    atomic_int next;
+    int klass;           /* --class resolved, -1 = infer's default */
+    infer_model *model0; /* loaded by the caller to validate the checkpoint; worker 0's */
+    /* progress */
+    pthread_mutex_t mu;
+    int n_done, n_failed;
+    int64_t patches;
+    double t0;
+    mp_progress *prog;
+    mp_progress_mode mode;
+    int kill_after; /* test hook: SIGKILL once this many slides finished (0 = never) */
+} run_ctx;
+
+typedef struct {
+    run_ctx *c;
+    int index;
+    mp_db *db;
+    infer_model *model;
+    pthread_t th;
+} worker;
+
+/* ---- per-slide pieces ---- */
+
+/* The manifest's patient, label and split for a slide the tiler has recorded. */
+static int apply_meta(mp_db *db, const mf_list *m, const mf_item *it)
+{
+    if (!m->has_patient && !m->has_label && !m->has_split) return 0;
+    if (db_begin(db)) return -1;
+    sqlite3_stmt *u = db_prepare(db, "UPDATE slides SET patient = CASE WHEN ?1 THEN nullif(?2, '') ELSE patient END, "
+                                     "label = CASE WHEN ?3 THEN nullif(?4, '') ELSE label END WHERE path = ?5");
+    int rc = u ? 0 : -1;
+    if (u) {
+        sqlite3_bind_int(u, 1, m->has_patient);
+        sqlite3_bind_text(u, 2, it->patient ? it->patient : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int(u, 3, m->has_label);
+        sqlite3_bind_text(u, 4, it->label ? it->label : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(u, 5, it->path, -1, SQLITE_STATIC);
+        if (sqlite3_step(u) != SQLITE_DONE) rc = db_fail(db, "manifest labels");
+        sqlite3_finalize(u);
+    }
+    if (!rc && m->has_split) {
+        sqlite3_stmt *s = db_prepare(db, it->split && it->split[0]
+                                             ? "INSERT OR REPLACE INTO splits(slide_id, split) SELECT id, ?2 FROM slides WHERE path = ?1"
+                                             : "DELETE FROM splits WHERE slide_id IN (SELECT id FROM slides WHERE path = ?1)");
+        if (!s) rc = -1;
+        else {
+            sqlite3_bind_text(s, 1, it->path, -1, SQLITE_STATIC);
+            if (it->split && it->split[0]) sqlite3_bind_text(s, 2, it->split, -1, SQLITE_STATIC);
+            if (sqlite3_step(s) != SQLITE_DONE) rc = db_fail(db, "manifest split");
+            sqlite3_finalize(s);
+        }
+    }
+    if (rc) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", mp_err());
+        db_rollback(db);
+        return mp_err_set("%s", keep);
+    }
+    return db_commit(db);
+}
+
+/* MPP and its source as the dataset recorded them. */
+static void read_mpp(mp_db *db, const char *path, run_result *r)
+{
+    sqlite3_stmt *q = db_prepare(db, "SELECT mpp_x, mpp_source, n_patches, n_bad_tiles FROM slides WHERE path = ?");
+    if (!q) return;
+    sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        r->mpp = sqlite3_column_double(q, 0);
+        const unsigned char *s = sqlite3_column_text(q, 1);
+        snprintf(r->mpp_source, sizeof r->mpp_source, "%s", s ? (const char *)s : "");
+    }
+    sqlite3_finalize(q);
+}
+
+/* The slide-level call of infer's prediction.json (mean probability). */
+static void read_prediction(const char *dir, run_result *r)
+{
+    char p[4400];
+    snprintf(p, sizeof p, "%s/prediction.json", dir);
+    json_t *j = json_load_file(p, 0, NULL);
+    if (!j) return;
+    json_t *pm = json_object_get(j, "prediction_mean");
+    const char *cls = json_string_value(json_object_get(pm, "class"));
+    json_int_t k = json_integer_value(json_object_get(pm, "class_index"));
+    json_t *probs = json_object_get(pm, "probabilities");
+    snprintf(r->call, sizeof r->call, "%s", cls ? cls : "");
+    r->confidence = cls && k >= 0 ? json_real_value(json_array_get(probs, (size_t)k)) : 0;
+    r->cells_evaluated = json_integer_value(json_object_get(json_object_get(j, "patches"), "evaluated"));
+    json_t *mpp = json_object_get(j, "mpp");
+    if (!r->mpp_source[0] && mpp) {
+        r->mpp = json_real_value(json_object_get(mpp, "x"));
+        const char *s = json_string_value(json_object_get(mpp, "source"));
+        snprintf(r->mpp_source, sizeof r->mpp_source, "%s", s ? s : "");
+    }
+    json_decref(j);
+}
+
+/* DIR/thumbs/<name>.jpg: the slide at about 384 px on its longest side, over white. */
+static int write_thumb(const char *slide, double mpp_override, const char *out)
+{
+    tiler_slide s;
+    if (tiler_slide_open(slide, &s)) return -1;
+    tiler_mpp mpp;
+    if (tiler_resolve_mpp(slide, s.osr, mpp_override, &mpp)) {
+        tiler_slide_close(&s);
+        return -1;
+    }
+    double target = mpp.mpp_x * (double)(s.width > s.height ? s.width : s.height) / 384.0;
+    uint8_t *rgba = NULL;
+    int w, h;
+    double ds;
+    int rc = tiler_thumbnail(&s, mpp.mpp_x, target, &rgba, &w, &h, &ds);
+    tiler_slide_close(&s);
+    if (rc) return -1;
+    VipsImage *im = vips_image_new_from_memory(rgba, (size_t)w * h * 4, w, h, 4, VIPS_FORMAT_UCHAR), *flat = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    double white[3] = {255, 255, 255};
+    VipsArrayDouble *bg = vips_array_double_new(white, 3);
+    if (!im || vips_flatten(im, &flat, "background", bg, NULL) ||
+        vips_jpegsave_buffer(flat, &buf, &len, "Q", 85, "strip", TRUE, NULL))
+        rc = mp_err_set("%s: thumbnail: %s", slide, vips_error_buffer());
+    vips_area_unref(VIPS_AREA(bg));
+    if (!rc) rc = mp_write_file_atomic(out, buf, len);
+    vips_error_clear();
+    g_free(buf);
+    if (flat) g_object_unref(flat);
+    if (im) g_object_unref(im);
+    free(rgba);
+    return rc;
+}
+
+static void slide_failed(run_result *r, const char *msg)
+{
+    r->done = 0;
+    mp_escape_ctrl(msg, r->error, sizeof r->error);
+}
+
+static void do_slide(worker *w, const mf_item *it, run_result *r)
+{
+    run_ctx *c = w->c;
+    const run_opts *o = c->o;
+    double t0 = mp_now();
+    memset(r, 0, sizeof *r);
+    if (it->problem) {
+        slide_failed(r, it->problem);
+        return;
+    }
+    if (!w->db && !(w->db = db_open(c->db_path, 0))) {
+        slide_failed(r, mp_err());
+        return;
+    }
+    if (o->steps & RUN_STEP_TILE) {
+        tiler_opts to = o->tile;
+        to.jobs = c->tile_jobs;
+        to.progress = MP_PROGRESS_NONE;
+        if (it->mpp > 0) to.mpp = it->mpp;
+        if (it->min_tissue >= 0) to.min_tissue = it->min_tissue;
+        tiler_result tr;
+        double ts = mp_now();
+        if (tiler_tile_slide(w->db, it->path, &to, &tr)) {
+            slide_failed(r, mp_err());
+            r->seconds = mp_now() - t0;
+            return;
+        }
+        r->tile_s = mp_now() - ts;
+        r->tile_ran = tr.outcome == TILER_DONE;
+        r->tile_skipped = tr.outcome == TILER_SKIPPED;
+        r->patches = tr.n_patches;
+        r->bad_tiles = tr.n_errors;
+        if (apply_meta(w->db, c->m, it)) {
+            slide_failed(r, mp_err());
+            r->seconds = mp_now() - t0;
+            return;
+        }
+    }
+    read_mpp(w->db, it->path, r);
+    char thumb[4400];
+    snprintf(thumb, sizeof thumb, "%s/%s.jpg", c->thumb_dir, it->name);
+    if ((r->tile_ran || !mp_file_exists(thumb)) && write_thumb(it->path, it->mpp, thumb))
+        mp_warn("%s: no thumbnail for the report: %s", it->path, mp_err());
+    if (o->steps & RUN_STEP_INFER) {
+        infer_opts io = o->infer;
+        io.name = it->name;
+        if (c->klass >= 0) io.klass = c->klass;
+        io.db = c->db_path;
+        io.progress = MP_PROGRESS_NONE;
+        if (it->mpp > 0) io.mpp = it->mpp;
+        if (it->min_tissue >= 0) io.min_tissue = it->min_tissue;
+        if (!w->model) {
+            if (w->index == 0 && c->model0) {
+                w->model = c->model0;
+                c->model0 = NULL;
+            } else if (!(w->model = infer_model_load(o->model, io.batch))) {
+                slide_failed(r, mp_err());
+                r->seconds = mp_now() - t0;
+                return;
+            }
+        }
+        infer_result ir;
+        double ts = mp_now();
+        if (infer_slide(w->model, o->model, it->path, c->heat_dir, &io, &ir)) {
+            slide_failed(r, mp_err());
+            r->seconds = mp_now() - t0;
+            return;
+        }
+        r->infer_s = mp_now() - ts;
+        r->infer_ran = ir.outcome == INFER_DONE;
+        r->infer_skipped = ir.outcome == INFER_SKIPPED;
+        read_prediction(ir.outdir, r);
+    }
+    r->done = 1;
+    r->seconds = mp_now() - t0;
+}
+
+/* ---- progress ---- */
+
+static void report_slide(run_ctx *c, int i)
+{
+    const mf_item *it = &c->m->items[i];
+    const run_result *r = &c->res[i];
+    pthread_mutex_lock(&c->mu);
+    if (r->done) c->n_done++;
+    else c->n_failed++;
+    c->patches += r->patches;
+    int finished = c->n_done + c->n_failed;
+    double el = mp_now() - c->t0;
+    char esc[4200];
+    mp_escape_ctrl(it->path, esc, sizeof esc);
+    if (c->mode == MP_PROGRESS_JSON) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f}", "event", "slide", "slide", it->path, "name",
+                              it->name, "status", r->done ? "done" : "failed", "patches", (json_int_t)r->patches,
+                              "evaluated", (json_int_t)r->cells_evaluated, "seconds", r->seconds);
+        if (j && !r->done) json_object_set_new(j, "error", json_string(r->error));
+        if (j && r->call[0]) json_object_set_new(j, "call", json_string(r->call));
+        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        if (s) fprintf(stderr, "%s\n", s);
+        free(s);
+        json_decref(j);
+    } else if (c->mode == MP_PROGRESS_TTY) {
+        if (!r->done) {
+            fprintf(stderr, "\r\033[K");
+            mp_error("%s", r->error);
+        }
+    } else if (!r->done) {
+        mp_error("[%d/%d] %s", finished, c->m->n, r->error);
+    } else {
+        char what[512];
+        snprintf(what, sizeof what, "%lld patches%s", (long long)r->patches,
+                 r->tile_skipped && !r->infer_ran ? " (already done)" : "");
+        if (r->call[0])
+            snprintf(what + strlen(what), sizeof what - strlen(what), ", %s %.2f", r->call, r->confidence);
+        mp_info("[%d/%d] %s: %s in %.1f s", finished, c->m->n, esc, what, r->seconds);
+    }
+    char extra[256];
+    double rate = el > 0 ? c->patches / el : 0;
+    if (c->mode == MP_PROGRESS_JSON)
+        snprintf(extra, sizeof extra, "\"failed\":%d,\"patches\":%lld,\"patches_per_s\":%.1f", c->n_failed,
+                 (long long)c->patches, rate);
+    else
+        snprintf(extra, sizeof extra, " %d failed, %lld patches, %.0f patches/s", c->n_failed, (long long)c->patches,
+                 rate);
+    mp_progress_update(c->prog, (uint64_t)finished, extra);
+    int kill = c->kill_after > 0 && finished >= c->kill_after;
+    pthread_mutex_unlock(&c->mu);
+    if (kill) raise(SIGKILL);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    run_ctx *c = w->c;
+    for (;;) {
+        int i = atomic_fetch_add(&c->next, 1);
+        if (i >= c->m->n) break;
+        do_slide(w, &c->m->items[i], &c->res[i]);
+        report_slide(c, i);
+    }
+    return NULL;
+}
+
+/* ---- status.csv and summary.json ---- */
+
+static void csv_str(FILE *f, const char *s, int last)
+{
+    csv_fwrite(f, s ? s : "", s ? strlen(s) : 0);
+    fputc(last ? '\n' : ',', f);
+}
+
+static int write_status(run_ctx *c, const char *dir)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return mp_err_set("status.csv: out of memory");
+    fprintf(f, "slide,name,line,status,error,patient,label,split,patches,bad_tiles,evaluated,mpp,mpp_source,call,"
+               "confidence,tile_seconds,infer_seconds,seconds\n");
+    for (int i = 0; i < c->m->n; i++) {
+        const mf_item *it = &c->m->items[i];
+        const run_result *r = &c->res[i];
+        csv_str(f, it->path, 0);
+        csv_str(f, it->name, 0);
+        fprintf(f, "%d,", it->line);
+        csv_str(f, r->done ? "done" : "failed", 0);
+        csv_str(f, r->error, 0);
+        csv_str(f, it->patient, 0);
+        csv_str(f, it->label, 0);
+        csv_str(f, it->split, 0);
+        fprintf(f, "%lld,%lld,%lld,", (long long)r->patches, (long long)r->bad_tiles, (long long)r->cells_evaluated);
+        if (r->mpp > 0) fprintf(f, "%.6g,", r->mpp);
+        else fputc(',', f);
+        csv_str(f, r->mpp_source, 0);
+        csv_str(f, r->call, 0);
+        if (r->call[0]) fprintf(f, "%.4f,", r->confidence);
+        else fputc(',', f);
+        fprintf(f, "%.3f,%.3f,%.3f\n", r->tile_s, r->infer_s, r->seconds);
+    }
+    fclose(f);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/status.csv", dir);
+    int rc = mp_write_file_atomic(p, buf, len);
+    free(buf);
+    return rc;
+}
+
+static void iso_now(char *buf, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int write_summary(run_ctx *c, const char *dir, const char *started, double wall, const char *ckpt_fp)
+{
+    const run_opts *o = c->o;
+    int n_tile_skip = 0, n_infer_skip = 0, n_tile_ran = 0, n_infer_ran = 0;
+    int64_t patches = 0, evaluated = 0;
+    double tile_s = 0, infer_s = 0;
+    for (int i = 0; i < c->m->n; i++) {
+        const run_result *r = &c->res[i];
+        n_tile_skip += r->tile_skipped, n_infer_skip += r->infer_skipped;
+        n_tile_ran += r->tile_ran, n_infer_ran += r->infer_ran;
+        patches += r->patches, evaluated += r->cells_evaluated;
+        tile_s += r->tile_s, infer_s += r->infer_s;
+    }
+    char finished[32], tp[1024], th[64];
+    iso_now(finished, sizeof finished);
+    tiler_params(&o->tile, tp, sizeof tp, th);
+    json_t *steps = json_array();
+    if (o->steps & RUN_STEP_TILE) json_array_append_new(steps, json_string("tile"));
+    if (o->steps & RUN_STEP_INFER) json_array_append_new(steps, json_string("infer"));
+    json_t *j = json_object();
+    json_object_set_new(j, "manifest", json_string(c->m->source));
+    json_object_set_new(j, "out", json_string(dir));
+    json_object_set_new(j, "steps", steps);
+    json_object_set_new(j, "started", json_string(started));
+    json_object_set_new(j, "finished", json_string(finished));
+    json_object_set_new(j, "jobs", json_integer(o->jobs));
+    json_object_set_new(j, "threads", json_integer(o->threads));
+    json_object_set_new(j, "slides", json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "total", c->m->n, "done",
+                                               c->n_done, "failed", c->n_failed, "tiled", n_tile_ran,
+                                               "tile_skipped", n_tile_skip, "inferred", n_infer_ran,
+                                               "infer_skipped", n_infer_skip));
+    json_object_set_new(j, "patches", json_integer(patches));
+    json_object_set_new(j, "cells_evaluated", json_integer(evaluated));
+    json_object_set_new(j, "timing", json_pack("{s:f, s:f, s:f}", "wall_seconds", wall, "tile_seconds", tile_s,
+                                               "infer_seconds", infer_s));
+    if (o->steps & RUN_STEP_TILE) {
+        json_t *pj = json_loads(tp, 0, NULL);
+        json_object_set_new(j, "tile_params", pj ? pj : json_string(tp));
+        json_object_set_new(j, "tile_params_hash", json_string(th));
+    }
+    if (o->steps & RUN_STEP_INFER) {
+        json_object_set_new(j, "model", json_string(o->model));
+        json_object_set_new(j, "model_fingerprint", json_string(ckpt_fp));
+        json_object_set_new(j, "infer_params",
+                            json_pack("{s:i, s:f, s:f, s:i}", "stride", o->infer.stride, "min_tissue",
+                                      o->infer.min_tissue, "threshold", o->infer.threshold, "class", o->infer.klass));
+    }
+    char *txt = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    json_decref(j);
+    if (!txt) return mp_err_set("%s/summary.json: cannot build it", dir);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/summary.json", dir);
+    int rc = mp_write_file_atomic(p, txt, strlen(txt));
+    free(txt);
+    return rc;
+}
+
+/* ---- the run ---- */
+
+int run_slides(const mf_list *m, const run_opts *o, const char *argv0)
+{
+    run_ctx c;
+    memset(&c, 0, sizeof c);
+    c.m = m;
+    c.o = o;
+    c.klass = -1;
+    const char *dir = o->out;
+    snprintf(c.db_path, sizeof c.db_path, "%s/dataset.db", dir);
+    snprintf(c.heat_dir, sizeof c.heat_dir, "%s/heatmaps", dir);
+    snprintf(c.thumb_dir, sizeof c.thumb_dir, "%s/thumbs", dir);
+    char started[32];
+    iso_now(started, sizeof started);
+    double t0 = mp_now();
+    if (mp_mkdir_p(dir) || mp_mkdir_p(c.thumb_dir) || ((o->steps & RUN_STEP_INFER) && mp_mkdir_p(c.heat_dir))) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    if (access(dir, W_OK | X_OK)) {
+        mp_error("%s: output folder is not writable (%s)", dir, strerror(errno));
+        return MP_EXIT_FAIL;
+    }
+    /* one run per output folder at a time; released by the kernel however the process ends */
+    if (db_tile_lock(c.db_path, 1.0) < 0) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    mp_db *db = db_open(c.db_path, DB_OPEN_CREATE);
+    if (!db) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    /* classes in manifest order, before the slides run in parallel, so their ids do not depend
+     * on which slide finishes first */
+    int rc = 0;
+    if (m->has_label && (o->steps & RUN_STEP_TILE)) {
+        rc = db_begin(db);
+        for (int i = 0; !rc && i < m->n; i++)
+            if (m->items[i].label && m->items[i].label[0] && db_class_id(db, m->items[i].label, 1) < 0) rc = -1;
+        if (!rc) rc = db_commit(db);
+        else db_rollback(db);
+    }
+    db_close(db);
+    if (rc) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    int jobs = o->jobs < 1 ? 1 : o->jobs > m->n ? m->n : o->jobs;
+    int per = o->threads / jobs > 0 ? o->threads / jobs : 1;
+    c.tile_jobs = per;
+    if (tiler_global_init(argv0)) { /* synchronously: workers must not race to wait for it */
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    char ckpt_fp[64] = "";
+    if (o->steps & RUN_STEP_INFER) {
+        nn_set_threads(per); /* the models loaded from here on: one share of the CPUs each */
+        if (!(c.model0 = infer_model_load(o->model, o->infer.batch)) || tiler_fingerprint(o->model, ckpt_fp)) {
+            mp_error("%s", mp_err());
+            infer_model_free(c.model0);
+            return MP_EXIT_FAIL;
+        }
+        if (o->class_arg && (c.klass = infer_class_index(c.model0, o->model, o->class_arg)) < 0) {
+            mp_error("%s", mp_err());
+            infer_model_free(c.model0);
+            return MP_EXIT_USAGE;
+        }
+    }
+    const char *k = getenv("MAGPIE_RUN_KILL"); /* crash tests: "after-slide:N" */
+    if (k && !strncmp(k, "after-slide:", 12)) c.kill_after = atoi(k + 12);
+
+    c.res = mp_xcalloc((size_t)m->n, sizeof *c.res);
+    c.t0 = t0;
+    c.mode = o->progress;
+    if (c.mode == MP_PROGRESS_AUTO) c.mode = isatty(2) && !o->quiet ? MP_PROGRESS_TTY : MP_PROGRESS_NONE;
+    pthread_mutex_init(&c.mu, NULL);
+    c.prog = mp_progress_new(c.mode, "run", (uint64_t)m->n, "slides");
+    worker *w = mp_xcalloc((size_t)jobs, sizeof *w);
+    int started_n = 0;
+    for (int i = 0; i < jobs; i++) {
+        w[i].c = &c;
+        w[i].index = i;
+        if (i > 0 && pthread_create(&w[i].th, NULL, worker_main, &w[i])) break;
+        started_n++;
+    }
+    worker_main(&w[0]); /* the calling thread is worker 0 */
+    for (int i = 1; i < started_n; i++) pthread_join(w[i].th, NULL);
+    for (int i = 0; i < jobs; i++) {
+        db_close(w[i].db);
+        infer_model_free(w[i].model);
+    }
+    free(w);
+    infer_model_free(c.model0);
+    char extra[256];
+    if (c.mode == MP_PROGRESS_JSON)
+        snprintf(extra, sizeof extra, "\"failed\":%d,\"patches\":%lld", c.n_failed, (long long)c.patches);
+    else
+        snprintf(extra, sizeof extra, " %d failed, %lld patches", c.n_failed, (long long)c.patches);
+    mp_progress_finish(c.prog, extra);
+    mp_progress_free(c.prog);
+    pthread_mutex_destroy(&c.mu);
+
+    double wall = mp_now() - t0;
+    int out_rc = 0;
+    if (write_status(&c, dir) || write_summary(&c, dir, started, wall, ckpt_fp)) {
+        mp_error("%s", mp_err());
+        out_rc = -1;
+    }
+    mp_info("%s: %d of %d slides done, %d failed, %lld patches in %.1f s; status in %s/status.csv", dir, c.n_done,
+            m->n, c.n_failed, (long long)c.patches, wall, dir);
+    int code = c.n_failed == 0 ? MP_EXIT_OK : c.n_done == 0 ? MP_EXIT_FAIL : MP_EXIT_PARTIAL;
+    if (out_rc) code = MP_EXIT_FAIL; /* the run's record is incomplete */
+    free(c.res);
+    return code;
+}
