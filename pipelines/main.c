@@ -25,6 +25,7 @@ static const struct {
     {"eval", cmd_eval, 1, "evaluate a checkpoint on a dataset split"},
     {"infer", cmd_infer, 1, "turn slides into heatmaps (pyramidal TIFF registered to the slide), overlays, GeoJSON"},
     {"run", cmd_run, 1, "run a manifest of slides through tile and infer, resumably, with an HTML report"},
+    {"report", cmd_report, 0, "rebuild the HTML report of one or more magpie run folders (shards)"},
     {"model", cmd_model, 1, "model info, run, grad, import/export (safetensors, .npy)"},
 };
 

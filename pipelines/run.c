@@ -5,6 +5,7 @@
  * (the tiler skips done slides and resumes partial ones, infer skips current outputs), so a
  * rerun after a crash only redoes what is missing. */
 #include <csv.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -106,8 +107,9 @@ static int apply_meta(mp_db *db, const mf_list *m, const mf_item *it)
     return db_commit(db);
 }
 
-/* MPP and its source as the dataset recorded them. */
-static void read_mpp(mp_db *db, const char *path, run_result *r)
+/* MPP and its source as the dataset recorded them, and the patch counts when the tile step
+ * was not part of this run. */
+static void read_mpp(mp_db *db, const char *path, int counts, run_result *r)
 {
     sqlite3_stmt *q = db_prepare(db, "SELECT mpp_x, mpp_source, n_patches, n_bad_tiles FROM slides WHERE path = ?");
     if (!q) return;
@@ -116,6 +118,10 @@ static void read_mpp(mp_db *db, const char *path, run_result *r)
         r->mpp = sqlite3_column_double(q, 0);
         const unsigned char *s = sqlite3_column_text(q, 1);
         snprintf(r->mpp_source, sizeof r->mpp_source, "%s", s ? (const char *)s : "");
+        if (counts) {
+            r->patches = sqlite3_column_int64(q, 2);
+            r->bad_tiles = sqlite3_column_int64(q, 3);
+        }
     }
     sqlite3_finalize(q);
 }
@@ -222,7 +228,7 @@ static void do_slide(worker *w, const mf_item *it, run_result *r)
             return;
         }
     }
-    read_mpp(w->db, it->path, r);
+    read_mpp(w->db, it->path, !(o->steps & RUN_STEP_TILE), r);
     char thumb[4400];
     snprintf(thumb, sizeof thumb, "%s/%s.jpg", c->thumb_dir, it->name);
     if ((r->tile_ran || !mp_file_exists(thumb)) && write_thumb(it->path, it->mpp, thumb))
@@ -438,6 +444,23 @@ static int write_summary(run_ctx *c, const char *dir, const char *started, doubl
 
 /* ---- the run ---- */
 
+/* Temporaries (NAME.tmp.PID, from mp_write_file_atomic) a killed run left in dir; only called
+ * with the folder's lock held, so no live run is writing them. */
+static void remove_stale_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        if (!t || t == e->d_name || strspn(t + 5, "0123456789") != strlen(t + 5) || !t[5]) continue;
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
 int run_slides(const mf_list *m, const run_opts *o, const char *argv0)
 {
     run_ctx c;
@@ -465,6 +488,8 @@ int run_slides(const mf_list *m, const run_opts *o, const char *argv0)
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
+    remove_stale_tmp(dir);
+    remove_stale_tmp(c.thumb_dir);
     mp_db *db = db_open(c.db_path, DB_OPEN_CREATE);
     if (!db) {
         mp_error("%s", mp_err());
@@ -542,12 +567,15 @@ int run_slides(const mf_list *m, const run_opts *o, const char *argv0)
 
     double wall = mp_now() - t0;
     int out_rc = 0;
-    if (write_status(&c, dir) || write_summary(&c, dir, started, wall, ckpt_fp)) {
+    char html[4200];
+    snprintf(html, sizeof html, "%s/report.html", dir);
+    char *dirs[1] = {(char *)dir};
+    if (write_status(&c, dir) || write_summary(&c, dir, started, wall, ckpt_fp) || run_report_write(html, dirs, 1)) {
         mp_error("%s", mp_err());
         out_rc = -1;
     }
-    mp_info("%s: %d of %d slides done, %d failed, %lld patches in %.1f s; status in %s/status.csv", dir, c.n_done,
-            m->n, c.n_failed, (long long)c.patches, wall, dir);
+    mp_info("%s: %d of %d slides done, %d failed, %lld patches in %.1f s; report %s", dir, c.n_done, m->n,
+            c.n_failed, (long long)c.patches, wall, html);
     int code = c.n_failed == 0 ? MP_EXIT_OK : c.n_done == 0 ? MP_EXIT_FAIL : MP_EXIT_PARTIAL;
     if (out_rc) code = MP_EXIT_FAIL; /* the run's record is incomplete */
     free(c.res);

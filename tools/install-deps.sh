@@ -12,4 +12,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     libjansson-dev libcsv-dev libxxhash-dev libturbojpeg0-dev libpng-dev zlib1g-dev \
     libvips-tools openslide-tools libtiff-tools sqlite3 \
     python3-openslide python3-pil python3-tifffile python3-numpy fonts-dejavu-core >/dev/null
+# magpie run's report test renders report.html in a headless browser
+$SUDO apt-get install -y -qq --no-install-recommends \
+    chromium >/dev/null
 echo "magpie: dependencies installed"

@@ -1,0 +1,360 @@
+/* pipelines/report.c — report.html over one or more `magpie run` folders: one self-contained
+ * page (images inline as data: URIs, a few lines of inline JS to sort the table, nothing
+ * fetched), so it opens offline and can be mailed. Built from each folder's status.csv,
+ * summary.json, dataset.db (tissue masks), thumbs/ and heatmaps/: a report over the shards of
+ * a cluster run is the same function over their folders. Every text from a slide (names,
+ * paths, errors, labels) is HTML-escaped. */
+#include <csv.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <vips/vips.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "db/db.h"
+#include "pipelines/run.h"
+
+/* ---- status.csv ---- */
+
+typedef struct {
+    char **f;
+    int nf, cap;
+} row;
+
+typedef struct {
+    row *rows;
+    int n, cap;
+    row cur;
+} table;
+
+static void t_field(void *s, size_t len, void *data)
+{
+    table *t = data;
+    if (t->cur.nf == t->cur.cap) t->cur.f = mp_xrealloc(t->cur.f, sizeof(char *) * (size_t)(t->cur.cap = t->cur.cap ? 2 * t->cur.cap : 32));
+    char *v = mp_xmalloc(len + 1);
+    memcpy(v, s ? s : "", len);
+    v[len] = 0;
+    t->cur.f[t->cur.nf++] = v;
+}
+
+static void t_row(int c, void *data)
+{
+    (void)c;
+    table *t = data;
+    if (t->n == t->cap) t->rows = mp_xrealloc(t->rows, sizeof(row) * (size_t)(t->cap = t->cap ? 2 * t->cap : 64));
+    t->rows[t->n++] = t->cur;
+    memset(&t->cur, 0, sizeof t->cur);
+}
+
+static void table_free(table *t)
+{
+    for (int i = 0; i < t->n; i++) {
+        for (int k = 0; k < t->rows[i].nf; k++) free(t->rows[i].f[k]);
+        free(t->rows[i].f);
+    }
+    for (int k = 0; k < t->cur.nf; k++) free(t->cur.f[k]);
+    free(t->cur.f);
+    free(t->rows);
+}
+
+static int table_load(const char *path, table *t)
+{
+    memset(t, 0, sizeof *t);
+    uint8_t *buf;
+    size_t len;
+    if (mp_read_file(path, &buf, &len)) return -1;
+    struct csv_parser p;
+    csv_init(&p, CSV_APPEND_NULL);
+    int rc = 0;
+    if (csv_parse(&p, buf, len, t_field, t_row, t) != len || csv_fini(&p, t_field, t_row, t))
+        rc = mp_err_set("%s: malformed CSV (%s)", path, csv_strerror(csv_error(&p)));
+    csv_free(&p);
+    free(buf);
+    if (!rc && t->n < 1) rc = mp_err_set("%s: empty (no header)", path);
+    if (rc) table_free(t);
+    return rc;
+}
+
+static int col(const table *t, const char *name)
+{
+    for (int k = 0; k < t->rows[0].nf; k++)
+        if (!strcmp(t->rows[0].f[k], name)) return k;
+    return -1;
+}
+
+static const char *cell(const table *t, int r, int c) { return c >= 0 && c < t->rows[r].nf ? t->rows[r].f[c] : ""; }
+
+/* ---- HTML ---- */
+
+static void esc(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break;
+        default:
+            if ((unsigned char)*s < 0x20 && *s != '\t') fputc(' ', f); /* no control bytes in the page */
+            else fputc(*s, f);
+        }
+    }
+}
+
+/* An <img> with the image inline, scaled to fit box x box; "—" when there is none. */
+static void img_data(FILE *f, VipsImage *im, int box, const char *alt)
+{
+    VipsImage *t = NULL, *flat = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    int ok = 0;
+    if (im && !vips_thumbnail_image(im, &t, box, "height", box, NULL)) {
+        VipsImage *src = t;
+        if (vips_image_hasalpha(t)) {
+            double white[3] = {255, 255, 255};
+            VipsArrayDouble *bg = vips_array_double_new(white, 3);
+            if (!vips_flatten(t, &flat, "background", bg, NULL)) src = flat;
+            vips_area_unref(VIPS_AREA(bg));
+        }
+        ok = !vips_jpegsave_buffer(src, &buf, &len, "Q", 80, "strip", TRUE, NULL);
+    }
+    vips_error_clear();
+    if (ok) {
+        gchar *b64 = g_base64_encode(buf, len);
+        fprintf(f, "<img alt=\"");
+        esc(f, alt);
+        fprintf(f, "\" src=\"data:image/jpeg;base64,%s\">", b64);
+        g_free(b64);
+    } else {
+        fputs("<span class=none>&mdash;</span>", f);
+    }
+    g_free(buf);
+    if (flat) g_object_unref(flat);
+    if (t) g_object_unref(t);
+}
+
+static void img_file(FILE *f, const char *path, int box, const char *alt)
+{
+    VipsImage *im = mp_file_size(path) > 0 ? vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL) : NULL;
+    vips_error_clear();
+    img_data(f, im, box, alt);
+    if (im) g_object_unref(im);
+}
+
+static void img_mask(FILE *f, mp_db *db, const char *slide, int box)
+{
+    VipsImage *im = NULL;
+    void *copy = NULL;
+    sqlite3_stmt *q = db ? db_prepare(db, "SELECT mask FROM slides WHERE path = ?") : NULL;
+    if (q) {
+        sqlite3_bind_text(q, 1, slide, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) > 0) {
+            size_t n = (size_t)sqlite3_column_bytes(q, 0);
+            copy = mp_xmalloc(n);
+            memcpy(copy, sqlite3_column_blob(q, 0), n);
+            im = vips_image_new_from_buffer(copy, n, "", NULL);
+        }
+        sqlite3_finalize(q);
+    }
+    vips_error_clear();
+    img_data(f, im, box, "tissue mask");
+    if (im) g_object_unref(im);
+    free(copy);
+}
+
+static double num(const char *s)
+{
+    double d;
+    return s && *s && !mp_parse_double(s, &d) ? d : 0;
+}
+
+static const char style_js[] =
+    "<style>\n"
+    "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}\n"
+    "h1{font-size:1.4em;margin:0 0 .3em}\n"
+    ".totals{display:flex;flex-wrap:wrap;gap:.6em 2em;margin:.6em 0 1.2em;padding:.8em 1em;background:#f4f5f7;border-radius:6px}\n"
+    ".totals b{font-size:1.3em;display:block}\n"
+    "table{border-collapse:collapse;width:100%}\n"
+    "th,td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:middle}\n"
+    "th{background:#eef0f3;cursor:pointer;user-select:none;position:sticky;top:0}\n"
+    "th.asc::after{content:' \\25B2'}th.desc::after{content:' \\25BC'}\n"
+    "td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
+    "td img{display:block;max-width:200px;max-height:200px}\n"
+    ".failed{color:#b00020;font-weight:600}.done{color:#1b7e3c;font-weight:600}\n"
+    ".err{color:#b00020;max-width:28em;word-break:break-word}.path{color:#666;font-size:.85em;word-break:break-all}\n"
+    ".none{color:#aaa}\n"
+    "</style>\n";
+
+static const char sort_js[] =
+    "<script>\n"
+    "(function(){var t=document.getElementById('slides');if(!t)return;var hs=t.tHead.rows[0].cells;\n"
+    "function key(r,i){var c=r.cells[i];var v=c.getAttribute('data-v');if(v===null)v=c.textContent;\n"
+    " var x=parseFloat(v);return (v!==''&&!isNaN(x)&&isFinite(v))?[0,x]:[1,v.toLowerCase()];}\n"
+    "for(var i=0;i<hs.length;i++)(function(i){hs[i].addEventListener('click',function(){\n"
+    " var asc=!hs[i].classList.contains('asc');for(var k=0;k<hs.length;k++)hs[k].classList.remove('asc','desc');\n"
+    " hs[i].classList.add(asc?'asc':'desc');var rows=Array.prototype.slice.call(t.tBodies[0].rows);\n"
+    " rows.sort(function(a,b){var x=key(a,i),y=key(b,i);var c=x[0]-y[0]||(x[1]<y[1]?-1:x[1]>y[1]?1:0);return asc?c:-c;});\n"
+    " rows.forEach(function(r){t.tBodies[0].appendChild(r);});});})(i);\n"
+    /* report.html#sort=K opens sorted by column K (a link can carry the order; the test uses it) */
+    "var m=/sort=(\\d+)/.exec(location.hash);if(m&&hs[+m[1]])hs[+m[1]].click();\n"
+    "document.body.setAttribute('data-ready','1');})();\n"
+    "</script>\n";
+
+int run_report_write(const char *out_html, char *const *dirs, int n)
+{
+    if (n < 1) return mp_err_set("report: no run folder given");
+    table *tabs = mp_xcalloc((size_t)n, sizeof *tabs);
+    json_t **sums = mp_xcalloc((size_t)n, sizeof *sums);
+    int rc = 0;
+    for (int d = 0; d < n && !rc; d++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/status.csv", dirs[d]);
+        if (table_load(p, &tabs[d])) {
+            rc = -1;
+            break;
+        }
+        if (col(&tabs[d], "slide") < 0 || col(&tabs[d], "status") < 0) rc = mp_err_set("%s: not a magpie run status.csv", p);
+        snprintf(p, sizeof p, "%s/summary.json", dirs[d]);
+        sums[d] = json_load_file(p, 0, NULL); /* optional: totals then come from the rows */
+    }
+    if (rc) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", mp_err());
+        for (int d = 0; d < n; d++) {
+            if (tabs[d].rows) table_free(&tabs[d]);
+            json_decref(sums[d]);
+        }
+        free(tabs);
+        free(sums);
+        return mp_err_set("%s", keep);
+    }
+
+    /* totals */
+    int total = 0, done = 0, failed = 0;
+    double patches = 0, evaluated = 0, tile_s = 0, infer_s = 0, wall = 0;
+    char first[32] = "", last[32] = "";
+    for (int d = 0; d < n; d++) {
+        table *t = &tabs[d];
+        int cs = col(t, "status"), cp = col(t, "patches"), ce = col(t, "evaluated"), ct = col(t, "tile_seconds"),
+            ci = col(t, "infer_seconds");
+        for (int r = 1; r < t->n; r++) {
+            total++;
+            if (!strcmp(cell(t, r, cs), "done")) done++;
+            else failed++;
+            patches += num(cell(t, r, cp));
+            evaluated += num(cell(t, r, ce));
+            tile_s += num(cell(t, r, ct));
+            infer_s += num(cell(t, r, ci));
+        }
+        json_t *tm = json_object_get(sums[d], "timing");
+        wall += json_real_value(json_object_get(tm, "wall_seconds"));
+        const char *st = json_string_value(json_object_get(sums[d], "started"));
+        const char *fi = json_string_value(json_object_get(sums[d], "finished"));
+        if (st && (!first[0] || strcmp(st, first) < 0)) snprintf(first, sizeof first, "%s", st);
+        if (fi && strcmp(fi, last) > 0) snprintf(last, sizeof last, "%s", fi);
+    }
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fputs("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>\n"
+          "<meta name=viewport content=\"width=device-width,initial-scale=1\">\n<title>magpie run report</title>\n",
+          f);
+    fputs(style_js, f);
+    fputs("</head><body>\n<h1>magpie run report</h1>\n<div class=path>", f);
+    for (int d = 0; d < n; d++) {
+        if (d) fputs(" &middot; ", f);
+        esc(f, dirs[d]);
+    }
+    if (first[0]) {
+        fputs(" &middot; ", f);
+        esc(f, first);
+        fputs(" &ndash; ", f);
+        esc(f, last);
+    }
+    fputs("</div>\n<div class=totals>\n", f);
+    fprintf(f, "<div><b>%d</b>slides</div><div><b class=done>%d</b>done</div><div><b class=failed>%d</b>failed</div>\n",
+            total, done, failed);
+    fprintf(f, "<div><b>%.0f</b>patches</div><div><b>%.0f</b>cells evaluated</div>\n", patches, evaluated);
+    fprintf(f, "<div><b>%.1f s</b>wall time%s</div><div><b>%.1f s</b>tiling (sum over slides)</div>"
+               "<div><b>%.1f s</b>inference (sum over slides)</div>\n",
+            wall, n > 1 ? " (sum over runs)" : "", tile_s, infer_s);
+    if (n > 1) fprintf(f, "<div><b>%d</b>run folders</div>\n", n);
+    fputs("</div>\n<table id=slides><thead><tr><th>#</th><th>slide</th><th>status</th><th>thumbnail</th>"
+          "<th>tissue mask</th><th>heatmap</th><th>patches</th><th>unreadable tiles</th><th>cells evaluated</th>"
+          "<th>MPP (&micro;m/px)</th><th>MPP source</th><th>call</th><th>confidence</th><th>label</th>"
+          "<th>seconds</th><th>error</th></tr></thead>\n<tbody>\n",
+          f);
+    int idx = 0;
+    for (int d = 0; d < n; d++) {
+        table *t = &tabs[d];
+        int cs = col(t, "slide"), cn = col(t, "name"), cst = col(t, "status"), ce = col(t, "error"),
+            cp = col(t, "patches"), cb = col(t, "bad_tiles"), cv = col(t, "evaluated"), cm = col(t, "mpp"),
+            cms = col(t, "mpp_source"), cc = col(t, "call"), ccf = col(t, "confidence"), cl = col(t, "label"),
+            csec = col(t, "seconds");
+        char dbp[4200];
+        snprintf(dbp, sizeof dbp, "%s/dataset.db", dirs[d]);
+        mp_db *db = mp_file_exists(dbp) ? db_open(dbp, DB_OPEN_READONLY) : NULL;
+        for (int r = 1; r < t->n; r++) {
+            const char *name = cell(t, r, cn), *status = cell(t, r, cst);
+            char safe[1024], p[4600];
+            mp_safe_name(name, safe, sizeof safe); /* the name is text from a file: never a path out */
+            fprintf(f, "<tr><td class=n>%d</td><td data-v=\"", ++idx);
+            esc(f, name);
+            fputs("\"><b>", f);
+            esc(f, name);
+            fputs("</b><div class=path>", f);
+            esc(f, cell(t, r, cs));
+            fprintf(f, "</div></td><td class=%s>", !strcmp(status, "done") ? "done" : "failed");
+            esc(f, status);
+            fputs("</td><td>", f);
+            snprintf(p, sizeof p, "%s/thumbs/%s.jpg", dirs[d], safe);
+            img_file(f, p, 200, "thumbnail");
+            fputs("</td><td>", f);
+            img_mask(f, db, cell(t, r, cs), 200);
+            fputs("</td><td>", f);
+            snprintf(p, sizeof p, "%s/heatmaps/%s/overlay.png", dirs[d], safe);
+            img_file(f, p, 200, "heatmap overlay");
+            fputs("</td><td class=n>", f);
+            esc(f, cell(t, r, cp));
+            fputs("</td><td class=n>", f);
+            esc(f, cell(t, r, cb));
+            fputs("</td><td class=n>", f);
+            esc(f, cell(t, r, cv));
+            fputs("</td><td class=n>", f);
+            esc(f, cell(t, r, cm));
+            fputs("</td><td>", f);
+            esc(f, cell(t, r, cms));
+            fputs("</td><td>", f);
+            esc(f, cell(t, r, cc));
+            fputs("</td><td class=n>", f);
+            esc(f, cell(t, r, ccf));
+            fputs("</td><td>", f);
+            esc(f, cell(t, r, cl));
+            fputs("</td><td class=n>", f);
+            esc(f, cell(t, r, csec));
+            fputs("</td><td class=err>", f);
+            esc(f, cell(t, r, ce));
+            fputs("</td></tr>\n", f);
+        }
+        db_close(db);
+    }
+    fputs("</tbody></table>\n", f);
+    fputs(sort_js, f);
+    fputs("</body></html>\n", f);
+    fclose(f);
+    rc = mp_write_file_atomic(out_html, buf, len);
+    free(buf);
+    for (int d = 0; d < n; d++) {
+        table_free(&tabs[d]);
+        json_decref(sums[d]);
+    }
+    free(tabs);
+    free(sums);
+    return rc;
+}
