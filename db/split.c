@@ -27,6 +27,13 @@ typedef struct {
     int forced_unlabeled;
 } patient_row;
 
+int db_split_known(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, split_names[i])) return 1;
+    return 0;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     const char *x = *(char *const *)a, *y = *(char *const *)b;

@@ -21,6 +21,10 @@ typedef struct {
     int slides[4], patients[4]; /* train, val, test, unlabeled */
 } db_split_report;
 
+/* The split names the splits table holds, and whether `name` is one of them (1/0). */
+#define DB_SPLIT_NAMES "train, val, test, unlabeled"
+int db_split_known(const char *name);
+
 /* Replace the splits table. -1 + mp_err on bad options or an unknown slide in `unlabeled`. */
 int db_split_make(mp_db *db, const db_split_opts *o, db_split_report *rep);
 

@@ -248,9 +248,34 @@ static int do_mask(mp_db *db, const char *slide, const char *out)
     return rc;
 }
 
+/* The inspection commands' own usage, for `magpie db DB CMD --help`. */
+static const struct {
+    const char *name, *usage, *flag; /* flag: the one option it takes, if any */
+    int nargs;                       /* positional arguments after the command */
+} inspect[] = {
+    {"info", "usage: magpie db DB info\n\nSlides by status, patches, images per magnification, classes, labels, splits.\n",
+     NULL, 0},
+    {"slides", "usage: magpie db DB slides [--json]\n\nOne line (or JSON object) per slide: id, name, status, vendor, "
+               "size, MPP and its source,\npatches, images per magnification or the error. `magpie db DB slides remove "
+               "--help` for removal.\n",
+     "--json", 0},
+    {"stats", "usage: magpie db DB stats\n\nStorage per magnification, QC score distributions, patches per class.\n", NULL,
+     0},
+    {"check", "usage: magpie db DB check [--no-decode]\n\nIntegrity: every patch has its images, blobs decode, no "
+              "orphans, no patient in two\nsplits, folds disjoint. Exit 2 when problems are found.\n",
+     "--no-decode", 0},
+    {"mask", "usage: magpie db DB mask SLIDE OUT.png\n\nWrite the stored tissue mask of SLIDE (its path, id, or name "
+             "when unique) to OUT.png.\n",
+     NULL, 2},
+};
+
 int cmd_db(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return MP_EXIT_OK;
+    }
+    if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
         usage(stdout);
         return MP_EXIT_OK;
     }
@@ -267,23 +292,34 @@ int cmd_db(int argc, char **argv)
     if (!strcmp(sub, "export")) return cmd_db_export(path, sargc, sargv);
     if (!strcmp(sub, "import-patches")) return cmd_db_import(path, sargc, sargv);
 
-    int json = 0, decode = 1;
-    for (int i = 1; i < sargc; i++) {
-        if (!strcmp(sargv[i], "--json")) json = 1;
-        else if (!strcmp(sargv[i], "--no-decode")) decode = 0;
-        else if (!strcmp(sargv[i], "--help")) {
-            usage(stdout);
-            return MP_EXIT_OK;
-        }
-    }
-    int known = !strcmp(sub, "info") || !strcmp(sub, "slides") || !strcmp(sub, "stats") || !strcmp(sub, "check") ||
-                !strcmp(sub, "mask");
-    if (!known) {
+    int k = 0, nk = (int)(sizeof inspect / sizeof inspect[0]);
+    while (k < nk && strcmp(sub, inspect[k].name)) k++;
+    if (k == nk) {
         mp_error("db: unknown command '%s' (see magpie db --help)", sub);
         return MP_EXIT_USAGE;
     }
-    if (!strcmp(sub, "mask") && sargc != 3) {
-        mp_error("db mask: expected SLIDE OUT.png");
+    /* every argument is checked before the dataset is opened: a usage error does no work */
+    int json = 0, decode = 1, npos = 0;
+    const char *pos[2] = {NULL, NULL};
+    for (int i = 1; i < sargc; i++) {
+        const char *a = sargv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(inspect[k].usage, stdout);
+            return MP_EXIT_OK;
+        } else if (inspect[k].flag && !strcmp(a, inspect[k].flag)) {
+            json |= !strcmp(a, "--json");
+            decode &= strcmp(a, "--no-decode") != 0;
+        } else if (a[0] == '-' && a[1]) {
+            mp_error("db %s: unknown option '%s' (see magpie db DB %s --help)", sub, a, sub);
+            return MP_EXIT_USAGE;
+        } else if (npos < inspect[k].nargs) pos[npos++] = a;
+        else {
+            mp_error("db %s: unexpected argument '%s' (see magpie db DB %s --help)", sub, a, sub);
+            return MP_EXIT_USAGE;
+        }
+    }
+    if (npos != inspect[k].nargs) {
+        mp_error("db %s: expected SLIDE OUT.png (see magpie db DB %s --help)", sub, sub);
         return MP_EXIT_USAGE;
     }
     mp_db *db = db_open(path, DB_OPEN_READONLY);
@@ -296,7 +332,7 @@ int cmd_db(int argc, char **argv)
     else if (!strcmp(sub, "slides")) rc = do_slides(db, json);
     else if (!strcmp(sub, "stats")) rc = do_stats(db);
     else if (!strcmp(sub, "check")) rc = do_check(db, decode);
-    else rc = do_mask(db, sargv[1], sargv[2]);
+    else rc = do_mask(db, pos[0], pos[1]);
     if (rc) mp_error("%s", mp_err());
     db_close(db);
     return rc ? MP_EXIT_FAIL : MP_EXIT_OK;

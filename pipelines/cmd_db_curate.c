@@ -32,10 +32,11 @@ static int ends_with(const char *s, const char *suf)
 
 int cmd_db_labels(const char *db_path, int argc, char **argv)
 {
-    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        labels_usage(stdout);
-        return MP_EXIT_OK;
-    }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            labels_usage(stdout);
+            return MP_EXIT_OK;
+        }
     if (argc < 3 || strcmp(argv[1], "import")) {
         labels_usage(stderr);
         return MP_EXIT_USAGE;

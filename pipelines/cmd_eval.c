@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "db/split.h"
 #include "infer/infer.h"
 #include "nn/gemm.h"
 #include "pipelines/cmds.h"
@@ -135,7 +136,13 @@ int cmd_eval(int argc, char **argv)
             const char *v = iv ? iv : i + 1 < argc ? argv[++i] : NULL;
             int bad = !v;
             if (bad) ;
-            else if (!strcmp(a, "--split")) split = v;
+            else if (!strcmp(a, "--split")) {
+                split = v;
+                if (!db_split_known(v)) {
+                    mp_error("eval: unknown split '%s' (known: %s)", v, DB_SPLIT_NAMES);
+                    return MP_EXIT_USAGE;
+                }
+            }
             else if (!strcmp(a, "--batch")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 4096, batch = (int)lv;
             else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 1024, threads = (int)lv;
             else if (!strcmp(a, "--bootstrap")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 10000000, resamples = (int)lv;

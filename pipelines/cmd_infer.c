@@ -2,7 +2,6 @@
  * infer every slide (one bad slide never stops the others), report per slide and exit
  * 0 / 2 (nothing done) / 3 (some slides failed). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 
 #include "common/cpu.h"
 #include "common/error.h"
+#include "common/opt.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
@@ -96,7 +96,7 @@ int cmd_infer(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "qh", lo, NULL)) != -1) {
+    while ((ch = mp_getopt_long(argc, argv, "qh", lo, NULL)) != -1) {
         long l;
         double d;
         switch (ch) {
@@ -141,7 +141,7 @@ int cmd_infer(int argc, char **argv)
             break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return MP_EXIT_OK;
-        default: return bad("unknown or incomplete option '%s'", argv[optind - 1]);
+        default: return bad("%s", mp_err());
         }
     }
     if (argc - optind < 2) {

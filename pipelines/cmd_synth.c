@@ -1,11 +1,11 @@
 /* pipelines/cmd_synth.c — `magpie synth OUTDIR [...]`: parse options into synth_run_opts and
  * run the generator (synth/synth.h). Usage errors exit 1, failures 2, some slides failed 3. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "common/opt.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "pipelines/cmds.h"
@@ -79,7 +79,7 @@ int cmd_synth(int argc, char **argv)
     optind = 1;
     int c, li = 0;
     char name[48];
-    while ((c = getopt_long(argc, argv, "hq", opts, &li)) != -1) {
+    while ((c = mp_getopt_long(argc, argv, "hq", opts, &li)) != -1) {
         const char *a = optarg;
         snprintf(name, sizeof name, "--%s", c >= 256 ? opts[li].name : "?");
         long l;
@@ -157,8 +157,7 @@ int cmd_synth(int argc, char **argv)
             break;
         case '?':
         default:
-            if (optopt >= 256) mp_error("synth: option %s needs a value (see magpie synth --help)", argv[optind - 1]);
-            else mp_error("synth: unknown option %s (see magpie synth --help)", argv[optind - 1]);
+            mp_error("synth: %s (see magpie synth --help)", mp_err());
             return MP_EXIT_USAGE;
         }
     }

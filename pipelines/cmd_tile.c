@@ -2,7 +2,6 @@
  * go on when one fails), report per slide and exit 0 / 2 (all failed) / 3 (some failed). */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/opt.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
@@ -68,7 +68,7 @@ int cmd_tile(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "j:qh", lo, NULL)) != -1) {
+    while ((ch = mp_getopt_long(argc, argv, "j:qh", lo, NULL)) != -1) {
         long l;
         double d;
         switch (ch) {
@@ -121,7 +121,7 @@ int cmd_tile(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return MP_EXIT_OK;
         default:
-            return bad("unknown or incomplete option '%s'", argv[optind - 1]);
+            return bad("%s", mp_err());
         }
     }
     if (argc - optind < 2) {

@@ -347,7 +347,19 @@ static int image_size(mp_db *db, const db_item *items, int n, double mag, int *s
         sqlite3_bind_double(st, 2, mag);
         if (sqlite3_step(st) != SQLITE_ROW) {
             sqlite3_finalize(st);
-            return mp_err_set("%s: patch %lld has no image at %gx", db_path(db), (long long)items[i].patch_id, mag);
+            /* name what there is, so the fix (tile again with these --mags, or train at one) is plain */
+            char have[256] = "none";
+            st = db_prepare(db, "SELECT group_concat(m, ', ') FROM (SELECT DISTINCT printf('%gx', mag) AS m FROM images "
+                                "WHERE patch_id = ?1 ORDER BY mag DESC)");
+            if (st) {
+                sqlite3_bind_int64(st, 1, items[i].patch_id);
+                if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+                    snprintf(have, sizeof have, "%s", (const char *)sqlite3_column_text(st, 0));
+                sqlite3_finalize(st);
+            }
+            return mp_err_set("%s: patch %lld has no image at %gx (it has: %s; tile with --mags including %g, or "
+                              "train at one of those)",
+                              db_path(db), (long long)items[i].patch_id, mag, have, mag);
         }
         int w = sqlite3_column_int(st, 0), h = sqlite3_column_int(st, 1);
         if (w != h || (*size && w != *size)) {

@@ -204,9 +204,18 @@ static int load_sets(run *R)
                 R->nlab++;
             }
         }
-    if (R->n == 0 || (!(o->method & TR_RBD) && R->nlab == 0))
+    if (R->n == 0 || (!(o->method & TR_RBD) && R->nlab == 0)) {
+        /* say which step is missing: labels first, then the split */
+        int64_t nlabels = db_query_int(R->db, "SELECT (SELECT count(*) FROM slides WHERE label IS NOT NULL) + "
+                                              "(SELECT count(*) FROM patch_labels)");
+        if (nlabels == 0 && !(o->method & TR_RBD))
+            return mp_err_set("%s: no labels (run `magpie db DB labels import FILE` first: a CSV of slide labels or "
+                              "GeoJSON region annotations)", o->db_path);
+        if (db_query_int(R->db, "SELECT count(*) FROM splits") == 0)
+            return mp_err_set("%s: no split yet (run `magpie db DB split` first)", o->db_path);
         return mp_err_set("%s: the train split has no %spatches (run `magpie db DB split` first)", o->db_path,
                           o->method & TR_RBD ? "" : "labelled ");
+    }
     int present = 0, only = -1;
     for (int c = 0; c < R->k; c++)
         if (cnt[c]) present++, only = c;

@@ -1,0 +1,19 @@
+/* common/opt.h — getopt_long with exact long-option names. glibc's getopt_long takes any
+ * unambiguous prefix ("--mag 10" became "--mags 10"), so a typo silently set another option;
+ * every magpie command parses through mp_getopt_long, which refuses anything but the full name. */
+#ifndef MP_OPT_H
+#define MP_OPT_H
+
+#include <getopt.h>
+
+/* getopt_long (opterr is forced to 0) that also returns '?' for a long option written as a
+ * prefix of its name. On '?' or a missing value, mp_err holds a one-line reason naming what
+ * was typed: "unknown option '--mag' (did you mean '--mags'?)", "option '--mags' needs a value".
+ * *longindex (may be NULL) as getopt_long. */
+int mp_getopt_long(int argc, char *const *argv, const char *shortopts, const struct option *longopts, int *longindex);
+
+/* The long option in `longopts` that `name` (with or without leading dashes, up to any '=')
+ * is a strict prefix of, for a "did you mean" hint; NULL when none or several. */
+const char *mp_opt_suggest(const char *name, const struct option *longopts);
+
+#endif
