@@ -1,6 +1,7 @@
 /* db/check.c — the integrity check behind `magpie db DB check`. Each rule is one SQL query
  * that lists offending rows; blob decoding walks the images table once. */
 #include "db/check.h"
+#include "db/split.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,6 +64,18 @@ static const struct {
 
 static int check_all(mp_db *db, db_decode_fn decode, db_problem_fn report, void *ctx, db_check_result *res,
                      int live_before);
+
+typedef struct {
+    db_problem_fn report;
+    void *ctx;
+    db_check_result *res;
+} leak_ctx;
+
+static void leak_problem(void *c, const char *msg)
+{
+    leak_ctx *l = c;
+    problem(l->report, l->ctx, l->res, "split leak: %s", msg);
+}
 
 int db_check(mp_db *db, db_decode_fn decode, db_problem_fn report, void *ctx, db_check_result *res)
 {
@@ -134,6 +147,10 @@ static int check_all(mp_db *db, db_decode_fn decode, db_problem_fn report, void 
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return db_fail(db, "slides being tiled");
+
+    /* patient leakage between splits and folds (db/split.c, also `db splits`) */
+    leak_ctx lc = {report, ctx, res};
+    if (db_split_leaks(db, leak_problem, &lc) < 0) return -1;
 
     if (!decode) return 0;
     st = db_prepare(db, "SELECT patch_id, mag, width, height, codec, data FROM images ORDER BY patch_id, mag");

@@ -124,7 +124,7 @@ static int migrate(mp_db *db)
         if (n > 0 && db_query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'slides'") != 1)
             return mp_err_set("%s: SQLite file is not a magpie dataset", db->path);
     }
-    /* 0 -> current, and 1 -> 2 (new tables only): the schema file, all IF NOT EXISTS, in one
+    /* 0 -> current, and 1 -> 2 -> 3 (new tables only): the schema file, all IF NOT EXISTS, in one
      * transaction with the version bump, so a crash leaves the old version intact */
     char bump[64];
     snprintf(bump, sizeof bump, "PRAGMA user_version = %d", DB_SCHEMA_VERSION);

@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "db/slides.h"
 
 void db_label_report_free(db_label_report *r)
 {
@@ -52,6 +53,9 @@ int db_class_id(mp_db *db, const char *name, int create)
 
 /* ---- CSV ---------------------------------------------------------------------------------- */
 
+static int exec_bind(mp_db *db, const char *sql, int64_t id, const char *text, const char *text2);
+static void abs_source(const char *path, char *out, size_t cap);
+
 enum { COL_SLIDE, COL_PATIENT, COL_LABEL, COL_N };
 
 /* The dataset's slides by name (sorted bytewise, as SQLite's BINARY collation): a row's slide is
@@ -80,9 +84,12 @@ typedef struct {
     int map[16];         /* column index → COL_* (-1 unused) */
     int ncols;
     int failed;
-    sqlite3_stmt *upd, *cls_get, *cls_add;
-    slide_ref *slides;
+    sqlite3_stmt *upd, *cls_get, *cls_add, *prov;
+    slide_ref *slides;   /* by name */
+    slide_ref *paths;    /* by path (unique) */
+    char **path_of;      /* slide paths in `slides` order, for messages */
     size_t nslides;
+    int64_t import_id;
     int unknown_cap;
 } csv_ctx;
 
@@ -147,20 +154,45 @@ static void apply_row(csv_ctx *c, const char *v[COL_N])
         c->failed = -1;
         return;
     }
-    /* the first slide of that name, then its namesakes */
+    /* The slide by its full path, else by its name when no other slide has it: two slides
+     * a/X.svs and b/X.tiff never both take one row. */
     slide_ref key = {(char *)v[COL_SLIDE], INT64_MIN};
     size_t lo = 0, hi = c->nslides;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (cmp_ref(&c->slides[mid], &key) < 0) lo = mid + 1;
+        if (cmp_ref(&c->paths[mid], &key) < 0) lo = mid + 1;
         else hi = mid;
     }
+    int64_t target = -1;
+    if (lo < c->nslides && !strcmp(c->paths[lo].name, v[COL_SLIDE])) target = c->paths[lo].id;
+    else {
+        lo = 0, hi = c->nslides;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (cmp_ref(&c->slides[mid], &key) < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        size_t n = 0;
+        while (lo + n < c->nslides && !strcmp(c->slides[lo + n].name, v[COL_SLIDE])) n++;
+        if (n > 1) {
+            char list[768] = "";
+            size_t used = 0;
+            for (size_t i = 0; i < n && used < sizeof list; i++)
+                used += (size_t)snprintf(list + used, sizeof list - used, "%sslide %lld (%s)", i ? ", " : "",
+                                         (long long)c->slides[lo + i].id, c->path_of[lo + i]);
+            c->failed = mp_err_set("%s:%d: '%s' names %zu slides: %s; give the slide's path", c->path,
+                                   c->row_start_line, v[COL_SLIDE], n, list);
+            return;
+        }
+        if (n == 1) target = c->slides[lo].id;
+    }
     int hits = 0;
-    for (size_t i = lo; i < c->nslides && !strcmp(c->slides[i].name, v[COL_SLIDE]); i++, hits++) {
+    if (target >= 0) {
+        hits = 1;
         /* Columns absent from the file keep their value; present but empty clears. */
         sqlite3_stmt *u = c->upd;
         sqlite3_reset(u);
-        sqlite3_bind_int64(u, 1, c->slides[i].id);
+        sqlite3_bind_int64(u, 1, target);
         sqlite3_bind_int(u, 2, v[COL_PATIENT] != NULL);
         if (v[COL_PATIENT] && *v[COL_PATIENT]) sqlite3_bind_text(u, 3, v[COL_PATIENT], -1, SQLITE_TRANSIENT);
         else sqlite3_bind_null(u, 3);
@@ -169,6 +201,18 @@ static void apply_row(csv_ctx *c, const char *v[COL_N])
         else sqlite3_bind_null(u, 5);
         if (sqlite3_step(u) != SQLITE_DONE) {
             c->failed = db_fail(c->db, "updating slide labels");
+            return;
+        }
+        /* which import set it, and the values as the row gave them */
+        sqlite3_reset(c->prov);
+        sqlite3_bind_int64(c->prov, 1, target);
+        sqlite3_bind_int64(c->prov, 2, c->import_id);
+        if (v[COL_LABEL]) sqlite3_bind_text(c->prov, 3, v[COL_LABEL], -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(c->prov, 3);
+        if (v[COL_PATIENT]) sqlite3_bind_text(c->prov, 4, v[COL_PATIENT], -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(c->prov, 4);
+        if (sqlite3_step(c->prov) != SQLITE_DONE) {
+            c->failed = db_fail(c->db, "recording slide labels");
             return;
         }
         c->rep->updated++;
@@ -224,19 +268,28 @@ static void on_row(int term, void *data)
 
 static int load_slides(csv_ctx *c)
 {
-    sqlite3_stmt *st = db_prepare(c->db, "SELECT name, id FROM slides");
+    /* sorted by name then id in SQL (BINARY collation = strcmp), so path_of lines up */
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT name, id, path FROM slides ORDER BY name, id");
     if (!st) return -1;
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (c->nslides == cap) c->slides = mp_xrealloc(c->slides, sizeof *c->slides * (cap = cap ? 2 * cap : 64));
-        const char *n = (const char *)sqlite3_column_text(st, 0);
+        if (c->nslides == cap) {
+            cap = cap ? 2 * cap : 64;
+            c->slides = mp_xrealloc(c->slides, sizeof *c->slides * cap);
+            c->paths = mp_xrealloc(c->paths, sizeof *c->paths * cap);
+            c->path_of = mp_xrealloc(c->path_of, sizeof *c->path_of * cap);
+        }
+        const char *n = (const char *)sqlite3_column_text(st, 0), *p = (const char *)sqlite3_column_text(st, 2);
         c->slides[c->nslides].name = mp_xstrdup(n ? n : "");
-        c->slides[c->nslides++].id = sqlite3_column_int64(st, 1);
+        c->slides[c->nslides].id = sqlite3_column_int64(st, 1);
+        c->path_of[c->nslides] = mp_xstrdup(p ? p : "");
+        c->paths[c->nslides].name = c->path_of[c->nslides];
+        c->paths[c->nslides++].id = sqlite3_column_int64(st, 1);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return db_fail(c->db, "reading slides");
-    if (c->nslides) qsort(c->slides, c->nslides, sizeof *c->slides, cmp_ref);
+    if (c->nslides) qsort(c->paths, c->nslides, sizeof *c->paths, cmp_ref);
     return 0;
 }
 
@@ -258,12 +311,18 @@ int db_labels_import_csv(mp_db *db, const char *path, db_label_report *rep)
     c.cls_add = c.cls_get ? db_prepare(db, "INSERT INTO classes(id, name) VALUES "
                                            "((SELECT coalesce(max(id) + 1, 0) FROM classes), ?)")
                           : NULL;
+    c.prov = c.cls_add ? db_prepare(db, "INSERT OR REPLACE INTO slide_labels(slide_id, import_id, label, patient) "
+                                        "VALUES (?, ?, ?, ?)")
+                       : NULL;
     int bad = 0;
-    if (!c.cls_add || db_begin(db) < 0) c.failed = -1;
-    else if (load_slides(&c)) {
+    char source[4096];
+    abs_source(path, source, sizeof source);
+    if (!c.prov || db_begin(db) < 0) c.failed = -1;
+    else if (load_slides(&c) || exec_bind(db, "INSERT INTO label_imports(kind, source) VALUES ('csv', ?2)", 0, source,
+                                          NULL)) {
         c.failed = -1;
         db_rollback(db);
-    }
+    } else c.import_id = sqlite3_last_insert_rowid(db_sqlite(db));
     /* Stream in chunks, fed to libcsv line by line so errors carry the line where the record
      * started; a record past DB_LABELS_MAX_RECORD bytes is refused as soon as it gets there. */
     enum { CHUNK = 1 << 16 };
@@ -305,8 +364,14 @@ int db_labels_import_csv(mp_db *db, const char *path, db_label_report *rep)
     if (!c.failed && c.ncols == 0) c.failed = mp_err_set("%s: empty file (no header)", path);
     free(chunk);
     for (int i = 0; i < c.nf; i++) free(c.f[i]);
-    for (size_t i = 0; i < c.nslides; i++) free(c.slides[i].name);
+    for (size_t i = 0; i < c.nslides; i++) {
+        free(c.slides[i].name);
+        free(c.path_of[i]);
+    }
     free(c.slides);
+    free(c.paths);
+    free(c.path_of);
+    sqlite3_finalize(c.prov);
     csv_free(&p);
     sqlite3_finalize(c.upd);
     sqlite3_finalize(c.cls_get);
@@ -316,6 +381,24 @@ int db_labels_import_csv(mp_db *db, const char *path, db_label_report *rep)
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", mp_err());
         if (!sqlite3_get_autocommit(db_sqlite(db))) db_rollback(db);
+        db_label_report_free(rep);
+        return mp_err_set("%s", msg);
+    }
+    /* the row count of this import; imports none of whose rows is left (re-imports) go */
+    sqlite3_stmt *rows = db_prepare(db, "UPDATE label_imports SET rows = ?2 WHERE id = ?1");
+    int rc = rows ? 0 : -1;
+    if (rows) {
+        sqlite3_bind_int64(rows, 1, c.import_id);
+        sqlite3_bind_int(rows, 2, rep->rows);
+        if (sqlite3_step(rows) != SQLITE_DONE) rc = db_fail(db, "recording the import");
+        sqlite3_finalize(rows);
+    }
+    if (rc == 0)
+        rc = db_exec(db, "DELETE FROM label_imports WHERE kind = 'csv' AND id NOT IN (SELECT import_id FROM slide_labels)");
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", mp_err());
+        db_rollback(db);
         db_label_report_free(rep);
         return mp_err_set("%s", msg);
     }
@@ -613,6 +696,221 @@ static json_t *load_json(const char *path)
     return root;
 }
 
+/* The polygons of one GeoJSON geometry appended to *ps (a Polygon is one, a MultiPolygon one per
+ * part; points and lines cover no area and add none). 0, -1 bad coordinates, -2 the vertex
+ * budget is spent. */
+typedef struct {
+    poly *p;
+    int n, cap;
+} poly_set;
+
+static void poly_set_free(poly_set *s)
+{
+    for (int i = 0; i < s->n; i++) poly_free(&s->p[i]);
+    free(s->p);
+    memset(s, 0, sizeof *s);
+}
+
+static int geometry_polys(json_t *g, int cls, int feature, poly_set *ps, int64_t *budget)
+{
+    const char *gt = json_string_value(json_object_get(g, "type"));
+    json_t *coords = json_object_get(g, "coordinates");
+    if (!gt || !json_is_array(coords)) return -1;
+    int multi = !strcmp(gt, "MultiPolygon");
+    if (!multi && strcmp(gt, "Polygon")) return 0;
+    size_t nparts = multi ? json_array_size(coords) : 1;
+    for (size_t pi = 0; pi < nparts; pi++) {
+        json_t *rings = multi ? json_array_get(coords, pi) : coords;
+        if (ps->n == ps->cap) ps->p = mp_xrealloc(ps->p, sizeof(poly) * (size_t)(ps->cap = ps->cap ? 2 * ps->cap : 64));
+        poly *p = &ps->p[ps->n++];
+        memset(p, 0, sizeof *p);
+        p->cls = cls;
+        p->feature = feature;
+        p->bx0 = p->by0 = INFINITY;
+        p->bx1 = p->by1 = -INFINITY;
+        for (size_t r = 0; r < json_array_size(rings); r++) {
+            int pr = parse_ring(json_array_get(rings, r), p, budget);
+            if (pr < 0) return pr;
+        }
+        poly_index(p);
+    }
+    return 0;
+}
+
+static int64_t vertex_budget(void)
+{
+    int64_t budget = DB_LABELS_MAX_VERTICES;
+    long lowered;
+    const char *hook = getenv("MAGPIE_LABELS_MAX_VERTICES"); /* test hook: a bound a test can reach */
+    if (hook && mp_parse_long(hook, &lowered) == 0 && lowered > 0 && lowered < budget) budget = lowered;
+    return budget;
+}
+
+/* Label the slide's patches from one stored GeoJSON import: every patch whose best-covering
+ * class covers at least the import's min_coverage gets (or, over an earlier import's, replaces)
+ * a patch label with source 'import:ID'. *labelled counts them; hit[f] is set for every
+ * feature f that counted for some sample point (hit may be NULL; nhit bounds it). */
+static int apply_import(mp_db *db, int64_t import_id, int64_t slide_id, double min_coverage, int *labelled,
+                        uint8_t *hit, int nhit)
+{
+    poly_set ps = {0};
+    poly_grid grid = {0};
+    int *cand = NULL, ccap = 0, *seen = NULL, rc = -1;
+    int64_t budget = DB_LABELS_MAX_VERTICES;
+    sqlite3_stmt *ann = NULL, *pt = NULL, *ins = NULL;
+    *labelled = 0;
+    ann = db_prepare(db, "SELECT id, feature, class_id, geometry FROM region_annotations WHERE import_id = ? "
+                         "ORDER BY feature, id");
+    if (!ann) goto out;
+    sqlite3_bind_int64(ann, 1, import_id);
+    int st;
+    while ((st = sqlite3_step(ann)) == SQLITE_ROW) {
+        json_error_t je;
+        const char *text = (const char *)sqlite3_column_text(ann, 3);
+        json_t *g = text ? json_loads(text, 0, &je) : NULL;
+        int r = g ? geometry_polys(g, sqlite3_column_int(ann, 2), sqlite3_column_int(ann, 1), &ps, &budget) : -1;
+        json_decref(g);
+        if (r < 0) {
+            mp_err_set("%s: region annotation %lld: stored geometry unreadable", db_path(db),
+                       (long long)sqlite3_column_int64(ann, 0));
+            goto out;
+        }
+    }
+    if (st != SQLITE_DONE) {
+        db_fail(db, "reading region annotations");
+        goto out;
+    }
+    grid_build(&grid, ps.p, ps.n);
+    seen = mp_xmalloc(sizeof(int) * (size_t)(ps.n ? ps.n : 1));
+    for (int k = 0; k < ps.n; k++) seen[k] = -1;
+    pt = db_prepare(db, "SELECT id, x0, y0, size0 FROM patches WHERE slide_id = ?");
+    ins = pt ? db_prepare(db, "INSERT OR REPLACE INTO patch_labels(patch_id, class_id, coverage, source) VALUES (?, ?, ?, ?)")
+             : NULL;
+    if (!ins) goto out;
+    sqlite3_bind_int64(pt, 1, slide_id);
+    char src[64];
+    snprintf(src, sizeof src, "import:%lld", (long long)import_id);
+    enum { G = 16 };
+    int counts[256], stamp = 0;
+    while ((st = sqlite3_step(pt)) == SQLITE_ROW) {
+        int64_t pid = sqlite3_column_int64(pt, 0);
+        double x0 = sqlite3_column_double(pt, 1), y0 = sqlite3_column_double(pt, 2), s = sqlite3_column_double(pt, 3);
+        memset(counts, 0, sizeof counts);
+        int nc = grid_query(&grid, x0, y0, x0 + s, y0 + s, &cand, &ccap, seen, stamp++);
+        for (int gy = 0; gy < G && nc; gy++)
+            for (int gx = 0; gx < G; gx++) {
+                double x = x0 + (gx + 0.5) * s / G, y = y0 + (gy + 0.5) * s / G;
+                /* A point belongs to at most one class: the first polygon (in file order) containing it. */
+                for (int i = 0; i < nc; i++) {
+                    poly *p = &ps.p[cand[i]];
+                    if (p->cls < 256 && inside(p, x, y)) {
+                        counts[p->cls]++;
+                        p->hit = 1;
+                        break;
+                    }
+                }
+            }
+        int best = -1;
+        for (int k = 0; k < 256; k++)
+            if (counts[k] && (best < 0 || counts[k] > counts[best])) best = k;
+        if (best < 0) continue;
+        double cov = counts[best] / (double)(G * G);
+        if (cov < min_coverage) continue;
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, pid);
+        sqlite3_bind_int(ins, 2, best);
+        sqlite3_bind_double(ins, 3, cov);
+        sqlite3_bind_text(ins, 4, src, -1, SQLITE_STATIC);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            db_fail(db, "writing patch labels");
+            goto out;
+        }
+        (*labelled)++;
+    }
+    if (st != SQLITE_DONE) {
+        db_fail(db, "reading patches");
+        goto out;
+    }
+    for (int k = 0; hit && k < ps.n; k++)
+        if (ps.p[k].hit && ps.p[k].feature >= 0 && ps.p[k].feature < nhit) hit[ps.p[k].feature] = 1;
+    rc = 0;
+out:
+    sqlite3_finalize(ann);
+    sqlite3_finalize(pt);
+    sqlite3_finalize(ins);
+    poly_set_free(&ps);
+    grid_free(&grid);
+    free(cand);
+    free(seen);
+    return rc;
+}
+
+/* Re-derive a slide's region labels (see labels.h); report_import's counts go to rep. */
+static int apply_slide(mp_db *db, int64_t slide_id, int64_t report_import, int nfeat, db_label_report *rep)
+{
+    sqlite3_stmt *del = db_prepare(db, "DELETE FROM patch_labels WHERE source LIKE 'import:%' AND patch_id IN "
+                                       "(SELECT id FROM patches WHERE slide_id = ?)");
+    if (!del) return -1;
+    sqlite3_bind_int64(del, 1, slide_id);
+    int r = sqlite3_step(del);
+    sqlite3_finalize(del);
+    if (r != SQLITE_DONE) return db_fail(db, "clearing derived patch labels");
+    sqlite3_stmt *imp = db_prepare(db, "SELECT id, coalesce(min_coverage, 0.5) FROM label_imports WHERE kind = 'geojson' "
+                                       "AND slide_id = ? ORDER BY id");
+    if (!imp) return -1;
+    sqlite3_bind_int64(imp, 1, slide_id);
+    int rc = 0;
+    uint8_t *hit = report_import > 0 ? mp_xcalloc((size_t)(nfeat > 0 ? nfeat : 1), 1) : NULL;
+    while (rc == 0 && (r = sqlite3_step(imp)) == SQLITE_ROW) {
+        int64_t iid = sqlite3_column_int64(imp, 0);
+        int labelled = 0, mine = iid == report_import;
+        rc = apply_import(db, iid, slide_id, sqlite3_column_double(imp, 1), &labelled, mine ? hit : NULL, nfeat);
+        if (rc == 0 && mine && rep) rep->updated = labelled;
+    }
+    if (rc == 0 && r != SQLITE_DONE) rc = db_fail(db, "reading label imports");
+    sqlite3_finalize(imp);
+    if (rc == 0 && hit && rep)
+        for (int f = 0; f < nfeat; f++) rep->applied += hit[f];
+    free(hit);
+    return rc;
+}
+
+int db_labels_apply(mp_db *db, int64_t slide_id) { return apply_slide(db, slide_id, 0, 0, NULL); }
+
+int64_t db_labels_regions(mp_db *db, int64_t slide_id)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT count(*) FROM region_annotations WHERE slide_id = ?");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, slide_id);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : db_fail(db, "counting annotations");
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* The file's absolute path, as label_imports.source records it (as given if it cannot be resolved). */
+static void abs_source(const char *path, char *out, size_t cap)
+{
+    char *r = realpath(path, NULL);
+    snprintf(out, cap, "%s", r ? r : path);
+    free(r);
+}
+
+static int class_get_or_add(mp_db *db, sqlite3_stmt *get, sqlite3_stmt *add, const char *name, db_label_report *rep)
+{
+    for (int pass = 0; pass < 2; pass++) { /* the class, created on first sight */
+        sqlite3_reset(get);
+        sqlite3_bind_text(get, 1, name, -1, SQLITE_TRANSIENT);
+        int st = sqlite3_step(get);
+        if (st == SQLITE_ROW) return sqlite3_column_int(get, 0);
+        if (st != SQLITE_DONE || pass) return db_fail(db, "reading classes");
+        sqlite3_reset(add);
+        sqlite3_bind_text(add, 1, name, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(add) != SQLITE_DONE) return db_fail(db, "adding a class");
+        rep->new_classes++;
+    }
+    return -1;
+}
+
 int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, double min_coverage,
                              db_label_report *rep)
 {
@@ -640,30 +938,13 @@ int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, dou
         return mp_err_set("%s: %zu features, more than the %d a labels file may have", path, nfeat_z,
                           DB_LABELS_MAX_FEATURES);
     }
-    int nfeat = (int)nfeat_z;
+    int nfeat = (int)nfeat_z, slide_given = slide != NULL, rc = -1;
     char namebuf[512];
     if (!slide) slide = basename_noext(path, namebuf, sizeof namebuf);
 
-    poly *polys = NULL;
-    int np = 0, pcap = 0, rc = -1;
-    int64_t budget = DB_LABELS_MAX_VERTICES;
-    long lowered;
-    const char *hook = getenv("MAGPIE_LABELS_MAX_VERTICES"); /* test hook: a bound a test can reach */
-    if (hook && mp_parse_long(hook, &lowered) == 0 && lowered > 0 && lowered < budget) budget = lowered;
+    /* Check every feature before anything is written: a bad file changes nothing. */
+    int64_t budget = vertex_budget();
     const int64_t max_vertices = budget;
-    poly_grid grid = {0};
-    int *cand = NULL, ccap = 0, *seen = NULL;
-    uint8_t *feat_hit = NULL;
-    sqlite3_stmt *cls_get = NULL, *cls_add = NULL;
-    if (db_begin(db) < 0) {
-        json_decref(root);
-        return -1;
-    }
-    cls_get = db_prepare(db, "SELECT id FROM classes WHERE name = ?");
-    cls_add = cls_get ? db_prepare(db, "INSERT INTO classes(id, name) VALUES "
-                                       "((SELECT coalesce(max(id) + 1, 0) FROM classes), ?)")
-                      : NULL;
-    if (!cls_add) goto out;
     for (int fi = 0; fi < nfeat; fi++) {
         json_t *f = features ? json_array_get(features, fi) : root;
         json_t *props = json_object_get(f, "properties");
@@ -674,150 +955,251 @@ int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, dou
         const char *fid = json_string_value(json_object_get(f, "id"));
         if (!cname || !*cname) {
             mp_err_set("%s: feature %d%s%s%s has no classification (QuPath writes properties.classification.name)",
-                       path, fi, fname || fid ? " (" : "", fname ? fname : fid ? fid : "", fname || fid ? ")" : "");
-            goto out;
+                              path, fi, fname || fid ? " (" : "", fname ? fname : fid ? fid : "",
+                              fname || fid ? ")" : "");
+            json_decref(root);
+            return -1;
         }
-        rep->rows++;
         json_t *g = json_object_get(f, "geometry");
-        const char *gt = g ? json_string_value(json_object_get(g, "type")) : NULL;
-        json_t *coords = g ? json_object_get(g, "coordinates") : NULL;
-        if (!gt || !json_is_array(coords)) {
+        if (!json_string_value(json_object_get(g, "type")) || !json_is_array(json_object_get(g, "coordinates"))) {
             mp_err_set("%s: feature %d has no geometry", path, fi);
-            goto out;
+            json_decref(root);
+            return -1;
         }
-        int cid = -1;
-        for (int pass = 0; pass < 2 && cid < 0; pass++) { /* the class, created on first sight */
-            sqlite3_reset(cls_get);
-            sqlite3_bind_text(cls_get, 1, cname, -1, SQLITE_TRANSIENT);
-            int st = sqlite3_step(cls_get);
-            if (st == SQLITE_ROW) cid = sqlite3_column_int(cls_get, 0);
-            else if (st != SQLITE_DONE || pass) {
-                db_fail(db, "reading classes");
-                goto out;
-            } else {
-                sqlite3_reset(cls_add);
-                sqlite3_bind_text(cls_add, 1, cname, -1, SQLITE_TRANSIENT);
-                if (sqlite3_step(cls_add) != SQLITE_DONE) {
-                    db_fail(db, "adding a class");
-                    goto out;
-                }
-                rep->new_classes++;
-            }
+        poly_set scratch = {0};
+        int pr = geometry_polys(g, 0, fi, &scratch, &budget);
+        poly_set_free(&scratch);
+        if (pr == -2) {
+            mp_err_set("%s: feature %d: more than %lld polygon vertices in the file", path, fi,
+                              (long long)max_vertices);
+            json_decref(root);
+            return -1;
         }
-        /* A Polygon is one poly; a MultiPolygon several. Points and lines cover no area. */
-        int multi = !strcmp(gt, "MultiPolygon");
-        if (!multi && strcmp(gt, "Polygon")) continue;
-        size_t nparts = multi ? json_array_size(coords) : 1;
-        for (size_t pi = 0; pi < nparts; pi++) {
-            json_t *rings = multi ? json_array_get(coords, pi) : coords;
-            if (np == pcap) polys = mp_xrealloc(polys, sizeof(poly) * (size_t)(pcap = pcap ? 2 * pcap : 64));
-            poly *p = &polys[np++];
-            memset(p, 0, sizeof *p);
-            p->cls = cid;
-            p->feature = fi;
-            p->bx0 = p->by0 = INFINITY;
-            p->bx1 = p->by1 = -INFINITY;
-            for (size_t r = 0; r < json_array_size(rings); r++) {
-                int pr = parse_ring(json_array_get(rings, r), p, &budget);
-                if (pr == -2) {
-                    mp_err_set("%s: feature %d: more than %lld polygon vertices in the file", path, fi,
-                               (long long)max_vertices);
-                    goto out;
-                }
-                if (pr < 0) {
-                    mp_err_set("%s: feature %d: bad coordinates", path, fi);
-                    goto out;
-                }
-            }
-            poly_index(p);
+        if (pr < 0) {
+            mp_err_set("%s: feature %d: bad coordinates", path, fi);
+            json_decref(root);
+            return -1;
         }
     }
-    grid_build(&grid, polys, np);
-    seen = mp_xmalloc(sizeof(int) * (size_t)(np ? np : 1));
-    for (int k = 0; k < np; k++) seen[k] = -1;
-    {
-        sqlite3_stmt *st = db_prepare(db, "SELECT p.id, p.x0, p.y0, p.size0 FROM patches p JOIN slides s ON s.id = "
-                                          "p.slide_id WHERE s.name = ?");
-        if (!st) goto out;
-        sqlite3_bind_text(st, 1, slide, -1, SQLITE_STATIC);
-        sqlite3_stmt *cnt = db_prepare(db, "SELECT count(*) FROM slides WHERE name = ?");
-        sqlite3_bind_text(cnt, 1, slide, -1, SQLITE_STATIC);
-        int exists = cnt && sqlite3_step(cnt) == SQLITE_ROW && sqlite3_column_int(cnt, 0) > 0;
-        sqlite3_finalize(cnt);
-        if (!exists) report_unknown(rep, slide);
-        sqlite3_stmt *ins = db_prepare(db, "INSERT OR REPLACE INTO patch_labels(patch_id, class_id, coverage, source) "
-                                           "VALUES (?, ?, ?, ?)");
-        if (!ins) {
-            sqlite3_finalize(st);
+    rep->rows = nfeat;
+    int64_t sid = 0;
+    int found = db_slide_match(db, slide, slide_given, &sid);
+    if (found < 0) {
+        json_decref(root);
+        return mp_err_prefix("%s", path);
+    }
+    if (!found) { /* reported, not fatal: the other files of the command still apply */
+        report_unknown(rep, slide);
+        rep->not_applied = rep->rows;
+        json_decref(root);
+        return 0;
+    }
+    char source[4096];
+    abs_source(path, source, sizeof source);
+    sqlite3_stmt *cls_get = NULL, *cls_add = NULL, *ins = NULL, *st = NULL;
+    if (db_begin(db) < 0) {
+        json_decref(root);
+        return -1;
+    }
+    /* importing a file again for the same slide replaces what it brought before */
+    st = db_prepare(db, "DELETE FROM label_imports WHERE kind = 'geojson' AND slide_id = ?1 AND source = ?2");
+    if (!st) goto out;
+    sqlite3_bind_int64(st, 1, sid);
+    sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(db, "replacing an earlier import");
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = db_prepare(db, "DELETE FROM region_annotations WHERE import_id NOT IN (SELECT id FROM label_imports)");
+    if (!st || sqlite3_step(st) != SQLITE_DONE) {
+        if (st) db_fail(db, "replacing an earlier import");
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = db_prepare(db, "INSERT INTO label_imports(kind, source, slide_id, min_coverage, rows) VALUES ('geojson', ?, ?, ?, ?)");
+    if (!st) goto out;
+    sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, sid);
+    sqlite3_bind_double(st, 3, min_coverage);
+    sqlite3_bind_int(st, 4, nfeat);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(db, "recording the import");
+        goto out;
+    }
+    int64_t import_id = sqlite3_last_insert_rowid(db_sqlite(db));
+    cls_get = db_prepare(db, "SELECT id FROM classes WHERE name = ?");
+    cls_add = cls_get ? db_prepare(db, "INSERT INTO classes(id, name) VALUES "
+                                       "((SELECT coalesce(max(id) + 1, 0) FROM classes), ?)")
+                      : NULL;
+    ins = cls_add ? db_prepare(db, "INSERT INTO region_annotations(import_id, slide_id, feature, class_id, name, geometry) "
+                                   "VALUES (?, ?, ?, ?, ?, ?)")
+                  : NULL;
+    if (!ins) goto out;
+    for (int fi = 0; fi < nfeat; fi++) {
+        json_t *f = features ? json_array_get(features, fi) : root;
+        json_t *props = json_object_get(f, "properties");
+        json_t *cls = props ? json_object_get(props, "classification") : NULL;
+        const char *cname = cls ? json_string_value(json_object_get(cls, "name")) : NULL;
+        if (!cname && props) cname = json_string_value(json_object_get(props, "classification"));
+        const char *fname = props ? json_string_value(json_object_get(props, "name")) : NULL;
+        if (!fname) fname = json_string_value(json_object_get(f, "id"));
+        int cid = class_get_or_add(db, cls_get, cls_add, cname, rep);
+        if (cid < 0) goto out;
+        char *geom = json_dumps(json_object_get(f, "geometry"), JSON_COMPACT);
+        if (!geom) {
+            mp_err_set("%s: feature %d: cannot store its geometry (out of memory)", path, fi);
             goto out;
         }
-        char src[600];
-        snprintf(src, sizeof src, "geojson:%s", path);
-        enum { G = 16 };
-        int counts[256], stamp = 0;
-        int failed = 0;
-        while (!failed && sqlite3_step(st) == SQLITE_ROW) {
-            int64_t pid = sqlite3_column_int64(st, 0);
-            double x0 = sqlite3_column_double(st, 1), y0 = sqlite3_column_double(st, 2), s = sqlite3_column_double(st, 3);
-            memset(counts, 0, sizeof counts);
-            int nc = grid_query(&grid, x0, y0, x0 + s, y0 + s, &cand, &ccap, seen, stamp++);
-            for (int gy = 0; gy < G && nc; gy++)
-                for (int gx = 0; gx < G; gx++) {
-                    double x = x0 + (gx + 0.5) * s / G, y = y0 + (gy + 0.5) * s / G;
-                    /* A point belongs to at most one class: the first polygon (in file order) containing it. */
-                    for (int i = 0; i < nc; i++) {
-                        poly *p = &polys[cand[i]];
-                        if (p->cls < 256 && inside(p, x, y)) {
-                            counts[p->cls]++;
-                            p->hit = 1;
-                            break;
-                        }
-                    }
-                }
-            int best = -1;
-            for (int k = 0; k < 256; k++)
-                if (counts[k] && (best < 0 || counts[k] > counts[best])) best = k;
-            if (best < 0) continue;
-            double cov = counts[best] / (double)(G * G);
-            if (cov < min_coverage) continue;
-            sqlite3_reset(ins);
-            sqlite3_bind_int64(ins, 1, pid);
-            sqlite3_bind_int(ins, 2, best);
-            sqlite3_bind_double(ins, 3, cov);
-            sqlite3_bind_text(ins, 4, src, -1, SQLITE_STATIC);
-            if (sqlite3_step(ins) != SQLITE_DONE) failed = db_fail(db, "writing patch labels");
-            else rep->updated++;
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, import_id);
+        sqlite3_bind_int64(ins, 2, sid);
+        sqlite3_bind_int(ins, 3, fi);
+        sqlite3_bind_int(ins, 4, cid);
+        if (fname) sqlite3_bind_text(ins, 5, fname, -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(ins, 5);
+        sqlite3_bind_text(ins, 6, geom, -1, free);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            db_fail(db, "storing region annotations");
+            goto out;
         }
-        sqlite3_finalize(st);
-        sqlite3_finalize(ins);
-        if (failed) goto out;
     }
-    /* a feature is applied when one of its polygons counted for some patch's sample point */
-    feat_hit = mp_xcalloc((size_t)(nfeat ? nfeat : 1), 1);
-    for (int k = 0; k < np; k++)
-        if (polys[k].hit) feat_hit[polys[k].feature] = 1;
-    for (int fi = 0; fi < nfeat; fi++) rep->applied += feat_hit[fi];
+    if (apply_slide(db, sid, import_id, nfeat, rep)) goto out;
     rep->not_applied = rep->rows - rep->applied;
     rc = db_commit(db);
 out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(cls_get);
+    sqlite3_finalize(cls_add);
+    sqlite3_finalize(ins);
     if (rc < 0) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", mp_err());
-        sqlite3_finalize(cls_get);
-        sqlite3_finalize(cls_add);
-        cls_get = cls_add = NULL;
         db_rollback(db);
         db_label_report_free(rep);
         mp_err_set("%s", msg);
     }
-    sqlite3_finalize(cls_get);
-    sqlite3_finalize(cls_add);
-    for (int i = 0; i < np; i++) poly_free(&polys[i]);
-    free(polys);
-    grid_free(&grid);
-    free(cand);
-    free(seen);
-    free(feat_hit);
     json_decref(root);
     return rc;
+}
+
+/* ---- removal ------------------------------------------------------------------------------ */
+
+static int exec_bind(mp_db *db, const char *sql, int64_t id, const char *text, const char *text2)
+{
+    sqlite3_stmt *st = db_prepare(db, sql);
+    if (!st) return -1;
+    if (sqlite3_bind_parameter_count(st) >= 1) sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_bind_parameter_count(st) >= 2) sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+    if (sqlite3_bind_parameter_count(st) >= 3) sqlite3_bind_text(st, 3, text2, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "removing labels");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int db_labels_remove(mp_db *db, const db_labels_sel *sel, db_labels_removed *out)
+{
+    memset(out, 0, sizeof *out);
+    char source[4096] = "";
+    if (sel->source) abs_source(sel->source, source, sizeof source);
+    if (db_begin(db)) return -1;
+    /* the slides to re-derive and the imports to drop, gathered first */
+    int rc = db_exec(db, "CREATE TEMP TABLE IF NOT EXISTS lr_slides(id INTEGER PRIMARY KEY); DELETE FROM lr_slides; "
+                         "CREATE TEMP TABLE IF NOT EXISTS lr_imports(id INTEGER PRIMARY KEY); DELETE FROM lr_imports;");
+    const char *what = "";
+    char whatbuf[4200];
+    if (rc == 0 && sel->slide_id > 0) {
+        snprintf(whatbuf, sizeof whatbuf, "slide %lld", (long long)sel->slide_id);
+        what = whatbuf;
+        rc = exec_bind(db, "INSERT INTO lr_slides VALUES (?1)", sel->slide_id, NULL, NULL) ||
+             exec_bind(db, "INSERT INTO lr_imports SELECT id FROM label_imports WHERE slide_id = ?1", sel->slide_id, NULL,
+                       NULL);
+        if (rc == 0) {
+            out->regions = db_query_int(db, "SELECT count(*) FROM region_annotations WHERE slide_id IN lr_slides");
+            out->slide_labels = db_query_int(db, "SELECT count(*) FROM slides WHERE id IN lr_slides AND label IS NOT NULL");
+            out->patch_labels_before = db_query_int(db, "SELECT count(*) FROM patch_labels WHERE patch_id IN "
+                                                        "(SELECT id FROM patches WHERE slide_id IN lr_slides)");
+            rc = db_exec(db, "DELETE FROM region_annotations WHERE slide_id IN lr_slides; "
+                             "DELETE FROM slide_labels WHERE slide_id IN lr_slides; "
+                             "UPDATE slides SET label = NULL WHERE id IN lr_slides; "
+                             "DELETE FROM patch_labels WHERE patch_id IN (SELECT id FROM patches WHERE slide_id IN lr_slides)");
+        }
+        if (rc == 0 && out->regions + out->slide_labels + out->patch_labels_before == 0) {
+            rc = mp_err_set("%s: slide %lld has no labels to remove", db_path(db), (long long)sel->slide_id);
+        }
+    } else if (rc == 0 && sel->annotation_id > 0) {
+        snprintf(whatbuf, sizeof whatbuf, "region annotation %lld", (long long)sel->annotation_id);
+        what = whatbuf;
+        rc = exec_bind(db, "INSERT INTO lr_slides SELECT slide_id FROM region_annotations WHERE id = ?1", sel->annotation_id,
+                       NULL, NULL);
+        if (rc == 0 && db_query_int(db, "SELECT count(*) FROM lr_slides") == 0)
+            rc = mp_err_set("%s: no region annotation %lld (see magpie db DB labels list)", db_path(db),
+                            (long long)sel->annotation_id);
+        if (rc == 0) {
+            out->regions = 1;
+            out->patch_labels_before = db_query_int(db, "SELECT count(*) FROM patch_labels WHERE patch_id IN "
+                                                        "(SELECT id FROM patches WHERE slide_id IN lr_slides)");
+            rc = exec_bind(db, "DELETE FROM region_annotations WHERE id = ?1", sel->annotation_id, NULL, NULL);
+        }
+    } else if (rc == 0) {
+        if (sel->import_id > 0) {
+            snprintf(whatbuf, sizeof whatbuf, "import %lld", (long long)sel->import_id);
+            rc = exec_bind(db, "INSERT INTO lr_imports SELECT id FROM label_imports WHERE id = ?1", sel->import_id, NULL,
+                           NULL);
+        } else if (sel->source) {
+            snprintf(whatbuf, sizeof whatbuf, "file %s", sel->source);
+            rc = exec_bind(db, "INSERT INTO lr_imports SELECT id FROM label_imports WHERE source = ?2 OR source = ?3", 0,
+                           source, sel->source);
+        } else {
+            rc = mp_err_set("labels remove: nothing selected");
+        }
+        what = whatbuf;
+        if (rc == 0 && db_query_int(db, "SELECT count(*) FROM lr_imports") == 0)
+            rc = mp_err_set("%s: no labels imported from %s (see magpie db DB labels list)", db_path(db), what);
+        if (rc == 0)
+            rc = db_exec(db, "INSERT OR IGNORE INTO lr_slides SELECT slide_id FROM label_imports WHERE id IN lr_imports "
+                             "AND slide_id IS NOT NULL; "
+                             "INSERT OR IGNORE INTO lr_slides SELECT slide_id FROM slide_labels WHERE import_id IN lr_imports");
+        if (rc == 0) {
+            out->regions = db_query_int(db, "SELECT count(*) FROM region_annotations WHERE import_id IN lr_imports");
+            out->slide_labels = db_query_int(db, "SELECT count(*) FROM slide_labels WHERE import_id IN lr_imports");
+            out->patch_labels_before = db_query_int(db, "SELECT count(*) FROM patch_labels WHERE patch_id IN "
+                                                        "(SELECT id FROM patches WHERE slide_id IN lr_slides)");
+            rc = db_exec(db, "UPDATE slides SET label = NULL WHERE id IN "
+                             "(SELECT slide_id FROM slide_labels WHERE import_id IN lr_imports); "
+                             "DELETE FROM slide_labels WHERE import_id IN lr_imports; "
+                             "DELETE FROM region_annotations WHERE import_id IN lr_imports;");
+        }
+    }
+    if (rc == 0) {
+        out->imports = db_query_int(db, "SELECT count(*) FROM label_imports WHERE id IN lr_imports OR "
+                                        "(kind = 'geojson' AND id NOT IN (SELECT import_id FROM region_annotations)) OR "
+                                        "(kind = 'csv' AND id NOT IN (SELECT import_id FROM slide_labels))");
+        rc = db_exec(db, "DELETE FROM label_imports WHERE id IN lr_imports OR "
+                         "(kind = 'geojson' AND id NOT IN (SELECT import_id FROM region_annotations)) OR "
+                         "(kind = 'csv' AND id NOT IN (SELECT import_id FROM slide_labels))");
+    }
+    /* what is left is applied again to the slides concerned */
+    sqlite3_stmt *st = rc == 0 ? db_prepare(db, "SELECT id FROM lr_slides ORDER BY id") : NULL;
+    if (rc == 0 && !st) rc = -1;
+    int r = SQLITE_DONE;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW) rc = db_labels_apply(db, sqlite3_column_int64(st, 0));
+    if (rc == 0 && r != SQLITE_DONE) rc = db_fail(db, "re-applying labels");
+    sqlite3_finalize(st);
+    if (rc == 0)
+        out->patch_labels_after = db_query_int(db, "SELECT count(*) FROM patch_labels WHERE patch_id IN "
+                                                   "(SELECT id FROM patches WHERE slide_id IN lr_slides)");
+    if (rc == 0 && (out->regions < 0 || out->slide_labels < 0 || out->patch_labels_before < 0 || out->imports < 0 ||
+                    out->patch_labels_after < 0))
+        rc = -1;
+    if (rc == 0) rc = db_commit(db);
+    if (rc) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", mp_err());
+        db_exec(db, "ROLLBACK");
+        memset(out, 0, sizeof *out);
+        return mp_err_set("%s", keep);
+    }
+    (void)what;
+    return 0;
 }

@@ -36,13 +36,43 @@ int db_class_id(mp_db *db, const char *name, int create);
 int db_labels_import_csv(mp_db *db, const char *path, db_label_report *rep);
 
 /* GeoJSON (FeatureCollection, Feature, or a bare array of Features, coordinates in level-0
- * pixels) for the slide named `slide` (NULL: the file name without directory and extension).
- * Every patch of the slide whose best-covering class covers at least min_coverage of it gets a
- * patch label. Features without a classification are an error naming the feature. Each sample
+ * pixels) for the slide named `slide` (its path, id or name; NULL: the file name without
+ * directory and extension, matched against slide paths and names). A name two slides share is
+ * an error listing them; a slide not in the dataset is reported in rep->unknown, not fatal.
+ * The features are stored as imported (label_imports, region_annotations; importing the same
+ * file for the same slide again replaces them), then the slide's patches are labelled from all
+ * its stored imports in order: every patch whose best-covering class covers at least
+ * min_coverage of it gets a patch label. Features without a classification are an error naming
+ * the feature. One transaction: a bad file changes nothing. Each sample
  * point is tested only against the polygons whose boxes hold it (a grid of polygon bounding
  * boxes) and each polygon only along the edges of the point's row band, so 200,000 features or
  * a 200,000-vertex outline cost about what their size says, not patches x features. */
 int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, double min_coverage,
                              db_label_report *rep);
+
+/* Re-derive the region labels of one slide from its stored annotations: the patch labels with
+ * source 'import:ID' are deleted and recomputed for the patches the slide has now. Runs inside
+ * the caller's transaction (the tiler calls it when a slide is done). 0, or -1 + mp_err. */
+int db_labels_apply(mp_db *db, int64_t slide_id);
+
+/* Region annotations stored for a slide (-1 + mp_err on error). */
+int64_t db_labels_regions(mp_db *db, int64_t slide_id);
+
+/* What `db labels remove` removes: exactly one selector. */
+typedef struct {
+    int64_t slide_id;       /* > 0: the slide's label, its region annotations and patch labels */
+    int64_t annotation_id;  /* > 0: one region annotation */
+    int64_t import_id;      /* > 0: one import (a CSV's slide labels, or a GeoJSON's regions) */
+    const char *source;     /* non-NULL: every import of this file (made absolute when it exists) */
+} db_labels_sel;
+
+typedef struct {
+    int64_t regions, slide_labels, imports, patch_labels_before, patch_labels_after;
+} db_labels_removed;
+
+/* Remove labels and re-apply what is left to the slides concerned, in one transaction. Slide
+ * labels removed clear slides.label (patients stay: they are identity, not labels). Nothing
+ * matching is an error ("... no labels match"). 0, or -1 + mp_err with nothing changed. */
+int db_labels_remove(mp_db *db, const db_labels_sel *sel, db_labels_removed *out);
 
 #endif

@@ -1,9 +1,10 @@
--- db/schema.sql — the magpie dataset, version 2 (PRAGMA user_version).
+-- db/schema.sql — the magpie dataset, version 3 (PRAGMA user_version).
 -- One SQLite file: slides, their tissue masks, patches with QC scores, one JPEG/PNG image per
 -- patch per magnification, labels, splits. Readable from any SQLite client without magpie.
 -- Migrations: db/db.c applies this file to an empty database and later steps by user_version.
 -- Every statement is IF NOT EXISTS, so a step that only adds tables re-applies this file:
 --   1 -> 2  predictions
+--   2 -> 3  label_imports, region_annotations, slide_labels (labels kept apart from patches), folds
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -121,3 +122,49 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE INDEX IF NOT EXISTS predictions_slide ON predictions(slide_id);
 CREATE INDEX IF NOT EXISTS predictions_class ON predictions(class_name, confidence);
+
+-- Labels as imported (version 3), kept apart from the patches: re-tiling a slide deletes its
+-- patches, and the slide's stored region annotations are then re-applied to the new ones (in
+-- the transaction that marks the slide done), so no label is lost whatever --mags or grid.
+-- patch_labels rows derived from them carry source 'import:ID'. Datasets labelled before
+-- version 3 keep their 'geojson:FILE' patch labels until the slide is re-tiled.
+CREATE TABLE IF NOT EXISTS label_imports (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL CHECK (kind IN ('csv', 'geojson')),
+    source       TEXT NOT NULL,             -- the file, made absolute
+    slide_id     INTEGER REFERENCES slides(id) ON DELETE CASCADE, -- geojson: the slide annotated
+    min_coverage REAL,                      -- geojson: share of a patch its class must cover
+    rows         INTEGER NOT NULL DEFAULT 0, -- CSV rows or GeoJSON features read
+    imported_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS label_imports_slide ON label_imports(slide_id);
+
+-- One row per GeoJSON feature, geometry as imported (level-0 pixel coordinates).
+CREATE TABLE IF NOT EXISTS region_annotations (
+    id        INTEGER PRIMARY KEY,
+    import_id INTEGER NOT NULL REFERENCES label_imports(id) ON DELETE CASCADE,
+    slide_id  INTEGER NOT NULL REFERENCES slides(id) ON DELETE CASCADE,
+    feature   INTEGER NOT NULL,             -- index in the file; earlier features win overlaps
+    class_id  INTEGER NOT NULL REFERENCES classes(id),
+    name      TEXT,                         -- properties.name or the feature id, if any
+    geometry  TEXT NOT NULL                 -- the GeoJSON geometry object
+);
+CREATE INDEX IF NOT EXISTS region_annotations_slide ON region_annotations(slide_id);
+CREATE INDEX IF NOT EXISTS region_annotations_import ON region_annotations(import_id);
+
+-- Which CSV import set a slide's label and patient (slides.label/patient hold the values).
+CREATE TABLE IF NOT EXISTS slide_labels (
+    slide_id  INTEGER PRIMARY KEY REFERENCES slides(id) ON DELETE CASCADE,
+    import_id INTEGER NOT NULL REFERENCES label_imports(id) ON DELETE CASCADE,
+    label     TEXT,
+    patient   TEXT
+);
+CREATE INDEX IF NOT EXISTS slide_labels_import ON slide_labels(import_id);
+
+-- Patient-grouped, stratified k-fold assignment of `db split --folds K` (version 3): every
+-- slide of a patient in one fold; the splits table holds the chosen fold as val.
+CREATE TABLE IF NOT EXISTS folds (
+    slide_id INTEGER PRIMARY KEY REFERENCES slides(id) ON DELETE CASCADE,
+    fold     INTEGER NOT NULL,
+    k        INTEGER NOT NULL
+);

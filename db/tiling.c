@@ -1,6 +1,7 @@
 /* db/tiling.c — the tiler's side of the dataset: slide rows and their status transitions,
  * batched patch + image inserts, tile errors. Status moves pending -> tiling -> done|failed,
  * each step in its own transaction; patches and their images always commit together. */
+#include "db/labels.h"
 #include "db/tiling.h"
 
 #include <errno.h>
@@ -232,11 +233,18 @@ int db_tiling_fail(mp_db *db, int64_t id, const char *error)
 
 int db_tiling_finish(mp_db *db, int64_t id)
 {
-    return exec_id(db,
-        "UPDATE slides SET status = 'done', error = NULL, "
-        "n_patches = (SELECT count(*) FROM patches WHERE slide_id = slides.id), "
-        "n_bad_tiles = (SELECT count(*) FROM tile_errors WHERE slide_id = slides.id), "
-        "finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?", id);
+    /* The slide's stored region annotations go onto the patches it has now, in the transaction
+     * that marks it done: a re-tiled slide (other --mags, size, stride) keeps its labels. */
+    if (db_begin(db)) return -1;
+    if (db_labels_apply(db, id) ||
+        exec_id(db,
+                "UPDATE slides SET status = 'done', error = NULL, "
+                "n_patches = (SELECT count(*) FROM patches WHERE slide_id = slides.id), "
+                "n_bad_tiles = (SELECT count(*) FROM tile_errors WHERE slide_id = slides.id), "
+                "finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?", id) ||
+        db_commit(db))
+        return abort_tx(db);
+    return 0;
 }
 
 int db_tiling_done_cells(mp_db *db, int64_t id, void (*fn)(int, int, void *), void *arg)

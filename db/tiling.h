@@ -55,7 +55,8 @@ typedef struct {
 int db_tiling_start(mp_db *db, int64_t id, const db_slide_meta *m);
 /* Status failed with a one-line reason (its own transaction). */
 int db_tiling_fail(mp_db *db, int64_t id, const char *error);
-/* Status done, counts refreshed from the tables, finished_at set. */
+/* Status done, counts refreshed from the tables, finished_at set, and the slide's stored region
+ * annotations applied to its patches (db_labels_apply) — one transaction. */
 int db_tiling_finish(mp_db *db, int64_t id);
 
 /* Cells already written for a slide (patches and tile errors): calls fn(gx, gy, arg) for each. */

@@ -24,10 +24,15 @@ static void usage(FILE *f)
             "  check [--no-decode]    integrity: every patch has its images, blobs decode, no orphans (exit 2 on problems)\n"
             "  mask SLIDE OUT.png     export the stored tissue mask of a slide (by path, id or name; ambiguous is an error)\n"
             "  labels import FILE     import slide labels (CSV slide,patient,label) or region annotations (GeoJSON)\n"
-            "  split --by patient ... patient-grouped, stratified train/val/test split\n"
+            "  split --by patient ... patient-grouped, stratified train/val/test split, or --folds K\n"
             "  query [WHERE]          patches a filter selects (label = tumor and tissue > 0.5 ...): table, --json, --count\n"
             "  export --format F --out DIR [--where EXPR] [--mag M]   imagefolder (split/class PNGs), csv or npy\n"
-            "  import-patches DIR --mpp X   a labelled patch set in class folders (Kather, NCT-CRC-HE-100K) into the dataset\n");
+            "  import-patches DIR --mpp X   a labelled patch set in class folders (Kather, NCT-CRC-HE-100K) into the dataset\n"
+            "  splits                 the split table and its leakage check\n"
+            "  labels list|remove     what was imported (slide labels, region annotations), and taking it out\n"
+            "  slides remove SLIDE... a slide with its patches, images, labels, split, predictions (one transaction)\n"
+            "  vacuum                 give freed space back to the file system\n"
+            "`magpie db DB COMMAND --help` for each.\n");
 }
 
 static int print_rows(mp_db *db, const char *sql, const char *fmt_head)
@@ -291,6 +296,9 @@ int cmd_db(int argc, char **argv)
     if (!strcmp(sub, "query")) return cmd_db_query(path, sargc, sargv);
     if (!strcmp(sub, "export")) return cmd_db_export(path, sargc, sargv);
     if (!strcmp(sub, "import-patches")) return cmd_db_import(path, sargc, sargv);
+    if (!strcmp(sub, "splits")) return cmd_db_splits(path, sargc, sargv);
+    if (!strcmp(sub, "vacuum")) return cmd_db_vacuum(path, sargc, sargv);
+    if (!strcmp(sub, "slides") && sargc >= 2 && !strcmp(sargv[1], "remove")) return cmd_db_slides_remove(path, sargc, sargv);
 
     int k = 0, nk = (int)(sizeof inspect / sizeof inspect[0]);
     while (k < nk && strcmp(sub, inspect[k].name)) k++;

@@ -1,5 +1,6 @@
 /* pipelines/cmd_db_curate.c — `magpie db DB labels import FILE...` and `magpie db DB split ...`:
  * label import (slide CSV, QuPath GeoJSON regions) and patient-grouped stratified splits. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +33,13 @@ static int ends_with(const char *s, const char *suf)
 
 int cmd_db_labels(const char *db_path, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc && !(argc >= 2 && (!strcmp(argv[1], "list") || !strcmp(argv[1], "remove"))); i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             labels_usage(stdout);
             return MP_EXIT_OK;
         }
+    if (argc >= 2 && !strcmp(argv[1], "list")) return cmd_db_labels_list(db_path, argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "remove")) return cmd_db_labels_remove(db_path, argc - 1, argv + 1);
     if (argc < 3 || strcmp(argv[1], "import")) {
         labels_usage(stderr);
         return MP_EXIT_USAGE;
@@ -101,17 +104,27 @@ int cmd_db_labels(const char *db_path, int argc, char **argv)
 
 static void split_usage(FILE *f)
 {
-    fprintf(f, "usage: magpie db DB split [--by patient] [--ratios 0.6,0.2,0.2] [--stratify label|none] [--seed S]\n"
-               "                          [--unlabeled-ratio F] [--unlabeled SLIDE,...]\n\n"
+    fprintf(f, "usage: magpie db DB split [--by patient] [--ratios 0.6,0.2,0.2 | --folds K [--fold I]]\n"
+               "                          [--stratify label|none] [--seed S] [--unlabeled-ratio F] [--unlabeled SLIDE,...] [-q]\n\n"
                "Assigns every slide to train, val, test or unlabeled. All slides of a patient share one split;\n"
-               "slides without a label go to 'unlabeled' (or stay with a val/test patient). --unlabeled-ratio\n"
-               "holds out that share of labelled patients (per label) as unlabeled; --unlabeled names slides\n"
-               "whose patients are held out.\n");
+               "slides without a label go to 'unlabeled' (or stay with a val/test patient).\n"
+               "  --ratios T,V,E     fractions of each class's patients summing to 1 (0.6,0.2,0.2), or whole\n"
+               "                     patient counts per class (3,1,1: one val and one test patient per class, the\n"
+               "                     rest, at least 3, train). A split asked for is never left empty: when the\n"
+               "                     patients cannot fill it the command fails and says how many each class has\n"
+               "  --folds K          patient-grouped, stratified K-fold (table folds); fold I (--fold, default 0)\n"
+               "                     becomes val and the others train. Rerun with another --fold and the same seed\n"
+               "                     for the next fold\n"
+               "  --stratify label   every split gets every class (default); none: patients are cut as one pool\n"
+               "  --unlabeled-ratio  holds out that share of labelled patients (per label) as unlabeled\n"
+               "  --unlabeled        names slides whose patients are held out\n"
+               "`magpie db DB splits` prints the result with its leakage check.\n");
 }
 
 int cmd_db_split(const char *db_path, int argc, char **argv)
 {
     db_split_opts o = {.ratios = {0.6, 0.2, 0.2}, .stratify = 1, .seed = 0};
+    int have_ratios = 0, have_fold = 0, quiet = 0;
     char *list = NULL;
     const char *names[4096];
     for (int i = 1; i < argc; i++) {
@@ -121,14 +134,41 @@ int cmd_db_split(const char *db_path, int argc, char **argv)
             free(list);
             return MP_EXIT_OK;
         }
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = 1;
+            continue;
+        }
         int bad = 0;
         if (!v) bad = 1;
         else if (!strcmp(a, "--by")) bad = strcmp(v, "patient") != 0;
         else if (!strcmp(a, "--ratios")) {
             double r[4];
             int n = mp_parse_double_list(v, r, 4);
-            bad = n != 3;
-            if (!bad) memcpy(o.ratios, r, sizeof o.ratios);
+            bad = n != 3 || !(r[0] >= 0 && r[1] >= 0 && r[2] >= 0);
+            if (!bad) {
+                /* whole numbers (unless they sum to 1, as 1,0,0 does): patient counts per class;
+                 * else fractions summing to 1 */
+                int whole = 1;
+                for (int k = 0; k < 3; k++) whole &= r[k] == floor(r[k]) && r[k] < 1e6;
+                o.counts = whole && r[0] + r[1] + r[2] != 1;
+                if (!o.counts && fabs(r[0] + r[1] + r[2] - 1) > 1e-6) {
+                    mp_error("db split: --ratios '%s': fractions must sum to 1 (0.6,0.2,0.2); whole numbers are patient "
+                             "counts per class (3,1,1)", v);
+                    free(list);
+                    return MP_EXIT_USAGE;
+                }
+                memcpy(o.ratios, r, sizeof o.ratios);
+                have_ratios = 1;
+            }
+        } else if (!strcmp(a, "--folds")) {
+            long k;
+            bad = mp_parse_long(v, &k) < 0 || k < 2 || k > 64;
+            o.folds = (int)k;
+        } else if (!strcmp(a, "--fold")) {
+            long k;
+            bad = mp_parse_long(v, &k) < 0 || k < 0 || k > 63;
+            o.fold = (int)k;
+            have_fold = 1;
         } else if (!strcmp(a, "--stratify")) {
             bad = strcmp(v, "label") && strcmp(v, "none");
             o.stratify = !strcmp(v, "label");
@@ -156,6 +196,15 @@ int cmd_db_split(const char *db_path, int argc, char **argv)
         }
         i++;
     }
+    const char *conflict = o.folds && have_ratios ? "--folds and --ratios exclude each other"
+                         : have_fold && !o.folds ? "--fold needs --folds K"
+                         : o.folds && o.fold >= o.folds ? "--fold wants 0..K-1"
+                                                        : NULL;
+    if (conflict) {
+        mp_error("db split: %s (see magpie db DB split --help)", conflict);
+        free(list);
+        return MP_EXIT_USAGE;
+    }
     mp_db *db = db_open(db_path, 0);
     if (!db) {
         mp_error("%s", mp_err());
@@ -170,8 +219,13 @@ int cmd_db_split(const char *db_path, int argc, char **argv)
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
+    if (quiet) return MP_EXIT_OK;
     printf("split      slides  patients\n");
     static const char *nm[4] = {"train", "val", "test", "unlabeled"};
     for (int s = 0; s < 4; s++) printf("%-10s %6d  %8d\n", nm[s], rep.slides[s], rep.patients[s]);
+    if (o.folds > 1) {
+        printf("fold  patients%s\n", "");
+        for (int k = 0; k < o.folds; k++) printf("%4d  %8d%s\n", k, rep.fold_patients[k], k == o.fold ? "  (val)" : "");
+    }
     return MP_EXIT_OK;
 }

@@ -120,7 +120,10 @@ int cmd_demo(int argc, char **argv)
     if (rc == MP_EXIT_OK) {
         mp_info("== 3/4 import the ground truth (slide labels, region annotations) and split by patient");
         rc = cmd_db_labels(db, nl, labels_argv);
-        char *split_argv[] = {"split", "--by", "patient", "--ratios", "0.5,0.25,0.25", "--stratify", "none", "--seed", "1", NULL};
+        /* a test split needs a third patient: with two, train and val only (split refuses to
+         * leave a split it was asked for empty) */
+        char *split_argv[] = {"split", "--by", "patient", "--ratios", atol(npat) >= 3 ? "0.5,0.25,0.25" : "0.5,0.5,0",
+                              "--stratify", "none", "--seed", "1", NULL};
         if (rc == MP_EXIT_OK) rc = cmd_db_split(db, 9, split_argv);
         fflush(stdout);
     }

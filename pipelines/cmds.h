@@ -32,5 +32,12 @@ int cmd_db_stats_curation(struct mp_db *db);
  * a usage error; the other arguments are joined with spaces into *where (malloc'd). 0 or -1. */
 int cmd_db_where_args(const char *who, int argc, char **argv, int (*opt)(void *, int, char **, int *), void *ctx,
                       char **where);
+/* Curation (issue 12), each in pipelines/cmd_db_WHAT.c; argv[0] is the subcommand name
+ * ("list"/"remove" for labels, "slides" for slides remove). */
+int cmd_db_labels_list(const char *db_path, int argc, char **argv);
+int cmd_db_labels_remove(const char *db_path, int argc, char **argv);
+int cmd_db_slides_remove(const char *db_path, int argc, char **argv);
+int cmd_db_vacuum(const char *db_path, int argc, char **argv);
+int cmd_db_splits(const char *db_path, int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "db/labels.h"
 #include "db/tiling.h"
 #include "tiler/plan.h"
 #include "tiler/tiffread.h"
@@ -757,8 +758,14 @@ int tiler_dry_run(mp_db *db, const char *path, const tiler_opts *o, FILE *out)
         db_slide_state st;
         int found = db_tiling_find(db, apath, &st);
         if (found == 1 && tiler_fingerprint(path, fp) == 0) {
-            if (strcmp(st.fingerprint, fp)) fprintf(out, "  dataset: slide file changed: would redo\n");
-            else if (strcmp(st.params_hash, ph)) fprintf(out, "  dataset: parameters changed: would redo\n");
+            /* a redo deletes the patches; the labels stored apart are applied to the new ones */
+            int64_t nreg = db_labels_regions(db, st.id);
+            char keep[160] = "";
+            if (nreg > 0)
+                snprintf(keep, sizeof keep, "; its %lld region annotation%s will be re-applied to the new patches",
+                         (long long)nreg, nreg == 1 ? "" : "s");
+            if (strcmp(st.fingerprint, fp)) fprintf(out, "  dataset: slide file changed: would redo%s\n", keep);
+            else if (strcmp(st.params_hash, ph)) fprintf(out, "  dataset: parameters changed: would redo%s\n", keep);
             else if (!strcmp(st.status, "done")) fprintf(out, "  dataset: done and unchanged: would skip\n");
             else {
                 db_tiling_done_cells(db, st.id, mark_done, &p);

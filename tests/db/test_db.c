@@ -77,7 +77,7 @@ TEST(migrate_v1_predictions)
     db = db_open(path, 0);
     CHECK(db != NULL);
     if (!db) return;
-    CHECK_INT(db_query_int(db, "PRAGMA user_version"), 2);
+    CHECK_INT(db_query_int(db, "PRAGMA user_version"), DB_SCHEMA_VERSION);
     CHECK_INT(db_query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'predictions'"), 1);
     CHECK_INT(db_query_int(db, "SELECT id FROM slides WHERE fingerprint = 'fpA'"), 7);
 

@@ -199,7 +199,7 @@ TEST(stats_and_missing_image)
     tr_loader_cfg c = base_cfg();
     CHECK(tr_loader_new(db, &c, is.items, is.n) == NULL);
     char want[256];
-    snprintf(want, sizeof want, "%s: patch %lld has no image at 1.25x", dbp, (long long)is.items[3].patch_id);
+    snprintf(want, sizeof want, "%s: patch %lld has no image at 1.25x (it has: 10x; tile with --mags including 1.25, or train at one of those)", dbp, (long long)is.items[3].patch_id);
     CHECK_STR(mp_err(), want);
     CHECK(tr_loader_new(db, &c, is.items, 0) == NULL);
     snprintf(want, sizeof want, "%s: no patches to load", dbp);

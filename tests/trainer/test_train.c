@@ -485,7 +485,7 @@ TEST(anomalies)
     o = opts(TR_RBD, 1.25, tmp("x.mpk"), 1);
     o.teacher = tmp("teacher.mpk");
     CHECK_INT(tr_train(&o, &r), -1);
-    snprintf(want, sizeof want, "%s: patch %lld has no image at 10x", dbp, (long long)pid);
+    snprintf(want, sizeof want, "%s: patch %lld has no image at 10x (it has: 1.25x; tile with --mags including 10, or train at one of those)", dbp, (long long)pid);
     CHECK_STR(mp_err(), want);
 
     /* one class only */

@@ -1,0 +1,109 @@
+/* db/slides.c — slide naming and removal for curation commands (see slides.h). */
+#include "db/slides.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/error.h"
+
+int db_slide_match(mp_db *db, const char *arg, int allow_id, int64_t *id)
+{
+    int digits = allow_id && arg[0] != 0;
+    for (const char *c = arg; digits && *c; c++) digits = *c >= '0' && *c <= '9';
+    sqlite3_stmt *st = db_prepare(db, "SELECT count(*) FROM slides WHERE path = ?1 OR name = ?1 OR "
+                                      "(?2 AND CAST(id AS TEXT) = ?1)");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, digits);
+    int rc = sqlite3_step(st);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (n < 0) return db_fail(db, "finding a slide");
+    if (n == 0) return 0;
+    if (!digits) {
+        /* db_find_slide would also take an all-digit name as an id: look the name up here */
+        st = db_prepare(db, "SELECT id FROM slides WHERE path = ?1");
+        if (!st) return -1;
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *id = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+            return 1;
+        }
+        sqlite3_finalize(st);
+        st = db_prepare(db, "SELECT id, path FROM slides WHERE name = ?1 ORDER BY id");
+        if (!st) return -1;
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+        char list[768] = "";
+        size_t used = 0;
+        int k = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (k++ == 0) *id = sqlite3_column_int64(st, 0);
+            if (used < sizeof list)
+                used += (size_t)snprintf(list + used, sizeof list - used, "%sslide %lld (%s)", k > 1 ? ", " : "",
+                                         (long long)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) return db_fail(db, "finding a slide");
+        if (k > 1)
+            return mp_err_set("%s: '%s' names %d slides: %s; name one by its path", db_path(db), arg, k, list);
+        return k == 1;
+    }
+    return db_find_slide(db, arg, id) == 0 ? 1 : -1;
+}
+
+static int exec_ids(mp_db *db, const char *sql, const int64_t *ids, int n)
+{
+    sqlite3_stmt *st = db_prepare(db, sql);
+    if (!st) return -1;
+    for (int i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, ids[i]);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            sqlite3_finalize(st);
+            return db_fail(db, "removing slides");
+        }
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int db_slides_remove(mp_db *db, const int64_t *ids, int n, int64_t *patches_out)
+{
+    if (db_begin(db)) return -1;
+    int64_t patches = 0;
+    sqlite3_stmt *cnt = db_prepare(db, "SELECT count(*) FROM patches WHERE slide_id = ?");
+    for (int i = 0; cnt && i < n; i++) {
+        sqlite3_reset(cnt);
+        sqlite3_bind_int64(cnt, 1, ids[i]);
+        if (sqlite3_step(cnt) == SQLITE_ROW) patches += sqlite3_column_int64(cnt, 0);
+    }
+    sqlite3_finalize(cnt);
+    /* Children first, explicitly: foreign keys cascade only on connections with
+     * foreign_keys = ON, and the dataset may have been written by other tools. */
+    int rc = !cnt ? -1
+           : exec_ids(db, "DELETE FROM images WHERE patch_id IN (SELECT id FROM patches WHERE slide_id = ?1)", ids, n) ||
+             exec_ids(db, "DELETE FROM patch_labels WHERE patch_id IN (SELECT id FROM patches WHERE slide_id = ?1)", ids, n) ||
+             exec_ids(db, "DELETE FROM patches WHERE slide_id = ?1", ids, n) ||
+             exec_ids(db, "DELETE FROM tile_errors WHERE slide_id = ?1", ids, n) ||
+             exec_ids(db, "DELETE FROM region_annotations WHERE slide_id = ?1", ids, n) ||
+             exec_ids(db, "DELETE FROM label_imports WHERE slide_id = ?1", ids, n) ||
+             exec_ids(db, "DELETE FROM slide_labels WHERE slide_id = ?1", ids, n) ||
+             exec_ids(db, "DELETE FROM splits WHERE slide_id = ?1", ids, n) ||
+             exec_ids(db, "DELETE FROM folds WHERE slide_id = ?1", ids, n) ||
+             exec_ids(db, "DELETE FROM predictions WHERE slide_id = ?1", ids, n) ||
+             exec_ids(db, "DELETE FROM slides WHERE id = ?1", ids, n)
+               ? -1 : 0;
+    /* a CSV import none of whose rows is left names nothing any more */
+    if (rc == 0)
+        rc = db_exec(db, "DELETE FROM label_imports WHERE kind = 'csv' AND id NOT IN (SELECT import_id FROM slide_labels)");
+    if (rc == 0) rc = db_commit(db);
+    if (rc) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", mp_err());
+        db_exec(db, "ROLLBACK");
+        return mp_err_set("%s", keep);
+    }
+    if (patches_out) *patches_out = patches;
+    return 0;
+}
