@@ -97,6 +97,9 @@ int cmd_db_labels(const char *db_path, int argc, char **argv)
                 rep.rows, rep.applied, rep.updated, rep.not_applied, rep.new_classes);
         db_label_report_free(&rep);
     }
+    /* a CSV can move a slide to another patient: say so when that makes the split leak */
+    if (failed < nf && db_split_check(db) < 0)
+        mp_warn("%s; run `magpie db DB split` again", mp_err());
     db_close(db);
     free(files);
     return failed == nf ? MP_EXIT_FAIL : failed || partial ? MP_EXIT_PARTIAL : MP_EXIT_OK;
