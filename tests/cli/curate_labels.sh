@@ -89,6 +89,15 @@ before=$(stat -c %s "$DB")
 "$M" db "$DB" vacuum -q; rc=$?
 ok "vacuum" '[ $rc -eq 0 ] && [ "$(stat -c %s "$DB")" -le "$before" ] && "$M" db "$DB" check > /dev/null'
 
+# train names the missing step: no labels -> labels import; labels, no split -> split
+N="$T/nolab.db"
+"$M" tile "$N" "$T/s/synth_000.tiff" --mags 10 -q 2>/dev/null
+"$M" train "$N" --method supervised --mag 10 --out "$T/n.mpk" 2> "$T/err"; rc=$?
+ok "train without labels" '[ $rc -eq 2 ] && [ "$(cat "$T/err")" = "magpie: error: $N: no labels (run \`magpie db DB labels import FILE\` first: a CSV of slide labels or GeoJSON region annotations)" ]'
+"$M" db "$N" labels import "$T/s/slides.csv" -q 2>/dev/null
+"$M" train "$N" --method supervised --mag 10 --out "$T/n.mpk" 2> "$T/err"; rc=$?
+ok "train without split" '[ $rc -eq 2 ] && [ "$(cat "$T/err")" = "magpie: error: $N: no split yet (run \`magpie db DB split\` first)" ]'
+
 # 5. splits (the README's case: 8 slides of 4 patients, labels 2 Tumor, 1 Stroma, 1 Lymphocyte)
 S="$T/split.db"
 { cat "$MAGPIE_SRC/db/schema.sql"; echo "PRAGMA user_version = 3;"

@@ -1,6 +1,7 @@
 /* tests/fuzz/labels_db.h — the in-memory dataset the labels fuzz targets import into: three
  * slides (one with a space in its name), an 8×8 grid of 256-pixel patches on "s1". Each input
- * starts from the same state: labels, patch labels and classes are cleared after every import. */
+ * starts from the same state: stored imports, labels, patch labels and classes are cleared after
+ * every import. */
 #ifndef MP_FUZZ_LABELS_DB_H
 #define MP_FUZZ_LABELS_DB_H
 
@@ -41,7 +42,9 @@ static void fuzz_db_reset(mp_db *db)
         fprintf(stderr, "import left a transaction open\n");
         abort();
     }
-    if (db_exec(db, "DELETE FROM patch_labels; DELETE FROM classes; UPDATE slides SET label = NULL, patient = NULL") != 0) {
+    /* stored imports refer to classes: they go first */
+    if (db_exec(db, "DELETE FROM region_annotations; DELETE FROM slide_labels; DELETE FROM label_imports; "
+                    "DELETE FROM patch_labels; DELETE FROM classes; UPDATE slides SET label = NULL, patient = NULL") != 0) {
         fprintf(stderr, "fuzz: %s\n", mp_err());
         abort();
     }
