@@ -1001,22 +1001,13 @@ int db_labels_import_geojson(mp_db *db, const char *path, const char *slide, dou
         json_decref(root);
         return -1;
     }
-    /* importing a file again for the same slide replaces what it brought before */
-    st = db_prepare(db, "DELETE FROM label_imports WHERE kind = 'geojson' AND slide_id = ?1 AND source = ?2");
-    if (!st) goto out;
-    sqlite3_bind_int64(st, 1, sid);
-    sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        db_fail(db, "replacing an earlier import");
+    /* importing a file again for the same slide replaces what it brought before (its regions
+     * first, through their import index: no reliance on foreign-key cascades) */
+    if (exec_bind(db, "DELETE FROM region_annotations WHERE import_id IN (SELECT id FROM label_imports WHERE "
+                      "kind = 'geojson' AND slide_id = ?1 AND source = ?2)", sid, source, NULL) ||
+        exec_bind(db, "DELETE FROM label_imports WHERE kind = 'geojson' AND slide_id = ?1 AND source = ?2", sid, source,
+                  NULL))
         goto out;
-    }
-    sqlite3_finalize(st);
-    st = db_prepare(db, "DELETE FROM region_annotations WHERE import_id NOT IN (SELECT id FROM label_imports)");
-    if (!st || sqlite3_step(st) != SQLITE_DONE) {
-        if (st) db_fail(db, "replacing an earlier import");
-        goto out;
-    }
-    sqlite3_finalize(st);
     st = db_prepare(db, "INSERT INTO label_imports(kind, source, slide_id, min_coverage, rows) VALUES ('geojson', ?, ?, ?, ?)");
     if (!st) goto out;
     sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
