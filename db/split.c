@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "db/slides.h"
 
 enum { S_TRAIN, S_VAL, S_TEST, S_UNLAB };
 static const char *split_names[4] = {"train", "val", "test", "unlabeled"};
@@ -108,10 +109,14 @@ int db_split_make(mp_db *db, const db_split_opts *o, db_split_report *rep)
         }
     }
     for (int u = 0; u < o->n_unlabeled; u++) {
+        /* by path, id, or a name no other slide has */
+        int64_t sid = -1;
+        int m = db_slide_match(db, o->unlabeled[u], 1, &sid);
         int a = 0;
-        while (a < ns && strcmp(s[a].name, o->unlabeled[u])) a++;
-        if (a == ns) {
-            mp_err_set("%s: --unlabeled: no slide named '%s'", db_path(db), o->unlabeled[u]);
+        while (m == 1 && a < ns && s[a].id != sid) a++;
+        if (m <= 0 || a == ns) {
+            if (m == 0) mp_err_set("%s: --unlabeled: no slide named '%s'", db_path(db), o->unlabeled[u]);
+            else if (m < 0) mp_err_prefix("--unlabeled");
             free(p);
             goto out;
         }
