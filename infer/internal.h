@@ -23,7 +23,7 @@ typedef struct {
     int has_bounds;
     tiler_mask mask;        /* mask.ds = level-0 px per mask pixel */
     double mask_mpp;
-    uint8_t *thumb;         /* RGBA thumbnail the mask was computed on (overlay background) */
+    uint8_t *thumb;         /* RGBA thumbnail the mask was computed on (freed once cells are chosen) */
     tiler_reader *rd;       /* the main thread's reader (thumbnails); patch threads open their own */
     int tw, th;
 } infer_src;

@@ -327,6 +327,10 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     res->n_cells = ncell;
     res->n_tissue = nsel;
     double t_mask = mp_now() - t_opened;
+    /* the mask's thumbnail is done with (the overlay reads its own): on a 100000 px slide it is
+     * 3125 px a side, 39 MB that would otherwise sit beside the network's arena */
+    free(src.thumb);
+    src.thumb = NULL;
 
     int rc = 0;
     char err[4400] = "";
