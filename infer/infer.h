@@ -156,6 +156,10 @@ typedef struct {
     const char *name;    /* output folder under outdir (NULL = infer_slide_name(slide)): magpie run
                           * gives slides whose names collide distinct folders */
     mp_progress_mode progress;
+    /* Called after each model batch with the patches it evaluated (magpie run's overall
+     * progress); NULL = none. */
+    void (*on_batch)(void *arg, int64_t patches);
+    void *on_batch_arg;
 } infer_opts;
 
 void infer_opts_default(infer_opts *o);

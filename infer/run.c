@@ -404,6 +404,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         t_model += mp_now() - t0;
         done += s->n;
         if (prog) mp_progress_update(prog, (uint64_t)done, NULL);
+        if (!rc && o->on_batch) o->on_batch(o->on_batch_arg, s->n);
         pthread_mutex_lock(&P.mu);
         s->full = 0;
         pthread_cond_broadcast(&P.cv);

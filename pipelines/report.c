@@ -106,12 +106,11 @@ static void esc(FILE *f, const char *s)
     }
 }
 
-/* An <img> with the image inline, scaled to fit box x box; "—" when there is none. */
-static void img_data(FILE *f, VipsImage *im, int box, const char *alt)
+/* im scaled to fit box x box (alpha over white), as JPEG or PNG: *buf g_malloc'd. */
+static int encode_small(VipsImage *im, int box, int png, void **buf, size_t *len)
 {
     VipsImage *t = NULL, *flat = NULL;
-    void *buf = NULL;
-    size_t len = 0;
+    *buf = NULL;
     int ok = 0;
     if (im && !vips_thumbnail_image(im, &t, box, "height", box, NULL)) {
         VipsImage *src = t;
@@ -121,50 +120,106 @@ static void img_data(FILE *f, VipsImage *im, int box, const char *alt)
             if (!vips_flatten(t, &flat, "background", bg, NULL)) src = flat;
             vips_area_unref(VIPS_AREA(bg));
         }
-        ok = !vips_jpegsave_buffer(src, &buf, &len, "Q", 80, "strip", TRUE, NULL);
+        ok = png ? !vips_pngsave_buffer(src, buf, len, "compression", 9, "strip", TRUE, NULL)
+                 : !vips_jpegsave_buffer(src, buf, len, "Q", 80, "strip", TRUE, NULL);
     }
-    vips_error_clear();
-    if (ok) {
-        gchar *b64 = g_base64_encode(buf, len);
-        fprintf(f, "<img alt=\"");
-        esc(f, alt);
-        fprintf(f, "\" src=\"data:image/jpeg;base64,%s\">", b64);
-        g_free(b64);
-    } else {
-        fputs("<span class=none>&mdash;</span>", f);
-    }
-    g_free(buf);
     if (flat) g_object_unref(flat);
     if (t) g_object_unref(t);
+    return ok ? 0 : -1;
 }
 
-static void img_file(FILE *f, const char *path, int box, const char *alt)
+static void embed(FILE *f, const void *buf, size_t len, const char *mime, const char *alt)
 {
-    VipsImage *im = mp_file_size(path) > 0 ? vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL) : NULL;
+    gchar *b64 = g_base64_encode(buf, len);
+    fprintf(f, "<img alt=\"");
+    esc(f, alt);
+    fprintf(f, "\" src=\"data:%s;base64,%s\">", mime, b64);
+    g_free(b64);
+}
+
+static const char none_html[] = "<span class=none>&mdash;</span>";
+
+/* The small image a run cached (embedded as it is), else one made from the source file now
+ * (a folder from an older run, or a cache a kill prevented). */
+static void img_file(FILE *f, const char *cache, const char *src, int box, const char *alt)
+{
+    uint8_t *data;
+    size_t len;
+    if (cache && mp_file_size(cache) > 0 && !mp_read_file(cache, &data, &len)) {
+        embed(f, data, len, strstr(cache, ".png") ? "image/png" : "image/jpeg", alt);
+        free(data);
+        return;
+    }
+    VipsImage *im = src && mp_file_size(src) > 0 ? vips_image_new_from_file(src, "access", VIPS_ACCESS_SEQUENTIAL, NULL) : NULL;
+    void *buf = NULL;
+    if (im && !encode_small(im, box, 0, &buf, &len)) embed(f, buf, len, "image/jpeg", alt);
+    else fputs(none_html, f);
     vips_error_clear();
-    img_data(f, im, box, alt);
+    g_free(buf);
     if (im) g_object_unref(im);
 }
 
-static void img_mask(FILE *f, mp_db *db, const char *slide, int box)
+/* The tissue mask PNG the dataset holds for slide, as a small PNG (g_malloc'd). */
+static int mask_small(mp_db *db, const char *slide, int box, void **buf, size_t *len)
 {
-    VipsImage *im = NULL;
-    void *copy = NULL;
+    int rc = -1;
+    *buf = NULL;
     sqlite3_stmt *q = db ? db_prepare(db, "SELECT mask FROM slides WHERE path = ?") : NULL;
     if (q) {
         sqlite3_bind_text(q, 1, slide, -1, SQLITE_STATIC);
         if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) > 0) {
             size_t n = (size_t)sqlite3_column_bytes(q, 0);
-            copy = mp_xmalloc(n);
+            void *copy = mp_xmalloc(n); /* libvips reads the buffer lazily, past the statement's life */
             memcpy(copy, sqlite3_column_blob(q, 0), n);
-            im = vips_image_new_from_buffer(copy, n, "", NULL);
+            VipsImage *im = vips_image_new_from_buffer(copy, n, "", NULL);
+            if (im) {
+                rc = encode_small(im, box, 1, buf, len);
+                g_object_unref(im);
+            }
+            free(copy);
         }
         sqlite3_finalize(q);
     }
     vips_error_clear();
-    img_data(f, im, box, "tissue mask");
+    return rc;
+}
+
+static void img_mask(FILE *f, const char *cache, mp_db *db, const char *slide, int box)
+{
+    uint8_t *data;
+    size_t len;
+    if (cache && mp_file_size(cache) > 0 && !mp_read_file(cache, &data, &len)) {
+        embed(f, data, len, "image/png", "tissue mask");
+        free(data);
+        return;
+    }
+    void *buf;
+    if (!mask_small(db, slide, box, &buf, &len)) embed(f, buf, len, "image/png", "tissue mask");
+    else fputs(none_html, f);
+    g_free(buf);
+}
+
+int run_small_image(const char *src, int box, const char *out)
+{
+    VipsImage *im = vips_image_new_from_file(src, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    void *buf = NULL;
+    size_t len;
+    int rc = im && !encode_small(im, box, 0, &buf, &len) ? mp_write_file_atomic(out, buf, len)
+                                                         : mp_err_set("%s: cannot make a small copy: %s", src, vips_error_buffer());
+    vips_error_clear();
+    g_free(buf);
     if (im) g_object_unref(im);
-    free(copy);
+    return rc;
+}
+
+int run_small_mask(mp_db *db, const char *slide, int box, const char *out)
+{
+    void *buf;
+    size_t len;
+    int rc = mask_small(db, slide, box, &buf, &len) ? mp_err_set("%s: no tissue mask in %s", slide, db_path(db))
+                                                    : mp_write_file_atomic(out, buf, len);
+    g_free(buf);
+    return rc;
 }
 
 static double num(const char *s)
@@ -314,12 +369,15 @@ int run_report_write(const char *out_html, char *const *dirs, int n)
             esc(f, status);
             fputs("</td><td>", f);
             snprintf(p, sizeof p, "%s/thumbs/%s.jpg", dirs[d], safe);
-            img_file(f, p, 200, "thumbnail");
+            img_file(f, p, NULL, RUN_THUMB_PX, "thumbnail");
             fputs("</td><td>", f);
-            img_mask(f, db, cell(t, r, cs), 200);
+            snprintf(p, sizeof p, "%s/thumbs/%s.mask.png", dirs[d], safe);
+            img_mask(f, p, db, cell(t, r, cs), RUN_THUMB_PX);
             fputs("</td><td>", f);
-            snprintf(p, sizeof p, "%s/heatmaps/%s/overlay.png", dirs[d], safe);
-            img_file(f, p, 200, "heatmap overlay");
+            char src[4600];
+            snprintf(p, sizeof p, "%s/thumbs/%s.heat.jpg", dirs[d], safe);
+            snprintf(src, sizeof src, "%s/heatmaps/%s/overlay.png", dirs[d], safe);
+            img_file(f, p, src, RUN_THUMB_PX, "heatmap overlay");
             fputs("</td><td class=n>", f);
             esc(f, cell(t, r, cp));
             fputs("</td><td class=n>", f);

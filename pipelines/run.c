@@ -52,7 +52,9 @@ typedef struct {
     /* progress */
     pthread_mutex_t mu;
     int n_done, n_failed;
-    int64_t patches;
+    int64_t patches;       /* in the dataset for the finished slides */
+    int64_t live_tiled;    /* patches written by this run so far (tiler batches) */
+    int64_t live_cells;    /* cells evaluated by this run so far (infer batches) */
     double t0;
     mp_progress *prog;
     mp_progress_mode mode;
@@ -149,7 +151,7 @@ static void read_prediction(const char *dir, run_result *r)
     json_decref(j);
 }
 
-/* DIR/thumbs/<name>.jpg: the slide at about 384 px on its longest side, over white. */
+/* DIR/thumbs/<name>.jpg: the slide at about RUN_THUMB_PX on its longest side, over white. */
 static int write_thumb(const char *slide, double mpp_override, const char *out)
 {
     tiler_slide s;
@@ -159,7 +161,7 @@ static int write_thumb(const char *slide, double mpp_override, const char *out)
         tiler_slide_close(&s);
         return -1;
     }
-    double target = mpp.mpp_x * (double)(s.width > s.height ? s.width : s.height) / 384.0;
+    double target = mpp.mpp_x * (double)(s.width > s.height ? s.width : s.height) / RUN_THUMB_PX;
     uint8_t *rgba = NULL;
     int w, h;
     double ds;
@@ -190,6 +192,9 @@ static void slide_failed(run_result *r, const char *msg)
     mp_escape_ctrl(msg, r->error, sizeof r->error);
 }
 
+static void on_tiled(void *arg, int64_t n);
+static void on_inferred(void *arg, int64_t n);
+
 static void do_slide(worker *w, const mf_item *it, run_result *r)
 {
     run_ctx *c = w->c;
@@ -208,6 +213,8 @@ static void do_slide(worker *w, const mf_item *it, run_result *r)
         tiler_opts to = o->tile;
         to.jobs = c->tile_jobs;
         to.progress = MP_PROGRESS_NONE;
+        to.on_batch = on_tiled;
+        to.on_batch_arg = c;
         if (it->mpp > 0) to.mpp = it->mpp;
         if (it->min_tissue >= 0) to.min_tissue = it->min_tissue;
         tiler_result tr;
@@ -233,12 +240,18 @@ static void do_slide(worker *w, const mf_item *it, run_result *r)
     snprintf(thumb, sizeof thumb, "%s/%s.jpg", c->thumb_dir, it->name);
     if ((r->tile_ran || !mp_file_exists(thumb)) && write_thumb(it->path, it->mpp, thumb))
         mp_warn("%s: no thumbnail for the report: %s", it->path, mp_err());
+    snprintf(thumb, sizeof thumb, "%s/%s.mask.png", c->thumb_dir, it->name);
+    if ((o->steps & RUN_STEP_TILE) && (r->tile_ran || !mp_file_exists(thumb)) &&
+        run_small_mask(w->db, it->path, RUN_THUMB_PX, thumb))
+        mp_warn("%s: no tissue mask picture for the report: %s", it->path, mp_err());
     if (o->steps & RUN_STEP_INFER) {
         infer_opts io = o->infer;
         io.name = it->name;
         if (c->klass >= 0) io.klass = c->klass;
         io.db = c->db_path;
         io.progress = MP_PROGRESS_NONE;
+        io.on_batch = on_inferred;
+        io.on_batch_arg = c;
         if (it->mpp > 0) io.mpp = it->mpp;
         if (it->min_tissue >= 0) io.min_tissue = it->min_tissue;
         if (!w->model) {
@@ -262,12 +275,55 @@ static void do_slide(worker *w, const mf_item *it, run_result *r)
         r->infer_ran = ir.outcome == INFER_DONE;
         r->infer_skipped = ir.outcome == INFER_SKIPPED;
         read_prediction(ir.outdir, r);
+        char ov[4500];
+        snprintf(thumb, sizeof thumb, "%s/%s.heat.jpg", c->thumb_dir, it->name);
+        snprintf(ov, sizeof ov, "%s/overlay.png", ir.outdir);
+        if ((r->infer_ran || !mp_file_exists(thumb)) && run_small_image(ov, RUN_THUMB_PX, thumb))
+            mp_warn("%s: no heatmap picture for the report: %s", it->path, mp_err());
     }
     r->done = 1;
     r->seconds = mp_now() - t0;
 }
 
 /* ---- progress ---- */
+
+/* The bar's text after the counts (the caller holds c->mu). */
+static void progress_extra(run_ctx *c, char *extra, size_t n)
+{
+    double el = mp_now() - c->t0;
+    double rate = el > 0 ? (double)c->live_tiled / el : 0, crate = el > 0 ? (double)c->live_cells / el : 0;
+    if (c->mode == MP_PROGRESS_JSON)
+        snprintf(extra, n, "\"failed\":%d,\"patches\":%lld,\"tiled\":%lld,\"tiled_per_s\":%.1f,\"inferred\":%lld,"
+                 "\"inferred_per_s\":%.1f",
+                 c->n_failed, (long long)c->patches, (long long)c->live_tiled, rate, (long long)c->live_cells, crate);
+    else if (c->o->steps & RUN_STEP_INFER)
+        snprintf(extra, n, " %d failed | %lld patches tiled %.0f/s, %lld inferred %.0f/s", c->n_failed,
+                 (long long)c->live_tiled, rate, (long long)c->live_cells, crate);
+    else
+        snprintf(extra, n, " %d failed | %lld patches tiled %.0f/s", c->n_failed, (long long)c->live_tiled, rate);
+}
+
+static void on_tiled(void *arg, int64_t n)
+{
+    run_ctx *c = arg;
+    char extra[256];
+    pthread_mutex_lock(&c->mu);
+    c->live_tiled += n;
+    progress_extra(c, extra, sizeof extra);
+    mp_progress_update(c->prog, (uint64_t)(c->n_done + c->n_failed), extra);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void on_inferred(void *arg, int64_t n)
+{
+    run_ctx *c = arg;
+    char extra[256];
+    pthread_mutex_lock(&c->mu);
+    c->live_cells += n;
+    progress_extra(c, extra, sizeof extra);
+    mp_progress_update(c->prog, (uint64_t)(c->n_done + c->n_failed), extra);
+    pthread_mutex_unlock(&c->mu);
+}
 
 static void report_slide(run_ctx *c, int i)
 {
@@ -307,13 +363,8 @@ static void report_slide(run_ctx *c, int i)
         mp_info("[%d/%d] %s: %s in %.1f s", finished, c->m->n, esc, what, r->seconds);
     }
     char extra[256];
-    double rate = el > 0 ? c->patches / el : 0;
-    if (c->mode == MP_PROGRESS_JSON)
-        snprintf(extra, sizeof extra, "\"failed\":%d,\"patches\":%lld,\"patches_per_s\":%.1f", c->n_failed,
-                 (long long)c->patches, rate);
-    else
-        snprintf(extra, sizeof extra, " %d failed, %lld patches, %.0f patches/s", c->n_failed, (long long)c->patches,
-                 rate);
+    (void)el;
+    progress_extra(c, extra, sizeof extra);
     mp_progress_update(c->prog, (uint64_t)finished, extra);
     int kill = c->kill_after > 0 && finished >= c->kill_after;
     pthread_mutex_unlock(&c->mu);
@@ -461,6 +512,9 @@ static void remove_stale_tmp(const char *dir)
     closedir(d);
 }
 
+static int run_locked(run_ctx *cp, const mf_list *m, const run_opts *o, const char *argv0, double t0,
+                      const char *started);
+
 int run_slides(const mf_list *m, const run_opts *o, const char *argv0)
 {
     run_ctx c;
@@ -484,10 +538,22 @@ int run_slides(const mf_list *m, const run_opts *o, const char *argv0)
         return MP_EXIT_FAIL;
     }
     /* one run per output folder at a time; released by the kernel however the process ends */
-    if (db_tile_lock(c.db_path, 1.0) < 0) {
+    int lock = db_tile_lock(c.db_path, 1.0);
+    if (lock < 0) {
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
+    /* released on every return: a second run in the same process (magpie demo) takes it again */
+    int code = run_locked(&c, m, o, argv0, t0, started);
+    close(lock);
+    return code;
+}
+
+static int run_locked(run_ctx *cp, const mf_list *m, const run_opts *o, const char *argv0, double t0,
+                      const char *started)
+{
+    run_ctx c = *cp;
+    const char *dir = o->out;
     remove_stale_tmp(dir);
     remove_stale_tmp(c.thumb_dir);
     mp_db *db = db_open(c.db_path, DB_OPEN_CREATE);
@@ -557,10 +623,7 @@ int run_slides(const mf_list *m, const run_opts *o, const char *argv0)
     free(w);
     infer_model_free(c.model0);
     char extra[256];
-    if (c.mode == MP_PROGRESS_JSON)
-        snprintf(extra, sizeof extra, "\"failed\":%d,\"patches\":%lld", c.n_failed, (long long)c.patches);
-    else
-        snprintf(extra, sizeof extra, " %d failed, %lld patches", c.n_failed, (long long)c.patches);
+    progress_extra(&c, extra, sizeof extra);
     mp_progress_finish(c.prog, extra);
     mp_progress_free(c.prog);
     pthread_mutex_destroy(&c.mu);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "common/log.h"
+#include "db/db.h"
 #include "infer/infer.h"
 #include "pipelines/manifest.h"
 #include "tiler/tiler.h"
@@ -53,6 +54,13 @@ typedef struct {
  * run could not start: bad output folder, checkpoint, dataset), 1 usage. Writes status.csv,
  * summary.json and report.html even when slides failed. */
 int run_slides(const mf_list *m, const run_opts *o, const char *argv0);
+
+/* The report's pictures, cached per slide under DIR/thumbs/ by the run (NAME.jpg the slide,
+ * NAME.mask.png its tissue mask, NAME.heat.jpg infer's overlay.png), at most RUN_THUMB_PX a
+ * side, so a report embeds them as they are (milliseconds a slide). 0, or -1 + mp_err. */
+#define RUN_THUMB_PX 200
+int run_small_image(const char *src, int box, const char *out);
+int run_small_mask(mp_db *db, const char *slide, int box, const char *out);
 
 /* The report over one or more run folders (their status.csv, summary.json, dataset.db,
  * heatmaps and thumbs) into out_html: one self-contained page. 0, or -1 + mp_err. */

@@ -649,6 +649,7 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
         if (!failed && nb > 0 && (nb == BATCH || finished || mp_now() - tb > 1.0)) {
             batch_no++;
             written += nb;
+            int64_t nb_written = nb;
             if (write_batch(wr, batch, nb, batch_no)) {
                 failed = 1;
                 snprintf(keep, sizeof keep, "%s", mp_err());
@@ -660,6 +661,7 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
             char extra[64];
             snprintf(extra, sizeof extra, "\"slide\":%lld", (long long)id);
             mp_progress_update(prog, (uint64_t)written, o->progress == MP_PROGRESS_JSON ? extra : NULL);
+            if (!failed && o->on_batch) o->on_batch(o->on_batch_arg, nb_written);
         }
         if (finished && !r) break;
     }

@@ -29,6 +29,10 @@ typedef struct {
     int png;            /* store PNG instead of JPEG */
     int allow_upsample; /* permit a magnification finer than level 0 */
     mp_progress_mode progress;
+    /* Called on the writer (calling) thread after each committed batch with the patches it
+     * added (magpie run's overall progress); NULL = none. */
+    void (*on_batch)(void *arg, int64_t patches);
+    void *on_batch_arg;
 } tiler_opts;
 
 void tiler_opts_default(tiler_opts *o);

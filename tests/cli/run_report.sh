@@ -31,7 +31,7 @@ for h in "$T/a/report.html"; do
     grep -q '&lt;img src=x onerror=alert(1)&gt;&amp;&quot;q&quot;' "$h" || no "the escaped slide name is not in the page"
     # self-contained: images inline, no address to fetch
     grep -Eq '(src|href)="(https?:|//|file:)' "$h" && no "the page fetches something"
-    n=$(grep -o 'src="data:image/jpeg;base64,' "$h" | wc -l)
+    n=$(grep -oE 'src="data:image/(jpeg|png);base64,' "$h" | wc -l)
     [ "$n" -eq 6 ] || no "inline images: $n, want 6 (2 done slides x thumbnail, mask, heatmap)"
 done
 "$B" report "$T/a" "$T/b" --out "$T/both.html" || no "magpie report over two folders"
