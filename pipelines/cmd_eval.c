@@ -1,6 +1,7 @@
 /* pipelines/cmd_eval.c — `magpie eval DB CKPT [--split test] [--json]`: patch-level metrics with
- * 95% bootstrap CIs, per-class AUC, confusion matrix, and slide-level accuracy by mean
- * probability and by thresholded vote (threshold chosen on the validation split). */
+ * 95% bootstrap CIs that resample slides (or patients; patches only beside them, on request),
+ * per-class AUC, confusion matrix, and slide-level accuracy by mean probability and by
+ * thresholded vote (threshold chosen on the validation split; the output says where it came from). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +21,46 @@ typedef struct {
     int n, nslides;
     float *prob;
     int *y, *slide, *slide_y;
+    int npatients;
+    int *patient; /* per patch: patient index (a slide without a patient id is its own patient) */
 } preds;
 
 static void preds_free(preds *p)
 {
+    free(p->patient);
     free(p->prob);
     free(p->y);
     free(p->slide);
     free(p->slide_y);
+}
+
+/* Patient index per slide of the item set, then per patch (out->slide must be filled). Slides
+ * whose patient is not recorded count as a patient each. */
+static int patients_of(mp_db *db, const db_itemset *is, preds *out)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT patient FROM slides WHERE name = ? AND patient IS NOT NULL AND patient <> '' LIMIT 1");
+    if (!st) return -1;
+    char **names = mp_xcalloc(is->nslides + 1, sizeof(char *));
+    int *of_slide = mp_xmalloc(sizeof(int) * (is->nslides + 1)), np = 0;
+    for (int s = 0; s < is->nslides; s++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, is->slide_names[s], -1, SQLITE_TRANSIENT);
+        char key[1100];
+        if (sqlite3_step(st) == SQLITE_ROW) snprintf(key, sizeof key, "p:%s", (const char *)sqlite3_column_text(st, 0));
+        else snprintf(key, sizeof key, "s:%s", is->slide_names[s]);
+        int j = 0;
+        while (j < np && strcmp(names[j], key)) j++; /* slides per split: hundreds, a scan is fine */
+        if (j == np) names[np++] = mp_xstrdup(key);
+        of_slide[s] = j;
+    }
+    sqlite3_finalize(st);
+    for (int j = 0; j < np; j++) free(names[j]);
+    free(names);
+    out->npatients = np;
+    out->patient = mp_xmalloc(sizeof(int) * (out->n + 1));
+    for (int i = 0; i < out->n; i++) out->patient[i] = of_slide[out->slide[i]];
+    free(of_slide);
+    return 0;
 }
 
 static int predict_split(mp_db *db, nn_model *m, const nn_card *mi, const char *split, int batch, preds *out)
@@ -72,8 +105,9 @@ static int predict_split(mp_db *db, nn_model *m, const nn_card *mi, const char *
     out->nslides = is.nslides;
     out->slide_y = mp_xmalloc(sizeof(int) * (is.nslides + 1));
     memcpy(out->slide_y, is.slide_label, sizeof(int) * is.nslides);
+    int prc = got < 0 ? 0 : patients_of(db, &is, out);
     db_itemset_free(&is);
-    if (got < 0) {
+    if (got < 0 || prc < 0) {
         preds_free(out);
         return -1;
     }
@@ -91,6 +125,13 @@ static int check_mag(mp_db *db, const nn_card *mi, const char *ck)
     while (sqlite3_step(st) == SQLITE_ROW) mags[n++] = sqlite3_column_double(st, 0);
     sqlite3_finalize(st);
     return nn_card_check_mag(mi, ck, mags, n, db_path(db));
+}
+
+/* A JSON number, or null for NaN (a metric undefined on this split, e.g. AUC with one class). */
+static void jnum(double v)
+{
+    if (isfinite(v)) printf("%.6f", v);
+    else printf("null");
 }
 
 static double slide_bacc(const float *sp, const int *sy, int ns, int k, int *nused)
@@ -114,7 +155,7 @@ static double slide_bacc(const float *sp, const int *sy, int ns, int k, int *nus
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *dbp = NULL, *ck = NULL, *split = "test";
+    const char *dbp = NULL, *ck = NULL, *split = "test", *ci_by = "slide";
     int json = 0, batch = 0, threads = mp_cpu_count(), resamples = 10000;
     for (int i = 1; i < argc; i++) {
         char nm[64];
@@ -122,11 +163,16 @@ int cmd_eval(int argc, char **argv)
         const char *a = iv ? nm : argv[i];
         long lv;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: magpie eval DB CKPT [--split test|val|train] [--json] [--batch N] [--threads N] [--bootstrap N]\n\n"
+            printf("usage: magpie eval DB CKPT [--split test|val|train] [--json] [--batch N] [--threads N] [--bootstrap N]\n"
+                   "                  [--ci-by slide|patient[,patch]]\n\n"
                    "Patch-level accuracy, balanced accuracy, macro precision/recall/F1, one-vs-rest AUC per class,\n"
                    "quadratic-weighted kappa and the confusion matrix, with 95%% CIs from N (10000) class-balanced\n"
-                   "bootstrap resamples; slide-level balanced accuracy by mean probability and by thresholded\n"
-                   "majority vote (threshold grid-searched 0.3-0.9 on the validation split).\n"
+                   "bootstrap resamples of whole slides (--ci-by patient: whole patients), since patches of one\n"
+                   "slide are not independent; --ci-by patch (or slide,patch / patient,patch) also prints the\n"
+                   "patch-level interval beside it, for comparison only. Slide-level balanced accuracy by mean\n"
+                   "probability and by thresholded majority vote: the threshold is grid-searched 0.3-0.9 on the\n"
+                   "validation split and applied to the evaluated split (on val itself the output says so; without\n"
+                   "a validation split it is 0.5), and the output says where it came from.\n"
                    "--batch defaults to infer's (64 below 112 px, else 8), so both give the same probabilities.\n"
                    "--threads: compute threads (default: the CPUs this process may use, here %d).\n", mp_cpu_count());
             return MP_EXIT_OK;
@@ -142,7 +188,7 @@ int cmd_eval(int argc, char **argv)
                     mp_error("eval: unknown split '%s' (known: %s)", v, DB_SPLIT_NAMES);
                     return MP_EXIT_USAGE;
                 }
-            }
+            } else if (!strcmp(a, "--ci-by")) ci_by = v;
             else if (!strcmp(a, "--batch")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 4096, batch = (int)lv;
             else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 1024, threads = (int)lv;
             else if (!strcmp(a, "--bootstrap")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 10000000, resamples = (int)lv;
@@ -168,6 +214,24 @@ int cmd_eval(int argc, char **argv)
         mp_error("usage: magpie eval DB CKPT [--split test] [--json]");
         return MP_EXIT_USAGE;
     }
+    /* --ci-by: the clustered unit (slide unless patient is named), plus patch beside it if named */
+    int by_patient = 0, with_patch = 0;
+    {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", ci_by);
+        int bad = strlen(ci_by) >= sizeof buf || !*ci_by, nunit = 0;
+        for (char *sv, *t = strtok_r(buf, ",", &sv); t && !bad; t = strtok_r(NULL, ",", &sv)) {
+            if (!strcmp(t, "patch")) with_patch = 1;
+            else if (!strcmp(t, "slide")) nunit++;
+            else if (!strcmp(t, "patient")) by_patient = 1, nunit++;
+            else bad = 1;
+        }
+        if (bad || nunit > 1) {
+            mp_error("eval: bad value for --ci-by: '%s' (slide, patient, optionally with ,patch)", ci_by);
+            return MP_EXIT_USAGE;
+        }
+    }
+    const char *unit_name = by_patient ? "patient" : "slide";
     nn_set_threads(threads);
     nn_card mi;
     nn_model *m;
@@ -191,16 +255,29 @@ int cmd_eval(int argc, char **argv)
     }
     double infer_s = mp_now() - t0;
     tr_metrics mt;
-    tr_metrics_ci ci;
-    if (tr_metrics_compute(P.y, P.prob, P.n, k, &mt) < 0 || tr_metrics_bootstrap(P.y, P.prob, P.n, k, resamples, 12345, &ci) < 0) {
+    tr_metrics_ci ci, cip = {0};
+    if (tr_metrics_compute(P.y, P.prob, P.n, k, &mt) < 0 ||
+        tr_metrics_bootstrap_units(P.y, P.prob, P.n, k, by_patient ? P.patient : P.slide,
+                                   by_patient ? P.npatients : P.nslides, resamples, 12345, &ci) < 0 ||
+        (with_patch && tr_metrics_bootstrap(P.y, P.prob, P.n, k, resamples, 12345, &cip) < 0)) {
         mp_error("%s", mp_err());
         goto out;
     }
-    /* vote threshold from validation (if it exists and is not the evaluated split) */
+    /* The vote threshold is chosen on the validation split and applied to the evaluated one; on val
+     * itself it is tuned on the data it is scored on, which the output states. */
     double thr = 0.5;
-    if (strcmp(split, "val") && predict_split(db, m, &mi, "val", batch, &V) == 0) have_val = 1;
-    if (have_val) thr = tr_slide_vote_threshold(V.prob, V.slide, V.n, k, V.nslides, V.slide_y);
-    else if (!strcmp(split, "val")) thr = tr_slide_vote_threshold(P.prob, P.slide, P.n, k, P.nslides, P.slide_y);
+    const char *thr_src = "default", *thr_why = "default 0.5: the dataset has no labelled validation split";
+    int is_val = !strcmp(split, "val");
+    if (!is_val && predict_split(db, m, &mi, "val", batch, &V) == 0) have_val = 1;
+    if (have_val) {
+        thr = tr_slide_vote_threshold(V.prob, V.slide, V.n, k, V.nslides, V.slide_y);
+        thr_src = "val";
+        thr_why = "chosen on the validation split";
+    } else if (is_val) {
+        thr = tr_slide_vote_threshold(P.prob, P.slide, P.n, k, P.nslides, P.slide_y);
+        thr_src = "val (the evaluated split)";
+        thr_why = "chosen on val, the split evaluated here: optimistic";
+    }
     float *sp = mp_xmalloc(sizeof(float) * (P.nslides + 1) * k);
     int ns;
     tr_slide_mean(P.prob, P.slide, P.n, k, P.nslides, sp);
@@ -212,10 +289,25 @@ int cmd_eval(int argc, char **argv)
 
     if (json) {
         printf("{\"checkpoint\":\"%s\",\"split\":\"%s\",\"method\":\"%s\",\"mag\":%g,\"input_size\":%d,\"patches\":%d,"
-               "\"flops_per_patch\":%lld,\"inference_seconds\":%.3f,\"bootstrap\":%d",
-               ck, split, mi.method, mi.mag, mi.size, P.n, (long long)flops, infer_s, resamples);
-        for (int j = 0; j < TR_CI_COUNT; j++)
-            printf(",\"%s\":{\"value\":%.6f,\"ci\":[%.6f,%.6f]}", tr_ci_name(j), tr_metric_value(&mt, j), ci.lo[j], ci.hi[j]);
+               "\"flops_per_patch\":%lld,\"inference_seconds\":%.3f,\"bootstrap\":%d,\"ci_unit\":\"%s\",\"ci_units\":%d",
+               ck, split, mi.method, mi.mag, mi.size, P.n, (long long)flops, infer_s, resamples, unit_name, ci.units);
+        for (int j = 0; j < TR_CI_COUNT; j++) {
+            printf(",\"%s\":{\"value\":", tr_ci_name(j));
+            jnum(tr_metric_value(&mt, j));
+            printf(",\"ci\":[");
+            jnum(ci.lo[j]);
+            printf(",");
+            jnum(ci.hi[j]);
+            printf("]");
+            if (with_patch) {
+                printf(",\"ci_patch\":[");
+                jnum(cip.lo[j]);
+                printf(",");
+                jnum(cip.hi[j]);
+                printf("]");
+            }
+            printf("}");
+        }
         printf(",\"classes\":[");
         for (int c = 0; c < k; c++)
             printf("%s{\"name\":\"%s\",\"support\":%lld,\"precision\":%.6f,\"recall\":%.6f,\"f1\":%.6f,\"auc\":%.6f}",
@@ -228,14 +320,23 @@ int cmd_eval(int argc, char **argv)
             printf("]");
         }
         printf("],\"slides\":%d,\"slide_mean_balanced_accuracy\":%.6f,\"slide_vote_balanced_accuracy\":%.6f,"
-               "\"vote_threshold\":%.2f}\n",
-               ns, isnan(s_mean) ? -1.0 : s_mean, isnan(s_vote) ? -1.0 : s_vote, thr);
+               "\"vote_threshold\":%.2f,\"vote_threshold_source\":\"%s\"}\n",
+               ns, isnan(s_mean) ? -1.0 : s_mean, isnan(s_vote) ? -1.0 : s_vote, thr, thr_src);
     } else {
         printf("%s on split '%s': %d patches, %d slides, %s @ %gx (%d px), %.3f GFLOPs/patch\n\n", ck, split, P.n, ns, mi.method,
                mi.mag, mi.size, flops / 1e9);
-        printf("%-20s %8s   95%% CI (%d class-balanced bootstrap resamples)\n", "metric", "value", resamples);
-        for (int j = 0; j < TR_CI_COUNT; j++)
-            printf("%-20s %8.4f   [%.4f, %.4f]\n", tr_ci_name(j), tr_metric_value(&mt, j), ci.lo[j], ci.hi[j]);
+        printf("95%% CIs from %d class-balanced bootstrap resamples of whole %ss (%d %ss)%s\n", resamples, unit_name,
+               ci.units, unit_name, with_patch ? "; the patch-level one beside it treats patches as independent, which "
+                                                  "they are not" : "");
+        char h1[32], h2[32];
+        snprintf(h1, sizeof h1, "95%% CI by %s", unit_name);
+        snprintf(h2, sizeof h2, "95%% CI by patch");
+        printf("%-20s %8s   %-18s%s%s\n", "metric", "value", h1, with_patch ? "   " : "", with_patch ? h2 : "");
+        for (int j = 0; j < TR_CI_COUNT; j++) {
+            printf("%-20s %8.4f   [%.4f, %.4f]", tr_ci_name(j), tr_metric_value(&mt, j), ci.lo[j], ci.hi[j]);
+            if (with_patch) printf("   [%.4f, %.4f]", cip.lo[j], cip.hi[j]);
+            printf("\n");
+        }
         printf("\n%-16s %8s %9s %8s %8s %8s\n", "class", "support", "precision", "recall", "f1", "auc");
         for (int c = 0; c < k; c++)
             printf("%-16s %8lld %9.4f %8.4f %8.4f %8.4f\n", mi.class_names[c], (long long)mt.support[c], mt.precision_c[c],
@@ -248,8 +349,8 @@ int cmd_eval(int argc, char **argv)
             for (int j = 0; j < k; j++) printf(" %8lld", (long long)mt.confusion[i * k + j]);
             printf("\n");
         }
-        printf("\nslide level (%d slides): balanced accuracy %.4f by mean probability, %.4f by vote at threshold %.2f%s\n", ns,
-               s_mean, s_vote, thr, have_val ? " (chosen on val)" : "");
+        printf("\nslide level (%d slides): balanced accuracy %.4f by mean probability, %.4f by vote at threshold %.2f (%s)\n",
+               ns, s_mean, s_vote, thr, thr_why);
         printf("inference: %.2f s (%.0f patches/s)\n", infer_s, P.n / (infer_s > 0 ? infer_s : 1e-9));
     }
     rcode = MP_EXIT_OK;

@@ -187,23 +187,50 @@ static double percentile(double *v, int n, double q)
     return v[lo] + (pos - lo) * (v[hi] - v[lo]);
 }
 
-/* Class-balanced bootstrap: each resample draws, within every class, as many samples as the
- * class has (with replacement), so class proportions stay fixed and every AUC stays defined. */
-int tr_metrics_bootstrap(const int *y, const float *prob, int n, int k, int resamples, uint64_t seed, tr_metrics_ci *ci)
+/* Class-balanced bootstrap over units (slides, patients; each patch its own unit when unit is NULL).
+ * Patches of one unit are not independent draws, so a resample takes whole units: units are
+ * stratified by their majority label and each stratum is redrawn at its own size, with
+ * replacement, so class proportions stay near fixed and every AUC stays defined. A patch counts as
+ * many times as its unit was drawn. With unit NULL this is the patch bootstrap, draw for draw. */
+int tr_metrics_bootstrap_units(const int *y, const float *prob, int n, int k, const int *unit, int nunits,
+                               int resamples, uint64_t seed, tr_metrics_ci *ci)
 {
     tr_metrics point;
     if (tr_metrics_compute(y, prob, n, k, &point) < 0) return -1;
+    if (unit) {
+        if (nunits < 1) return mp_err_set("metrics: %d bootstrap units", nunits);
+        for (int i = 0; i < n; i++)
+            if (unit[i] < 0 || unit[i] >= nunits)
+                return mp_err_set("metrics: unit %d of sample %d outside 0..%d", unit[i], i, nunits - 1);
+    } else nunits = n;
     memset(ci, 0, sizeof *ci);
     ci->resamples = resamples;
-    if (resamples <= 0) return 0;
+    /* each unit's stratum: its most common label (the lowest on ties); -1 for a unit without patches */
+    int *cnt = mp_xcalloc((size_t)nunits * k + 1, sizeof(int)), *stratum = mp_xmalloc(sizeof(int) * (nunits + 1));
+    for (int i = 0; i < n; i++) cnt[(size_t)(unit ? unit[i] : i) * k + y[i]]++;
+    int start[TR_MAX_CLASSES + 1] = {0};
+    ci->units = 0;
+    for (int u = 0; u < nunits; u++) {
+        int b = 0;
+        for (int c = 1; c < k; c++)
+            if (cnt[(size_t)u * k + c] > cnt[(size_t)u * k + b]) b = c;
+        stratum[u] = cnt[(size_t)u * k + b] > 0 ? b : -1;
+        if (stratum[u] >= 0) start[b + 1]++, ci->units++;
+    }
+    free(cnt);
+    if (resamples <= 0) {
+        free(stratum);
+        return 0;
+    }
     int *pred = mp_xmalloc(sizeof(int) * n);
     for (int i = 0; i < n; i++) pred[i] = argmax(prob + (size_t)i * k, k);
-    int *byclass = mp_xmalloc(sizeof(int) * n), start[TR_MAX_CLASSES + 1] = {0};
-    for (int i = 0; i < n; i++) start[y[i] + 1]++;
+    int *byclass = mp_xmalloc(sizeof(int) * (nunits + 1));
     for (int c = 0; c < k; c++) start[c + 1] += start[c];
     int fillp[TR_MAX_CLASSES];
     memcpy(fillp, start, sizeof(int) * k);
-    for (int i = 0; i < n; i++) byclass[fillp[y[i]]++] = i;
+    for (int u = 0; u < nunits; u++)
+        if (stratum[u] >= 0) byclass[fillp[stratum[u]]++] = u;
+    double *uw = mp_xmalloc(sizeof(double) * (nunits + 1));
 
     enum { NS = TR_CI_COUNT };
     double *samples = mp_xmalloc(sizeof(double) * (size_t)resamples * NS);
@@ -213,11 +240,12 @@ int tr_metrics_bootstrap(const int *y, const float *prob, int n, int k, int resa
     mp_rng r;
     for (int b = 0; b < resamples; b++) {
         mp_rng_derive(&r, seed, 0xb007, (uint64_t)b, 0);
-        memset(w, 0, sizeof(double) * n);
+        memset(uw, 0, sizeof(double) * nunits);
         for (int c = 0; c < k; c++) {
             int nc = start[c + 1] - start[c];
-            for (int t = 0; t < nc; t++) w[byclass[start[c] + mp_rng_below(&r, nc)]] += 1.0;
+            for (int t = 0; t < nc; t++) uw[byclass[start[c] + mp_rng_below(&r, nc)]] += 1.0;
         }
+        for (int i = 0; i < n; i++) w[i] = uw[unit ? unit[i] : i];
         tr_metrics m;
         fill(&pl, y, prob, pred, w, n, k, conf, &m);
         double *s = samples + (size_t)b * NS;
@@ -242,7 +270,14 @@ int tr_metrics_bootstrap(const int *y, const float *prob, int n, int k, int resa
     free(conf);
     free(byclass);
     free(pred);
+    free(uw);
+    free(stratum);
     return 0;
+}
+
+int tr_metrics_bootstrap(const int *y, const float *prob, int n, int k, int resamples, uint64_t seed, tr_metrics_ci *ci)
+{
+    return tr_metrics_bootstrap_units(y, prob, n, k, NULL, 0, resamples, seed, ci);
 }
 
 /* ---- slide-level aggregation ---------------------------------------------------------- */

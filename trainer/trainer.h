@@ -40,6 +40,7 @@ typedef struct {
 
 typedef struct {
     int resamples;
+    int units;                               /* resampled units that hold patches */
     double lo[TR_CI_COUNT], hi[TR_CI_COUNT]; /* 2.5 and 97.5 percentiles */
 } tr_metrics_ci;
 
@@ -49,6 +50,11 @@ int tr_metrics_compute(const int *y, const float *prob, int n, int k, tr_metrics
  * samples as it has, with replacement). Deterministic for a seed. */
 int tr_metrics_bootstrap(const int *y, const float *prob, int n, int k, int resamples, uint64_t seed,
                          tr_metrics_ci *ci);
+/* The same over units: unit[i] in 0..nunits-1 names the slide or patient of sample i, and whole
+ * units are drawn (within strata of their majority label), so patches that cluster by slide do
+ * not count as independent. unit NULL: every sample is its own unit (= tr_metrics_bootstrap). */
+int tr_metrics_bootstrap_units(const int *y, const float *prob, int n, int k, const int *unit, int nunits,
+                               int resamples, uint64_t seed, tr_metrics_ci *ci);
 const char *tr_ci_name(int j);
 double tr_metric_value(const tr_metrics *m, int j);
 

@@ -2,7 +2,10 @@
 # magpie eval through the binary: a checkpoint whose input size differs from the dataset's
 # images is refused in one line (it used to read the freed loader to build that message: ASan
 # heap-use-after-free), so is one with another number of classes (the message read the freed
-# item set and said "0 classes"), and a matching checkpoint evaluates.
+# item set and said "0 classes"), and a matching checkpoint evaluates. The intervals name their
+# resampling unit (slide by default, patient on request, the patch interval only beside them when
+# asked) and the slide vote threshold says where it came from: val when evaluating another split,
+# val itself (said so) when evaluating val, the default 0.5 when there is no validation split.
 set -u
 T=$(mktemp -d /tmp/mp_eval_cli.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -35,4 +38,28 @@ has "magpie: error: $D: the dataset has $k classes, the model $((k + 1))" "$T/e"
 
 "$B" eval "$D" "$T/m28.mpk" --split val --bootstrap 10 --json >"$T/o" 2>"$T/e" || no "matching eval exit $?: $(cat "$T/e")"
 grep -q '"balanced_accuracy"' "$T/o" || no "matching eval: no metrics in $(cat "$T/o")"
+in_json() { grep -qF "$1" "$T/o" || no "$2: want $1 in $(cat "$T/o")"; }
+not_json() { ! grep -qF "$1" "$T/o" || no "$2: did not want $1 in $(cat "$T/o")"; }
+in_json '"ci_unit":"slide"' "default unit"
+not_json '"ci_patch"' "patch interval not asked for"
+in_json '"vote_threshold_source":"val (the evaluated split)"' "eval on val"
+
+"$B" eval "$D" "$T/m28.mpk" --split train --bootstrap 10 --json --ci-by patient,patch >"$T/o" 2>"$T/e" || no "train eval exit $?: $(cat "$T/e")"
+in_json '"ci_unit":"patient"' "--ci-by patient"
+in_json '"ci_patch":[' "--ci-by patient,patch"
+in_json '"vote_threshold_source":"val"' "eval on train"
+"$B" eval "$D" "$T/m28.mpk" --split train --bootstrap 10 --ci-by patch >"$T/o" 2>"$T/e" || no "text eval exit $?: $(cat "$T/e")"
+grep -q "resamples of whole slides" "$T/o" || no "text output does not name the unit: $(cat "$T/o")"
+grep -q "95% CI by patch" "$T/o" || no "text output lacks the patch column: $(cat "$T/o")"
+grep -q "threshold 0\.[0-9]* (chosen on the validation split)" "$T/o" || no "text output lacks the threshold's source: $(cat "$T/o")"
+
+# without a validation split the threshold is the default, and says so
+cp "$D" "$T/noval.db"
+sqlite3 "$T/noval.db" "DELETE FROM splits WHERE split = 'val'" || no "sqlite3 delete"
+"$B" eval "$T/noval.db" "$T/m28.mpk" --split train --bootstrap 10 --json >"$T/o" 2>"$T/e" || no "no-val eval exit $?: $(cat "$T/e")"
+in_json '"vote_threshold":0.50,"vote_threshold_source":"default"' "no validation split"
+
+"$B" eval "$D" "$T/m28.mpk" --ci-by slide,patient >"$T/o" 2>"$T/e"; rc=$?
+[ $rc -eq 1 ] || no "two cluster units: exit $rc, expected 1"
+has "magpie: error: eval: bad value for --ci-by: 'slide,patient' (slide, patient, optionally with ,patch)" "$T/e"
 exit $fail

@@ -156,11 +156,54 @@ TEST(reentrant_sort)
     CHECK_INT(job[1].wrong, 0);
 }
 
+/* Patches cluster by slide: 24 slides of 30 patches, 2 classes, 12 slides each; the model is right
+ * on every patch of 9 slides per class and wrong on every patch of the other 3 (accuracy 0.75).
+ * A patch bootstrap sees 720 independent patches and gives a narrow interval; the slide bootstrap
+ * sees what is really there, 24 slides, and must give a far wider one (binomial sd over 24 units vs
+ * 720: sqrt(30) = 5.5x). */
+TEST(bootstrap_by_slide)
+{
+    enum { S = 24, PER = 30, N = S * PER };
+    static int y[N], unit[N];
+    static float p[2 * N];
+    for (int s = 0; s < S; s++)
+        for (int j = 0; j < PER; j++) {
+            int i = s * PER + j, cls = s % 2, right = (s / 2) % 4 != 3;
+            y[i] = cls;
+            unit[i] = s;
+            int pred = right ? cls : 1 - cls;
+            p[2 * i + pred] = 0.6f + 0.01f * (j % 10);
+            p[2 * i + 1 - pred] = 1.0f - p[2 * i + pred];
+        }
+    tr_metrics m;
+    tr_metrics_ci byp, bys, byp2;
+    CHECK_INT(tr_metrics_compute(y, p, N, 2, &m), 0);
+    CHECK_NEAR(m.accuracy, 0.75, 1e-12);
+    CHECK_INT(tr_metrics_bootstrap(y, p, N, 2, 2000, 3, &byp), 0);
+    CHECK_INT(tr_metrics_bootstrap_units(y, p, N, 2, NULL, 0, 2000, 3, &byp2), 0);
+    CHECK_INT(tr_metrics_bootstrap_units(y, p, N, 2, unit, S, 2000, 3, &bys), 0);
+    CHECK_INT(bys.units, S);
+    CHECK_INT(byp.units, N);
+    double wp = byp.hi[TR_CI_ACCURACY] - byp.lo[TR_CI_ACCURACY], ws = bys.hi[TR_CI_ACCURACY] - bys.lo[TR_CI_ACCURACY];
+    printf("  accuracy 95%% CI width: by patch %.4f, by slide %.4f\n", wp, ws);
+    CHECK(wp > 0);
+    CHECK(ws > 3 * wp);
+    CHECK(bys.lo[TR_CI_ACCURACY] < 0.75 && bys.hi[TR_CI_ACCURACY] > 0.75);
+    /* the unit-less call is the patch bootstrap, draw for draw */
+    for (int j = 0; j < TR_CI_COUNT; j++) CHECK(byp.lo[j] == byp2.lo[j] && byp.hi[j] == byp2.hi[j]);
+    /* a unit index outside 0..nunits-1 is refused */
+    unit[5] = S;
+    CHECK_INT(tr_metrics_bootstrap_units(y, p, N, 2, unit, S, 10, 3, &bys), -1);
+    CHECK(strstr(mp_err(), "unit 24 of sample 5") != NULL);
+    unit[5] = 0;
+}
+
 int main(void)
 {
     RUN(hand_computed);
     RUN(imbalanced_binary);
     RUN(bootstrap);
+    RUN(bootstrap_by_slide);
     RUN(slide_aggregation);
     RUN(bad_input);
     RUN(reentrant_sort);
