@@ -41,8 +41,9 @@ static void usage(FILE *f)
 
 static const char *help_info =
     "usage: magpie model info CKPT [--size PX] [--json]\n"
-    "Print the architecture, trainable parameter count, forward FLOPs for one PX×PX image (default 224;\n"
-    "2 FLOPs per multiply-add) and the training state stored in the checkpoint.\n";
+    "Print the architecture, trainable parameter count, forward FLOPs for one PX×PX image (default: the\n"
+    "checkpoint's own input size, 224 when it records none; 2 FLOPs per multiply-add) and the training\n"
+    "state stored in the checkpoint. Epochs are counted from 1, as in training's output and log.\n";
 static const char *help_run =
     "usage: magpie model run CKPT IN.npy OUT.npy [--threads N]\n"
     "Forward a float32 .npy batch N×C×H×W (C order, already normalised as the model expects) in eval\n"
@@ -152,7 +153,7 @@ static int do_info(int argc, char **argv)
     char *pos[1];
     int npos, rc = parse_args(argc, argv, opts, help_info, pos, 1, &npos);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
-    long size = 224;
+    long size = 0;
     if (npos != 1 || (size_s && (mp_parse_long(size_s, &size) != 0 || size < 1 || size > 65536))) {
         mp_error(npos != 1 ? "model info: expected CKPT" : "model info: --size must be a pixel count");
         return MP_EXIT_USAGE;
@@ -167,29 +168,37 @@ static int do_info(int argc, char **argv)
         return fail();
     }
     const nn_model_cfg cfg = card.cfg;
+    /* FLOPs where the model runs: its recorded input size unless --size asks for another */
+    const char *size_from = size_s ? "--size" : card.size > 0 ? "the checkpoint's input size" : "default; the checkpoint records no input size";
+    if (!size_s) size = card.size > 0 ? card.size : 224;
     int64_t flops = nn_model_flops(&cfg, (int)size, (int)size);
     size_t params = nn_model_param_count(m), total = 0;
     const nn_params *ps = nn_model_params(m);
     for (int i = 0; i < ps->n; i++) total += ps->p[i].numel;
     char desc[512];
     nn_arch_describe(&cfg, desc, sizeof desc);
-    int64_t step = -1, epoch = -1;
+    /* epochs 1-based everywhere: the state's "epoch" is the next epoch to run counted from 0, that
+     * is the number of epochs run; its best_epoch counts from 0 (-1 = none yet) */
+    int64_t step = -1, epoch = -1, best = -2;
     const char *optk = nn_ckpt_train_get(&ck, "optim.kind");
     if (ck.has_train) {
         if (nn_ckpt_train_get_i64(&ck, "step", &step) != 0 && nn_ckpt_train_get_i64(&ck, "optim.step", &step) != 0)
             step = -1;
         if (nn_ckpt_train_get_i64(&ck, "epoch", &epoch) != 0) epoch = -1;
+        if (nn_ckpt_train_get_i64(&ck, "best_epoch", &best) != 0) best = -2;
     }
     if (json) {
         json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:b}", "file", pos[0], "architecture", desc,
                               "parameters", (json_int_t)params, "buffers", (json_int_t)(total - params), "size",
                               (int)size, "flops", (json_int_t)flops, "training_state", ck.has_train);
+        json_object_set_new(o, "size_from", json_string(size_s ? "option" : card.size > 0 ? "checkpoint" : "default"));
         json_t *meta = json_object();
         for (int i = 0; i < ck.nmeta; i++) json_object_set_new(meta, ck.meta[2 * i], json_string(ck.meta[2 * i + 1]));
         json_object_set_new(o, "meta", meta);
         if (ck.has_train) {
             json_object_set_new(o, "step", json_integer(step));
-            json_object_set_new(o, "epoch", json_integer(epoch));
+            json_object_set_new(o, "epochs_run", json_integer(epoch));
+            if (best >= -1) json_object_set_new(o, "best_epoch", best >= 0 ? json_integer(best + 1) : json_null());
             if (optk) json_object_set_new(o, "optimizer", json_string(optk));
         }
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -201,11 +210,14 @@ static int do_info(int argc, char **argv)
         printf("architecture  %s\n", desc);
         printf("parameters    %zu trainable (%.2f M), %zu buffer values, %d tensors\n", params, (double)params / 1e6,
                total - params, ps->n);
-        printf("flops         %.4f GFLOP per %ldx%ld image (%.4f GMAC)\n", (double)flops / 1e9, size, size,
-               (double)flops / 2e9);
-        if (ck.has_train)
-            printf("training      step %lld, epoch %lld, optimiser %s\n", (long long)step, (long long)epoch,
+        printf("flops         %.4f GFLOP per %ldx%ld image (%.4f GMAC; %s)\n", (double)flops / 1e9, size, size,
+               (double)flops / 2e9, size_from);
+        if (ck.has_train) {
+            printf("training      %lld epochs run (step %lld), optimiser %s", (long long)epoch, (long long)step,
                    optk ? optk : "none");
+            if (best >= 0) printf(", best epoch %lld (1-based)", (long long)best + 1);
+            printf("\n");
+        }
         else
             printf("training      no training state (weights only)\n");
         for (int i = 0; i < ck.nmeta; i++) printf("meta          %s = %s\n", ck.meta[2 * i], ck.meta[2 * i + 1]);

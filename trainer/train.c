@@ -3,7 +3,6 @@
  * with per-epoch checkpoints carrying the full training state so --resume continues exactly. */
 #include <jansson.h>
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,7 +265,7 @@ static int save_ckpt(run *R, const char *path, int with_state, int epoch, const 
 {
     nn_ckpt ck = {0};
     nn_card_write(&R->info, &ck);
-    nn_ckpt_setf(&ck, "trained.epoch", "%d", epoch);
+    nn_ckpt_setf(&ck, "trained.epoch", "%d", epoch + 1); /* 1-based, as in the log and the messages */
     nn_ckpt_setf(&ck, "val.balanced_accuracy", "%.6f", R->best_val);
     if (R->o->teacher) nn_ckpt_set(&ck, "teacher", R->o->teacher);
     /* the best checkpoint holds the weights that were validated (the average when there is one);
@@ -582,8 +581,6 @@ static double crckd_terms(run *R, const tr_batch *b, int epoch, double parts[4])
     return parts[0] + parts[1] + parts[2] + parts[3];
 }
 
-static int write_curve(const char *path, const double *hist, int n);
-
 /* The student's feature-map shape (what the cached teacher maps are pooled to). */
 static int student_map(run *R)
 {
@@ -684,9 +681,14 @@ static void append_log(FILE *f, int epoch, int64_t step, double loss, const doub
                        double secs)
 {
     if (!f) return;
+    /* without labelled validation patches val is NaN: JSON null (a bare nan made every line
+     * unparsable, so a resume cut the whole log away) */
+    char vs[32];
+    if (isfinite(val)) snprintf(vs, sizeof vs, "%.6f", val);
+    else snprintf(vs, sizeof vs, "null");
     fprintf(f, "{\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"kd\":%.6g,\"feat\":%.6g,\"ce\":%.6g,\"mt\":%.6g,\"ccd\":%.6g,"
-               "\"crp\":%.6g,\"val_balanced_accuracy\":%.6f,\"img_per_s\":%.1f,\"seconds\":%.2f}\n",
-            epoch, (long long)step, loss, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], val, ips, secs);
+               "\"crp\":%.6g,\"val_balanced_accuracy\":%s,\"img_per_s\":%.1f,\"seconds\":%.2f}\n",
+            epoch, (long long)step, loss, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], vs, ips, secs);
     fflush(f);
 }
 
@@ -766,10 +768,11 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
     const tr_train_opts *o = &ov;
     R->o = o;
     int rc = -1;
-    char last[1024], logp[1024], pngp[1024];
+    char last[1024], logp[1024], pngp[1024], svgp[1024];
     tr_side_path(last, sizeof last, o->out, ".last.mpk");
     tr_side_path(logp, sizeof logp, o->out, ".log.jsonl");
     tr_side_path(pngp, sizeof pngp, o->out, ".png");
+    tr_side_path(svgp, sizeof svgp, o->out, ".svg");
     FILE *logf = NULL;
     mp_progress *pg = NULL;
     nn_set_threads(o->threads);
@@ -1065,7 +1068,14 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
             rc = -1;
             break;
         }
-        write_curve(pngp, R->hist, R->nhist);
+        {
+            /* the curve is a picture for people: a failure to draw it is said, not fatal */
+            const char *base = strrchr(o->out, '/');
+            char title[1400];
+            snprintf(title, sizeof title, "training curve: %s @ %gx, %s", R->info.method[0] ? R->info.method : "supervised",
+                     R->info.mag, base ? base + 1 : o->out);
+            if (tr_curve_write(logp, svgp, pngp, title) < 0) mp_warn("training curve not drawn: %s", mp_err());
+        }
         if (pg) {
             char extra[256];
             snprintf(extra, sizeof extra,
@@ -1104,58 +1114,5 @@ out:
         return -1;
     }
     run_free(R);
-    return rc;
-}
-
-/* ---- loss / metric curve as a PNG (libpng): loss in red (left scale), val in blue (0..1) ---- */
-
-static void plot_line(uint8_t *im, int W, int H, int x0, int y0, int x1, int y1, const uint8_t c[3])
-{
-    int dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, err = dx + dy;
-    for (;;) {
-        for (int t = -1; t <= 1; t++)
-            if (x0 >= 0 && x0 < W && y0 + t >= 0 && y0 + t < H) memcpy(im + 3 * ((size_t)(y0 + t) * W + x0), c, 3);
-        if (x0 == x1 && y0 == y1) break;
-        int e2 = 2 * err;
-        if (e2 >= dy) err += dy, x0 += sx;
-        if (e2 <= dx) err += dx, y0 += sy;
-    }
-}
-
-static int write_curve(const char *path, const double *hist, int n)
-{
-    enum { W = 640, H = 360, M = 30 };
-    uint8_t *im = mp_xmalloc(3 * W * H);
-    memset(im, 255, 3 * W * H);
-    static const uint8_t grey[3] = {210, 210, 210}, black[3] = {0, 0, 0}, red[3] = {200, 30, 30}, blue[3] = {30, 60, 200};
-    for (int g = 0; g <= 4; g++) plot_line(im, W, H, M, M + g * (H - 2 * M) / 4, W - M, M + g * (H - 2 * M) / 4, grey);
-    plot_line(im, W, H, M, M, M, H - M, black);
-    plot_line(im, W, H, M, H - M, W - M, H - M, black);
-    double lmax = 1e-9;
-    for (int i = 0; i < n; i++)
-        if (isfinite(hist[2 * i]) && hist[2 * i] > lmax) lmax = hist[2 * i];
-    int span = n > 1 ? n - 1 : 1;
-    for (int s = 0; s < 2; s++)
-        for (int i = 1; i < n; i++) {
-            double a = hist[2 * (i - 1) + s], b = hist[2 * i + s];
-            if (!isfinite(a) || !isfinite(b)) continue;
-            double sa = s ? a : a / lmax, sb = s ? b : b / lmax;
-            plot_line(im, W, H, M + (i - 1) * (W - 2 * M) / span, H - M - (int)(sa * (H - 2 * M)), M + i * (W - 2 * M) / span,
-                      H - M - (int)(sb * (H - 2 * M)), s ? blue : red);
-        }
-    png_image pi;
-    memset(&pi, 0, sizeof pi);
-    pi.version = PNG_IMAGE_VERSION;
-    pi.width = W;
-    pi.height = H;
-    pi.format = PNG_FORMAT_RGB;
-    png_alloc_size_t sz = 0;
-    int rc = -1;
-    if (png_image_write_to_memory(&pi, NULL, &sz, 0, im, 0, NULL)) {
-        void *buf = mp_xmalloc(sz);
-        if (png_image_write_to_memory(&pi, buf, &sz, 0, im, 0, NULL)) rc = mp_write_file_atomic(path, buf, sz);
-        free(buf);
-    }
-    free(im);
     return rc;
 }

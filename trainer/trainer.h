@@ -188,11 +188,20 @@ typedef struct {
 } tr_train_result;
 
 /* Train per opts; writes OUT (best on validation), OUT's stem + .last.mpk (every epoch, with
- * training state), .log.jsonl and .png. -1 + mp_err on failure (the last good checkpoint stays).
+ * training state), .log.jsonl, and the curve as .svg and .png. -1 + mp_err on failure (the last good checkpoint stays).
  * With resume, the log is first cut back to the epochs the state holds; a state that has run all
  * the epochs asked for finishes at once (0 epochs run), one that has run more is an error. */
 int tr_train(const tr_train_opts *o, tr_train_result *res);
-/* Paths next to the checkpoint: stem(OUT) + suffix (".last.mpk", ".log.jsonl", ".png"). */
+/* ---- training curves (trainer/curves.c) ---- */
+
+/* The curve of a run from its .log.jsonl: total loss and (when there are several) its terms on the
+ * left axis, validation balanced accuracy on the right, epochs 1-based, the best epoch in a note;
+ * written as SVG to svg_path and, unless png_path is NULL, rendered from that SVG to a PNG. */
+int tr_curve_write(const char *log_path, const char *svg_path, const char *png_path, const char *title);
+/* An SVG document rendered to a PNG file through libvips (librsvg), written atomically. */
+int tr_svg_to_png(const char *svg, const char *png_path);
+
+/* Paths next to the checkpoint: stem(OUT) + suffix (".last.mpk", ".log.jsonl", ".svg", ".png"). */
 void tr_side_path(char *buf, size_t cap, const char *out, const char *suffix);
 
 #endif
