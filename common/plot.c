@@ -18,6 +18,11 @@ typedef struct {
 static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(sbuf *b, const char *fmt, ...)
 {
+    if (!b->s) { /* never format into a NULL buffer */
+        b->cap = 4096;
+        b->s = mp_xmalloc(b->cap);
+        b->n = 0;
+    }
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
