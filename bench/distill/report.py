@@ -175,7 +175,8 @@ if cfg.get("sweep") and sw_cells:
             name = kind if m == SM else f"{kind}@{m:g}"
             v = [100 * j["balanced_accuracy"]["value"] for j in (load(c, name) for c in sw_cells) if j]
             series[kind].append(stats(v))
-        j = next((load(c, f"rbd@{m:g}" if m != SM else "rbd") for c in sw_cells), None)
+        j = next((x for c in sw_cells for x in (load(c, f"{k}@{m:g}" if m != SM else k) for k in ("rbd", "baseline")) if x),
+                 None)
         gfl.append(j["flops_per_patch"] / 1e9 if j else float("nan"))
         px.append(j["input_size"] if j else None)
     tv = stats([100 * j["balanced_accuracy"]["value"] for j in (load(c, "teacher") for c in sw_cells) if j])
@@ -184,9 +185,10 @@ if cfg.get("sweep") and sw_cells:
     P("| student mag | input px (same 256 µm square) | GFLOPs/patch | FLOPs vs teacher | baseline | RBD |")
     P("|---|---|---|---|---|---|")
     for i, m in enumerate(mags):
-        P(f"| {m:g}x | {px[i]} | {gfl[i]:.4f} | 1/{tj['flops_per_patch'] / 1e9 / gfl[i]:.0f} | {fmt(series['baseline'][i])} | "
+        ratio = f"1/{tj['flops_per_patch'] / 1e9 / gfl[i]:.0f}" if gfl[i] == gfl[i] else "—"
+        P(f"| {m:g}x | {px[i] or '—'} | {gfl[i]:.4f} | {ratio} | {fmt(series['baseline'][i])} | "
           f"{fmt(series['rbd'][i])} |")
-    P(f"| teacher {TM:g}x | {tj['input_size']} | {tj['flops_per_patch'] / 1e9:.4f} | 1 | — | {fmt(tv)} (teacher) |")
+    P(f"| {TM:g}x (the teacher) | {tj['input_size']} | {tj['flops_per_patch'] / 1e9:.4f} | 1 | teacher: {fmt(tv)} | |")
     pair = sorted(glob.glob(f"{W}/{R0}-20x/d*/t*"))
     if pair:
         pr = {k: stats([100 * j["balanced_accuracy"]["value"] for j in (load(c, k) for c in pair) if j])
