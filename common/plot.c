@@ -188,6 +188,11 @@ char *mp_plot_svg(const mp_plot *p)
         xlo = a, xhi = z;
     } else {
         nxt = mp_plot_ticks(&xlo, &xhi, 8, xt, 64);
+        if (p->xint && nxt > 1 && xt[1] - xt[0] < 1) { /* a count: no tick between two whole numbers */
+            xlo = floor(xlo), xhi = ceil(xhi);
+            nxt = 0;
+            for (double v = xlo; v <= xhi && nxt < 64; v += 1) xt[nxt++] = v;
+        }
         for (int i = 0; i < nxt; i++) fmt_num(xlabels[i], sizeof xlabels[i], xt[i]);
     }
     double yt[2][64];

@@ -21,6 +21,7 @@ typedef struct {
     int width, height;                             /* px; 0 = 760 × 440 */
     double ymin, ymax, y2min, y2max;               /* equal = from the data (padded, nice ticks) */
     int xlog2;                                     /* x on a log2 scale (magnifications) */
+    int xint;                                      /* x is a count (epochs): ticks on whole numbers */
     int y2log;                                     /* right axis on a log10 scale (FLOPs) */
     const double *xticks;                          /* NULL: nice ticks from the data */
     const char *const *xticklabels;                /* labels of xticks (NULL: the numbers) */

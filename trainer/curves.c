@@ -100,7 +100,8 @@ int tr_curve_write(const char *log_path, const char *svg_path, const char *png_p
     if (best >= 0) snprintf(note, sizeof note, "best validation balanced accuracy %.4f at epoch %.0f of %d", val[best], ep[best], n);
     else snprintf(note, sizeof note, "%d epochs; no labelled validation patches", n);
     mp_plot p = {.title = title, .xlabel = "epoch (1-based)", .ylabel = "loss (mean per step over the epoch)",
-                 .y2label = "validation balanced accuracy (0-1)", .y2min = 0, .y2max = 1, .note = note, .s = s, .ns = ns};
+                 .y2label = "validation balanced accuracy (0-1)", .y2min = 0, .y2max = 1, .xint = 1, .note = note, .s = s,
+                 .ns = ns};
     if (n == 1) p.xticks = ep, p.nxticks = 1; /* a lone epoch: one tick, not a 0..2 range */
     char *svg = mp_plot_svg(&p);
     int rc = mp_write_file_atomic(svg_path, svg, strlen(svg));

@@ -61,6 +61,17 @@ TEST(curve_from_log)
         }
     CHECK(strstr((char *)svg, "cross-entropy") == NULL); /* an inactive term has no legend entry */
     free(svg);
+    /* five epochs: ticks on whole epochs only (1.5, 2.5... were drawn before) */
+    f = fopen(log, "w");
+    for (int e = 1; e <= 5; e++)
+        fprintf(f, "{\"epoch\":%d,\"loss\":%g,\"ce\":%g,\"val_balanced_accuracy\":null}\n", e, 1.0 / e, 1.0 / e);
+    fclose(f);
+    CHECK_INT(tr_curve_write(log, tmp("five.svg"), NULL, "five"), 0);
+    CHECK_INT(mp_read_file(tmp("five.svg"), &svg, &len), 0);
+    CHECK(strstr((char *)svg, ">1.5</text>") == NULL);
+    CHECK(strstr((char *)svg, ">4</text>") != NULL);
+    CHECK(strstr((char *)svg, "5 epochs; no labelled validation patches") != NULL);
+    free(svg);
     png_image pi;
     memset(&pi, 0, sizeof pi);
     pi.version = PNG_IMAGE_VERSION;
