@@ -744,6 +744,17 @@ static int64_t warmup_steps(const nn_sched *s)
     return s->kind == NN_SCHED_ONECYCLE ? (int64_t)(s->pct_start * (double)s->total_steps) : 0;
 }
 
+/* Patience does not count inside a one-cycle warm-up, nor while the best validation is still the
+ * first epoch's and at chance (balanced accuracy 1/k): such a network has not started, it is not on
+ * a plateau. A fresh-seed 10x teacher (bench/distill, data seed 45223) sat at exactly 1/3 for its
+ * first 8 epochs while its loss had only begun to fall; patience 8 would have stopped it at chance
+ * one epoch later (it rose to 0.44 at epoch 9). Such a run is bounded by --epochs. */
+int tr_patience_counts(int64_t step, int64_t warmup_steps, int best_epoch, double best_val, int k)
+{
+    if (step <= warmup_steps) return 0;
+    return best_epoch > 0 || best_val > 1.0 / k + 1e-6;
+}
+
 /* Epochs and patience left at 0 / -1 follow the training set: label-only training on a few hundred
  * patches needs far more than 30 epochs (about 1000 steps to converge on 221 labels, bench/distill),
  * while 30 epochs of a large set are plenty. So: enough epochs for 1000 steps, at least 30 and at
@@ -1058,7 +1069,7 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
             R->best_val = R->vloader ? val : R->best_val;
             R->best_epoch = epoch;
             R->bad_epochs = 0;
-        } else if (R->step > warmup_steps(&R->sched)) R->bad_epochs++;
+        } else if (tr_patience_counts(R->step, warmup_steps(&R->sched), R->best_epoch, R->best_val, R->k)) R->bad_epochs++;
         int stop = o->patience > 0 && R->bad_epochs >= o->patience;
         if (improved && save_ckpt(R, o->out, 0, epoch, NULL) < 0) {
             rc = -1;

@@ -181,6 +181,11 @@ void tr_train_defaults(tr_train_opts *o, int method);
  * methods 100 and 25. Values already set are kept. */
 void tr_auto_schedule(tr_train_opts *o, int n);
 
+/* Whether an epoch without improvement counts towards early stopping: not inside the warm-up
+ * (step <= warmup_steps) and not while the best validation is the first epoch's (best_epoch 0,
+ * 0-based) and at chance, balanced accuracy 1/k (a network that has not started is not on a plateau). */
+int tr_patience_counts(int64_t step, int64_t warmup_steps, int best_epoch, double best_val, int k);
+
 typedef struct {
     int epochs_run, best_epoch;
     double best_val, last_loss, train_seconds;

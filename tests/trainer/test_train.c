@@ -413,6 +413,22 @@ TEST(resume_trims_log)
 }
 
 /* Default schedule follows the training-set size; explicit values are kept. */
+/* Early stopping waits while a network is still at chance (a fresh-seed teacher sat at exactly 1/3
+ * for 8 epochs and patience 8 nearly stopped it there): no count while the best is the first
+ * epoch's and equals 1/k, nor inside the warm-up; a count once the network is above chance or has
+ * improved at all. */
+TEST(patience_waits_at_chance)
+{
+    CHECK_INT(tr_patience_counts(100, 0, 0, 1.0 / 3, 3), 0);      /* first epoch best, at chance */
+    CHECK_INT(tr_patience_counts(100, 0, 0, 0.25, 4), 0);
+    CHECK_INT(tr_patience_counts(100, 0, 0, 0.30, 3), 0);         /* below chance: not started either */
+    CHECK_INT(tr_patience_counts(100, 0, 0, 0.34, 3), 1);         /* above chance from the start */
+    CHECK_INT(tr_patience_counts(100, 0, 1, 1.0 / 3, 3), 1);      /* improved once, even to chance */
+    CHECK_INT(tr_patience_counts(100, 0, 4, 0.9, 3), 1);
+    CHECK_INT(tr_patience_counts(50, 50, 4, 0.9, 3), 0);          /* inside the one-cycle warm-up */
+    CHECK_INT(tr_patience_counts(51, 50, 4, 0.9, 3), 1);
+}
+
 TEST(auto_schedule)
 {
     struct { int method, n, batch, epochs, patience; } c[] = {
@@ -531,6 +547,7 @@ int main(void)
     RUN(resume_fewer_epochs);
     RUN(resume_checks_state);
     RUN(resume_trims_log);
+    RUN(patience_waits_at_chance);
     RUN(auto_schedule);
     RUN(anomalies);
     if (t_rmdir()) return 1;
