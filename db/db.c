@@ -124,13 +124,31 @@ static int migrate(mp_db *db)
         if (n > 0 && db_query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'slides'") != 1)
             return mp_err_set("%s: SQLite file is not a magpie dataset", db->path);
     }
-    /* 0 -> current, and 1 -> 2 -> 3 (new tables only): the schema file, all IF NOT EXISTS, in one
-     * transaction with the version bump, so a crash leaves the old version intact */
+    /* 0 -> current, and 1 -> 2 -> 3 (new tables only): the schema file, all IF NOT EXISTS; then the
+     * steps that add columns to tables an older dataset already has (a new dataset got them
+     * from the schema file). One transaction with the version bump, so a crash leaves the old
+     * version intact. */
+    static const struct {
+        int to;
+        const char *table, *column, *sql;
+    } steps[] = {
+        {4, "slides", "kind", "ALTER TABLE slides ADD COLUMN kind TEXT CHECK (kind IN ('brightfield', 'fluorescence'))"},
+    };
     char bump[64];
     snprintf(bump, sizeof bump, "PRAGMA user_version = %d", DB_SCHEMA_VERSION);
     if (db_begin(db)) return -1;
-    if (db_exec(db, db_schema_sql) || db_exec(db, bump) || (v == 0 && db_meta_set(db, "created_by", "magpie")) ||
-        db_commit(db)) {
+    int bad = db_exec(db, db_schema_sql);
+    for (size_t i = 0; !bad && v > 0 && i < sizeof steps / sizeof steps[0]; i++) {
+        if (v >= steps[i].to) continue;
+        /* a column already there (a dataset written by a newer schema file) is not added twice */
+        char q[160];
+        snprintf(q, sizeof q, "SELECT count(*) FROM pragma_table_info('%s') WHERE name = '%s'", steps[i].table,
+                 steps[i].column);
+        int64_t has = db_query_int(db, q);
+        if (has < 0) bad = -1;
+        else if (has == 0) bad = db_exec(db, steps[i].sql);
+    }
+    if (bad || db_exec(db, bump) || (v == 0 && db_meta_set(db, "created_by", "magpie")) || db_commit(db)) {
         char keep[1024];
         snprintf(keep, sizeof keep, "%s", mp_err());
         db_exec(db, "ROLLBACK");

@@ -7,7 +7,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define DB_SCHEMA_VERSION 3 /* 2: predictions; 3: labels kept apart from patches, folds */
+#define DB_SCHEMA_VERSION 4 /* 2: predictions; 3: labels kept apart from patches, folds; 4: slides.kind */
 
 enum { DB_OPEN_CREATE = 1, DB_OPEN_READONLY = 2 };
 

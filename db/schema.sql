@@ -1,10 +1,11 @@
--- db/schema.sql — the magpie dataset, version 3 (PRAGMA user_version).
+-- db/schema.sql — the magpie dataset, version 4 (PRAGMA user_version).
 -- One SQLite file: slides, their tissue masks, patches with QC scores, one JPEG/PNG image per
 -- patch per magnification, labels, splits. Readable from any SQLite client without magpie.
 -- Migrations: db/db.c applies this file to an empty database and later steps by user_version.
 -- Every statement is IF NOT EXISTS, so a step that only adds tables re-applies this file:
 --   1 -> 2  predictions
 --   2 -> 3  label_imports, region_annotations, slide_labels (labels kept apart from patches), folds
+--   3 -> 4  slides.kind (an ALTER TABLE step in db/db.c: existing tables are not re-created)
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS slides (
     mask_width  INTEGER,
     mask_height INTEGER,
     mask_downsample REAL,                  -- level-0 pixels per mask pixel
+    kind        TEXT CHECK (kind IN ('brightfield', 'fluorescence')), -- from the mask's thumbnail (version 4); NULL until read
     started_at  TEXT,
     finished_at TEXT
 );

@@ -199,7 +199,8 @@ int db_tiling_start(mp_db *db, int64_t id, const db_slide_meta *m)
     sqlite3_stmt *st = db_prepare(db,
         "UPDATE slides SET vendor = ?, width = ?, height = ?, level_count = ?, mpp_x = ?, mpp_y = ?, "
         "mpp_source = ?, mask = ?, mask_width = ?, mask_height = ?, mask_downsample = ?, status = 'tiling', "
-        "error = NULL, started_at = coalesce(started_at, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')) WHERE id = ?");
+        "error = NULL, started_at = coalesce(started_at, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), kind = ?13 "
+        "WHERE id = ?12");
     if (!st) return -1;
     sqlite3_bind_text(st, 1, m->vendor ? m->vendor : "", -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, m->width);
@@ -214,7 +215,20 @@ int db_tiling_start(mp_db *db, int64_t id, const db_slide_meta *m)
     sqlite3_bind_int(st, 10, m->mask_height);
     sqlite3_bind_double(st, 11, m->mask_downsample);
     sqlite3_bind_int64(st, 12, id);
+    if (m->kind) sqlite3_bind_text(st, 13, m->kind, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, 13);
     int r = step_done(db, st, "start slide");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_tiling_set_kind(mp_db *db, int64_t id, const char *kind)
+{
+    sqlite3_stmt *st = db_prepare(db, "UPDATE slides SET kind = ? WHERE id = ?");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, id);
+    int r = step_done(db, st, "slide kind");
     sqlite3_finalize(st);
     return r;
 }

@@ -50,9 +50,12 @@ typedef struct {
     size_t mask_len;
     int mask_width, mask_height;
     double mask_downsample;
+    const char *kind; /* "brightfield" | "fluorescence" (slides.kind) */
 } db_slide_meta;
 
 int db_tiling_start(mp_db *db, int64_t id, const db_slide_meta *m);
+/* slides.kind alone: for a slide refused before tiling started (its own statement). */
+int db_tiling_set_kind(mp_db *db, int64_t id, const char *kind);
 /* Status failed with a one-line reason (its own transaction). */
 int db_tiling_fail(mp_db *db, int64_t id, const char *error);
 /* Status done, counts refreshed from the tables, finished_at set, and the slide's stored region

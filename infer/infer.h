@@ -155,6 +155,8 @@ typedef struct {
     int force;           /* recompute even when outputs are complete and current */
     const char *name;    /* output folder under outdir (NULL = infer_slide_name(slide)): magpie run
                           * gives slides whose names collide distinct folders */
+    int allow_fluorescence; /* infer slides the tiler classes fluorescence (refused by default:
+                               magpie's models are bright-field H&E models) */
     mp_progress_mode progress;
     /* Called after each model batch with the patches it evaluated (magpie run's overall
      * progress); NULL = none. */
@@ -191,6 +193,7 @@ typedef struct {
     int64_t n_cells, n_tissue, n_evaluated, n_read_errors;
     int level;
     double seconds;
+    const char *kind;    /* "brightfield" | "fluorescence" once the slide's thumbnail was read, else NULL */
     char outdir[4096];
 } infer_result;
 

@@ -184,8 +184,10 @@ static int file_complete(const char *dir, const char *name)
 }
 
 /* 1 when dir holds a complete output set made with this key, and --db (if given) holds its
- * evaluated patches for this slide and checkpoint. */
-static int outputs_current(const char *dir, const char *key, const char *dbpath, const char *fp, const char *ck)
+ * evaluated patches for this slide and checkpoint. A fluorescence slide's outputs (made with
+ * --allow-fluorescence) are not current for a run without it: that run refuses the slide. */
+static int outputs_current(const char *dir, const char *key, const char *dbpath, const char *fp, const char *ck,
+                           int allow_fluorescence)
 {
     for (int i = 0; i < NOUT; i++)
         if (!file_complete(dir, files[i])) return 0;
@@ -195,6 +197,8 @@ static int outputs_current(const char *dir, const char *key, const char *dbpath,
     if (!j) return 0;
     const char *k = json_string_value(json_object_get(j, "key"));
     int same = k && !strcmp(k, key);
+    const char *kind = json_string_value(json_object_get(json_object_get(j, "slide_kind"), "kind"));
+    if (!allow_fluorescence && (!kind || strcmp(kind, tiler_kind_name(TILER_BRIGHTFIELD)))) same = 0;
     json_int_t nval = json_integer_value(json_object_get(json_object_get(j, "patches"), "evaluated"));
     json_decref(j);
     if (same && dbpath) {
@@ -289,7 +293,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     }
     snprintf(key, sizeof key, "v%d %s %s stride=%d mpp=%.9g min_tissue=%.6g threshold=%.6g float32=%d class=%d overlay=%d",
              INFER_KEY_VERSION, fp, ck, o->stride, mpp, o->min_tissue, o->threshold, o->float32, klass, o->overlay_size);
-    if (!o->force && outputs_current(dir, key, o->db, fp, ck)) {
+    if (!o->force && outputs_current(dir, key, o->db, fp, ck, o->allow_fluorescence)) {
         infer_src_close(&src);
         res->outcome = INFER_SKIPPED;
         res->seconds = mp_now() - t_start;
@@ -309,6 +313,16 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     if (infer_src_mask(&src, S * 10.0 / mag)) {
         infer_src_close(&src);
         return -1;
+    }
+    char kind_why[160];
+    tiler_kind_describe(&src.mask.kind, kind_why, sizeof kind_why);
+    res->kind = tiler_kind_name(src.mask.kind.kind);
+    if (src.mask.kind.kind == TILER_FLUORESCENCE && !o->allow_fluorescence) {
+        /* an H&E model scores black glass as confidently as tissue: refuse before any output */
+        infer_src_close(&src);
+        return mp_err_set("%s: a fluorescence slide (%s), not bright-field H&E as the model expects; pass "
+                          "--allow-fluorescence to infer it anyway",
+                          path, kind_why);
     }
 
     /* cells to evaluate: patch at least min_tissue tissue */
@@ -572,6 +586,10 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         json_object_set_new(j, "patches",
                             json_pack("{s:I, s:I, s:I, s:I}", "cells", (json_int_t)ncell, "tissue", (json_int_t)nsel,
                                       "evaluated", (json_int_t)nval, "read_errors", (json_int_t)P.read_errors));
+        json_object_set_new(j, "slide_kind",
+                            json_pack("{s:s, s:i, s:f, s:s}", "kind", tiler_kind_name(src.mask.kind.kind),
+                                      "background", src.mask.kind.background, "dark_share", src.mask.kind.dark,
+                                      "evidence", kind_why));
         json_object_set_new(j, "mpp",
                             json_pack("{s:f, s:f, s:s, s:s}", "x", src.mpp.mpp_x, "y", src.mpp.mpp_y, "source",
                                       src.mpp.source, "rejected", src.mpp.rejected));

@@ -58,6 +58,11 @@ static void usage(FILE *f)
             "                     table (slide, grid cell, level-0 square, per-class probabilities,\n"
             "                     checkpoint fingerprint; created if missing); a rerun replaces the\n"
             "                     slide and checkpoint's rows\n"
+            "  --allow-fluorescence  infer fluorescence slides too. Each slide is classed on its\n"
+            "                     tissue-mask thumbnail: fluorescence when its commonest brightness is\n"
+            "                     below 64/255 and at least 30%% of it is that dark (a dark background);\n"
+            "                     such a slide is refused by default, since magpie's models are\n"
+            "                     bright-field H&E models; the class is in prediction.json's slide_kind\n"
             "  --force            recompute even when the outputs are current\n"
             "  --progress MODE    auto|tty|json|none (default auto); --progress=json for JSON lines\n"
             "  -q, --quiet        only errors\n"
@@ -82,7 +87,7 @@ int cmd_infer(int argc, char **argv)
     o.threads = mp_cpu_count();
     const char *out = NULL;
     int quiet = 0;
-    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB };
+    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB, O_FLUO };
     const char *class_arg = NULL;
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT},         {"stride", required_argument, 0, O_STRIDE},
@@ -92,6 +97,7 @@ int cmd_infer(int argc, char **argv)
         {"float32", no_argument, 0, O_F32},           {"force", no_argument, 0, O_FORCE},
         {"progress", required_argument, 0, O_PROG},   {"quiet", no_argument, 0, 'q'},
         {"overlay-size", required_argument, 0, O_OVSIZE}, {"db", required_argument, 0, O_DB},
+        {"allow-fluorescence", no_argument, 0, O_FLUO},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -136,6 +142,7 @@ int cmd_infer(int argc, char **argv)
             break;
         case O_F32: o.float32 = 1; break;
         case O_FORCE: o.force = 1; break;
+        case O_FLUO: o.allow_fluorescence = 1; break;
         case O_PROG:
             if (mp_progress_parse(optarg, &o.progress)) return bad("--progress wants auto|tty|json|none, got '%s'", optarg);
             break;
@@ -218,9 +225,9 @@ int cmd_infer(int argc, char **argv)
         if (r.outcome == INFER_SKIPPED)
             mp_info("%s: outputs current, skipped (%s)", slides[i], r.outdir);
         else
-            mp_info("%s: %lld of %lld cells evaluated (level %d, %lld unreadable) in %.1f s -> %s", slides[i],
-                    (long long)r.n_evaluated, (long long)r.n_cells, r.level, (long long)r.n_read_errors, r.seconds,
-                    r.outdir);
+            mp_info("%s: %s, %lld of %lld cells evaluated (level %d, %lld unreadable) in %.1f s -> %s", slides[i],
+                    r.kind ? r.kind : "?", (long long)r.n_evaluated, (long long)r.n_cells, r.level,
+                    (long long)r.n_read_errors, r.seconds, r.outdir);
     }
     infer_model_free(m);
     mp_info("%s: %d of %d slides done", out, n - nfail, n);

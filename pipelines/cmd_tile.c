@@ -31,6 +31,11 @@ static void usage(FILE *f)
             "  --min-tissue F     keep cells whose tissue-mask coverage is >= F (default 0.5; 0 = all)\n"
             "  --mpp X            µm per level-0 pixel; overrides the file (needed when it has none)\n"
             "  --allow-upsample   permit magnifications finer than the slide's level 0\n"
+            "  --allow-fluorescence  tile slides classed fluorescence too. Each slide is classed\n"
+            "                     bright-field or fluorescence on its low-resolution thumbnail (dark\n"
+            "                     background: the commonest brightness below 64/255 and at least 30%%\n"
+            "                     of the slide that dark), recorded in slides.kind and printed; a\n"
+            "                     fluorescence slide is refused by default (magpie's models are H&E)\n"
             "  -j, --jobs N       worker threads (default: number of cores)\n"
             "  --quality Q        JPEG quality 1-100 (default 90)\n"
             "  --format jpeg|png  image codec (default jpeg)\n"
@@ -56,7 +61,7 @@ int cmd_tile(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o.jobs = ncpu > 0 ? (int)ncpu : 2;
     int dry = 0, quiet = 0;
-    enum { O_MAGS = 256, O_SIZE, O_STRIDE, O_MIN, O_MPP, O_UP, O_Q, O_FMT, O_DRY, O_PROG };
+    enum { O_MAGS = 256, O_SIZE, O_STRIDE, O_MIN, O_MPP, O_UP, O_Q, O_FMT, O_DRY, O_PROG, O_FLUO };
     static const struct option lo[] = {
         {"mags", required_argument, 0, O_MAGS},       {"size", required_argument, 0, O_SIZE},
         {"stride", required_argument, 0, O_STRIDE},   {"min-tissue", required_argument, 0, O_MIN},
@@ -64,7 +69,7 @@ int cmd_tile(int argc, char **argv)
         {"jobs", required_argument, 0, 'j'},          {"quality", required_argument, 0, O_Q},
         {"format", required_argument, 0, O_FMT},      {"dry-run", no_argument, 0, O_DRY},
         {"progress", required_argument, 0, O_PROG},   {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+        {"allow-fluorescence", no_argument, 0, O_FLUO}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
     int ch;
@@ -101,6 +106,7 @@ int cmd_tile(int argc, char **argv)
             o.mpp = d;
             break;
         case O_UP: o.allow_upsample = 1; break;
+        case O_FLUO: o.allow_fluorescence = 1; break;
         case 'j':
             if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return bad("--jobs wants 1..256, got '%s'", optarg);
             o.jobs = (int)l;
@@ -175,8 +181,9 @@ int cmd_tile(int argc, char **argv)
             if (r.outcome == TILER_SKIPPED)
                 mp_info("%s: done and unchanged, skipped (%lld patches)", slides[i], (long long)r.n_patches);
             else
-                mp_info("%s: %lld patches (%lld new, %lld unreadable cells) in %.1f s", slides[i],
-                        (long long)r.n_patches, (long long)r.n_new, (long long)r.n_errors, r.seconds);
+                mp_info("%s: %s, %lld patches (%lld new, %lld unreadable cells) in %.1f s", slides[i],
+                        tiler_kind_name(r.kind.kind), (long long)r.n_patches, (long long)r.n_new,
+                        (long long)r.n_errors, r.seconds);
         }
         db_close(db);
         mp_info("%s: %d of %d slides tiled, %lld patches", db_path, n - nfail, n, (long long)total);

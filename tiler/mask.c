@@ -2,6 +2,7 @@
  * (intensity for dark-background fluorescence), 3x3 median, pen-ink rejection, morphological
  * close, small-object removal and hole filling. Also per-patch QC (blur, brightness). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vips/vips.h>
@@ -174,6 +175,48 @@ static void filter_components(uint8_t *m, int w, int h, uint8_t val, int64_t min
     free(q);
 }
 
+/* The rule of tiler.h on a histogram of max(R, G, B) over n scanned pixels. */
+static void kind_from_hist(const uint64_t vh[256], size_t n, tiler_kind_info *k)
+{
+    memset(k, 0, sizeof *k);
+    k->kind = TILER_BRIGHTFIELD;
+    k->background = 255;
+    if (!n) return;
+    uint64_t band[16] = {0}, dark = 0;
+    for (int i = 0; i < 256; i++) {
+        band[i / 16] += vh[i];
+        if (i < TILER_DARK_V) dark += vh[i];
+    }
+    int best = 15; /* ties go to the brighter band: bright-field unless the dark one wins outright */
+    for (int b = 14; b >= 0; b--)
+        if (band[b] > band[best]) best = b;
+    k->background = best * 16 + 8;
+    k->dark = (double)dark / (double)n;
+    if (k->background < TILER_DARK_V && k->dark >= TILER_DARK_SHARE) k->kind = TILER_FLUORESCENCE;
+}
+
+void tiler_kind_classify(const uint8_t *rgba, int w, int h, tiler_kind_info *k)
+{
+    uint64_t vh[256] = {0};
+    size_t n = 0;
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        const uint8_t *p = rgba + i * 4;
+        if (p[3] < 128) continue;
+        int mx = p[0] > p[1] ? p[0] : p[1];
+        vh[p[2] > mx ? p[2] : mx]++;
+        n++;
+    }
+    kind_from_hist(vh, n, k);
+}
+
+const char *tiler_kind_name(tiler_kind k) { return k == TILER_FLUORESCENCE ? "fluorescence" : "brightfield"; }
+
+void tiler_kind_describe(const tiler_kind_info *k, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s background: commonest brightness %d/255, %.0f%% of it below %d",
+             k->kind == TILER_FLUORESCENCE ? "dark" : "bright", k->background, 100 * k->dark, TILER_DARK_V);
+}
+
 int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler_mask *m)
 {
     memset(m, 0, sizeof *m);
@@ -200,14 +243,10 @@ int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler
             nvalid++;
         }
     }
-    /* Brightfield glass is bright; fluorescence background is dark. Decide on the median. */
-    uint64_t c = 0;
-    int median_v = 0;
-    for (int i = 0; i < 256; i++) {
-        c += vh[i];
-        if (c * 2 >= nvalid) { median_v = i; break; }
-    }
-    m->dark = nvalid > 0 && median_v < 90;
+    /* Bright-field glass is bright; fluorescence background is dark: one rule for the mask and
+     * for the refusal of fluorescence slides (tiler_kind_classify). */
+    kind_from_hist(vh, nvalid, &m->kind);
+    m->dark = m->kind.kind == TILER_FLUORESCENCE;
     if (!m->dark) {
         /* Pen ink: green, blue, black. H&E hues are pink to purple (about 270-360 and 0-20 deg). */
         for (size_t i = 0; i < n; i++) {

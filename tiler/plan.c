@@ -62,7 +62,7 @@ void plan_params(const tiler_opts *o, char *json, size_t n, char hash[64])
     if (k < n)
         k += (size_t)snprintf(json + k, n - k,
                               "],\"size\":%d,\"stride\":%d,\"min_tissue\":%g,\"mpp\":%.9g,\"format\":\"%s\","
-                              "\"quality\":%d,\"upsample\":%s,\"mask\":\"v1\",\"resample\":\"area-down,vips-lanczos3-up\",\"read\":\"level-grid\"}",
+                              "\"quality\":%d,\"upsample\":%s,\"mask\":\"v2\",\"resample\":\"area-down,vips-lanczos3-up\",\"read\":\"level-grid\"}",
                               o->size, o->stride > 0 ? o->stride : o->size, o->min_tissue, o->mpp,
                               o->png ? "png" : "jpeg", o->quality, o->allow_upsample ? "true" : "false");
     snprintf(hash, 64, "xxh3:%016llx", (unsigned long long)XXH3_64bits(json, strlen(json)));

@@ -545,6 +545,17 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     plan p;
     char keep[1024];
     if (plan_build(&p, path, o)) goto fail_plan;
+    res->kind = p.mask.kind;
+    res->kind_known = 1;
+    if (p.mask.kind.kind == TILER_FLUORESCENCE && !o->allow_fluorescence) {
+        /* an H&E model would score its black glass as tissue; the row still says what it is */
+        char why[160];
+        tiler_kind_describe(&p.mask.kind, why, sizeof why);
+        if (db_tiling_set_kind(db, id, tiler_kind_name(p.mask.kind.kind))) goto fail_plan;
+        mp_err_set("%s: a fluorescence slide (%s), not bright-field H&E; pass --allow-fluorescence to tile it anyway",
+                   path, why);
+        goto fail_plan;
+    }
     if (db_tiling_done_cells(db, id, mark_done, &p)) goto fail_plan;
     int64_t prior = 0;
     for (int i = 0; i < p.n_cells; i++) prior += p.cells[i].done;
@@ -598,7 +609,8 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
         db_slide_meta meta = {.vendor = p.slide.vendor, .width = p.slide.width, .height = p.slide.height,
                               .level_count = p.slide.levels, .mpp_x = p.mpp.mpp_x, .mpp_y = p.mpp.mpp_y,
                               .mpp_source = p.mpp.source, .mask_png = png, .mask_len = png_len,
-                              .mask_width = p.mask.w, .mask_height = p.mask.h, .mask_downsample = p.mask.ds};
+                              .mask_width = p.mask.w, .mask_height = p.mask.h, .mask_downsample = p.mask.ds,
+                              .kind = tiler_kind_name(p.mask.kind.kind)};
         failed = db_tiling_start(db, id, &meta) != 0;
         tiler_free(png);
     }
@@ -741,6 +753,14 @@ int tiler_dry_run(mp_db *db, const char *path, const tiler_opts *o, FILE *out)
     fprintf(out, "%s: %s %lldx%lld, %d level%s; MPP %.4g x %.4g µm/px from %s\n", path, s->vendor,
             (long long)s->width, (long long)s->height, s->levels, s->levels == 1 ? "" : "s", p.mpp.mpp_x,
             p.mpp.mpp_y, p.mpp.source);
+    char why[160];
+    tiler_kind_describe(&p.mask.kind, why, sizeof why);
+    fprintf(out, "  kind: %s (%s)\n", tiler_kind_name(p.mask.kind.kind), why);
+    if (p.mask.kind.kind == TILER_FLUORESCENCE && !o->allow_fluorescence) {
+        plan_free(&p);
+        return mp_err_set("%s: a fluorescence slide (%s), not bright-field H&E; pass --allow-fluorescence to tile it "
+                          "anyway", path, why);
+    }
     fprintf(out, "  mask %dx%d (%.3g µm/px): tissue %.1f%% (Otsu on %s, threshold %d)\n", p.mask.w, p.mask.h,
             p.mask_mpp, 100 * p.mask.fraction, p.mask.dark ? "intensity, dark background" : "saturation",
             p.mask.threshold);

@@ -103,12 +103,44 @@ TEST(migrate_v1_predictions)
     db_close(db);
 }
 
+/* a version-2 dataset (before slides.kind) gets the column in place: rows kept, NULL until
+ * the slide is tiled again, and the column refuses values other than the two kinds */
+TEST(migrate_v2_kind)
+{
+    const char *path = tmp("v2.db");
+    mp_db *db = db_open(path, DB_OPEN_CREATE);
+    CHECK(db != NULL);
+    if (!db) return;
+    CHECK_INT(db_exec(db, "ALTER TABLE slides DROP COLUMN kind; PRAGMA user_version = 2; "
+                          "INSERT INTO slides(id, path, name, fingerprint, status) VALUES (3, '/s/b.svs', 'b', 'fpB', 'done')"),
+              0);
+    db_close(db);
+    db = db_open(path, 0);
+    CHECK(db != NULL);
+    if (!db) return;
+    CHECK_INT(db_query_int(db, "PRAGMA user_version"), DB_SCHEMA_VERSION);
+    CHECK_INT(db_query_int(db, "SELECT count(*) FROM slides WHERE id = 3 AND status = 'done' AND kind IS NULL"), 1);
+    CHECK_INT(db_exec(db, "UPDATE slides SET kind = 'fluorescence' WHERE id = 3"), 0);
+    CHECK(db_exec(db, "UPDATE slides SET kind = 'ihc' WHERE id = 3") != 0);
+    CHECK_INT(db_query_int(db, "SELECT count(*) FROM slides WHERE kind = 'fluorescence'"), 1);
+    db_close(db);
+    /* a v1 dataset that already has the column (written from a newer schema file) migrates too */
+    db = db_open(path, 0);
+    CHECK_INT(db_exec(db, "PRAGMA user_version = 1"), 0);
+    db_close(db);
+    db = db_open(path, 0);
+    CHECK(db != NULL);
+    if (db) CHECK_INT(db_query_int(db, "PRAGMA user_version"), DB_SCHEMA_VERSION);
+    db_close(db);
+}
+
 int main(void)
 {
     if (t_tmpdir("dbtest")) TEST_FATAL("cannot make a temp dir");
     RUN(create_and_reopen);
     RUN(refuses_bad_files);
     RUN(migrate_v1_predictions);
+    RUN(migrate_v2_kind);
     t_rmdir();
     return test_done();
 }

@@ -107,6 +107,29 @@ vips tiffsave "$T/w.v" "$T/glass.tif" --tile --pyramid --compression jpeg --xres
 has "magpie: warning: $T/glass.tif: no tissue found by the mask, the heatmap is empty (try --min-tissue 0 or check the slide)" "$T/e"
 grep -q '"evaluated": 0' "$T/o/glass/prediction.json" || no "blank slide: 0 evaluated"
 
+# bright-field check without real data: the synthetic slides are bright-field; the same slide
+# inverted (black glass, bright tissue: a dark-background slide) is refused for this H&E model,
+# one line naming it, exit 3 with the others done; --allow-fluorescence infers it; tile refuses
+# it too and records the kind per slide
+grep -q '"kind": "brightfield"' "$T/o/synth_000/prediction.json" || no "synthetic slide classed bright-field"
+vips invert "$s0" "$T/inv.v" && vips tiffsave "$T/inv.v" "$T/dark.tif" --tile --pyramid --compression jpeg --xres 2000 --yres 2000 ||
+    no "vips dark slide"
+"$B" infer "$T/m.mpk" "$s1" "$T/dark.tif" --out "$T/fl" -q 2>"$T/e"; rc=$?
+[ $rc -eq 3 ] || no "dark slide among good ones: exit $rc, want 3"
+has "magpie: error: $T/dark.tif: a fluorescence slide (dark background: commonest brightness 8/255, 66% of it below 64), not bright-field H&E as the model expects; pass --allow-fluorescence to infer it anyway" "$T/e"
+[ "$(wc -l <"$T/e")" -eq 1 ] || no "dark slide: one line: $(cat "$T/e")"
+[ -s "$T/fl/synth_001/prediction.json" ] || no "the good slide beside the dark one was not done"
+[ -e "$T/fl/dark" ] && no "the refused slide left outputs"
+"$B" infer "$T/m.mpk" "$T/dark.tif" --out "$T/fl" --allow-fluorescence -q || no "dark slide --allow-fluorescence"
+grep -q '"kind": "fluorescence"' "$T/fl/dark/prediction.json" || no "dark slide_kind"
+"$B" tile "$T/k.db" "$s1" "$T/dark.tif" --mags 1.25 --size 28 -q 2>"$T/e"; rc=$?
+[ $rc -eq 3 ] || no "tile dark slide among good ones: exit $rc, want 3"
+has "magpie: error: $T/dark.tif: a fluorescence slide (dark background: commonest brightness 8/255, 66% of it below 64), not bright-field H&E; pass --allow-fluorescence to tile it anyway" "$T/e"
+[ "$(sqlite3 "$T/k.db" "SELECT group_concat(name || ':' || status || ':' || kind, ' ') FROM (SELECT * FROM slides ORDER BY name)")" = \
+  "dark:failed:fluorescence synth_001:done:brightfield" ] || no "tile kinds: $(sqlite3 "$T/k.db" "SELECT name, status, kind FROM slides")"
+"$B" tile "$T/k.db" "$T/dark.tif" --mags 1.25 --size 28 --allow-fluorescence -q || no "tile --allow-fluorescence"
+[ "$(sqlite3 "$T/k.db" "SELECT status FROM slides WHERE name = 'dark'")" = done ] || no "dark slide tiled when allowed"
+
 # rerun: skipped and says so; --progress=json gives JSON lines
 "$B" infer "$T/m.mpk" "$s0" --out "$T/o" 2>"$T/e"; [ $? -eq 0 ] || no "rerun exit"
 grep -q "outputs current, skipped" "$T/e" || no "rerun skip message: $(cat "$T/e")"
@@ -138,8 +161,23 @@ else
     "$B" infer "$T/m.mpk" "$svs" "$ndpi" "$dcm" --out "$T/real" --stride 14 -q 2>"$T/e"; rc=$?
     [ $rc -eq 3 ] || no "real mixed exit $rc"
     has "magpie: error: $dcm: DICOM is not supported by OpenSlide 3.4" "$T/e"
+    # the DAPI slide is fluorescence: refused for an H&E model, nothing written for it
+    has "magpie: error: $ndpi: a fluorescence slide (dark background: commonest brightness 8/255, 77% of it below 64), not bright-field H&E as the model expects; pass --allow-fluorescence to infer it anyway" "$T/e"
+    [ "$(wc -l <"$T/e")" -eq 2 ] || no "real mixed: one line per failure: $(cat "$T/e")"
+    [ -e "$T/real/test3-DAPI-2-387" ] && no "a refused slide left an output directory"
     grep -q '"source": "openslide.mpp"' "$T/real/CMU-1-Small-Region/prediction.json" || no "svs MPP source"
+    grep -q '"kind": "brightfield"' "$T/real/CMU-1-Small-Region/prediction.json" || no "svs slide_kind"
+    "$B" infer "$T/m.mpk" "$ndpi" --out "$T/real" --stride 14 --allow-fluorescence 2>"$T/e" || no "ndpi --allow-fluorescence"
+    grep -q "$ndpi: fluorescence, [0-9]* of [0-9]* cells evaluated" "$T/e" || no "infer says the kind: $(cat "$T/e")"
     [ -s "$T/real/test3-DAPI-2-387/heatmap.tif" ] || no "ndpi heatmap"
+    grep -q '"kind": "fluorescence"' "$T/real/test3-DAPI-2-387/prediction.json" || no "ndpi slide_kind"
+    # outputs made with --allow-fluorescence do not let a run without it skip the refusal
+    "$B" infer "$T/m.mpk" "$ndpi" --out "$T/real" --stride 14 -q 2>"$T/e"; [ $? -eq 2 ] || no "ndpi rerun without the flag"
+    grep -q "a fluorescence slide" "$T/e" || no "ndpi rerun refusal: $(cat "$T/e")"
+    # every readable bright-field slide is classed bright-field (no false refusal)
+    "$B" infer "$T/m.mpk" "$gtif" "$S/aperio-j2k-tcga-cr-7395/tcga-cr-7395-01a-01-ts1.svs" --out "$T/bf" --mpp 0.499 -q ||
+        no "bright-field real slides refused: $(cat "$T/e")"
+    [ "$(grep -l '"kind": "brightfield"' "$T/bf"/*/prediction.json | wc -l)" -eq 2 ] || no "bright-field real slides' kind"
     "$B" infer "$T/m.mpk" "$gtif" --out "$T/real" --mpp 0.499 -q || no "generic TIFF with --mpp"
     tiffinfo "$T/real/CMU-1-Small-Region/heatmap.tif" 2>/dev/null | grep -q "Resolution: 89.2857, 89.2857 pixels/cm" || no "svs heatmap resolution (14 px at 8 µm = 112 µm per cell)"
 fi

@@ -26,13 +26,22 @@ for d in "$S"/dicom-wsi-cmu1-small-region/*.dcm; do
     [ $rc -eq 2 ] || no "DICOM $d exit $rc, want 2"
     grep -qxF "magpie: error: $d: DICOM is not supported by OpenSlide 3.4" "$T/e2" || no "DICOM message for $d"
 done
-[ "$(q "SELECT count(*) FROM slides WHERE status='done' AND n_patches > 0")" = 2 ] || no "svs + ndpi done with patches"
+[ "$(q "SELECT count(*) FROM slides WHERE status='done' AND n_patches > 0 AND kind='brightfield'")" = 1 ] || no "svs done with patches, bright-field"
 [ "$(q "SELECT mpp_source FROM slides WHERE name='CMU-1-Small-Region'")" = openslide.mpp ] || no "svs mpp source"
 # the files without a usable MPP tile with --mpp, recorded as such
 "$MAGPIE_BIN" tile "$T/a.db" "$gtif" "$j2k" --mpp 0.499 -q || no "--mpp rescue"
-[ "$(q "SELECT count(*) FROM slides WHERE status='done' AND mpp_source='--mpp' AND n_patches > 0")" = 2 ] || no "--mpp slides done"
-# NDPI fluorescence: dark-background mask found tissue
-[ "$(q "SELECT n_patches >= 5 FROM slides WHERE name='test3-DAPI-2-387'")" = 1 ] || no "fluorescence patches"
+[ "$(q "SELECT count(*) FROM slides WHERE status='done' AND mpp_source='--mpp' AND n_patches > 0 AND kind='brightfield'")" = 2 ] || no "--mpp slides done, bright-field"
+# NDPI fluorescence: refused by default with a one-line reason, recorded as fluorescence; tiled
+# with --allow-fluorescence (the dark-background mask finds its tissue); every bright-field
+# slide is recorded as such (no false refusal)
+grep -qxF "magpie: error: $ndpi: a fluorescence slide (dark background: commonest brightness 8/255, 77% of it below 64), not bright-field H&E; pass --allow-fluorescence to tile it anyway" "$T/err" ||
+    no "fluorescence refusal: $(grep DAPI "$T/err")"
+[ "$(q "SELECT status || ' ' || kind || ' ' || n_patches FROM slides WHERE name='test3-DAPI-2-387'")" = "failed fluorescence 0" ] ||
+    no "refused NDPI row: $(q "SELECT status, kind FROM slides WHERE name='test3-DAPI-2-387'")"
+"$MAGPIE_BIN" tile "$T/a.db" "$ndpi" --allow-fluorescence 2>"$T/fl"; rc=$?
+[ $rc -eq 0 ] || no "--allow-fluorescence exit $rc"
+grep -q "^$ndpi: fluorescence, [0-9]* patches" "$T/fl" || no "tile says the kind per slide: $(cat "$T/fl")"
+[ "$(q "SELECT n_patches >= 5 AND kind = 'fluorescence' FROM slides WHERE name='test3-DAPI-2-387'")" = 1 ] || no "fluorescence patches"
 # every patch has both magnifications, 224 and 28 px
 [ "$(q "SELECT count(*) FROM patches p WHERE (SELECT count(*) FROM images WHERE patch_id=p.id AND ((mag=10 AND width=224) OR (mag=1.25 AND width=28)))<>2")" = 0 ] || no "images per patch"
 # second run: skipped, exit 0

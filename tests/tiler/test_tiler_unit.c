@@ -187,6 +187,80 @@ TEST(mask_empty_and_dark)
     free(p);
 }
 
+/* Bright-field or fluorescence (tiler.h's rule), on the cases that could fool a simpler one. */
+TEST(slide_kind)
+{
+    int w = 100, h = 100;
+    tiler_kind_info k;
+    tiler_mask m;
+    /* glass with pink tissue */
+    uint8_t *p = canvas(w, h, 238, 236, 240);
+    rect(p, w, 10, 10, 60, 90, 220, 140, 185);
+    tiler_kind_classify(p, w, h, &k);
+    CHECK_INT(k.kind, TILER_BRIGHTFIELD);
+    CHECK_INT(k.background, 248); /* max(238, 236, 240) */
+    CHECK_NEAR(k.dark, 0, 0);
+    free(p);
+    /* bright-field with no glass at all: dense dark-purple tissue everywhere, some ink */
+    p = canvas(w, h, 110, 70, 150);
+    rect(p, w, 0, 0, 100, 25, 20, 20, 30); /* 25% black ink */
+    tiler_kind_classify(p, w, h, &k);
+    CHECK_INT(k.kind, TILER_BRIGHTFIELD);
+    CHECK_INT(k.background, 152);
+    CHECK_NEAR(k.dark, 0.25, 1e-12);
+    free(p);
+    /* bright-field with a black border over 40% that still has more glass (45%) */
+    p = canvas(w, h, 240, 240, 240);
+    rect(p, w, 0, 0, 100, 40, 0, 0, 0);
+    rect(p, w, 20, 60, 80, 85, 220, 140, 185);
+    tiler_kind_classify(p, w, h, &k);
+    CHECK_INT(k.kind, TILER_BRIGHTFIELD);
+    CHECK_NEAR(k.dark, 0.40, 1e-12);
+    free(p);
+    /* fluorescence: black glass, a region of sparse bright nuclei */
+    p = canvas(w, h, 3, 3, 6);
+    for (int y = 30; y < 70; y++)
+        for (int x = 20; x < 80; x++) p[((size_t)y * w + x) * 4 + 2] = (x * 7 + y * 13) % 5 == 0 ? 210 : 30;
+    tiler_kind_classify(p, w, h, &k);
+    CHECK_INT(k.kind, TILER_FLUORESCENCE);
+    CHECK_INT(k.background, 8);
+    CHECK(k.dark > 0.9);
+    /* the mask decides its mode by the same rule */
+    CHECK_INT(tiler_mask_compute(p, w, h, 8.0, &m), 0);
+    CHECK_INT(m.dark, 1);
+    CHECK_INT(m.kind.kind, TILER_FLUORESCENCE);
+    tiler_mask_free(&m);
+    free(p);
+    /* fluorescence whose tissue fills the field: dim gaps (40) between nuclei (200), no glass */
+    p = canvas(w, h, 5, 10, 40);
+    for (int i = 0; i < w * h; i++)
+        if (i % 3 == 0) p[4 * i + 2] = 200;
+    tiler_kind_classify(p, w, h, &k);
+    CHECK_INT(k.kind, TILER_FLUORESCENCE);
+    CHECK_INT(k.background, 40);
+    free(p);
+    /* black is the commonest band (28%) but under the 30% share: the rest is spread over four
+     * bright bands of 18% each */
+    p = canvas(w, h, 0, 0, 0);
+    for (int b = 0; b < 4; b++) rect(p, w, 0, 28 + 18 * b, 100, 46 + 18 * b, 100 + 40 * b, 90, 90);
+    tiler_kind_classify(p, w, h, &k);
+    CHECK_INT(k.background, 8);
+    CHECK_NEAR(k.dark, 0.28, 1e-12);
+    CHECK_INT(k.kind, TILER_BRIGHTFIELD);
+    /* nothing scanned (alpha 0 everywhere): bright-field, nothing to refuse */
+    for (int i = 0; i < w * h; i++) p[4 * i + 3] = 0;
+    tiler_kind_classify(p, w, h, &k);
+    CHECK_INT(k.kind, TILER_BRIGHTFIELD);
+    CHECK_INT(k.background, 255);
+    free(p);
+    CHECK_STR(tiler_kind_name(TILER_BRIGHTFIELD), "brightfield");
+    CHECK_STR(tiler_kind_name(TILER_FLUORESCENCE), "fluorescence");
+    k.kind = TILER_FLUORESCENCE, k.background = 8, k.dark = 0.814;
+    char d[160];
+    tiler_kind_describe(&k, d, sizeof d);
+    CHECK_STR(d, "dark background: commonest brightness 8/255, 81% of it below 64");
+}
+
 TEST(qc_scores)
 {
     int n = 32;
@@ -270,6 +344,7 @@ int main(void)
     RUN(grid_geometry);
     RUN(mask_brightfield_pen_holes);
     RUN(mask_empty_and_dark);
+    RUN(slide_kind);
     RUN(qc_scores);
     RUN(area_resample);
     RUN(fingerprint_and_dicom);
