@@ -370,8 +370,15 @@ static int by_offset(const void *a, const void *b)
 
 static int parse(nn_ckpt *ck, const char *name, const uint8_t *buf, size_t len)
 {
-    if (memcmp(buf, magic, len < 8 ? len : 8) != 0 || len == 0)
+    if (memcmp(buf, magic, len < 8 ? len : 8) != 0 || len == 0) {
+        /* a PyTorch state_dict saved as safetensors (8-byte header length, then its JSON) is
+         * the likeliest wrong file: say what to do with it */
+        if (len > 9 && buf[8] == '{' && get64(buf) > 1 && get64(buf) <= len - 8)
+            return mp_err_set("%s: a safetensors file, not a magpie checkpoint (bad magic); convert it with magpie "
+                              "model import FILE --out CKPT --mag M --size PX --mean a,b,c --std a,b,c",
+                              name);
         return mp_err_set("%s: not a magpie checkpoint (bad magic)", name);
+    }
     if (len < PREAMBLE) return mp_err_set("%s: truncated: %zu bytes, the preamble needs %d", name, len, PREAMBLE);
     uint32_t version = get32(buf + 8), flags = get32(buf + 12);
     if (version != NN_CKPT_VERSION)

@@ -2,6 +2,7 @@
  * infer every slide (one bad slide never stops the others), report per slide and exit
  * 0 / 2 (nothing done) / 3 (some slides failed). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ static void usage(FILE *f)
             "                     cover its cell, weighted by the share of the cell each covers (a cell\n"
             "                     whose own patch was not evaluated stays empty); slide-level figures\n"
             "                     are over the patches\n"
+            "  --mag M            the magnification the checkpoint must take (e.g. 1.25 for a student);\n"
+            "                     a checkpoint trained at another is refused before any slide is read\n"
             "  --class NAME|K     class shown in heatmap.tif and overlay.png, by name or 0-based index\n"
             "                     (default: the last class)\n"
             "  --overlay-size PX  longest side of overlay.png's slide picture (default 1600)\n"
@@ -87,8 +90,9 @@ int cmd_infer(int argc, char **argv)
     o.threads = mp_cpu_count();
     const char *out = NULL;
     int quiet = 0;
-    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB, O_FLUO };
+    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB, O_FLUO, O_MAG };
     const char *class_arg = NULL;
+    double want_mag = 0;
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT},         {"stride", required_argument, 0, O_STRIDE},
         {"class", required_argument, 0, O_CLASS},     {"batch", required_argument, 0, O_BATCH},
@@ -97,7 +101,7 @@ int cmd_infer(int argc, char **argv)
         {"float32", no_argument, 0, O_F32},           {"force", no_argument, 0, O_FORCE},
         {"progress", required_argument, 0, O_PROG},   {"quiet", no_argument, 0, 'q'},
         {"overlay-size", required_argument, 0, O_OVSIZE}, {"db", required_argument, 0, O_DB},
-        {"allow-fluorescence", no_argument, 0, O_FLUO},
+        {"allow-fluorescence", no_argument, 0, O_FLUO}, {"mag", required_argument, 0, O_MAG},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -143,6 +147,10 @@ int cmd_infer(int argc, char **argv)
         case O_F32: o.float32 = 1; break;
         case O_FORCE: o.force = 1; break;
         case O_FLUO: o.allow_fluorescence = 1; break;
+        case O_MAG:
+            if (mp_parse_double(optarg, &d) || d < 0.5 || d > 200) return bad("--mag wants a magnification in 0.5..200, got '%s'", optarg);
+            want_mag = d;
+            break;
         case O_PROG:
             if (mp_progress_parse(optarg, &o.progress)) return bad("--progress wants auto|tty|json|none, got '%s'", optarg);
             break;
@@ -164,31 +172,17 @@ int cmd_infer(int argc, char **argv)
     char **slides = argv + optind + 1;
     int n = argc - optind - 1;
 
-    if (mp_mkdir_p(out)) {
-        mp_error("%s", mp_err());
-        return MP_EXIT_FAIL;
-    }
-    if (access(out, W_OK | X_OK)) {
-        mp_error("%s: output directory is not writable (%s)", out, strerror(errno));
-        return MP_EXIT_FAIL;
-    }
-    if (o.db) {
-        /* a dataset that cannot take the rows fails the run now, not after the first slide */
-        mp_db *db = db_open(o.db, DB_OPEN_CREATE);
-        if (!db) {
-            mp_error("%s", mp_err());
-            return MP_EXIT_FAIL;
-        }
-        db_close(db);
-    }
-    if (infer_global_init(argv[0])) {
-        mp_error("%s", mp_err());
-        return MP_EXIT_FAIL;
-    }
+    /* the checkpoint first: a refused one leaves nothing behind, not even --out */
     nn_set_threads(o.threads);
     infer_model *m = infer_model_load(ckpt, o.batch); /* 0: sized for the checkpoint's input */
     if (!m) {
         mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    if (want_mag > 0 && fabs(infer_model_mag(m) / want_mag - 1) > 0.01) {
+        /* a 10x teacher run where a 1.25x student was meant costs 64x the time, silently */
+        mp_error("%s: trained for %gx patches, not the %gx of --mag", ckpt, infer_model_mag(m), want_mag);
+        infer_model_free(m);
         return MP_EXIT_FAIL;
     }
     if (class_arg && (o.klass = infer_class_index(m, ckpt, class_arg)) < 0) {
@@ -197,6 +191,31 @@ int cmd_infer(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
 
+    if (mp_mkdir_p(out)) {
+        mp_error("%s", mp_err());
+        infer_model_free(m);
+        return MP_EXIT_FAIL;
+    }
+    if (access(out, W_OK | X_OK)) {
+        mp_error("%s: output directory is not writable (%s)", out, strerror(errno));
+        infer_model_free(m);
+        return MP_EXIT_FAIL;
+    }
+    if (o.db) {
+        /* a dataset that cannot take the rows fails the run now, not after the first slide */
+        mp_db *db = db_open(o.db, DB_OPEN_CREATE);
+        if (!db) {
+            mp_error("%s", mp_err());
+            infer_model_free(m);
+            return MP_EXIT_FAIL;
+        }
+        db_close(db);
+    }
+    if (infer_global_init(argv[0])) {
+        mp_error("%s", mp_err());
+        infer_model_free(m);
+        return MP_EXIT_FAIL;
+    }
     int nfail = 0;
     for (int i = 0; i < n; i++) {
         /* two slides with one name would overwrite each other's outputs */

@@ -35,10 +35,51 @@ grep -q "^magpie: error: $T/trunc.mpk: truncated" "$T/e" || no "truncated ckpt m
 has "magpie: error: $T/r.mpk: the model card has no mag (a trained model records it; for an imported one use magpie model import --mag M --size PX --mean a,b,c --std a,b,c)" "$T/e"
 [ -e "$T/o/synth_000" ] && no "a bad checkpoint wrote outputs"
 
+# checkpoints that are not magpie models, of another architecture, or of another magnification
+# than --mag asks (ckpt_edit.py rewrites the model card and its CRC, so the card's checks refuse)
+E="$MAGPIE_SRC/tests/infer/ckpt_edit.py"
+bad_ckpt() { # CKPT MESSAGE: exit 2, the one line, nothing written
+    "$B" infer "$1" "$s0" --out "$T/bc" -q 2>"$T/e"; rc=$?
+    [ $rc -eq 2 ] || no "$1: exit $rc, want 2"
+    has "magpie: error: $2" "$T/e"
+    [ "$(wc -l <"$T/e")" -eq 1 ] || no "$1: one line: $(cat "$T/e")"
+    [ -e "$T/bc" ] && no "$1: a refused checkpoint left --out behind"
+}
+echo "a text file" >"$T/text.mpk"
+bad_ckpt "$T/text.mpk" "$T/text.mpk: not a magpie checkpoint (bad magic)"
+bad_ckpt "$T/r.safetensors" "$T/r.safetensors: a safetensors file, not a magpie checkpoint (bad magic); convert it with magpie model import FILE --out CKPT --mag M --size PX --mean a,b,c --std a,b,c"
+bad_ckpt "$s0" "$s0: not a magpie checkpoint (bad magic)"
+bad_ckpt "$T/s" "$T/s: is a directory, not a file"
+python3 "$E" "$T/m.mpk" "$T/vit.mpk" '"arch":"resnet"' '"arch":"vitb16"' || no "ckpt_edit arch"
+bad_ckpt "$T/vit.mpk" "$T/vit.mpk: architecture 'vitb16' is not one magpie builds (resnet_gn, resnet18, resnet18_bn, resnet)"
+python3 "$E" "$T/m.mpk" "$T/wide.mpk" '"arch.widths":"32,32,32,32"' '"arch.widths":"32,32,32,64"' || no "ckpt_edit widths"
+bad_ckpt "$T/wide.mpk" "$T/wide.mpk: tensor layers.3.c1.weight has shape [32,32,3,3], the model expects [64,32,3,3]"
+python3 "$E" "$T/m.mpk" "$T/gray.mpk" '"arch.in_ch":"3"' '"arch.in_ch":"1"' || no "ckpt_edit in_ch"
+bad_ckpt "$T/gray.mpk" "$T/gray.mpk: the network takes 1 input channels, not RGB"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/bc" --mag 10 -q 2>"$T/e"; [ $? -eq 2 ] || no "--mag 10 for a 1.25x model: exit"
+has "magpie: error: $T/m.mpk: trained for 1.25x patches, not the 10x of --mag" "$T/e"
+[ -e "$T/bc" ] && no "--mag mismatch wrote outputs"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/o" --mag 0.1 -q 2>/dev/null; [ $? -eq 1 ] || no "--mag 0.1 should exit 1"
+# a model finer than the slide: refused per slide (upsampling would invent detail), others go on
+python3 "$E" "$T/m.mpk" "$T/m40.mpk" '"mag":"1.25"' '"mag":"40.0"' || no "ckpt_edit mag"
+"$B" infer "$T/m40.mpk" "$s0" --out "$T/bc" -q 2>"$T/e"; [ $? -eq 2 ] || no "40x model on a 20x slide: exit"
+has "magpie: error: $s0: the slide's 0.5 µm/px is coarser than the model's 0.25 µm/px (40x); upsampling would invent detail" "$T/e"
+# two slides with one output name, and a slide's output path taken by a file: those slides
+# fail (one line each), the others are done (exit 3)
+mkdir -p "$T/d2" "$T/od" && cp "$s0" "$T/d2/synth_000.tiff" && touch "$T/od/synth_001"
+"$B" infer "$T/m.mpk" "$s0" "$T/d2/synth_000.tiff" "$s1" --out "$T/od" -q 2>"$T/e"; rc=$?
+[ $rc -eq 3 ] || no "name clash / file in the way: exit $rc, want 3"
+has "magpie: error: $T/d2/synth_000.tiff: same output name 'synth_000' as $s0; rename one or run them separately" "$T/e"
+has "magpie: error: $T/od/synth_001: not a directory" "$T/e"
+[ "$(wc -l <"$T/e")" -eq 2 ] || no "clash: one line per failure: $(cat "$T/e")"
+[ -s "$T/od/synth_000/prediction.json" ] || no "clash: the first slide was not done"
+
 # output directory unwritable
 touch "$T/file"
 "$B" infer "$T/m.mpk" "$s0" --out "$T/file/sub" -q 2>"$T/e"; [ $? -eq 2 ] || no "unwritable out exit"
 has "magpie: error: $T/file/sub: Not a directory" "$T/e"
+"$B" infer "$T/m.mpk" "$s0" --out "$T/file" -q 2>"$T/e"; [ $? -eq 2 ] || no "--out a file: exit"
+has "magpie: error: $T/file: not a directory" "$T/e"
 
 # bad slides among good ones: exit 3, every failure one line naming the file, good ones done
 echo "not a slide" >"$T/bad.svs"
