@@ -140,6 +140,53 @@ int infer_overlay_scalebar(double um_per_px, int width_px, double *um, int *px);
 int infer_geojson_write(const char *path, const infer_grid *g, const float *prob, const uint8_t *valid,
                         int nclasses, char *const *names, double threshold);
 
+/* ---- the cascade ----
+ * A cheap student (e.g. 1.25x) runs on every cell; the teacher (e.g. 10x) runs again on the
+ * cells where the student is unsure: its highest class probability is below `threshold`. The
+ * teacher reads the same level-0 square as the student for each cell (through the tiler's patch
+ * reader, at its own magnification), and its probabilities replace the student's there. So
+ * threshold 0 is the student alone, and a threshold above 1 the teacher on every cell. */
+typedef struct infer_model infer_model;
+typedef struct {
+    infer_model *teacher;
+    const char *path;    /* the teacher's checkpoint */
+    double threshold;    /* cells whose student max-probability is below it go to the teacher */
+    char source[700];    /* how the threshold was chosen, for prediction.json */
+} infer_cascade;
+
+/* The two must name the same classes in the same order (case-insensitive) and see the same
+ * square: the teacher's input side in µm (size x 10 / mag) within 1% of the student's.
+ * -1 + mp_err "TEACHER: reason". */
+int infer_cascade_check(const infer_model *student, const char *student_path, const infer_model *teacher,
+                        const char *teacher_path);
+/* The cells to send, in cell order, into out: valid ones whose max probability is below
+ * threshold. Returns how many. */
+int64_t infer_cascade_select(const float *prob, const uint8_t *valid, int64_t ncell, int K, double threshold, int *out);
+
+/* Calibration on labelled patches: p_student and p_teacher (n x K), labels 0..K-1. A cell goes
+ * to the teacher when the student's max-probability is below the threshold; the cascade's
+ * balanced accuracy (mean recall over the classes present) is computed for every threshold
+ * between distinct student confidences, and the threshold chosen is the lowest (so the fewest
+ * teacher calls) whose balanced accuracy is at least the teacher's minus `tol` (0.01 = one
+ * point). Sending every patch always qualifies (threshold INFER_CASCADE_ALL). */
+#define INFER_CASCADE_ALL 1.5 /* above any probability: every cell to the teacher */
+typedef struct {
+    double threshold;
+    int64_t n;                  /* labelled patches */
+    double bacc_student, bacc_teacher, bacc_cascade;
+    double fraction;            /* share of the patches the threshold sends to the teacher */
+} infer_calibration;
+int infer_cascade_choose(const float *p_student, const float *p_teacher, const int *labels, int64_t n, int K,
+                         double tol, infer_calibration *cal);
+/* The same on a dataset's split: the student and teacher run on its labelled patches' stored
+ * images at their magnifications. split must be "val": the test split would make the test
+ * figures no longer held out, and the models were fit on train (their confidence there is
+ * optimistic). -1 + mp_err "DB: reason". */
+int infer_cascade_calibrate(infer_model *student, infer_model *teacher, const char *db_path, const char *split,
+                            double tol, infer_calibration *cal);
+/* That rule alone (for the command line, before any model is loaded): 0, or -1 + mp_err. */
+int infer_cascade_split_ok(const char *db_path, const char *split);
+
 /* ---- the run ---- */
 typedef struct {
     int stride;          /* px at the model's magnification; 0 = the input size */
@@ -157,6 +204,7 @@ typedef struct {
                           * gives slides whose names collide distinct folders */
     int allow_fluorescence; /* infer slides the tiler classes fluorescence (refused by default:
                                magpie's models are bright-field H&E models) */
+    const infer_cascade *cascade; /* NULL: the model alone */
     mp_progress_mode progress;
     /* Called after each model batch with the patches it evaluated (magpie run's overall
      * progress); NULL = none. */
@@ -170,7 +218,6 @@ int infer_auto_batch(int size);
 /* Once per process: libvips and libtiff handlers (through the tiler). */
 int infer_global_init(const char *argv0);
 
-typedef struct infer_model infer_model;
 /* Load a checkpoint for inference: architecture, weights, mag, input_size, norm.mean/std,
  * class names; max_batch 0 = infer_auto_batch(input size). NULL + mp_err "CKPT: reason". */
 infer_model *infer_model_load(const char *path, int max_batch);

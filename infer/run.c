@@ -130,6 +130,146 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+/* ---- one model over a list of cells ---- */
+
+typedef struct {
+    double seconds, busy, model; /* the loop, reading (reader thread), the network */
+    int64_t read_errors;
+    char first_error[600];
+} run_stats;
+
+/* Run m over cells[0..n) of grid g, reading each cell's patch of geometry geom (the tiler's
+ * reader, on a thread of its own, one batch ahead of the network). The probabilities of every
+ * patch read go to prob (K per cell, by cell index) and set valid; a patch that cannot be read
+ * leaves both as they were. 0, or -1 with err set ("PATH: reason"). */
+static int run_cells(infer_model *m, const tiler_slide *slide, const char *path, const infer_grid *g,
+                     const tiler_patch_geom *geom, const int *cells, int64_t n, int batch, const infer_opts *o,
+                     const char *task, float *prob, uint8_t *valid, run_stats *st, char *err, size_t en)
+{
+    mp_progress_mode pm = o->progress;
+    memset(st, 0, sizeof *st);
+    int S = infer_model_size(m), K = infer_model_classes(m), rc = 0;
+    if (n <= 0) return 0;
+    double t_loop = mp_now();
+    pipeline P;
+    memset(&P, 0, sizeof P);
+    pthread_mutex_init(&P.mu, NULL);
+    pthread_cond_init(&P.cv, NULL);
+    size_t psz = (size_t)S * S * 3;
+    for (int s = 0; s < 2; s++) {
+        P.sl[s].cell = mp_xmalloc(sizeof(int) * batch);
+        P.sl[s].ok = mp_xmalloc(batch);
+        P.sl[s].rgb = mp_xmalloc(psz * batch);
+    }
+    P.cells = cells;
+    P.ncells = n;
+    P.g = g;
+    P.geom = *geom;
+    P.S = S;
+    P.batch = batch;
+    int64_t done = 0;
+    float *bp = mp_xmalloc(sizeof(float) * (size_t)batch * K);
+    P.rd = tiler_reader_open(slide);
+    mp_progress *prog = mp_progress_new(pm, task, (uint64_t)n, "patches");
+    pthread_t th;
+    int started = 0;
+    if (pthread_create(&th, NULL, reader_main, &P)) {
+        snprintf(err, en, "%s: cannot start the reader thread", path);
+        rc = -1;
+    } else {
+        started = 1;
+    }
+    int which = 0;
+    while (started && !rc && done < n) {
+        slot *s = &P.sl[which];
+        pthread_mutex_lock(&P.mu);
+        while (!s->full && !P.finished) pthread_cond_wait(&P.cv, &P.mu);
+        int have = s->full;
+        pthread_mutex_unlock(&P.mu);
+        if (!have) break;
+        double t0 = mp_now();
+        if (infer_model_predict(m, s->rgb, s->n, bp)) {
+            snprintf(err, en, "%s: model: %s", path, mp_err());
+            rc = -1;
+        } else {
+            for (int b = 0; b < s->n; b++) {
+                if (!s->ok[b]) continue;
+                memcpy(prob + (size_t)s->cell[b] * K, bp + (size_t)b * K, sizeof(float) * K);
+                valid[s->cell[b]] = 1;
+            }
+        }
+        st->model += mp_now() - t0;
+        done += s->n;
+        mp_progress_update(prog, (uint64_t)done, NULL);
+        if (!rc && o->on_batch) o->on_batch(o->on_batch_arg, s->n);
+        pthread_mutex_lock(&P.mu);
+        s->full = 0;
+        pthread_cond_broadcast(&P.cv);
+        pthread_mutex_unlock(&P.mu);
+        which ^= 1;
+    }
+    if (started) {
+        pthread_mutex_lock(&P.mu);
+        P.abort = 1;
+        pthread_cond_broadcast(&P.cv);
+        pthread_mutex_unlock(&P.mu);
+        pthread_join(th, NULL);
+    }
+    mp_progress_finish(prog, NULL);
+    mp_progress_free(prog);
+    tiler_reader_close(P.rd);
+    for (int s = 0; s < 2; s++) {
+        free(P.sl[s].cell);
+        free(P.sl[s].ok);
+        free(P.sl[s].rgb);
+    }
+    free(bp);
+    pthread_mutex_destroy(&P.mu);
+    pthread_cond_destroy(&P.cv);
+    st->busy = P.busy;
+    st->read_errors = P.read_errors;
+    snprintf(st->first_error, sizeof st->first_error, "%s", P.first_error);
+    st->seconds = mp_now() - t_loop;
+    return rc;
+}
+
+/* ---- the cascade's teacher pass ---- */
+
+typedef struct {
+    int64_t sent;      /* cells whose student max-probability was below the threshold */
+    int64_t answered;  /* of those, the teacher's patch read and scored */
+    int level;         /* the level the teacher's patches were read from */
+    run_stats run;
+} cascade_stats;
+
+/* The teacher on the cells where the student is unsure: the same cells' squares, read at the
+ * teacher's magnification; its probabilities replace the student's (a cell whose teacher patch
+ * cannot be read keeps the student's). */
+static int cascade_pass(const infer_cascade *c, infer_src *src, const infer_grid *g, float *prob,
+                        const uint8_t *valid, int K, const infer_opts *o, const char *name, const char *path,
+                        cascade_stats *cs, char *err, size_t en)
+{
+    memset(cs, 0, sizeof *cs);
+    double tmag = infer_model_mag(c->teacher);
+    int TS = infer_model_size(c->teacher);
+    tiler_patch_geom tg;
+    infer_src_geom(src, tmag, g->patch0, TS, &tg);
+    cs->level = tg.level;
+    int64_t ncell = (int64_t)g->nx * g->ny;
+    int *sel = mp_xmalloc(sizeof(int) * (size_t)(ncell + 1));
+    uint8_t *answered = mp_xcalloc((size_t)ncell + 1, 1);
+    cs->sent = infer_cascade_select(prob, valid, ncell, K, c->threshold, sel);
+    char task[1100];
+    snprintf(task, sizeof task, "infer %s (teacher)", name);
+    int batch = o->batch > 0 ? o->batch : infer_auto_batch(TS); /* as the teacher alone would batch */
+    int rc = run_cells(c->teacher, &src->s, path, g, &tg, sel, cs->sent, batch, o, task, prob, answered,
+                       &cs->run, err, en);
+    for (int64_t i = 0; i < ncell; i++) cs->answered += answered[i];
+    free(sel);
+    free(answered);
+    return rc;
+}
+
 /* ---- outputs ---- */
 
 /* overlay.png: a fresh thumbnail at the picture's scale, cropped to the bounds rectangle. */
@@ -285,15 +425,29 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
                           path, mpp, 10.0 / mag, mag);
     }
 
-    /* the key: what the outputs depend on */
-    char fp[64], ck[64], key[512];
-    if (tiler_fingerprint(path, fp) || tiler_fingerprint(ckpt_path, ck)) {
+    const infer_cascade *cas = o->cascade;
+    double tmag = cas ? infer_model_mag(cas->teacher) : 0;
+    if (cas && (10.0 / tmag) / mpp < 1.0 / (1 + TILER_LEVEL_TOL)) {
+        infer_src_close(&src);
+        return mp_err_set("%s: the slide's %.4g µm/px is coarser than the teacher's %.4g µm/px (%gx); upsampling "
+                          "would invent detail",
+                          path, mpp, 10.0 / tmag, tmag);
+    }
+
+    /* the key: what the outputs depend on. With a cascade the model is the pair and its
+     * threshold (also the fingerprint of --db's rows). */
+    char fp[64], ck[64], tck[64] = "", key[700], model_fp[200];
+    if (tiler_fingerprint(path, fp) || tiler_fingerprint(ckpt_path, ck) ||
+        (cas && tiler_fingerprint(cas->path, tck))) {
         infer_src_close(&src);
         return -1;
     }
+    if (cas) snprintf(model_fp, sizeof model_fp, "cascade:%s+%s@%.9g", ck, tck, cas->threshold);
+    else snprintf(model_fp, sizeof model_fp, "%s", ck);
     snprintf(key, sizeof key, "v%d %s %s stride=%d mpp=%.9g min_tissue=%.6g threshold=%.6g float32=%d class=%d overlay=%d",
-             INFER_KEY_VERSION, fp, ck, o->stride, mpp, o->min_tissue, o->threshold, o->float32, klass, o->overlay_size);
-    if (!o->force && outputs_current(dir, key, o->db, fp, ck, o->allow_fluorescence)) {
+             INFER_KEY_VERSION, fp, model_fp, o->stride, mpp, o->min_tissue, o->threshold, o->float32, klass,
+             o->overlay_size);
+    if (!o->force && outputs_current(dir, key, o->db, fp, model_fp, o->allow_fluorescence)) {
         infer_src_close(&src);
         res->outcome = INFER_SKIPPED;
         res->seconds = mp_now() - t_start;
@@ -361,91 +515,20 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         rc = -1;
     }
 
-    pipeline P;
-    memset(&P, 0, sizeof P);
-    pthread_mutex_init(&P.mu, NULL);
-    pthread_cond_init(&P.cv, NULL);
     int batch = o->batch > 0 ? o->batch : infer_auto_batch(S);
-    size_t psz = (size_t)S * S * 3;
-    for (int s = 0; s < 2; s++) {
-        P.sl[s].cell = mp_xmalloc(sizeof(int) * batch);
-        P.sl[s].ok = mp_xmalloc(batch);
-        P.sl[s].rgb = mp_xmalloc(psz * batch);
-    }
-    P.cells = cells;
-    P.ncells = nsel;
-    P.g = &g;
-    P.geom = geom;
-    P.S = S;
-    P.batch = batch;
-    double t_model = 0, t_loop = mp_now();
-    int64_t done = 0;
-    float *bp = mp_xmalloc(sizeof(float) * (size_t)batch * K);
-    mp_progress *prog = NULL;
-    if (!rc) P.rd = tiler_reader_open(&src.s);
-    pthread_t th;
-    int started = 0;
-    if (!rc && nsel > 0) {
-        char task[1100];
-        snprintf(task, sizeof task, "infer %s", name);
-        prog = mp_progress_new(o->progress, task, (uint64_t)nsel, "patches");
-        if (pthread_create(&th, NULL, reader_main, &P)) {
-            snprintf(err, sizeof err, "%s: cannot start the reader thread", path);
-            rc = -1;
-        } else {
-            started = 1;
-        }
-    }
-    int which = 0;
-    while (started && !rc && done < nsel) {
-        slot *s = &P.sl[which];
-        pthread_mutex_lock(&P.mu);
-        while (!s->full && !P.finished) pthread_cond_wait(&P.cv, &P.mu);
-        int have = s->full;
-        pthread_mutex_unlock(&P.mu);
-        if (!have) break;
-        double t0 = mp_now();
-        if (infer_model_predict(m, s->rgb, s->n, bp)) {
-            snprintf(err, sizeof err, "%s: model: %s", path, mp_err());
-            rc = -1;
-        } else {
-            for (int b = 0; b < s->n; b++) {
-                if (!s->ok[b]) continue;
-                memcpy(prob + (size_t)s->cell[b] * K, bp + (size_t)b * K, sizeof(float) * K);
-                valid[s->cell[b]] = 1;
-            }
-        }
-        t_model += mp_now() - t0;
-        done += s->n;
-        if (prog) mp_progress_update(prog, (uint64_t)done, NULL);
-        if (!rc && o->on_batch) o->on_batch(o->on_batch_arg, s->n);
-        pthread_mutex_lock(&P.mu);
-        s->full = 0;
-        pthread_cond_broadcast(&P.cv);
-        pthread_mutex_unlock(&P.mu);
-        which ^= 1;
-    }
-    if (started) {
-        pthread_mutex_lock(&P.mu);
-        P.abort = 1;
-        pthread_cond_broadcast(&P.cv);
-        pthread_mutex_unlock(&P.mu);
-        pthread_join(th, NULL);
-    }
-    double t_infer = mp_now() - t_loop;
-    if (prog) {
-        mp_progress_finish(prog, NULL);
-        mp_progress_free(prog);
-    }
-    tiler_reader_close(P.rd);
-    for (int s = 0; s < 2; s++) {
-        free(P.sl[s].cell);
-        free(P.sl[s].ok);
-        free(P.sl[s].rgb);
-    }
-    free(bp);
-    pthread_mutex_destroy(&P.mu);
-    pthread_cond_destroy(&P.cv);
+    run_stats P; /* the student's (or the only model's) pass over every selected cell */
+    memset(&P, 0, sizeof P);
+    char task[1100];
+    snprintf(task, sizeof task, "infer %s", name);
+    if (!rc && run_cells(m, &src.s, path, &g, &geom, cells, nsel, batch, o, task, prob, valid, &P, err,
+                         sizeof err))
+        rc = -1;
+    double t_model = P.model, t_infer = P.seconds;
+    /* the cascade: the teacher on the cells where the student is unsure, the same squares */
+    cascade_stats cs;
+    memset(&cs, 0, sizeof cs);
+    if (!rc && o->cascade && cascade_pass(o->cascade, &src, &g, prob, valid, K, o, name, path, &cs, err, sizeof err))
+        rc = -1;
     res->n_read_errors = P.read_errors;
     int64_t nval = 0;
     for (int64_t c = 0; c < ncell; c++) nval += valid[c];
@@ -546,8 +629,12 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
             pc[n].prob = prob + (size_t)c * K;
             n++;
         }
-        db_pred_run pr = {.slide_path = path, .slide_fingerprint = fp, .model_path = ckpt_path,
-                          .model_fingerprint = ck, .mag = mag, .size0 = g.patch0, .nclasses = K, .class_names = names};
+        char mpath[8400];
+        if (cas) snprintf(mpath, sizeof mpath, "%s --cascade %s", ckpt_path, cas->path);
+        else snprintf(mpath, sizeof mpath, "%s", ckpt_path);
+        db_pred_run pr = {.slide_path = path, .slide_fingerprint = fp, .model_path = mpath,
+                          .model_fingerprint = model_fp, .mag = mag, .size0 = g.patch0, .nclasses = K,
+                          .class_names = names};
         mp_db *db = db_open(o->db, DB_OPEN_CREATE);
         if (!db || db_predictions_put(db, &pr, pc, n)) {
             snprintf(err, sizeof err, "%s", mp_err());
@@ -586,6 +673,22 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         json_object_set_new(j, "patches",
                             json_pack("{s:I, s:I, s:I, s:I}", "cells", (json_int_t)ncell, "tissue", (json_int_t)nsel,
                                       "evaluated", (json_int_t)nval, "read_errors", (json_int_t)P.read_errors));
+        if (cas) {
+            /* the threshold, where it came from, and how much of the slide the teacher saw */
+            json_t *cj = json_pack("{s:s, s:s, s:f, s:i, s:f, s:s, s:I, s:I, s:f, s:i, s:f, s:f, s:f, s:I}", "teacher",
+                                   cas->path, "teacher_hash", tck, "teacher_mag", tmag, "teacher_input_px",
+                                   infer_model_size(cas->teacher), "threshold", cas->threshold, "threshold_source",
+                                   cas->source, "cells_to_teacher", (json_int_t)cs.sent, "cells_answered_by_teacher",
+                                   (json_int_t)cs.answered, "fraction_to_teacher",
+                                   nval ? (double)cs.sent / nval : 0.0, "teacher_level", cs.level,
+                                   "teacher_seconds", cs.run.seconds, "teacher_read_seconds", cs.run.busy,
+                                   "teacher_model_seconds", cs.run.model, "teacher_read_errors",
+                                   (json_int_t)cs.run.read_errors);
+            json_object_set_new(cj, "rule", json_string("a cell goes to the teacher when the student's highest class "
+                                                         "probability is below the threshold; the teacher's "
+                                                         "probabilities replace the student's there"));
+            json_object_set_new(j, "cascade", cj);
+        }
         json_object_set_new(j, "slide_kind",
                             json_pack("{s:s, s:i, s:f, s:s}", "kind", tiler_kind_name(src.mask.kind.kind),
                                       "background", src.mask.kind.background, "dark_share", src.mask.kind.dark,

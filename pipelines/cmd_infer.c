@@ -66,6 +66,21 @@ static void usage(FILE *f)
             "                     below 64/255 and at least 30%% of it is that dark (a dark background);\n"
             "                     such a slide is refused by default, since magpie's models are\n"
             "                     bright-field H&E models; the class is in prediction.json's slide_kind\n"
+            "  --cascade TEACHER  a student -> teacher cascade: CKPT (a cheap student, e.g. 1.25x) runs on\n"
+            "                     every cell, TEACHER (e.g. 10x) again on the cells where the student is\n"
+            "                     unsure (its highest class probability below the threshold), reading the\n"
+            "                     same square at its own magnification; its probabilities replace the\n"
+            "                     student's there. Same classes and the same square (size x 10 / mag µm)\n"
+            "                     required. prediction.json's cascade records the threshold, its source\n"
+            "                     and the share of cells sent to the teacher. One of:\n"
+            "  --cascade-threshold X   the threshold (0 = the student alone, above 1 = the teacher on\n"
+            "                     every cell)\n"
+            "  --cascade-calibrate DB  choose it on DB's val split (labelled patches, their stored\n"
+            "                     images at both magnifications): the lowest threshold, so the fewest\n"
+            "                     teacher calls, whose balanced accuracy on val is within\n"
+            "                     --cascade-tolerance points (default 1) of the teacher's alone\n"
+            "  --cascade-split S  the split to calibrate on; only val is accepted (test must stay held\n"
+            "                     out, and the models were fit on train)\n"
             "  --force            recompute even when the outputs are current\n"
             "  --progress MODE    auto|tty|json|none (default auto); --progress=json for JSON lines\n"
             "  -q, --quiet        only errors\n"
@@ -90,9 +105,11 @@ int cmd_infer(int argc, char **argv)
     o.threads = mp_cpu_count();
     const char *out = NULL;
     int quiet = 0;
-    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB, O_FLUO, O_MAG };
+    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB, O_FLUO, O_MAG, O_CAS, O_CAS_T, O_CAS_CAL, O_CAS_SPLIT, O_CAS_TOL };
     const char *class_arg = NULL;
     double want_mag = 0;
+    const char *cas_path = NULL, *cas_db = NULL, *cas_split = "val";
+    double cas_t = -1, cas_tol = 0.01;
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT},         {"stride", required_argument, 0, O_STRIDE},
         {"class", required_argument, 0, O_CLASS},     {"batch", required_argument, 0, O_BATCH},
@@ -102,6 +119,9 @@ int cmd_infer(int argc, char **argv)
         {"progress", required_argument, 0, O_PROG},   {"quiet", no_argument, 0, 'q'},
         {"overlay-size", required_argument, 0, O_OVSIZE}, {"db", required_argument, 0, O_DB},
         {"allow-fluorescence", no_argument, 0, O_FLUO}, {"mag", required_argument, 0, O_MAG},
+        {"cascade", required_argument, 0, O_CAS},     {"cascade-threshold", required_argument, 0, O_CAS_T},
+        {"cascade-calibrate", required_argument, 0, O_CAS_CAL}, {"cascade-split", required_argument, 0, O_CAS_SPLIT},
+        {"cascade-tolerance", required_argument, 0, O_CAS_TOL},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -147,6 +167,18 @@ int cmd_infer(int argc, char **argv)
         case O_F32: o.float32 = 1; break;
         case O_FORCE: o.force = 1; break;
         case O_FLUO: o.allow_fluorescence = 1; break;
+        case O_CAS: cas_path = optarg; break;
+        case O_CAS_T:
+            if (mp_parse_double(optarg, &d) || !(d >= 0) || d > 1e6)
+                return bad("--cascade-threshold wants a probability threshold >= 0, got '%s'", optarg);
+            cas_t = d;
+            break;
+        case O_CAS_CAL: cas_db = optarg; break;
+        case O_CAS_SPLIT: cas_split = optarg; break;
+        case O_CAS_TOL:
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 100) return bad("--cascade-tolerance wants 0..100 points, got '%s'", optarg);
+            cas_tol = d / 100;
+            break;
         case O_MAG:
             if (mp_parse_double(optarg, &d) || d < 0.5 || d > 200) return bad("--mag wants a magnification in 0.5..200, got '%s'", optarg);
             want_mag = d;
@@ -164,6 +196,14 @@ int cmd_infer(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
     if (!out) return bad("--out DIR is required%s", "");
+    if (cas_path && (cas_t >= 0) == (cas_db != NULL))
+        return bad("--cascade %s wants one of --cascade-threshold X and --cascade-calibrate DB", cas_path);
+    if (!cas_path && (cas_t >= 0 || cas_db))
+        return bad("--cascade-threshold and --cascade-calibrate go with --cascade TEACHER%s", "");
+    if (cas_db && infer_cascade_split_ok(cas_db, cas_split)) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_USAGE;
+    }
     if (quiet) {
         mp_log_set_quiet(1);
         if (o.progress == MP_PROGRESS_AUTO || o.progress == MP_PROGRESS_TTY) o.progress = MP_PROGRESS_NONE;
@@ -190,14 +230,56 @@ int cmd_infer(int argc, char **argv)
         infer_model_free(m);
         return MP_EXIT_USAGE;
     }
+    infer_cascade cas;
+    memset(&cas, 0, sizeof cas);
+    if (cas_path) {
+        cas.path = cas_path;
+        cas.teacher = infer_model_load(cas_path, o.batch);
+        if (!cas.teacher || infer_cascade_check(m, ckpt, cas.teacher, cas_path)) {
+            mp_error("%s", mp_err());
+            infer_model_free(cas.teacher);
+            infer_model_free(m);
+            return MP_EXIT_FAIL;
+        }
+        o.cascade = &cas;
+    }
 
+    /* the calibration too, before anything is written */
+    if (infer_global_init(argv[0])) {
+        mp_error("%s", mp_err());
+        infer_model_free(cas.teacher);
+        infer_model_free(m);
+        return MP_EXIT_FAIL;
+    }
+    if (cas_path && cas_db) {
+        infer_calibration cal;
+        if (infer_cascade_calibrate(m, cas.teacher, cas_db, cas_split, cas_tol, &cal)) {
+            mp_error("%s", mp_err());
+            infer_model_free(cas.teacher);
+            infer_model_free(m);
+            return MP_EXIT_FAIL;
+        }
+        cas.threshold = cal.threshold;
+        snprintf(cas.source, sizeof cas.source,
+                 "calibrated on %s, split %s: %lld labelled patches; balanced accuracy student %.4f, teacher %.4f, "
+                 "cascade %.4f with %.1f%% of them to the teacher; rule: the lowest threshold within %g points of the "
+                 "teacher",
+                 cas_db, cas_split, (long long)cal.n, cal.bacc_student, cal.bacc_teacher, cal.bacc_cascade,
+                 100 * cal.fraction, 100 * cas_tol);
+        mp_info("cascade threshold %.6g, %s", cas.threshold, cas.source);
+    } else if (cas_path) {
+        cas.threshold = cas_t;
+        snprintf(cas.source, sizeof cas.source, "--cascade-threshold");
+    }
     if (mp_mkdir_p(out)) {
         mp_error("%s", mp_err());
+        infer_model_free(cas.teacher);
         infer_model_free(m);
         return MP_EXIT_FAIL;
     }
     if (access(out, W_OK | X_OK)) {
         mp_error("%s: output directory is not writable (%s)", out, strerror(errno));
+        infer_model_free(cas.teacher);
         infer_model_free(m);
         return MP_EXIT_FAIL;
     }
@@ -206,15 +288,11 @@ int cmd_infer(int argc, char **argv)
         mp_db *db = db_open(o.db, DB_OPEN_CREATE);
         if (!db) {
             mp_error("%s", mp_err());
+            infer_model_free(cas.teacher);
             infer_model_free(m);
             return MP_EXIT_FAIL;
         }
         db_close(db);
-    }
-    if (infer_global_init(argv[0])) {
-        mp_error("%s", mp_err());
-        infer_model_free(m);
-        return MP_EXIT_FAIL;
     }
     int nfail = 0;
     for (int i = 0; i < n; i++) {
@@ -248,6 +326,7 @@ int cmd_infer(int argc, char **argv)
                     r.kind ? r.kind : "?", (long long)r.n_evaluated, (long long)r.n_cells, r.level,
                     (long long)r.n_read_errors, r.seconds, r.outdir);
     }
+    infer_model_free(cas.teacher);
     infer_model_free(m);
     mp_info("%s: %d of %d slides done", out, n - nfail, n);
     if (nfail == 0) return MP_EXIT_OK;

@@ -650,6 +650,68 @@ TEST(slide_name)
     CHECK_STR(b, ".hidden");
 }
 
+/* The cascade's threshold rule on hand-made validation patches (2 classes). Student
+ * confidences (max probability) and correctness, teacher always right:
+ *   patch  label  student p(1)  conf  student right
+ *     0      0       0.10       0.90      yes
+ *     1      1       0.80       0.80      yes
+ *     2      0       0.30       0.70      yes
+ *     3      1       0.40       0.60      no
+ *     4      0       0.55       0.55      no
+ *     5      1       0.55       0.55      yes   (tied with 4: they go together)
+ * Student: class 0 recall 2/3, class 1 2/3 -> 0.6667; teacher 1.0. Sending the 0.55 pair
+ * fixes patch 4 (0.8333), then 0.60 fixes 3 (1.0 = the teacher's). */
+TEST(cascade_choose)
+{
+    float ps[12] = {0.90f, 0.10f, 0.20f, 0.80f, 0.70f, 0.30f, 0.60f, 0.40f, 0.45f, 0.55f, 0.45f, 0.55f};
+    float pt[12] = {1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1};
+    int y[6] = {0, 1, 0, 1, 0, 1};
+    infer_calibration c;
+    CHECK_INT(infer_cascade_choose(ps, pt, y, 6, 2, 0.01, &c), 0);
+    CHECK_INT(c.n, 6);
+    CHECK_NEAR(c.bacc_student, 2.0 / 3, 1e-12);
+    CHECK_NEAR(c.bacc_teacher, 1.0, 1e-12);
+    CHECK_NEAR(c.bacc_cascade, 1.0, 1e-12);
+    CHECK_NEAR(c.fraction, 3.0 / 6, 1e-12);
+    CHECK_NEAR(c.threshold, 0.5 * (0.60 + 0.70), 1e-6); /* between the last sent and the next kept */
+    /* a looser tolerance stops one step earlier: within 20 points of the teacher */
+    CHECK_INT(infer_cascade_choose(ps, pt, y, 6, 2, 0.20, &c), 0);
+    CHECK_NEAR(c.bacc_cascade, 5.0 / 6, 1e-12);
+    CHECK_NEAR(c.fraction, 2.0 / 6, 1e-12);
+    CHECK_NEAR(c.threshold, 0.5 * (0.55 + 0.60), 1e-6);
+    /* the student already good enough: threshold 0, nothing sent */
+    CHECK_INT(infer_cascade_choose(ps, pt, y, 6, 2, 0.50, &c), 0);
+    CHECK_NEAR(c.threshold, 0, 0);
+    CHECK_NEAR(c.fraction, 0, 0);
+    /* a teacher that is only right where the student is most confident: everything is sent */
+    float pw[12] = {1, 0, 0, 1, 0, 1, 1, 0, 0, 1, 1, 0};
+    CHECK_INT(infer_cascade_choose(ps, pw, y, 6, 2, 0.0, &c), 0);
+    CHECK_NEAR(c.bacc_teacher, 2.0 / 6, 1e-12);
+    CHECK(c.threshold == 0); /* the student (0.667) beats a 0.333 teacher already */
+    /* the selection the run uses: valid cells under the threshold, in cell order */
+    uint8_t valid[6] = {1, 1, 1, 0, 1, 1};
+    int sel[6];
+    CHECK_INT(infer_cascade_select(ps, valid, 6, 2, 0.75, sel), 3); /* 0.70, (0.60 not valid), 0.55, 0.55 */
+    CHECK_INT(sel[0], 2);
+    CHECK_INT(sel[1], 4);
+    CHECK_INT(sel[2], 5);
+    CHECK_INT(infer_cascade_select(ps, valid, 6, 2, 0, sel), 0);
+    CHECK_INT(infer_cascade_select(ps, valid, 6, 2, INFER_CASCADE_ALL, sel), 5);
+    /* bad input */
+    int bad[6] = {0, 1, 2, 1, 0, 1};
+    CHECK(infer_cascade_choose(ps, pt, bad, 6, 2, 0.01, &c) != 0);
+    CHECK_STR(mp_err(), "calibration: label 2 outside 0..1");
+    CHECK(infer_cascade_choose(ps, pt, y, 0, 2, 0.01, &c) != 0);
+    CHECK_STR(mp_err(), "calibration: no labelled patches");
+    /* calibration never looks at the test split, nor at train */
+    CHECK(infer_cascade_calibrate(NULL, NULL, "data.db", "test", 0.01, &c) != 0);
+    CHECK_STR(mp_err(), "data.db: the cascade threshold is chosen on the val split, never on test (the test figures "
+                        "would no longer be held out)");
+    CHECK(infer_cascade_calibrate(NULL, NULL, "data.db", "train", 0.01, &c) != 0);
+    CHECK_STR(mp_err(), "data.db: the cascade threshold is chosen on the val split, not 'train' (the models were fit "
+                        "on it: their confidence there is optimistic)");
+}
+
 int main(void)
 {
     TIFFSetWarningHandler(quiet_tiff);
@@ -669,6 +731,7 @@ int main(void)
     RUN(overlay_picture);
     RUN(overlap_average);
     RUN(slide_name);
+    RUN(cascade_choose);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd)) return 1;
