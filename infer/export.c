@@ -35,22 +35,9 @@ int infer_commit(const char *tmp, const char *path)
 
 int infer_write_atomic(const char *path, const void *data, size_t len)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mp_err_set("%s: cannot create (%s)", path, strerror(errno));
-    int ok = fwrite(data, 1, len, f) == len;
-    ok &= fflush(f) == 0;
-    ok &= fclose(f) == 0;
-    if (!ok) {
-        unlink(tmp);
-        return mp_err_set("%s: write failed (%s)", path, strerror(errno));
-    }
-    if (infer_commit(tmp, path)) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    /* common's writer (tmp + fsync + rename + directory fsync): plain write(2)s, so a full disk
+     * fails here with the system's reason, and the temporary is removed */
+    return mp_write_file_atomic(path, data, len);
 }
 
 /* viridis (matplotlib's, sampled at ten even steps) and Moreland's cool-warm (nine steps):

@@ -141,7 +141,12 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     /* classic TIFF: a raster of cells never nears 4 GiB, and every viewer reads it */
     TIFF *t = TIFFOpen(tmp, "w");
-    if (!t) return mp_err_set("%s: cannot create (%s)", tmp, strerror(errno));
+    if (!t) {
+        /* TIFFOpen creates the file before its header write fails (a full disk): remove it */
+        int e = errno;
+        unlink(tmp);
+        return mp_err_set("%s: cannot create (%s)", path, strerror(e));
+    }
     int K = s->nclasses, w = s->nx, h = s->ny, T = s->tile > 0 ? s->tile : 128;
     int levels = infer_tiff_levels(w, h, T);
     /* OpenSlide 3.4.1 reads non-JPEG tiles through libtiff's RGBA reader and shifts a partial
@@ -151,7 +156,7 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
     int pw = (int)infer_tiff_padded(w, levels, T), ph = (int)infer_tiff_padded(h, levels, T);
     float *p = (float *)s->prob, *q = NULL;
     uint8_t *v = (uint8_t *)s->valid, *qv = NULL;
-    int rc = 0;
+    int rc = 0, werr = 0;
     for (int l = 0; l < levels && !rc; l++) {
         if (l > 0) {
             int W = (w + 1) / 2, H = (h + 1) / 2;
@@ -163,14 +168,16 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
             p = q = nq;
             v = qv = nv;
         }
-        if (write_level(t, s, l, p, v, w, h, s->rgba ? pw >> l : w, s->rgba ? ph >> l : h)) rc = -1;
+        errno = 0;
+        if (write_level(t, s, l, p, v, w, h, s->rgba ? pw >> l : w, s->rgba ? ph >> l : h)) rc = -1, werr = errno;
     }
     free(q);
     free(qv);
     TIFFClose(t);
     if (rc) {
         unlink(tmp);
-        return mp_err_set("%s: TIFF write failed (disk full or unwritable?)", path);
+        /* libtiff's write failed through write(2), whose errno says why (a full disk, say) */
+        return mp_err_set("%s: cannot write (%s)", path, werr ? strerror(werr) : "libtiff refused the data");
     }
     if (infer_commit(tmp, path)) {
         unlink(tmp);
