@@ -304,6 +304,10 @@ int cmd_infer(int argc, char **argv)
             infer_slide_name(slides[j], nj, sizeof nj);
             if (!strcmp(ni, nj)) dup = j;
         }
+        if (dup >= 0 && !strcmp(slides[i], slides[dup])) {
+            mp_warn("%s: given twice, inferred once", slides[i]); /* a repeat is no failure */
+            continue;
+        }
         if (dup >= 0) {
             mp_error("%s: same output name '%s' as %s; rename one or run them separately", slides[i], ni, slides[dup]);
             nfail++;

@@ -74,6 +74,10 @@ has "magpie: error: $T/od/synth_001: not a directory" "$T/e"
 [ "$(wc -l <"$T/e")" -eq 2 ] || no "clash: one line per failure: $(cat "$T/e")"
 [ -s "$T/od/synth_000/prediction.json" ] || no "clash: the first slide was not done"
 
+# the same slide twice: done once, a warning, exit 0
+"$B" infer "$T/m.mpk" "$s1" "$s1" --out "$T/tw" 2>"$T/e"; [ $? -eq 0 ] || no "a slide given twice: exit"
+has "magpie: warning: $s1: given twice, inferred once" "$T/e"
+
 # output directory unwritable
 touch "$T/file"
 "$B" infer "$T/m.mpk" "$s0" --out "$T/file/sub" -q 2>"$T/e"; [ $? -eq 2 ] || no "unwritable out exit"
