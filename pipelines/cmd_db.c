@@ -32,6 +32,7 @@ static void usage(FILE *f)
             "  labels list|remove     what was imported (slide labels, region annotations), and taking it out\n"
             "  slides remove SLIDE... a slide with its patches, images, labels, split, predictions (one transaction)\n"
             "  vacuum                 give freed space back to the file system\n"
+            "  balance --by patch|slide|patient --out FILE   class-balanced sampling list for train --sampling\n"
             "`magpie db DB COMMAND --help` for each.\n");
 }
 
@@ -299,6 +300,7 @@ int cmd_db(int argc, char **argv)
     if (!strcmp(sub, "splits")) return cmd_db_splits(path, sargc, sargv);
     if (!strcmp(sub, "vacuum")) return cmd_db_vacuum(path, sargc, sargv);
     if (!strcmp(sub, "slides") && sargc >= 2 && !strcmp(sargv[1], "remove")) return cmd_db_slides_remove(path, sargc, sargv);
+    if (!strcmp(sub, "balance")) return cmd_db_balance(path, sargc, sargv);
 
     int k = 0, nk = (int)(sizeof inspect / sizeof inspect[0]);
     while (k < nk && strcmp(sub, inspect[k].name)) k++;

@@ -41,6 +41,8 @@ static void usage(FILE *f)
             "  --lambda-ccd F (0.1) --lambda-crp F (1) --ema F (0.99) --tau F (0.07) --P N (20) --K N (4096)\n"
             "  --feat-dim N (128) --rampup EPOCHS (30)\n"
             "  --no-augment       no flips/rotations/colour jitter\n"
+            "  --sampling FILE    supervised/crckd: draw each epoch's patches with replacement by the weights of\n"
+            "                     FILE (from `magpie db DB balance`; class-balanced), not once each\n"
             "  --resume           continue from CKPT's .last.mpk (the .log.jsonl is cut back to its epochs); if it has\n"
             "                     run all the epochs asked for it finishes at once, if more it is an error\n"
             "  --stop-after N     stop after N epochs (resume later)\n"
@@ -113,6 +115,7 @@ int cmd_train(int argc, char **argv)
             else if (!strcmp(a, "--seed")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.seed = (uint64_t)lv;
             else if (!strcmp(a, "--teacher-views")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 1024, o.teacher_views = (int)lv;
             else if (!strcmp(a, "--teacher-cache")) o.teacher_cache = v;
+            else if (!strcmp(a, "--sampling")) o.sampling = v;
             else if (!strcmp(a, "--stop-after")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > TR_MAX_EPOCHS, o.stop_after = (int)lv;
             else if (!strcmp(a, "--max-train")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > INT_MAX, o.max_train = (int)lv;
             else if (!strcmp(a, "--P")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > (1 << 20), o.P = (int)lv;

@@ -24,6 +24,7 @@ int cmd_db_split(const char *db_path, int argc, char **argv);
 int cmd_db_query(const char *db_path, int argc, char **argv);
 int cmd_db_export(const char *db_path, int argc, char **argv);
 int cmd_db_import(const char *db_path, int argc, char **argv);
+int cmd_db_balance(const char *db_path, int argc, char **argv);
 /* The curation tables of `db stats` (class x split x magnification, tissue histogram, MPP sources). */
 struct mp_db;
 int cmd_db_stats_curation(struct mp_db *db);

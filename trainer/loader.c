@@ -26,6 +26,7 @@ struct tr_loader {
     int skip_paired;      /* the paired view is not read (its network outputs are cached) */
     int epoch, nbatches;
     uint32_t *order;
+    double *cdf;          /* cumulative sampling weights (tr_loader_set_weights), NULL = permutation */
     /* ring of batches filled by the worker */
     tr_batch slot[NSLOT];
     int head, tail, count, consumed, held, stop, failed, running;
@@ -421,6 +422,21 @@ void tr_loader_skip_paired(tr_loader *L, int skip)
     L->skip_paired = skip;
 }
 int tr_loader_count(const tr_loader *L) { return L->n; }
+
+void tr_loader_set_weights(tr_loader *L, const double *w)
+{
+    stop_worker(L); /* takes effect from the next tr_loader_start */
+    free(L->cdf);
+    L->cdf = NULL;
+    if (!w || L->n == 0) return;
+    L->cdf = mp_xmalloc(sizeof(double) * L->n);
+    double acc = 0;
+    for (int i = 0; i < L->n; i++) L->cdf[i] = acc += w[i] > 0 ? w[i] : 0;
+    if (!(acc > 0)) { /* nothing to draw from: keep the permutation */
+        free(L->cdf);
+        L->cdf = NULL;
+    }
+}
 int tr_loader_batches(const tr_loader *L) { return (L->n + L->cfg.batch - 1) / L->cfg.batch; }
 
 static void stop_worker(tr_loader *L)
@@ -439,7 +455,22 @@ int tr_loader_start(tr_loader *L, int epoch)
     stop_worker(L);
     L->epoch = epoch;
     for (int i = 0; i < L->n; i++) L->order[i] = (uint32_t)i;
-    if (L->cfg.shuffle) {
+    if (L->cdf) {
+        /* n draws with replacement: the first item whose cumulative weight passes u */
+        mp_rng r;
+        mp_rng_derive(&r, L->cfg.seed, RNG_SHUFFLE, (uint64_t)epoch, 1);
+        double tot = L->cdf[L->n - 1];
+        for (int i = 0; i < L->n; i++) {
+            double u = mp_rng_uniform(&r) * tot;
+            int lo = 0, hi = L->n - 1;
+            while (lo < hi) {
+                int mid = lo + (hi - lo) / 2;
+                if (L->cdf[mid] > u) hi = mid;
+                else lo = mid + 1;
+            }
+            L->order[i] = (uint32_t)lo;
+        }
+    } else if (L->cfg.shuffle) {
         mp_rng r;
         mp_rng_derive(&r, L->cfg.seed, RNG_SHUFFLE, (uint64_t)epoch, 0);
         mp_rng_shuffle_u32(&r, L->order, (uint32_t)L->n);
@@ -494,6 +525,7 @@ void tr_loader_free(tr_loader *L)
         pthread_cond_destroy(&L->cv);
     }
     free(L->order);
+    free(L->cdf);
     free(L->items);
     free(L->db_path);
     free(L);

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "db/sampling.h"
 #include "db/split.h"
 #include "nn/arch.h"
 #include "nn/gemm.h"
@@ -170,6 +171,7 @@ typedef struct {
     int32_t **byclass;    /* rows of each class */
     int *nbyclass;
     float *class_w;
+    double *sample_w;     /* n: --sampling weights of the training items (NULL without) */
     /* scratch */
     float *dz, *dF, *work, *zt, *Ft, *cent[2];
     float *cz, *cf;       /* cached teacher logits / pooled maps: views × n × ... */
@@ -184,6 +186,56 @@ typedef struct {
     int nhist;
     int auto_epochs;      /* the epochs came from tr_auto_schedule (for messages) */
 } run;
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* --sampling FILE: a weight per training item from the file (db/sampling.h). Every listed patch
+ * must be a training item; items the file does not list get weight 0 (never drawn). The sampling
+ * already balances the classes, so the class-weighted loss terms are made unweighted. */
+static int load_sampling(run *R)
+{
+    const tr_train_opts *o = R->o;
+    if (o->method & TR_RBD)
+        return mp_err_set("--sampling is for the supervised and crckd methods (rbd computes its teacher over every "
+                          "patch)");
+    db_sampling s;
+    if (db_sampling_read(o->sampling, &s) < 0) return -1;
+    /* items sorted by patch id, to find each listed patch */
+    int64_t *key = mp_xmalloc(sizeof(int64_t) * 2 * (R->n ? R->n : 1));
+    for (int i = 0; i < R->n; i++) key[2 * i] = R->items[i].patch_id, key[2 * i + 1] = i;
+    qsort(key, (size_t)R->n, 2 * sizeof(int64_t), cmp_i64);
+    R->sample_w = mp_xcalloc(R->n ? R->n : 1, sizeof(double));
+    int rc = 0;
+    for (int j = 0; j < s.n && !rc; j++) {
+        int lo = 0, hi = R->n - 1, at = -1;
+        while (lo <= hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (key[2 * mid] == s.patch_id[j]) {
+                at = (int)key[2 * mid + 1];
+                break;
+            }
+            if (key[2 * mid] < s.patch_id[j]) lo = mid + 1;
+            else hi = mid - 1;
+        }
+        if (at < 0)
+            rc = mp_err_set("%s: patch %lld is not a labelled patch of %s's train split (a list made for another "
+                            "dataset or split? make it again with `magpie db DB balance`)", o->sampling,
+                            (long long)s.patch_id[j], o->db_path);
+        else R->sample_w[at] = s.weight[j];
+    }
+    int unlisted = 0;
+    for (int i = 0; i < R->n; i++) unlisted += R->sample_w[i] == 0;
+    free(key);
+    db_sampling_free(&s);
+    if (rc) return -1;
+    if (unlisted) mp_warn("%s: %d of the %d training patches have no weight and are not drawn", o->sampling, unlisted, R->n);
+    for (int c = 0; c < R->k; c++) R->class_w[c] = 1.0f;
+    return 0;
+}
 
 static int load_sets(run *R)
 {
@@ -229,7 +281,7 @@ static int load_sets(run *R)
     if (o->max_train > 0 && R->n > o->max_train) R->n = o->max_train;
     R->class_w = mp_xmalloc(sizeof(float) * R->k);
     for (int c = 0; c < R->k; c++) R->class_w[c] = cnt[c] ? (float)R->nlab / cnt[c] : 0.0f; /* N_total / N_class */
-    return 0;
+    return o->sampling ? load_sampling(R) : 0;
 }
 
 static int setup_teacher(run *R)
@@ -678,7 +730,7 @@ static int cache_teacher(run *R)
 }
 
 static void append_log(FILE *f, int epoch, int64_t step, double loss, const double *parts, double val, double ips,
-                       double secs)
+                       double secs, const int64_t *drawn, int k)
 {
     if (!f) return;
     /* without labelled validation patches val is NaN: JSON null (a bare nan made every line
@@ -687,8 +739,14 @@ static void append_log(FILE *f, int epoch, int64_t step, double loss, const doub
     if (isfinite(val)) snprintf(vs, sizeof vs, "%.6f", val);
     else snprintf(vs, sizeof vs, "null");
     fprintf(f, "{\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"kd\":%.6g,\"feat\":%.6g,\"ce\":%.6g,\"mt\":%.6g,\"ccd\":%.6g,"
-               "\"crp\":%.6g,\"val_balanced_accuracy\":%s,\"img_per_s\":%.1f,\"seconds\":%.2f}\n",
+               "\"crp\":%.6g,\"val_balanced_accuracy\":%s,\"img_per_s\":%.1f,\"seconds\":%.2f",
             epoch, (long long)step, loss, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], vs, ips, secs);
+    if (drawn) { /* --sampling: the patches drawn per class this epoch */
+        fprintf(f, ",\"drawn_per_class\":[");
+        for (int c = 0; c < k; c++) fprintf(f, "%s%lld", c ? "," : "", (long long)drawn[c]);
+        fprintf(f, "]");
+    }
+    fprintf(f, "}\n");
     fflush(f);
 }
 
@@ -719,6 +777,7 @@ static void run_free(run *R)
     free(R->ids);
     free(R->lab);
     free(R->class_w);
+    free(R->sample_w);
     free(R->dz);
     free(R->dF);
     free(R->work);
@@ -835,6 +894,7 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
         memcpy(lc.std[1], R->tinfo.std, sizeof R->tinfo.std);
     }
     if (!(R->loader = tr_loader_new(R->db, &lc, R->items, R->n))) goto out;
+    if (R->sample_w) tr_loader_set_weights(R->loader, R->sample_w);
     R->info.size = tr_loader_size(R->loader, 0);
     if (R->teacher && tr_loader_size(R->loader, 1) != R->tinfo.size) {
         mp_err_set("%s: teacher input is %d px, the dataset's %gx images are %d px", o->teacher, R->tinfo.size, R->tinfo.mag,
@@ -919,6 +979,7 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
     for (int epoch = R->epoch0; epoch < o->epochs && !rc; epoch++) {
         double te = mp_now(), lsum = 0, psum[6] = {0};
         int nsteps = 0, nimg = 0;
+        int64_t drawn[TR_MAX_CLASSES] = {0};
         if (tr_loader_start(R->loader, epoch) < 0) {
             rc = -1;
             break;
@@ -927,6 +988,8 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
         int got;
         while ((got = tr_loader_next(R->loader, &b)) == 1) {
             int n = b->n;
+            for (int i = 0; i < n; i++)
+                if (b->y[i] >= 0 && b->y[i] < TR_MAX_CLASSES) drawn[b->y[i]]++;
             nn_sched_apply(&R->sched, &R->opt);
             if (R->ema) nn_sched_apply(&R->sched, &R->hopt);
             memset(R->dz, 0, sizeof(float) * n * k);
@@ -1063,7 +1126,7 @@ int tr_train(const tr_train_opts *oin, tr_train_result *res)
         R->hist[2 * epoch + 1] = val;
         R->nhist = epoch + 1;
         for (int j = 0; j < 6; j++) psum[j] /= nsteps ? nsteps : 1;
-        append_log(logf, epoch + 1, R->step, l, psum, val, nimg / secs, secs);
+        append_log(logf, epoch + 1, R->step, l, psum, val, nimg / secs, secs, R->sample_w ? drawn : NULL, k);
         int improved = R->vloader ? val > R->best_val + 1e-9 : 1;
         if (improved) {
             R->best_val = R->vloader ? val : R->best_val;

@@ -116,6 +116,10 @@ void tr_loader_skip_paired(tr_loader *L, int skip);
 /* Switch on reuse of augmentation draws (cfg.aug_period) and the primary view's extra turn
  * (cfg.extra_dihedral) from the next tr_loader_start. */
 void tr_loader_set_reuse(tr_loader *L, int period, int extra_dihedral);
+/* Draw each epoch's order with replacement: n items by probability w[i] / sum(w) (weights copied;
+ * an item of weight 0 is never drawn), seeded by (seed, epoch) like the shuffle. NULL: back to a
+ * permutation. For `train --sampling` (db/sampling.h). */
+void tr_loader_set_weights(tr_loader *L, const double *w);
 int tr_loader_count(const tr_loader *L);
 int tr_loader_batches(const tr_loader *L);
 void tr_loader_free(tr_loader *L);
@@ -172,6 +176,8 @@ typedef struct {
     int extra_flips;         /* with cached teacher outputs: turn the student's view by a fresh flip +
                               * rot90 every epoch (and the cached map with it); default 1 */
     int stop_after;          /* run at most this many epochs in this call (0 = all); --resume continues */
+    const char *sampling;    /* a db/sampling.h file: each epoch draws the training patches with its weights
+                              * (with replacement) instead of a permutation; supervised and crckd only */
 } tr_train_opts;
 
 /* Defaults per method (METHODS.md), to be overridden field by field. */
