@@ -547,10 +547,13 @@ int cmd_db_export(const char *db_path, int argc, char **argv)
             code = MP_EXIT_USAGE;
             goto out;
         }
-        o.mag = db_query_int(db, "SELECT count(*) FROM images") > 0 ? 0 : 1;
         sqlite3_stmt *m = db_prepare(db, "SELECT mag FROM images LIMIT 1");
         if (m && sqlite3_step(m) == SQLITE_ROW) o.mag = sqlite3_column_double(m, 0);
         sqlite3_finalize(m);
+        if (o.mag <= 0) {
+            mp_error("db export: %s holds no images (tile or import patches first)", db_path);
+            goto out;
+        }
     } else if (o.mag > 0) {
         sqlite3_stmt *m = db_prepare(db, "SELECT count(*) FROM images WHERE abs(mag - ?1) < 1e-3");
         int have = 0;

@@ -1,8 +1,10 @@
 /* pipelines/cmd_db_import.c — `magpie db DB import-patches DIR --mpp X [...]`: option parsing
  * over tiler/tiler.h's tiler_import_patches (an existing labelled patch set into the dataset). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -99,6 +101,11 @@ int cmd_db_import(const char *db_path, int argc, char **argv)
     if (tiler_import_check(&o, err, sizeof err)) {
         mp_error("db import-patches: %s%s", strncmp(err, "--", 2) ? "--mags: " : "", err);
         return MP_EXIT_USAGE;
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) { /* before the dataset is opened (or created) */
+        mp_error("%s: %s", dir, stat(dir, &sb) != 0 ? strerror(errno) : "not a directory");
+        return MP_EXIT_FAIL;
     }
     if (tiler_global_init("magpie")) {
         mp_error("%s", mp_err());

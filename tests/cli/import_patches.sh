@@ -84,6 +84,7 @@ ok "upsampling refused" '[ $(u "$P" --mpp 0.5 --mags 40) -eq 1 ] && [ "$(cat "$T
 ok "bad mpp" '[ $(u "$P" --mpp 0) -eq 1 ] && [ "$(cat "$T/e")" = "magpie: error: db import-patches: bad value for --mpp: '"'"'0'"'"' (um per pixel, 0.05 to 20)" ]'
 ok "bad regex" '[ $(u "$P" --mpp 0.5 --patient-from "regex:(") -eq 1 ] && grep -q "^magpie: error: db import-patches: --patient-from: bad regular expression .(.: " "$T/e"'
 ok "unknown option" '[ $(u "$P" --mpp 0.5 --label folder) -eq 1 ] && [ "$(cat "$T/e")" = "magpie: error: db import-patches: unknown option '"'"'--label'"'"' (see magpie db DB import-patches --help)" ]'
+ok "missing DIR" '[ $(u "$T/nope" --mpp 0.5) -eq 2 ] && [ "$(cat "$T/e")" = "magpie: error: $T/nope: No such file or directory" ]'
 ok "no dataset made" '[ ! -e "$T/u.db" ]'
 ok "help" '"$M" db "$T/u.db" import-patches --help | head -1 | grep -q "^usage: magpie db DB import-patches DIR"'
 

@@ -267,6 +267,14 @@ TEST(errors)
     CHECK_INT(run(args, err, sizeof err), 1);
     CHECK_STR(err, "magpie: error: db export: --where: column 9: unknown split 'tset' (known: train, val, test, unlabeled)");
     CHECK(!mp_file_exists(tmp("e1"))); /* usage errors come before any work */
+    /* a dataset without images */
+    mp_db *e = db_open(tmp("empty.db"), DB_OPEN_CREATE);
+    db_close(e);
+    snprintf(args, sizeof args, "db %s export --format imagefolder --out %s", tmp("empty.db"), tmp("e1"));
+    CHECK_INT(run(args, err, sizeof err), 2);
+    snprintf(want, sizeof want, "magpie: error: db export: %s holds no images (tile or import patches first)", tmp("empty.db"));
+    CHECK_STR(err, want);
+    CHECK(!mp_file_exists(tmp("e1")));
     /* images of two sizes cannot share one array: patch 2 gets a 2x2 image at 10x */
     VipsImage *im = NULL;
     void *b = NULL;
