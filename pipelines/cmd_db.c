@@ -33,6 +33,7 @@ static void usage(FILE *f)
             "  slides remove SLIDE... a slide with its patches, images, labels, split, predictions (one transaction)\n"
             "  vacuum                 give freed space back to the file system\n"
             "  balance --by patch|slide|patient --out FILE   class-balanced sampling list for train --sampling\n"
+            "  merge SHARD...         copy shard datasets into DB (also: magpie db merge OUT SHARD...; see --help)\n"
             "`magpie db DB COMMAND --help` for each.\n");
 }
 
@@ -285,6 +286,7 @@ int cmd_db(int argc, char **argv)
         usage(stdout);
         return MP_EXIT_OK;
     }
+    if (argc >= 2 && !strcmp(argv[1], "merge")) return cmd_db_merge(argc >= 3 ? argv[2] : NULL, argc - 2, argv + 2);
     if (argc < 3) {
         usage(stderr);
         return MP_EXIT_USAGE;
@@ -301,6 +303,7 @@ int cmd_db(int argc, char **argv)
     if (!strcmp(sub, "vacuum")) return cmd_db_vacuum(path, sargc, sargv);
     if (!strcmp(sub, "slides") && sargc >= 2 && !strcmp(sargv[1], "remove")) return cmd_db_slides_remove(path, sargc, sargv);
     if (!strcmp(sub, "balance")) return cmd_db_balance(path, sargc, sargv);
+    if (!strcmp(sub, "merge")) return cmd_db_merge(path, sargc, sargv);
 
     int k = 0, nk = (int)(sizeof inspect / sizeof inspect[0]);
     while (k < nk && strcmp(sub, inspect[k].name)) k++;

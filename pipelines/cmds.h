@@ -18,6 +18,9 @@ int cmd_report(int argc, char **argv);
  * argv[0] is "labels" or "split", db_path the dataset. */
 int cmd_db_labels(const char *db_path, int argc, char **argv);
 int cmd_db_split(const char *db_path, int argc, char **argv);
+/* `magpie db merge OUT SHARD...` / `magpie db OUT merge SHARD...` (pipelines/cmd_db_merge.c):
+ * argv[0] is OUT or "merge", the shards follow. */
+int cmd_db_merge(const char *out, int argc, char **argv);
 
 /* Curation queries and exports (pipelines/cmd_db_query.c, cmd_db_export.c, cmd_db_import.c,
  * cmd_db_balance.c): argv[0] is the subcommand name, db_path the dataset. */
