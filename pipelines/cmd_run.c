@@ -12,6 +12,7 @@
 #include "pipelines/cmds.h"
 #include "pipelines/manifest.h"
 #include "pipelines/run.h"
+#include "pipelines/shard.h"
 
 static void usage(FILE *f)
 {
@@ -46,6 +47,10 @@ static void usage(FILE *f)
             "  --model CKPT        checkpoint for the infer step\n"
             "  -j, --jobs N        slides at once (default: CPUs, here %d); the CPUs are shared out\n"
             "  --threads N         CPUs to use in all (default %d)\n"
+            "  --shard I/N         run only the I-th of N slices of the slide list (1 <= I <= N), for a\n"
+            "                      cluster job array; default from SLURM_ARRAY_TASK_ID and\n"
+            "                      SLURM_ARRAY_TASK_COUNT when set (--shard 1/1: the whole list). A slide's\n"
+            "                      slice depends only on its name, not on the order (docs/slurm.md)\n"
             "  --progress MODE     auto|tty|json|none (default auto: one bar on a terminal); json: JSON\n"
             "                      lines on stderr, one per finished slide plus the progress\n"
             "  -q, --quiet         only errors\n"
@@ -81,8 +86,9 @@ int cmd_run(int argc, char **argv)
     run_opts_default(&o);
     const char *steps = NULL, *class_arg = NULL;
     int jobs_set = 0;
+    run_shard shard = {0};
     enum { O_OUT = 256, O_STEPS, O_MODEL, O_THREADS, O_PROG, O_MAGS, O_SIZE, O_STRIDE, O_MIN, O_MPP, O_Q, O_FMT,
-           O_ISTRIDE, O_IMIN, O_THR, O_CLASS, O_OVSIZE };
+           O_ISTRIDE, O_IMIN, O_THR, O_CLASS, O_OVSIZE, O_SHARD };
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT},         {"steps", required_argument, 0, O_STEPS},
         {"model", required_argument, 0, O_MODEL},     {"jobs", required_argument, 0, 'j'},
@@ -94,6 +100,7 @@ int cmd_run(int argc, char **argv)
         {"infer-stride", required_argument, 0, O_ISTRIDE}, {"infer-min-tissue", required_argument, 0, O_IMIN},
         {"threshold", required_argument, 0, O_THR},   {"class", required_argument, 0, O_CLASS},
         {"overlay-size", required_argument, 0, O_OVSIZE}, {"help", no_argument, 0, 'h'},
+        {"shard", required_argument, 0, O_SHARD},
         {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -175,6 +182,12 @@ int cmd_run(int argc, char **argv)
             if (mp_parse_long(optarg, &l) || l < 64 || l > 16384) return bad("--overlay-size wants 64..16384 px, got '%s'", optarg);
             o.infer.overlay_size = (int)l;
             break;
+        case O_SHARD:
+            if (shard_parse(optarg, &shard)) {
+                fprintf(stderr, "magpie run: %s (magpie run --help)\n", mp_err());
+                return MP_EXIT_USAGE;
+            }
+            break;
         case 'h': usage(stdout); return MP_EXIT_OK;
         default: return bad("unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -203,13 +216,39 @@ int cmd_run(int argc, char **argv)
     if (!jobs_set) o.jobs = o.threads;
     if (o.quiet) mp_log_set_quiet(1);
 
+    if (!shard.n && shard_from_env(&shard)) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_USAGE;
+    }
     mf_list m;
     if (mf_load(argv[optind], &m)) {
         mp_error("%s", mp_err());
         return MP_EXIT_USAGE;
     }
+    /* the slice after the whole list is loaded: output names and class ids come from all of it */
+    mf_list part;
+    shard_view(&m, &shard, &part);
+    char dbp[4200];
+    snprintf(dbp, sizeof dbp, "%s/dataset.db", o.out);
+    if (shard.n > 1) {
+        mp_info("shard %d/%d (%s): %d of %d slides", shard.i, shard.n, shard.from, part.n, m.n);
+        if (mp_mkdir_p(o.out)) {
+            mp_error("%s", mp_err());
+            shard_view_free(&part);
+            mf_free(&m);
+            return MP_EXIT_FAIL;
+        }
+    }
+    if (shard_check_folder(dbp, &shard)) {
+        mp_error("%s", mp_err());
+        shard_view_free(&part);
+        mf_free(&m);
+        return MP_EXIT_USAGE;
+    }
     o.class_arg = class_arg;
-    int rc = run_slides(&m, &o, argv[0]);
+    o.class_list = &m;
+    int rc = run_slides(&part, &o, argv[0]);
+    shard_view_free(&part);
     mf_free(&m);
     return rc;
 }

@@ -564,10 +564,11 @@ static int run_locked(run_ctx *cp, const mf_list *m, const run_opts *o, const ch
     /* classes in manifest order, before the slides run in parallel, so their ids do not depend
      * on which slide finishes first */
     int rc = 0;
-    if (m->has_label && (o->steps & RUN_STEP_TILE)) {
+    const mf_list *cl = o->class_list ? o->class_list : m;
+    if (cl->has_label && (o->steps & RUN_STEP_TILE)) {
         rc = db_begin(db);
-        for (int i = 0; !rc && i < m->n; i++)
-            if (m->items[i].label && m->items[i].label[0] && db_class_id(db, m->items[i].label, 1) < 0) rc = -1;
+        for (int i = 0; !rc && i < cl->n; i++)
+            if (cl->items[i].label && cl->items[i].label[0] && db_class_id(db, cl->items[i].label, 1) < 0) rc = -1;
         if (!rc) rc = db_commit(db);
         else db_rollback(db);
     }
@@ -576,7 +577,7 @@ static int run_locked(run_ctx *cp, const mf_list *m, const run_opts *o, const ch
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
-    int jobs = o->jobs < 1 ? 1 : o->jobs > m->n ? m->n : o->jobs;
+    int jobs = o->jobs < 1 || m->n < 1 ? 1 : o->jobs > m->n ? m->n : o->jobs; /* a shard may be empty */
     int per = o->threads / jobs > 0 ? o->threads / jobs : 1;
     c.tile_jobs = per;
     if (tiler_global_init(argv0)) { /* synchronously: workers must not race to wait for it */

@@ -31,6 +31,8 @@ typedef struct {
     tiler_opts tile;       /* tile step options (jobs set per slide from threads / jobs) */
     infer_opts infer;      /* infer step options (db and name set per slide) */
     const char *class_arg; /* --class: a class name or index of the checkpoint, or NULL */
+    const mf_list *class_list; /* the whole manifest when running a shard of it (class ids in its
+                                * order, the same in every shard); NULL: the list run */
     mp_progress_mode progress;
     int quiet;
 } run_opts;
