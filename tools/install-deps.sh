@@ -15,4 +15,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 # magpie run's report test renders report.html in a headless browser
 $SUDO apt-get install -y -qq --no-install-recommends \
     chromium >/dev/null
+# the SLURM scale-out test starts a one-node cluster (tests/slurm)
+$SUDO apt-get install -y -qq --no-install-recommends \
+    slurm-wlm munge >/dev/null
 echo "magpie: dependencies installed"
