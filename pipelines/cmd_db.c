@@ -282,11 +282,11 @@ int cmd_db(int argc, char **argv)
         usage(stdout);
         return MP_EXIT_OK;
     }
+    if (argc >= 2 && !strcmp(argv[1], "merge")) return cmd_db_merge(argc >= 3 ? argv[2] : NULL, argc - 2, argv + 2);
     if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
         usage(stdout);
         return MP_EXIT_OK;
     }
-    if (argc >= 2 && !strcmp(argv[1], "merge")) return cmd_db_merge(argc >= 3 ? argv[2] : NULL, argc - 2, argv + 2);
     if (argc < 3) {
         usage(stderr);
         return MP_EXIT_USAGE;

@@ -33,15 +33,18 @@ build() {
     db=$1
     shift
     "$M" tile "$db" "$@" -q -j 2 2>/dev/null
-    "$M" db "$db" labels import "$T/s/slides.csv" -q 2>/dev/null
-    rc=$? # 3: rows naming slides of other shards
-    [ $rc -eq 0 ] || [ $rc -eq 3 ] || no "labels import into $db: exit $rc"
+    # patients and slide labels as a manifest gives them (magpie run writes them so; a CSV import
+    # per shard would leave one import record per shard, where the whole dataset has one)
+    tail -n +2 "$T/s/slides.csv" | while IFS=, read -r n p l; do
+        sqlite3 "$db" "UPDATE slides SET patient = '$p', label = '$l' WHERE name = '$n'" || no "labels into $db"
+    done
     for s in "$@"; do
         g="${s%.tiff}.geojson"
         [ -e "$g" ] && { "$M" db "$db" labels import "$g" -q || no "region labels $g into $db"; }
     done
-    sqlite3 "$db" "INSERT INTO splits SELECT id, CASE WHEN name IN ('synth_000', 'synth_003') THEN 'train'
-        WHEN name = 'synth_001' THEN 'val' WHEN status = 'done' THEN 'test' ELSE 'unlabeled' END FROM slides" ||
+    # by patient, so no patient is in two splits
+    sqlite3 "$db" "INSERT INTO splits SELECT id, CASE patient WHEN 'synth_p000' THEN 'train' WHEN 'synth_p001' THEN 'val'
+        ELSE 'test' END FROM slides" ||
         no "splits into $db"
 }
 infer_db() { # DB SLIDE...: predictions into DB
