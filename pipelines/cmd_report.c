@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/opt.h"
 #include "common/log.h"
 #include "pipelines/cmds.h"
 #include "pipelines/run.h"
@@ -30,13 +31,13 @@ int cmd_report(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "o:qh", lo, NULL)) != -1) {
+    while ((ch = mp_getopt_long(argc, argv, "o:qh", lo, NULL)) != -1) {
         switch (ch) {
         case 'o': out = optarg; break;
         case 'q': mp_log_set_quiet(1); break;
         case 'h': usage(stdout); return MP_EXIT_OK;
         default:
-            fprintf(stderr, "magpie report: unknown or incomplete option '%s' (magpie report --help)\n", argv[optind - 1]);
+            fprintf(stderr, "magpie report: %s (magpie report --help)\n", mp_err());
             return MP_EXIT_USAGE;
         }
     }

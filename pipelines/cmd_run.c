@@ -7,6 +7,7 @@
 
 #include "common/cpu.h"
 #include "common/error.h"
+#include "common/opt.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "pipelines/cmds.h"
@@ -105,7 +106,7 @@ int cmd_run(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "j:qh", lo, NULL)) != -1) {
+    while ((ch = mp_getopt_long(argc, argv, "j:qh", lo, NULL)) != -1) {
         long l;
         double d;
         switch (ch) {
@@ -189,7 +190,7 @@ int cmd_run(int argc, char **argv)
             }
             break;
         case 'h': usage(stdout); return MP_EXIT_OK;
-        default: return bad("unknown or incomplete option '%s'", argv[optind - 1]);
+        default: return bad("%s", mp_err());
         }
     }
     if (argc - optind != 1) {

@@ -25,6 +25,12 @@ has() { grep -qxF "$1" "$2" || no "want line: $1 -- got: $(cat "$2")"; }
 "$B" run "$T/s" >/dev/null 2>&1; [ $? -eq 1 ] || no "missing --out should exit 1"
 "$B" run "$T/s" --out "$T/o" --steps infer 2>"$T/e"; [ $? -eq 1 ] || no "infer without --model should exit 1"
 has "magpie run: the infer step needs --model CKPT (magpie run --help)" "$T/e"
+# exact option names only: getopt's prefix matching took --mag for --mags
+"$B" run "$T/s" --out "$T/o" --mag 10 2>"$T/e"; [ $? -eq 1 ] || no "--mag should exit 1"
+has "magpie run: unknown option '--mag' (did you mean '--mags'?) (magpie run --help)" "$T/e"
+[ -e "$T/o" ] && no "a refused option created the output folder"
+"$B" report "$T/o" --ou "$T/r.html" 2>"$T/e"; [ $? -eq 1 ] || no "report --ou should exit 1"
+has "magpie report: unknown option '--ou' (did you mean '--out'?) (magpie report --help)" "$T/e"
 "$B" run "$T/s" --out "$T/o" --steps tile,cook 2>"$T/e"; [ $? -eq 1 ] || no "bad --steps should exit 1"
 
 # manifest problems: all reported with their lines, exit 1, nothing run
