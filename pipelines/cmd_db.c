@@ -19,7 +19,7 @@ static void usage(FILE *f)
             "usage: magpie db DB COMMAND [ARGS]\n\n"
             "commands:\n"
             "  info                   summary: slides by status, patches, images per magnification, labels, splits\n"
-            "  slides [--json]        one line per slide: status, vendor, size, MPP and its source, patches per mag\n"
+            "  slides [--json]        one line per slide: status, kind, vendor, size, MPP and its source, patches per mag\n"
             "  stats                  storage per magnification and QC score distributions (tissue, blur, pen, brightness)\n"
             "  check [--no-decode]    integrity: every patch has its images, blobs decode, no orphans (exit 2 on problems)\n"
             "  mask SLIDE OUT.png     export the stored tissue mask of a slide (by path, id or name; ambiguous is an error)\n"
@@ -101,12 +101,12 @@ static int do_slides(mp_db *db, int json)
         "SELECT s.id, s.name, s.status, coalesce(s.vendor,'-'), coalesce(s.width,0), coalesce(s.height,0), s.mpp_x, "
         "coalesce(s.mpp_source,'-'), s.n_patches, coalesce(s.error,''), coalesce(s.label,''), coalesce(s.patient,''), "
         "coalesce((SELECT group_concat(printf('%gx:%d', mag, n), ' ') FROM (SELECT i.mag, count(*) n FROM images i "
-        "JOIN patches p ON p.id = i.patch_id WHERE p.slide_id = s.id GROUP BY i.mag ORDER BY i.mag DESC)), ''), s.path "
-        "FROM slides s ORDER BY s.id";
+        "JOIN patches p ON p.id = i.patch_id WHERE p.slide_id = s.id GROUP BY i.mag ORDER BY i.mag DESC)), ''), s.path, "
+        "s.kind FROM slides s ORDER BY s.id";
     sqlite3_stmt *st = db_prepare(db, sql);
     if (!st) return -1;
-    if (!json) printf("%4s  %-28s %-7s %-10s %13s %9s %-17s %8s  %s\n", "id", "name", "status", "vendor", "size", "mpp",
-                      "mpp source", "patches", "images / error");
+    if (!json) printf("%4s  %-28s %-7s %-12s %-10s %13s %9s %-17s %8s  %s\n", "id", "name", "status", "kind", "vendor",
+                      "size", "mpp", "mpp source", "patches", "images / error");
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         char size[32];
@@ -119,17 +119,18 @@ static int do_slides(mp_db *db, int json)
             sqlite3_stmt *q = db_prepare(db, "SELECT json_object('id', ?1, 'name', ?2, 'status', ?3, 'vendor', ?4, "
                                              "'width', ?5, 'height', ?6, 'mpp', ?7, 'mpp_source', ?8, 'patches', ?9, "
                                              "'error', nullif(?10, ''), 'label', nullif(?11, ''), 'patient', nullif(?12, ''), "
-                                             "'images', ?13, 'path', ?14)");
+                                             "'images', ?13, 'path', ?14, 'kind', ?15)");
             if (!q) break;
-            for (int c = 0; c < 14; c++) sqlite3_bind_value(q, c + 1, sqlite3_column_value(st, c));
+            for (int c = 0; c < 15; c++) sqlite3_bind_value(q, c + 1, sqlite3_column_value(st, c));
             if (sqlite3_step(q) == SQLITE_ROW) printf("%s\n", sqlite3_column_text(q, 0));
             sqlite3_finalize(q);
         } else {
             char mpp[32] = "-";
             if (has_mpp) snprintf(mpp, sizeof mpp, "%.4f", sqlite3_column_double(st, 6));
-            printf("%4d  %-28.28s %-7s %-10.10s %13s %9s %-17.17s %8d  %s\n", sqlite3_column_int(st, 0),
+            const char *kind = (const char *)sqlite3_column_text(st, 14); /* NULL until the slide was read */
+            printf("%4d  %-28.28s %-7s %-12s %-10.10s %13s %9s %-17.17s %8d  %s\n", sqlite3_column_int(st, 0),
                    (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
-                   (const char *)sqlite3_column_text(st, 3), size, mpp, (const char *)sqlite3_column_text(st, 7),
+                   kind ? kind : "-", (const char *)sqlite3_column_text(st, 3), size, mpp, (const char *)sqlite3_column_text(st, 7),
                    sqlite3_column_int(st, 8), err && *err ? err : imgs);
         }
     }
@@ -262,7 +263,7 @@ static const struct {
 } inspect[] = {
     {"info", "usage: magpie db DB info\n\nSlides by status, patches, images per magnification, classes, labels, splits.\n",
      NULL, 0},
-    {"slides", "usage: magpie db DB slides [--json]\n\nOne line (or JSON object) per slide: id, name, status, vendor, "
+    {"slides", "usage: magpie db DB slides [--json]\n\nOne line (or JSON object) per slide: id, name, status, kind (brightfield or fluorescence), vendor, "
                "size, MPP and its source,\npatches, images per magnification or the error. `magpie db DB slides remove "
                "--help` for removal.\n",
      "--json", 0},

@@ -42,6 +42,8 @@ grep -qxF "magpie: error: $ndpi: a fluorescence slide (dark background: commones
 [ $rc -eq 0 ] || no "--allow-fluorescence exit $rc"
 grep -q "^$ndpi: fluorescence, [0-9]* patches" "$T/fl" || no "tile says the kind per slide: $(cat "$T/fl")"
 [ "$(q "SELECT n_patches >= 5 AND kind = 'fluorescence' FROM slides WHERE name='test3-DAPI-2-387'")" = 1 ] || no "fluorescence patches"
+"$MAGPIE_BIN" db "$T/a.db" slides | grep -q "test3-DAPI-2-387 .* done *fluorescence " || no "db slides shows the kind: $("$MAGPIE_BIN" db "$T/a.db" slides)"
+"$MAGPIE_BIN" db "$T/a.db" slides --json | grep "test3-DAPI" | grep -q '"kind":"fluorescence"' || no "db slides --json has the kind"
 # every patch has both magnifications, 224 and 28 px
 [ "$(q "SELECT count(*) FROM patches p WHERE (SELECT count(*) FROM images WHERE patch_id=p.id AND ((mag=10 AND width=224) OR (mag=1.25 AND width=28)))<>2")" = 0 ] || no "images per patch"
 # second run: skipped, exit 0
