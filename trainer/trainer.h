@@ -1,6 +1,11 @@
 /* trainer/trainer.h — the trainer's door: evaluation metrics, the data loader over a magpie
  * dataset, and the training methods (supervised, rbd, crckd, rbd+crckd) behind `magpie train`
- * and `magpie eval`. Functions return -1 (or NULL) and leave mp_err() on failure. */
+ * and `magpie eval`. Functions return -1 (or NULL) and leave mp_err() on failure.
+ * Contract: reads a dataset (never writes it); writes only the checkpoint paths it is given and
+ * the files beside them (tr_side_path). Inside: train.c runs the loop over a method's parts
+ * (supervised.c, rbd.c, crckd.c, composed through trainer/run.h), state.c saves and resumes the
+ * training state, teacher_cache.c keeps rbd's teacher outputs, log.c and curves.c the epoch log
+ * and its curve, loader.c the batches, metrics.c and modelio.c evaluation. */
 #ifndef TRAINER_H
 #define TRAINER_H
 

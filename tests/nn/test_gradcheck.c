@@ -8,6 +8,7 @@
 
 #include "common/rng.h"
 #include "nn/gemm.h"
+#include "nn/head.h"
 #include "nn/losses.h"
 #include "nn/ops.h"
 
@@ -32,8 +33,8 @@ typedef struct {
     double (*loss)(void);
     void (*grad)(void);
     int nt;
-    float *x[4], *g[4];
-    size_t n[4];
+    float *x[5], *g[5];
+    size_t n[5];
 } gcase;
 
 /* Compare analytic and numeric derivatives on up to `samples` entries of every tensor. */
@@ -307,6 +308,45 @@ TEST(pointwise_pool_linear)
     pt_case("l2norm", 7, 3, 9, 1, 1);
 }
 
+/* The projection head (nn/head.h) as a layer: input and all four parameters. */
+static nn_head hd;
+static nn_params hps;
+static float *hx, *hgx, *hR;
+static int hN = 3, hIN = 7, hD = 5;
+static double head_loss(void)
+{
+    nn_head_forward(&hd, hx, hN);
+    return dotR(hd.g, hR, (size_t)hN * hD);
+}
+static void head_grad(void)
+{
+    nn_head_forward(&hd, hx, hN);
+    memset(hgx, 0, sizeof(float) * hN * hIN);
+    nn_params_zero_grad(&hps);
+    memcpy(hd.dg, hR, sizeof(float) * hN * hD);
+    nn_head_backward(&hd, hx, hN, hgx);
+}
+
+TEST(projection_head)
+{
+    memset(&hps, 0, sizeof hps);
+    nn_head_plan(&hps, "head", hIN, hD);
+    CHECK_INT(nn_params_alloc(&hps), 0);
+    nn_head_bind(&hd, &hps, 0, hIN, hD, hN);
+    nn_head_init(&hd, &rng);
+    CHECK_STR(hps.p[2].name, "head.1.weight");
+    hx = rnd((size_t)hN * hIN, -1, 1);
+    hgx = zeros((size_t)hN * hIN);
+    hR = rnd((size_t)hN * hD, -1, 1);
+    gcase c = {head_loss, head_grad, 5, {hx, hd.w1->data, hd.b1->data, hd.w2->data, hd.b2->data},
+               {hgx, hd.w1->grad, hd.b1->grad, hd.w2->grad, hd.b2->grad},
+               {(size_t)hN * hIN, hd.w1->numel, hd.b1->numel, hd.w2->numel, hd.b2->numel}};
+    gradcheck("projection head", &c, 1e-3, 3e-3, 3e-3, 40);
+    nn_head_free(&hd);
+    nn_params_free(&hps);
+    free(hx), free(hgx), free(hR);
+}
+
 /* Ties go to the first maximum in scan order, as in PyTorch (backward routes there). */
 TEST(maxpool_ties)
 {
@@ -457,6 +497,7 @@ int main(void)
     RUN(batchnorm);
     RUN(batchnorm_running_stats);
     RUN(pointwise_pool_linear);
+    RUN(projection_head);
     RUN(maxpool_ties);
     RUN(dropout_stats);
     RUN(losses);
