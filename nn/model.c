@@ -319,15 +319,9 @@ nn_model *nn_model_create(const nn_model_cfg *cfg, int max_batch, int max_h, int
             l->argmax = ioff;
             ioff += al16(m->T[l->out].cap);
         } else if (l->kind == L_CONV) {
-            /* batched GEMMs for small maps need up to (ckk + OC) × 2·NN_CONV_MIN_COLS-ish columns
-             * at smaller inputs than planned: take the larger of the plan size and that bound */
+            /* the model may run smaller inputs than planned: the op says what any of them needs */
             nn_conv_dims d = conv_dims(m, l, max_batch);
-            size_t need = nn_conv2d_workspace(&d);
-            size_t ckk = (size_t)d.C * d.KH * d.KW, small = (2 * (size_t)d.OC + 256) * ckk; /* see ops.c */
-            size_t bound = (ckk + d.OC) * 2048 + small;
-            size_t full = (ckk + d.OC) * (size_t)m->T[l->out].H * m->T[l->out].W * max_batch + small;
-            if (bound > full) bound = full;
-            if (need < bound) need = bound;
+            size_t need = nn_conv2d_workspace_max(&d);
             if (need > ws) ws = need;
         }
     }

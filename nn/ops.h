@@ -1,6 +1,9 @@
 /* nn/ops.h — the engine's layers as plain functions over NCHW float arrays (llm.c style).
  * Outputs first, inputs const; ops never allocate and never fail. Every backward ACCUMULATES
- * (+=) into the gradients it is given; a NULL gradient pointer means "not needed". */
+ * (+=) into the gradients it is given; a NULL gradient pointer means "not needed".
+ * One file per family: conv.c, norm.c (GroupNorm, BatchNorm, L2), pointwise.c (ReLU, add,
+ * dropout, linear), pooling.c; kernels.c picks the kernel level. nn/ref.h holds the plain
+ * reference of each op, which tests/nn/test_kernels.c holds every fast path to. */
 #ifndef NN_OPS_H
 #define NN_OPS_H
 
@@ -37,6 +40,10 @@ static inline int nn_conv_out(int in, int k, int s, int p) { return (in + 2 * p 
 int nn_conv2d_group(const nn_conv_dims *d);
 /* Floats of workspace that forward and backward need (0 possible for 1x1 stride 1 pad 0). */
 size_t nn_conv2d_workspace(const nn_conv_dims *d);
+/* Enough workspace for every call of this layer with at most d->N images of at most d's size
+ * (a model planned for one input size also runs smaller ones, whose small maps batch more
+ * images into one GEMM): what a model plans per layer. */
+size_t nn_conv2d_workspace_max(const nn_conv_dims *d);
 /* out N×OC×OH×OW; bias may be NULL. */
 void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, const float *b,
                        const nn_conv_dims *d);

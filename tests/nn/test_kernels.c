@@ -1,5 +1,6 @@
 /* tests/nn/test_kernels.c — every kernel level this CPU runs (MAGPIE_KERNELS: avx512, avx2,
- * generic) gives the results of a plain reference, and the levels agree with each other: the
+ * generic) gives the results of the plain references in nn/ref.c, forward and backward, for
+ * every op (refs_* cases, over shapes that reach each path), and the levels agree with each other: the
  * small-map gather convolution (bit for bit: it only moves floats), the stem's direct
  * convolution (AVX2 and AVX-512 bit for bit, both against the im2col + GEMM path of the generic
  * level within rounding), the stem's 3x3/2 max-pool (values and argmax exactly, ties and NaNs;
@@ -12,6 +13,7 @@
 
 #include "common/rng.h"
 #include "nn/ops.h"
+#include "nn/ref.h"
 
 static int levels[3], nlevels;
 
@@ -34,28 +36,21 @@ static double maxdiff(const float *a, const float *b, size_t n)
     return m;
 }
 
-/* direct convolution in double */
-static void conv_ref(float *out, const float *in, const float *w, const float *b, const nn_conv_dims *d)
+/* got within tol·(1 + |ref|) of ref everywhere (NaN only where ref is NaN); says where not */
+static int close_to(const char *what, const char *lv, const char *tensor, const float *got, const float *ref, size_t n,
+                    double tol)
 {
-    int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
-    for (int n = 0; n < d->N; n++)
-        for (int oc = 0; oc < d->OC; oc++)
-            for (int oh = 0; oh < OH; oh++)
-                for (int ow = 0; ow < OW; ow++) {
-                    double s = b ? b[oc] : 0;
-                    for (int c = 0; c < d->C; c++)
-                        for (int kh = 0; kh < d->KH; kh++)
-                            for (int kw = 0; kw < d->KW; kw++) {
-                                int ih = oh * d->sh - d->ph + kh, iw = ow * d->sw - d->pw + kw;
-                                if (ih < 0 || ih >= d->H || iw < 0 || iw >= d->W) continue;
-                                s += (double)in[(((long)n * d->C + c) * d->H + ih) * d->W + iw] *
-                                     w[(((long)oc * d->C + c) * d->KH + kh) * d->KW + kw];
-                            }
-                    out[(((long)n * d->OC + oc) * OH + oh) * OW + ow] = (float)s;
-                }
+    for (size_t i = 0; i < n; i++) {
+        int nan_both = got[i] != got[i] && ref[i] != ref[i];
+        if (!nan_both && !(fabs((double)got[i] - ref[i]) <= tol * (1 + fabs(ref[i])))) {
+            fprintf(stderr, "%s at %s: %s[%zu] = %.8g, reference %.8g\n", what, lv, tensor, i, got[i], ref[i]);
+            return 0;
+        }
+    }
+    return 1;
 }
 
-/* forward (and backward for din, dw) at every level; checks against the reference and across levels */
+/* forward (and backward for din, dw, db) at every level; checks against the reference and across levels */
 static void conv_case(const char *what, nn_conv_dims d, int exact_all, int backward)
 {
     mp_rng r;
@@ -64,18 +59,27 @@ static void conv_case(const char *what, nn_conv_dims d, int exact_all, int backw
     size_t ni = (size_t)d.N * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * d.KH * d.KW, no = (size_t)d.N * d.OC * OH * OW;
     float *x = randv(ni, &r, 0), *w = randv(nw, &r, 0), *b = randv(d.OC, &r, 0), *dy = randv(no, &r, 0);
     float *ref = malloc(no * sizeof(float)), *ws = calloc(nn_conv2d_workspace(&d) + 1, sizeof(float));
-    conv_ref(ref, x, w, b, &d);
-    float *out[3], *dx[3], *dw[3];
+    nn_ref_conv2d_forward(ref, x, w, b, &d);
+    float *rdx = calloc(ni, sizeof(float)), *rdw = calloc(nw, sizeof(float)), *rdb = calloc(d.OC, sizeof(float));
+    if (backward) nn_ref_conv2d_backward(rdx, rdw, rdb, dy, x, w, &d);
+    float *out[3], *dx[3], *dw[3], *db[3];
     for (int li = 0; li < nlevels; li++) {
         CHECK_INT(nn_kernels_set(levels[li]), levels[li]);
         out[li] = malloc(no * sizeof(float));
         dx[li] = calloc(ni, sizeof(float));
         dw[li] = calloc(nw, sizeof(float));
+        db[li] = calloc(d.OC, sizeof(float));
         nn_conv2d_forward(out[li], ws, x, w, b, &d);
-        if (backward) nn_conv2d_backward(dx[li], dw[li], NULL, ws, dy, x, w, &d);
+        if (backward) nn_conv2d_backward(dx[li], dw[li], db[li], ws, dy, x, w, &d);
         double e = maxdiff(out[li], ref, no);
         if (e > 1e-4) fprintf(stderr, "%s at %s: max |out - ref| %g\n", what, nn_kernels_name(levels[li]), e);
         CHECK(e <= 1e-4);
+        if (backward) {
+            const char *lv = nn_kernels_name(levels[li]);
+            CHECK(close_to(what, lv, "din", dx[li], rdx, ni, 1e-4));
+            CHECK(close_to(what, lv, "dweight", dw[li], rdw, nw, 1e-4));
+            CHECK(close_to(what, lv, "dbias", db[li], rdb, d.OC, 1e-4));
+        }
     }
     for (int li = 1; li < nlevels; li++) {
         /* exact_all: the levels differ only in how floats are moved; else AVX-512 and AVX2 (levels 2
@@ -88,8 +92,8 @@ static void conv_case(const char *what, nn_conv_dims d, int exact_all, int backw
         CHECK(exact ? e == 0 : e <= 1e-4);
         CHECK(exact ? ex == 0 && ew == 0 : ex <= 1e-4 && ew <= 1e-3);
     }
-    for (int li = 0; li < nlevels; li++) free(out[li]), free(dx[li]), free(dw[li]);
-    free(x), free(w), free(b), free(dy), free(ref), free(ws);
+    for (int li = 0; li < nlevels; li++) free(out[li]), free(dx[li]), free(dw[li]), free(db[li]);
+    free(x), free(w), free(b), free(dy), free(ref), free(ws), free(rdx), free(rdw), free(rdb);
 }
 
 TEST(conv_small_maps)
@@ -224,6 +228,222 @@ TEST(vec_loops)
     free(x), free(y), free(dy), free(gm), free(bt);
 }
 
+/* the other convolution paths: 1x1 stride 1 (no im2col), per-image im2col on maps of 1024+
+ * pixels, grouped images between 256 and 1024 pixels, 1x1 stride 2, no bias in the sums */
+TEST(refs_conv)
+{
+    conv_case("1x1 on 9x9", (nn_conv_dims){3, 16, 9, 9, 8, 1, 1, 1, 1, 0, 0}, 0, 1);
+    conv_case("1x1/2 on 15x15", (nn_conv_dims){4, 8, 15, 15, 12, 1, 1, 2, 2, 0, 0}, 0, 1);
+    conv_case("3x3 on 20x20 (grouped, no tables)", (nn_conv_dims){5, 6, 20, 20, 7, 3, 3, 1, 1, 1, 1}, 0, 1);
+    conv_case("3x3 on 34x33 (per image)", (nn_conv_dims){2, 4, 34, 33, 5, 3, 3, 1, 1, 1, 1}, 0, 1);
+    conv_case("5x3/2x1 pad 2x0 on 11x13", (nn_conv_dims){3, 3, 11, 13, 4, 5, 3, 2, 1, 2, 0}, 0, 1);
+}
+
+/* one op, every level, against its reference: the ops' outputs and gradients */
+#define FOR_LEVELS for (int li = 0; li < nlevels && (nn_kernels_set(levels[li]), 1); li++)
+#define LV nn_kernels_name(levels[li])
+
+TEST(refs_norm)
+{
+    enum { N = 3, C = 12, G = 4 };
+    static const int hws[] = {1, 5, 37, 64};
+    mp_rng r;
+    mp_rng_seed(&r, 21);
+    for (size_t h = 0; h < sizeof hws / sizeof hws[0]; h++) {
+        int HW = hws[h];
+        size_t n = (size_t)N * C * HW;
+        float *x = randv(n, &r, 0), *dy = randv(n, &r, 0), *gm = randv(C, &r, 0), *bt = randv(C, &r, 0);
+        for (size_t i = 0; i < n; i++) x[i] = 3.0f + 0.5f * x[i]; /* |mean| > std: the centred forms matter */
+        float *ro = malloc(n * sizeof(float)), *o = malloc(n * sizeof(float));
+        float *rdx = calloc(n, sizeof(float)), *dx = calloc(n, sizeof(float));
+        float *rdg = calloc(2 * C, sizeof(float)), *dg = calloc(2 * C, sizeof(float));
+        float rm[N * G > C ? N * G : C], rr[N * G > C ? N * G : C], m[N * G > C ? N * G : C], rs[N * G > C ? N * G : C];
+        char what[64];
+        for (int relu = 0; relu < 2; relu++) {
+            snprintf(what, sizeof what, "groupnorm HW %d relu %d", HW, relu);
+            memset(rdx, 0, n * sizeof(float)), memset(rdg, 0, 2 * C * sizeof(float));
+            nn_ref_groupnorm_forward(ro, rm, rr, x, gm, bt, N, C, HW, G, 1e-5f, relu);
+            nn_ref_groupnorm_backward(rdx, rdg, rdg + C, dy, x, relu ? ro : NULL, rm, rr, gm, N, C, HW, G);
+            FOR_LEVELS {
+                memset(dx, 0, n * sizeof(float)), memset(dg, 0, 2 * C * sizeof(float));
+                nn_groupnorm_forward(o, m, rs, x, gm, bt, N, C, HW, G, 1e-5f, relu);
+                nn_groupnorm_backward(dx, dg, dg + C, dy, x, relu ? o : NULL, m, rs, gm, N, C, HW, G);
+                CHECK(close_to(what, LV, "out", o, ro, n, 1e-4));
+                CHECK(close_to(what, LV, "mean", m, rm, N * G, 1e-5));
+                CHECK(close_to(what, LV, "rstd", rs, rr, N * G, 1e-4));
+                CHECK(close_to(what, LV, "din", dx, rdx, n, 2e-4));
+                CHECK(close_to(what, LV, "dgamma/dbeta", dg, rdg, 2 * C, 2e-4));
+                /* the _set form writes din: over garbage it gives the same */
+                for (size_t i = 0; i < n; i++) dx[i] = 1e6f;
+                nn_groupnorm_backward_set(dx, NULL, NULL, dy, x, relu ? o : NULL, m, rs, gm, N, C, HW, G);
+                CHECK(close_to(what, LV, "din (set)", dx, rdx, n, 2e-4));
+            }
+            for (int train = 0; train < 2; train++) {
+                snprintf(what, sizeof what, "batchnorm HW %d relu %d train %d", HW, relu, train);
+                float rmean[C], rvar[C], rmean2[C], rvar2[C], nbt = 0, nbt2 = 0;
+                for (int c = 0; c < C; c++) rmean[c] = rmean2[c] = 0.1f * c, rvar[c] = rvar2[c] = 1.0f + 0.2f * c;
+                memset(rdx, 0, n * sizeof(float)), memset(rdg, 0, 2 * C * sizeof(float));
+                nn_ref_batchnorm_forward(ro, rm, rr, rmean, rvar, &nbt, x, gm, bt, N, C, HW, 0.1f, 1e-5f, train, relu);
+                nn_ref_batchnorm_backward(rdx, rdg, rdg + C, dy, x, relu ? ro : NULL, rm, rr, gm, N, C, HW, train);
+                FOR_LEVELS {
+                    float rmean3[C], rvar3[C];
+                    memcpy(rmean3, rmean2, sizeof rmean3), memcpy(rvar3, rvar2, sizeof rvar3);
+                    float nbt3 = nbt2;
+                    memset(dx, 0, n * sizeof(float)), memset(dg, 0, 2 * C * sizeof(float));
+                    nn_batchnorm_forward(o, m, rs, rmean3, rvar3, &nbt3, x, gm, bt, N, C, HW, 0.1f, 1e-5f, train, relu);
+                    nn_batchnorm_backward(dx, dg, dg + C, dy, x, relu ? o : NULL, m, rs, gm, N, C, HW, train);
+                    CHECK(close_to(what, LV, "out", o, ro, n, 1e-4));
+                    CHECK(close_to(what, LV, "running_mean", rmean3, rmean, C, 1e-5));
+                    CHECK(close_to(what, LV, "running_var", rvar3, rvar, C, 1e-5));
+                    CHECK(nbt3 == nbt);
+                    CHECK(close_to(what, LV, "din", dx, rdx, n, 2e-4));
+                    CHECK(close_to(what, LV, "dgamma/dbeta", dg, rdg, 2 * C, 2e-4));
+                }
+            }
+        }
+        free(x), free(dy), free(gm), free(bt), free(ro), free(o), free(rdx), free(dx), free(rdg), free(dg);
+    }
+    /* rows of an L2 norm, one of them zero (the clamp) */
+    enum { R = 4, D = 19 };
+    float *x = randv(R * D, &r, 0), *dy = randv(R * D, &r, 0), ro[R * D], o[R * D], rn[R], nr[R];
+    float rdx[R * D] = {0}, dx[R * D];
+    for (int i = 0; i < D; i++) x[2 * D + i] = 0;
+    nn_ref_l2norm_forward(ro, rn, x, R, D, 1e-12f);
+    nn_ref_l2norm_backward(rdx, dy, ro, rn, R, D, 1e-12f);
+    FOR_LEVELS {
+        memset(dx, 0, sizeof dx);
+        nn_l2norm_forward(o, nr, x, R, D, 1e-12f);
+        nn_l2norm_backward(dx, dy, o, nr, R, D, 1e-12f);
+        CHECK(close_to("l2norm", LV, "out", o, ro, R * D, 1e-6));
+        CHECK(close_to("l2norm", LV, "din", dx, rdx, R * D, 1e-5));
+    }
+    free(x), free(dy);
+}
+
+TEST(refs_pointwise_linear)
+{
+    mp_rng r;
+    mp_rng_seed(&r, 22);
+    enum { n = 1000 + 7 }; /* a tail after the vector loops */
+    float *a = randv(n, &r, 0), *b = randv(n, &r, 0), *dy = randv(n, &r, 0);
+    float *ro = malloc(n * sizeof(float)), *o = malloc(n * sizeof(float));
+    float *rda = calloc(n, sizeof(float)), *rdb = calloc(n, sizeof(float)), *da = calloc(n, sizeof(float)),
+          *db = calloc(n, sizeof(float));
+    nn_ref_relu_forward(ro, a, n);
+    nn_ref_relu_backward(rda, dy, ro, n);
+    FOR_LEVELS {
+        memset(da, 0, n * sizeof(float));
+        nn_relu_forward(o, a, n);
+        nn_relu_backward(da, dy, o, n);
+        CHECK(close_to("relu", LV, "out", o, ro, n, 0));
+        CHECK(close_to("relu", LV, "din", da, rda, n, 0));
+    }
+    for (int relu = 0; relu < 2; relu++) {
+        memset(rda, 0, n * sizeof(float)), memset(rdb, 0, n * sizeof(float));
+        nn_ref_add_forward(ro, a, b, n, relu);
+        nn_ref_add_backward(rda, rdb, dy, ro, n, relu);
+        FOR_LEVELS {
+            memset(da, 0, n * sizeof(float)), memset(db, 0, n * sizeof(float));
+            nn_add_forward(o, a, b, n, relu);
+            nn_add_backward(da, db, dy, o, n, relu);
+            CHECK(close_to("add", LV, "out", o, ro, n, 0));
+            CHECK(close_to("add", LV, "da", da, rda, n, 0));
+            CHECK(close_to("add", LV, "db", db, rdb, n, 0));
+            for (int i = 0; i < n; i++) da[i] = 7.0f;
+            nn_add_backward_set(da, NULL, dy, o, n, relu, 1, 0);
+            CHECK(close_to("add (set)", LV, "da", da, rda, n, 0));
+        }
+    }
+    free(a), free(b), free(dy), free(ro), free(o), free(rda), free(rdb), free(da), free(db);
+    /* linear: in (N, IN), w (OUT, IN) */
+    enum { N = 5, IN = 33, OUT = 9 };
+    float *x = randv(N * IN, &r, 0), *w = randv(OUT * IN, &r, 0), *bias = randv(OUT, &r, 0), *g = randv(N * OUT, &r, 0);
+    float rl[N * OUT], l[N * OUT], rdx[N * IN] = {0}, dx[N * IN], rdw[OUT * IN] = {0}, dw[OUT * IN], rdbi[OUT] = {0},
+                                                                                       dbi[OUT];
+    nn_ref_linear_forward(rl, x, w, bias, N, IN, OUT);
+    nn_ref_linear_backward(rdx, rdw, rdbi, g, x, w, N, IN, OUT);
+    FOR_LEVELS {
+        memset(dx, 0, sizeof dx), memset(dw, 0, sizeof dw), memset(dbi, 0, sizeof dbi);
+        nn_linear_forward(l, x, w, bias, N, IN, OUT);
+        nn_linear_backward(dx, dw, dbi, g, x, w, N, IN, OUT);
+        CHECK(close_to("linear", LV, "out", l, rl, N * OUT, 1e-5));
+        CHECK(close_to("linear", LV, "din", dx, rdx, N * IN, 1e-5));
+        CHECK(close_to("linear", LV, "dweight", dw, rdw, OUT * IN, 1e-5));
+        CHECK(close_to("linear", LV, "dbias", dbi, rdbi, OUT, 1e-5));
+    }
+    free(x), free(w), free(bias), free(g);
+}
+
+TEST(refs_pooling)
+{
+    static const int cfg[][5] = {/* H, W, k, s, p */ {7, 7, 3, 2, 1}, {8, 6, 2, 2, 0}, {9, 11, 3, 1, 1},
+                                 {5, 5, 3, 3, 0}, {13, 10, 3, 2, 1}, {1, 1, 3, 2, 1}};
+    mp_rng r;
+    mp_rng_seed(&r, 23);
+    enum { P = 4 };
+    for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++) {
+        int H = cfg[ci][0], W = cfg[ci][1], k = cfg[ci][2], s = cfg[ci][3], p = cfg[ci][4];
+        int OH = nn_conv_out(H, k, s, p), OW = nn_conv_out(W, k, s, p);
+        size_t ni = (size_t)P * H * W, no = (size_t)P * OH * OW;
+        float *x = randv(ni, &r, 1), *dy = randv(no, &r, 0);
+        for (size_t i = 3; i < ni; i += 11) x[i] = NAN;
+        float *ro = malloc(no * sizeof(float)), *o = malloc(no * sizeof(float));
+        float *rdx = calloc(ni, sizeof(float)), *dx = calloc(ni, sizeof(float));
+        int32_t *ram = malloc(no * sizeof(int32_t)), *am = malloc(no * sizeof(int32_t));
+        char what[64];
+        snprintf(what, sizeof what, "maxpool %dx%d k%d s%d p%d", H, W, k, s, p);
+        nn_ref_maxpool_forward(ro, ram, x, 1, P, H, W, k, s, p);
+        nn_ref_maxpool_backward(rdx, dy, ram, 1, P, H, W, OH, OW);
+        FOR_LEVELS {
+            memset(dx, 0, ni * sizeof(float));
+            nn_maxpool_forward(o, am, x, 1, P, H, W, k, s, p);
+            nn_maxpool_backward(dx, dy, am, 1, P, H, W, OH, OW);
+            CHECK(close_to(what, LV, "out", o, ro, no, 0));
+            /* with several NaNs in a window the fast paths may pick another of them (maxpool_stem) */
+            int bad = 0;
+            for (size_t i = 0; i < no; i++) bad += am[i] != ram[i] && ro[i] == ro[i];
+            CHECK_INT(bad, 0);
+        }
+        /* the backward against the reference's argmax, without NaNs in the way */
+        for (size_t i = 0; i < ni; i++)
+            if (x[i] != x[i]) x[i] = 0;
+        memset(rdx, 0, ni * sizeof(float));
+        nn_ref_maxpool_forward(ro, ram, x, 1, P, H, W, k, s, p);
+        nn_ref_maxpool_backward(rdx, dy, ram, 1, P, H, W, OH, OW);
+        FOR_LEVELS {
+            memset(dx, 0, ni * sizeof(float));
+            nn_maxpool_forward(o, am, x, 1, P, H, W, k, s, p);
+            nn_maxpool_backward(dx, dy, am, 1, P, H, W, OH, OW);
+            CHECK(close_to(what, LV, "out (no NaN)", o, ro, no, 0));
+            CHECK(close_to(what, LV, "din", dx, rdx, ni, 0));
+        }
+        /* global average and adaptive max over the same planes */
+        float ga[P], rga[P], gdy[P] = {1, -2, 0.5f, 3};
+        memset(rdx, 0, ni * sizeof(float));
+        nn_ref_avgpool_global_forward(rga, x, 1, P, H * W);
+        nn_ref_avgpool_global_backward(rdx, gdy, 1, P, H * W);
+        FOR_LEVELS {
+            memset(dx, 0, ni * sizeof(float));
+            nn_avgpool_global_forward(ga, x, 1, P, H * W);
+            nn_avgpool_global_backward(dx, gdy, 1, P, H * W);
+            CHECK(close_to("global average pool", LV, "out", ga, rga, P, 1e-6));
+            CHECK(close_to("global average pool", LV, "din", dx, rdx, ni, 1e-6));
+        }
+        int AH = (H + 1) / 2, AW = W > 2 ? W - 2 : 1;
+        size_t na = (size_t)P * AH * AW;
+        float *rao = malloc(na * sizeof(float)), *ao = malloc(na * sizeof(float));
+        int32_t *raam = malloc(na * sizeof(int32_t)), *aam = malloc(na * sizeof(int32_t));
+        nn_ref_adaptive_maxpool_forward(rao, raam, x, 1, P, H, W, AH, AW);
+        FOR_LEVELS {
+            nn_adaptive_maxpool_forward(ao, aam, x, 1, P, H, W, AH, AW);
+            CHECK(close_to("adaptive max pool", LV, "out", ao, rao, na, 0));
+            CHECK(!memcmp(aam, raam, sizeof(int32_t) * na));
+        }
+        free(rao), free(ao), free(raam), free(aam);
+        free(x), free(dy), free(ro), free(o), free(rdx), free(dx), free(ram), free(am);
+    }
+}
+
 TEST(level_control)
 {
     nn_kernels cpu = nn_kernels_cpu();
@@ -245,6 +465,10 @@ int main(void)
     RUN(conv_stem);
     RUN(maxpool_stem);
     RUN(vec_loops);
+    RUN(refs_conv);
+    RUN(refs_norm);
+    RUN(refs_pointwise_linear);
+    RUN(refs_pooling);
     RUN(level_control);
     return test_done();
 }
