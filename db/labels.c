@@ -587,13 +587,16 @@ static void grid_build(poly_grid *g, const poly *ps, int np)
     if (!(x1 >= x0)) return;
     double ext = fmax(fmax(x1 - x0, y1 - y0), 1e-9);
     g->x0 = x0, g->y0 = y0;
-    g->cell0 = ext / GRID_FINE;
+    /* about 4 fine cells per polygon, at most GRID_FINE a side: a few polygons do not pay for
+     * a million empty cells (it was 4 MB and most of the time of a small import) */
+    double fine = fmin(GRID_FINE, fmax(4, 2 * ceil(sqrt((double)np))));
+    g->cell0 = ext / fine;
     /* levels up to one cell over everything */
     for (g->nlev = 0; g->nlev < GRID_LEVELS; g->nlev++) {
         double c = g->cell0 * (double)(1 << g->nlev);
         g->lev[g->nlev].cell = c;
-        g->lev[g->nlev].nx = (int)fmin(GRID_FINE + 1, floor((x1 - x0) / c) + 1);
-        g->lev[g->nlev].ny = (int)fmin(GRID_FINE + 1, floor((y1 - y0) / c) + 1);
+        g->lev[g->nlev].nx = (int)fmin(fine + 1, floor((x1 - x0) / c) + 1);
+        g->lev[g->nlev].ny = (int)fmin(fine + 1, floor((y1 - y0) / c) + 1);
         if (c >= ext) {
             g->nlev++;
             break;
