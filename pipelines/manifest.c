@@ -240,7 +240,8 @@ static int load_csv(const char *path, mf_list *m)
     int rec_open = 0, bad = 0;
     while (pos < len && !bad) {
         size_t e = pos;
-        while (e < len && buf[e] != '\n') e++;
+        /* a bare CR ends a line too (libcsv ends a record there): old Mac files count right */
+        while (e < len && buf[e] != '\n' && !(buf[e] == '\r' && (e + 1 == len || buf[e + 1] != '\n'))) e++;
         if (e < len) e++;
         int blank = 1;
         for (size_t k = pos; k < e && blank; k++) blank = buf[k] == '\n' || buf[k] == '\r';
