@@ -347,33 +347,55 @@ static int check_dups(mf_list *m, const char *src, int from_csv)
     return problems;
 }
 
+/* The output name of item i at disambiguation level L: the stem; stem-HASH32 (two slides share
+ * the stem); stem-HASH64; then stem-HASH64-INDEX-L. Levels 3+ end in two fields no other level-3+
+ * name shares, so they cannot meet each other. */
+static char *level_name(const char *stem, const char *path, int i, int L)
+{
+    char nm[1100];
+    unsigned long long h = (unsigned long long)XXH3_64bits(path, strlen(path));
+    if (L == 0) snprintf(nm, sizeof nm, "%s", stem);
+    else if (L == 1) snprintf(nm, sizeof nm, "%s-%08llx", stem, h & 0xffffffffULL);
+    else if (L == 2) snprintf(nm, sizeof nm, "%s-%016llx", stem, h);
+    else snprintf(nm, sizeof nm, "%s-%016llx-%d-%d", stem, h, i + 1, L);
+    return mp_xstrdup(nm);
+}
+
 static int finish(mf_list *m, const char *src)
 {
     ref *r = mp_xmalloc(sizeof(ref) * (size_t)(m->n ? m->n : 1));
     /* output names: the stem, and a hash of the path where two slides share it, decided over the
-     * whole list so every shard of it names a slide the same way */
+     * whole list so every shard of it names a slide the same way. A name made with a hash can
+     * still meet another slide's plain stem (a file named "a-1234abcd"): then both go a level
+     * further, until every name is unique (each round moves at least one slide below level 3
+     * up, so this ends). */
     char **stems = mp_xmalloc(sizeof(char *) * (size_t)(m->n ? m->n : 1));
+    int *level = mp_xcalloc((size_t)(m->n ? m->n : 1), sizeof(int));
     for (int i = 0; i < m->n; i++) {
         char s[1024];
         infer_slide_name(m->items[i].path, s, sizeof s);
         stems[i] = mp_xstrdup(s);
-        r[i] = (ref){stems[i], i};
+        m->items[i].name = mp_xstrdup(s);
     }
-    qsort(r, (size_t)m->n, sizeof *r, cmp_ref);
-    for (int i = 0; i < m->n; i++) {
-        int shared = (i > 0 && !strcmp(r[i].key, r[i - 1].key)) || (i + 1 < m->n && !strcmp(r[i].key, r[i + 1].key));
-        mf_item *it = &m->items[r[i].idx];
-        if (shared) {
-            char nm[1100];
-            snprintf(nm, sizeof nm, "%s-%08llx", r[i].key,
-                     (unsigned long long)(XXH3_64bits(it->path, strlen(it->path)) & 0xffffffffULL));
-            it->name = mp_xstrdup(nm);
-        } else {
-            it->name = mp_xstrdup(r[i].key);
+    for (int clash = 1; clash;) {
+        clash = 0;
+        for (int i = 0; i < m->n; i++) r[i] = (ref){m->items[i].name, i};
+        qsort(r, (size_t)m->n, sizeof *r, cmp_ref);
+        for (int i = 0; i < m->n; i++) {
+            int shared = (i > 0 && !strcmp(r[i].key, r[i - 1].key)) || (i + 1 < m->n && !strcmp(r[i].key, r[i + 1].key));
+            if (shared) level[r[i].idx]++, clash = 1;
+        }
+        if (!clash) break;
+        for (int i = 0; i < m->n; i++) {
+            mf_item *it = &m->items[i];
+            char *nm = level_name(stems[i], it->path, i, level[i]);
+            free(it->name);
+            it->name = nm;
         }
     }
     for (int i = 0; i < m->n; i++) free(stems[i]);
     free(stems);
+    free(level);
     free(r);
     /* a slide that cannot be opened fails alone */
     for (int i = 0; i < m->n; i++) {

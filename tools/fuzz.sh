@@ -1,6 +1,6 @@
 #!/bin/sh
 # tools/fuzz.sh TARGET SECONDS — a longer libFuzzer campaign on one target (ckpt, safetensors,
-# npy, labels_csv, geojson; `all` runs each in turn). Builds build-fuzz (clang, ASan+UBSan,
+# npy, labels_csv, geojson, manifest, query; `all` runs each in turn). Builds build-fuzz (clang, ASan+UBSan,
 # -Dfuzz=true) if needed. Prints executions; a crash's input is left in
 # build-fuzz/tests/fuzz/artifacts-fuzz_TARGET/ — commit it to tests/fuzz/TARGET/ as regress-*.
 set -u
@@ -12,7 +12,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
 fi
 ninja -C build-fuzz -j2 >/dev/null || { ninja -C build-fuzz | tail -30; exit 2; }
 targets=$1
-[ "$targets" = all ] && targets="ckpt safetensors npy labels_csv geojson"
+[ "$targets" = all ] && targets="ckpt safetensors npy labels_csv geojson manifest query"
 status=0
 for t in $targets; do
     [ -d "tests/fuzz/$t" ] || { echo "unknown target $t" >&2; exit 1; }
