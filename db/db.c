@@ -164,7 +164,8 @@ mp_db *db_open(const char *path, int flags)
         mp_err_set("%s: no such dataset", path);
         return NULL;
     }
-    int created = (flags & DB_OPEN_CREATE) && !ro && !mp_file_exists(path);
+    /* an empty file is new too: db_tile_lock makes the file it locks before SQLite writes it */
+    int created = (flags & DB_OPEN_CREATE) && !ro && (!mp_file_exists(path) || mp_file_size(path) == 0);
     mp_db *db = mp_xcalloc(1, sizeof *db);
     db->path = mp_xstrdup(path);
     int oflags = ro ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | ((flags & DB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0));

@@ -586,10 +586,11 @@ int db_merge(const char *out_path, char *const *shards, int n, db_merge_progress
 
     /* A new target is built under a temporary name (ours alone while we hold the lock) and
      * renamed into place only once complete. */
-    int fresh = !mp_file_exists(out_path);
+    int fresh = !mp_file_exists(out_path) || mp_file_size(out_path) == 0; /* db_tile_lock made it empty */
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.merge-tmp", out_path) >= (int)sizeof tmp) {
-        close(lock);
+        if (fresh && mp_file_size(out_path) == 0) unlink(out_path);
+        db_tile_unlock(lock);
         return mp_err_set("%s: path too long", out_path);
     }
     if (fresh) unlink_db_files(tmp); /* left by a merge that was killed */
@@ -655,7 +656,8 @@ int db_merge(const char *out_path, char *const *shards, int n, db_merge_progress
         if (!rc) rc = fsync_dir_of(out_path);
         else unlink_db_files(tmp);
     }
-    close(lock);
+    if (fresh && rc && mp_file_size(out_path) == 0) unlink(out_path); /* the empty file the lock made */
+    db_tile_unlock(lock);
     if (!rc && total) *total = sum;
     return rc;
 }

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +60,69 @@ int db_tile_lock_path(const char *db_path, char *out, size_t cap)
     return n < (int)cap ? 0 : mp_err_set("%s: path too long", db_path);
 }
 
+/* The dataset file's own lock: an open-file-description (OFD) lock on one byte SQLite never
+ * locks (its lock bytes start at 1 GiB), so every link to the file, hard links included, meets
+ * the same lock, and SQLite's own locks are untouched.
+ *
+ * The descriptors stay open until the process exits. Closing any descriptor of a file drops
+ * every POSIX lock this process holds on it, SQLite's included (a WAL reader's shared lock on
+ * the dataset, say), so a descriptor opened beside a connection must never be closed. One per
+ * dataset file, reused by later locks and probes. */
+#define TILE_LOCK_BYTE (0x40000000 - 4096)
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    int fd;
+    int holder; /* the path-lock fd of the db_tile_lock that holds it here, or -1 */
+} ds_file;
+
+static pthread_mutex_t g_ds_mu = PTHREAD_MUTEX_INITIALIZER;
+static ds_file *g_ds;
+static int g_nds, g_cds;
+
+/* The kept descriptor of the file at path (0 with *out set; 1 when there is no such file; -1 +
+ * mp_err). Call with g_ds_mu held. */
+static int ds_get(const char *db_path, ds_file **out)
+{
+    struct stat st;
+    if (stat(db_path, &st)) return errno == ENOENT ? 1 : mp_err_set("%s: %s", db_path, strerror(errno));
+    for (int i = 0; i < g_nds; i++)
+        if (g_ds[i].dev == st.st_dev && g_ds[i].ino == st.st_ino) {
+            *out = &g_ds[i];
+            return 0;
+        }
+    if (!S_ISREG(st.st_mode)) return mp_err_set("%s: is not a regular file", db_path);
+    int fd = open(db_path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 && (errno == EACCES || errno == EROFS)) fd = open(db_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return errno == ENOENT ? 1 : mp_err_set("%s: %s", db_path, strerror(errno));
+    struct stat fs;
+    if (fstat(fd, &fs) || !S_ISREG(fs.st_mode)) {
+        close(fd); /* not a file SQLite can have open: closing it drops nothing */
+        return mp_err_set("%s: is not a regular file", db_path);
+    }
+    if (g_nds == g_cds) g_ds = mp_xrealloc(g_ds, sizeof *g_ds * (size_t)(g_cds = g_cds ? 2 * g_cds : 4));
+    g_ds[g_nds] = (ds_file){fs.st_dev, fs.st_ino, fd, -1};
+    *out = &g_ds[g_nds++];
+    return 0;
+}
+
+/* F_OFD_SETLK (type F_WRLCK or F_UNLCK) or F_OFD_GETLK on the lock byte. */
+static int ds_lock(int fd, int cmd, short type, short *found)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = TILE_LOCK_BYTE, .l_len = 1};
+    int r = fcntl(fd, cmd, &fl);
+    if (found) *found = fl.l_type;
+    return r;
+}
+
+static int path_locked(const char *db_path, const char *lp)
+{
+    return mp_err_set("%s: another magpie tile is writing to this dataset (%s is locked); wait for it, or give each "
+                      "process its own dataset",
+                      db_path, lp);
+}
+
 int db_tile_lock(const char *db_path, double wait_s)
 {
     char lp[PATH_MAX + 16];
@@ -65,21 +130,89 @@ int db_tile_lock(const char *db_path, double wait_s)
     int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return mp_err_set("%s: cannot create the lock file %s: %s", db_path, lp, strerror(errno));
     /* a short wait covers `db check` peeking at the lock, and a tiler just finishing */
-    for (double waited = 0;; waited += 0.05) {
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+    double waited = 0;
+    for (;; waited += 0.05) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
         int e = errno;
         if (e == EINTR) continue;
         if (e != EWOULDBLOCK) {
             close(fd);
             return mp_err_set("%s: cannot lock %s: %s", db_path, lp, strerror(e));
         }
-        if (waited >= wait_s) break;
+        if (waited >= wait_s) {
+            close(fd);
+            return path_locked(db_path, lp);
+        }
         nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
     }
+    /* The name is ours now: make the file if it is new (an empty file is a new dataset to
+     * SQLite and to db_open), so that the dataset itself can be locked from the start. */
+    if (!mp_file_exists(db_path)) {
+        int nf = open(db_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (nf < 0) {
+            int e = errno;
+            close(fd);
+            return mp_err_set("%s: cannot create the dataset: %s", db_path, strerror(e));
+        }
+        close(nf); /* nothing of SQLite's is open on a file made just now */
+    }
+    pthread_mutex_lock(&g_ds_mu);
+    for (int tries = 0;; tries++) {
+        ds_file *d;
+        int r = ds_get(db_path, &d);
+        if (r < 0) break;
+        if (r == 1) { /* removed meanwhile: nothing to share a lock with */
+            pthread_mutex_unlock(&g_ds_mu);
+            return fd;
+        }
+        if (d->holder >= 0) {
+            mp_err_set("%s: this process already holds the dataset's lock (through another name)", db_path);
+            break;
+        }
+        if (ds_lock(d->fd, F_OFD_SETLK, F_WRLCK, NULL) == 0) {
+            /* the name may have been pointed at another file while we waited (a rename over it) */
+            struct stat st;
+            if (stat(db_path, &st) == 0 && (st.st_dev != d->dev || st.st_ino != d->ino) && tries < 10) {
+                ds_lock(d->fd, F_OFD_SETLK, F_UNLCK, NULL);
+                continue;
+            }
+            d->holder = fd;
+            pthread_mutex_unlock(&g_ds_mu);
+            return fd;
+        }
+        int e = errno;
+        if (e == EINTR) continue;
+        if (e != EAGAIN && e != EACCES) {
+            mp_err_set("%s: cannot lock the dataset file: %s", db_path, strerror(e));
+            break;
+        }
+        if (waited >= wait_s) {
+            mp_err_set("%s: another magpie tile is writing to this dataset (the dataset file is locked, through "
+                       "another name or a hard link); wait for it, or give each process its own dataset",
+                       db_path);
+            break;
+        }
+        pthread_mutex_unlock(&g_ds_mu);
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+        waited += 0.05;
+        pthread_mutex_lock(&g_ds_mu);
+    }
+    pthread_mutex_unlock(&g_ds_mu);
     close(fd);
-    return mp_err_set("%s: another magpie tile is writing to this dataset (%s is locked); wait for it, or give each "
-                      "process its own dataset",
-                      db_path, lp);
+    return -1;
+}
+
+void db_tile_unlock(int lock)
+{
+    if (lock < 0) return;
+    pthread_mutex_lock(&g_ds_mu);
+    for (int i = 0; i < g_nds; i++)
+        if (g_ds[i].holder == lock) {
+            ds_lock(g_ds[i].fd, F_OFD_SETLK, F_UNLCK, NULL);
+            g_ds[i].holder = -1;
+        }
+    pthread_mutex_unlock(&g_ds_mu);
+    close(lock);
 }
 
 int db_tile_lock_held(const char *db_path)
@@ -87,13 +220,30 @@ int db_tile_lock_held(const char *db_path)
     char lp[PATH_MAX + 16];
     if (db_tile_lock_path(db_path, lp, sizeof lp)) return -1;
     int fd = open(lp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? 0 : mp_err_set("%s: cannot open %s: %s", db_path, lp, strerror(errno));
-    /* a shared lock is refused only while a tiler holds the exclusive one */
     int held = 0;
-    if (flock(fd, LOCK_SH | LOCK_NB) == 0) flock(fd, LOCK_UN);
-    else if (errno == EWOULDBLOCK) held = 1;
-    else held = mp_err_set("%s: cannot test the lock %s: %s", db_path, lp, strerror(errno));
-    close(fd);
+    if (fd < 0) {
+        if (errno != ENOENT) return mp_err_set("%s: cannot open %s: %s", db_path, lp, strerror(errno));
+    } else {
+        /* a shared lock is refused only while a tiler holds the exclusive one */
+        if (flock(fd, LOCK_SH | LOCK_NB) == 0) flock(fd, LOCK_UN);
+        else if (errno == EWOULDBLOCK) held = 1;
+        else held = mp_err_set("%s: cannot test the lock %s: %s", db_path, lp, strerror(errno));
+        close(fd);
+    }
+    if (held) return held;
+    /* the dataset file's own lock: a tiler that came through another name */
+    pthread_mutex_lock(&g_ds_mu);
+    ds_file *d;
+    int r = ds_get(db_path, &d);
+    if (r == 0) {
+        short found = F_UNLCK;
+        if (d->holder >= 0) held = 1;
+        else if (ds_lock(d->fd, F_OFD_GETLK, F_WRLCK, &found)) held = mp_err_set("%s: cannot test the dataset's lock: %s", db_path, strerror(errno));
+        else held = found != F_UNLCK;
+    } else if (r < 0) {
+        held = -1;
+    }
+    pthread_mutex_unlock(&g_ds_mu);
     return held;
 }
 

@@ -10,14 +10,20 @@
 
 #include "db/db.h"
 
-/* One tiler per dataset at a time: an exclusive flock on a lock file beside the dataset, named
- * after its real path (symlinks resolved, also when the dataset does not exist yet) plus
- * ".tile-lock", so every name that leads to one dataset file takes the same lock. The kernel
- * releases it when the process ends however it ends (kill -9 included), so resuming needs no
- * clean-up. A lock held elsewhere is waited for up to wait_s seconds, then refused with a
- * one-line error naming the dataset. Returns the fd (keep it open while tiling) or -1 + mp_err. */
+/* One tiler per dataset at a time. Two locks, both released by the kernel when the process ends
+ * however it ends (kill -9 included), so resuming needs no clean-up:
+ *  - an exclusive flock on a lock file beside the dataset, named after its real path (symlinks
+ *    resolved, also when the dataset does not exist yet) plus ".tile-lock": it covers creating
+ *    the dataset, and is what an outside `flock DB.tile-lock` meets;
+ *  - an OFD lock on the dataset file itself (created empty when new), which every name of the
+ *    file meets, hard links included.
+ * A lock held elsewhere is waited for up to wait_s seconds, then refused with a one-line error
+ * naming the dataset. Returns a handle to keep while tiling (until exit, or db_tile_unlock) or
+ * -1 + mp_err. */
 int db_tile_lock(const char *db_path, double wait_s);
-/* 1 when a tiler holds that lock now, 0 when not, -1 + mp_err when it cannot be told. */
+/* Releases both locks (a handle < 0 is ignored). Not close(): see db_tile_lock's descriptors. */
+void db_tile_unlock(int lock);
+/* 1 when a tiler holds either lock now, 0 when not, -1 + mp_err when it cannot be told. */
 int db_tile_lock_held(const char *db_path);
 /* The lock file's path for a dataset path (what db_tile_lock locks). 0, or -1 + mp_err. */
 int db_tile_lock_path(const char *db_path, char *out, size_t cap);

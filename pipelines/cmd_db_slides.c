@@ -92,7 +92,7 @@ int cmd_db_slides_remove(const char *db_path, int argc, char **argv)
                     patches == 1 ? "" : "es");
     }
     if (rc) mp_error("%s", mp_err());
-    if (lock >= 0) close(lock);
+    db_tile_unlock(lock);
     db_close(db);
     free(ids);
     free(names);

@@ -46,7 +46,7 @@ int cmd_db_vacuum(const char *db_path, int argc, char **argv)
         mp_info("%s: %s -> %s", db_path, mp_fmt_bytes(a, sizeof a, (double)before),
                 mp_fmt_bytes(b, sizeof b, (double)mp_file_size(db_path)));
     } else mp_error("%s", mp_err());
-    if (lock >= 0) close(lock);
+    db_tile_unlock(lock);
     db_close(db);
     return rc ? MP_EXIT_FAIL : MP_EXIT_OK;
 }

@@ -545,7 +545,7 @@ int run_slides(const mf_list *m, const run_opts *o, const char *argv0)
     }
     /* released on every return: a second run in the same process (magpie demo) takes it again */
     int code = run_locked(&c, m, o, argv0, t0, started);
-    close(lock);
+    db_tile_unlock(lock);
     return code;
 }
 
