@@ -444,7 +444,7 @@ static int parse_ring(json_t *ring, poly *p, int64_t *budget)
         p->xy = mp_xrealloc(p->xy, sizeof(double) * 2 * (size_t)p->pcap);
     }
     if (p->nrings == p->ncap) p->ring_len = mp_xrealloc(p->ring_len, sizeof(int) * (size_t)(p->ncap = p->ncap ? 2 * p->ncap : 4));
-    double *v = p->xy + 2 * p->npts;
+    double *v = p->xy ? p->xy + 2 * p->npts : NULL; /* an empty first ring: still no points */
     for (size_t i = 0; i < n; i++) {
         json_t *pt = json_array_get(ring, i);
         if (!json_is_array(pt) || json_array_size(pt) < 2 || !json_is_number(json_array_get(pt, 0)) ||
