@@ -581,15 +581,14 @@ int db_merge(const char *out_path, char *const *shards, int n, db_merge_progress
 {
     if (n < 1) return mp_err_set("%s: nothing to merge", out_path);
     if (check_args(out_path, shards, n)) return -1;
-    int lock = db_tile_lock(out_path, 1.0);
+    int lock = db_tile_lock_new(out_path, 1.0, 0);
     if (lock < 0) return -1;
 
     /* A new target is built under a temporary name (ours alone while we hold the lock) and
      * renamed into place only once complete. */
-    int fresh = !mp_file_exists(out_path) || mp_file_size(out_path) == 0; /* db_tile_lock made it empty */
+    int fresh = !mp_file_exists(out_path);
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.merge-tmp", out_path) >= (int)sizeof tmp) {
-        if (fresh && mp_file_size(out_path) == 0) unlink(out_path);
         db_tile_unlock(lock);
         return mp_err_set("%s: path too long", out_path);
     }
@@ -656,7 +655,6 @@ int db_merge(const char *out_path, char *const *shards, int n, db_merge_progress
         if (!rc) rc = fsync_dir_of(out_path);
         else unlink_db_files(tmp);
     }
-    if (fresh && rc && mp_file_size(out_path) == 0) unlink(out_path); /* the empty file the lock made */
     db_tile_unlock(lock);
     if (!rc && total) *total = sum;
     return rc;

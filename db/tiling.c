@@ -123,7 +123,7 @@ static int path_locked(const char *db_path, const char *lp)
                       db_path, lp);
 }
 
-int db_tile_lock(const char *db_path, double wait_s)
+int db_tile_lock_new(const char *db_path, double wait_s, int create)
 {
     char lp[PATH_MAX + 16];
     if (db_tile_lock_path(db_path, lp, sizeof lp)) return -1;
@@ -147,7 +147,7 @@ int db_tile_lock(const char *db_path, double wait_s)
     }
     /* The name is ours now: make the file if it is new (an empty file is a new dataset to
      * SQLite and to db_open), so that the dataset itself can be locked from the start. */
-    if (!mp_file_exists(db_path)) {
+    if (create && !mp_file_exists(db_path)) {
         int nf = open(db_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (nf < 0) {
             int e = errno;
@@ -201,6 +201,8 @@ int db_tile_lock(const char *db_path, double wait_s)
     close(fd);
     return -1;
 }
+
+int db_tile_lock(const char *db_path, double wait_s) { return db_tile_lock_new(db_path, wait_s, 1); }
 
 void db_tile_unlock(int lock)
 {

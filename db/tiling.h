@@ -21,6 +21,9 @@
  * naming the dataset. Returns a handle to keep while tiling (until exit, or db_tile_unlock) or
  * -1 + mp_err. */
 int db_tile_lock(const char *db_path, double wait_s);
+/* The same; create 0 leaves a new dataset uncreated (db merge renames a complete one into
+ * place, and a kill must not leave an empty one). Only the path lock covers it until then. */
+int db_tile_lock_new(const char *db_path, double wait_s, int create);
 /* Releases both locks (a handle < 0 is ignored). Not close(): see db_tile_lock's descriptors. */
 void db_tile_unlock(int lock);
 /* 1 when a tiler holds either lock now, 0 when not, -1 + mp_err when it cannot be told. */
