@@ -1,6 +1,10 @@
-/* pipelines/cmd_demo.c — `magpie demo [DIR]`: the built-in default job. Synthesizes a few
- * slides, tiles them at 10x and 1.25x into one SQLite dataset, checks it, prints the summary.
- * It drives the same entry points as the user-facing subcommands. */
+/* pipelines/cmd_demo.c — `magpie demo [DIR]`: the built-in default job, the whole product on
+ * synthetic data: synthesize slides, `magpie run` tile them into one dataset, split it by
+ * patient, train the 10x teacher, distil the 1.25x student,
+ * evaluate it, `magpie run` infer with the student (heatmaps, predictions, report.html), and
+ * print where the report is. It drives the same entry points as the user-facing subcommands
+ * and prints each step's time. Rerunning it resumes: finished steps are skipped. */
+#include <csv.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,23 +23,131 @@ static int is_slide(const char *name)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* synth's slides.csv (slide name, patient, label) as a lookup for the manifest */
+typedef struct {
+    char *f[3];
+    int nf;
+    char ***rows;
+    int n;
+} rows_ctx;
+
+static void on_field(void *s, size_t len, void *data)
+{
+    rows_ctx *c = data;
+    if (c->nf < 3) c->f[c->nf++] = strndup(s ? s : "", len);
+}
+
+static void on_row(int ch, void *data)
+{
+    (void)ch;
+    rows_ctx *c = data;
+    c->rows = mp_xrealloc(c->rows, sizeof(char **) * (size_t)(c->n + 1));
+    char **r = mp_xcalloc(3, sizeof(char *));
+    for (int i = 0; i < 3; i++) r[i] = i < c->nf ? c->f[i] : mp_xstrdup("");
+    c->rows[c->n++] = r;
+    c->nf = 0;
+}
+
+static void csv_out(FILE *f, const char *s, int last)
+{
+    csv_fwrite(f, s, strlen(s));
+    fputc(last ? '\n' : ',', f);
+}
+
+/* DIR/manifest.csv: every synthesized slide with its patient and label (empty when synth held
+ * the label back: those slides are the unlabeled pool the student learns from). */
+static int write_manifest(const char *slides_dir, char **names, int n, const char *out)
+{
+    char csv[4200];
+    snprintf(csv, sizeof csv, "%s/slides.csv", slides_dir);
+    uint8_t *buf;
+    size_t len;
+    if (mp_read_file(csv, &buf, &len)) return -1;
+    rows_ctx c = {0};
+    struct csv_parser p;
+    csv_init(&p, CSV_APPEND_NULL);
+    csv_parse(&p, buf, len, on_field, on_row, &c);
+    csv_fini(&p, on_field, on_row, &c);
+    csv_free(&p);
+    free(buf);
+    char *mb = NULL;
+    size_t ml = 0;
+    FILE *f = open_memstream(&mb, &ml);
+    fprintf(f, "slide,patient,label\n");
+    for (int i = 0; i < n; i++) {
+        char stem[1024];
+        snprintf(stem, sizeof stem, "%s", names[i]);
+        char *dot = strrchr(stem, '.');
+        if (dot) *dot = 0;
+        const char *patient = "", *label = "";
+        for (int r = 1; r < c.n; r++)
+            if (!strcmp(c.rows[r][0], stem)) patient = c.rows[r][1], label = c.rows[r][2];
+        char rel[1100];
+        snprintf(rel, sizeof rel, "slides/%s", names[i]);
+        csv_out(f, rel, 0);
+        csv_out(f, patient, 0);
+        csv_out(f, label, 1);
+    }
+    fclose(f);
+    int rc = mp_write_file_atomic(out, mb, ml);
+    free(mb);
+    for (int r = 0; r < c.n; r++) {
+        for (int k = 0; k < 3; k++) free(c.rows[r][k]);
+        free(c.rows[r]);
+    }
+    free(c.rows);
+    for (int k = 0; k < c.nf; k++) free(c.f[k]);
+    return rc;
+}
+
+typedef struct {
+    int k, n;
+    double t0, t_all;
+} steps;
+
+static void step_begin(steps *s, const char *what)
+{
+    fflush(stdout);
+    mp_info("== %d/%d %s", ++s->k, s->n, what);
+    s->t0 = mp_now();
+}
+
+static void step_end(steps *s)
+{
+    fflush(stdout);
+    mp_info("   step %d took %.1f s (%.1f s so far)", s->k, mp_now() - s->t0, mp_now() - s->t_all);
+}
+
 int cmd_demo(int argc, char **argv)
 {
     const char *dir = "magpie-demo";
-    const char *nslides = "6", *width = "8192", *height = "6144";
+    const char *nslides = "40", *width = "3584", *height = "3584", *tep = "15", *sep = "40";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: magpie demo [DIR] [--slides N] [--width W --height H]\n\n"
-                   "Synthesizes N H&E-like slides (40x, 0.25 µm/px) into DIR/slides, tiles them at 10x and 1.25x\n"
-                   "into DIR/dataset.db, imports their ground truth (slide labels, region annotations), splits\n"
-                   "them by patient, checks the dataset and prints its summary. Default DIR: magpie-demo.\n"
-                   "Running it again resumes: finished slides are skipped.\n");
+            printf("usage: magpie demo [DIR] [--slides N] [--width W --height H] [--teacher-epochs N] [--student-epochs N]\n\n"
+                   "The whole product on synthetic data, each step timed:\n"
+                   "  1. synthesize N H&E-like slides (20x, 0.5 µm/px, one class each, two per patient) into\n"
+                   "     DIR/slides and list them in DIR/manifest.csv (slide, patient, label)\n"
+                   "  2. magpie run: tile them at 10x and 1.25x (256 px / 32 px) into DIR/dataset.db\n"
+                   "  3. split the slides by patient: train, val, test and an unlabeled pool\n"
+                   "  4. train the 10x teacher (DIR/models/teacher.mpk)\n"
+                   "  5. distil the 1.25x student from it by resolution distillation (DIR/models/student.mpk)\n"
+                   "  6. evaluate the student on the test split\n"
+                   "  7. magpie run: infer every slide with the student: heatmaps under DIR/heatmaps/, predictions\n"
+                   "     in the dataset, DIR/report.html\n"
+                   "Defaults: DIR magpie-demo, 40 slides of 3584x3584, 15 teacher and 40 student epochs (a few\n"
+                   "minutes on 2 cores). Running it again resumes: finished work is skipped.\n");
             return MP_EXIT_OK;
         }
         char nm[64];
         const char *iv = mp_opt_split(argv[i], nm, sizeof nm); /* --name=VALUE is --name VALUE */
         const char *a = iv ? nm : argv[i];
-        const char **dst = !strcmp(a, "--slides") ? &nslides : !strcmp(a, "--width") ? &width : !strcmp(a, "--height") ? &height : NULL;
+        const char **dst = !strcmp(a, "--slides") ? &nslides
+                           : !strcmp(a, "--width") ? &width
+                           : !strcmp(a, "--height") ? &height
+                           : !strcmp(a, "--teacher-epochs") ? &tep
+                           : !strcmp(a, "--student-epochs") ? &sep
+                                                             : NULL;
         if (dst) {
             const char *v = iv ? iv : i + 1 < argc ? argv[++i] : NULL;
             long lv;
@@ -49,103 +161,121 @@ int cmd_demo(int argc, char **argv)
             return MP_EXIT_USAGE;
         } else dir = argv[i];
     }
-    char slides_dir[4096], db[4096];
+    char slides_dir[4096], db[4200], manifest[4200], models[4200], teacher[4300], student[4300], last[4400],
+        report[4200];
     snprintf(slides_dir, sizeof slides_dir, "%s/slides", dir);
     snprintf(db, sizeof db, "%s/dataset.db", dir);
-    if (mp_mkdir_p(slides_dir)) {
+    snprintf(manifest, sizeof manifest, "%s/manifest.csv", dir);
+    snprintf(models, sizeof models, "%s/models", dir);
+    snprintf(teacher, sizeof teacher, "%s/teacher.mpk", models);
+    snprintf(student, sizeof student, "%s/student.mpk", models);
+    snprintf(report, sizeof report, "%s/report.html", dir);
+    if (mp_mkdir_p(slides_dir) || mp_mkdir_p(models)) {
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
+    steps st = {.n = 7, .t_all = mp_now()};
 
-    mp_info("== 1/4 synthesize %s slides into %s", nslides, slides_dir);
-    /* ~1.5 slides per patient, so the patient-grouped split has patients to share out */
+    step_begin(&st, "synthesize slides");
+    /* two slides per patient */
     long ns = atol(nslides);
     char npat[32];
-    snprintf(npat, sizeof npat, "%ld", ns > 2 ? (2 * ns + 2) / 3 : ns);
+    snprintf(npat, sizeof npat, "%ld", ns > 1 ? (ns + 1) / 2 : 1);
+    /* one class per slide (slide labels are then patch labels), few pen marks, no dust: the
+     * distillation benchmark's recipe at 20x */
     char *synth_argv[] = {"synth", slides_dir, "--slides", (char *)nslides, "--patients", npat, "--width", (char *)width,
-                          "--height", (char *)height, "--seed", "1", NULL};
-    int rc = cmd_synth(12, synth_argv);
-    fflush(stdout);
+                          "--height", (char *)height, "--mpp", "0.5", "--purity", "1", "--pen", "0.2", "--dust", "0",
+                          "--seed", "1", "--progress=none", NULL};
+    /* a rerun keeps the slides a finished synth wrote with the same parameters */
+    char stamp[4200], want[512];
+    snprintf(stamp, sizeof stamp, "%s/demo-synth.txt", slides_dir);
+    snprintf(want, sizeof want, "slides=%s patients=%s width=%s height=%s mpp=0.5 purity=1 pen=0.2 dust=0 seed=1\n",
+             nslides, npat, width, height);
+    uint8_t *had = NULL;
+    size_t hl = 0;
+    int rc = MP_EXIT_OK;
+    if (!mp_read_file(stamp, &had, &hl) && !strcmp((char *)had, want)) mp_info("   the slides are there already");
+    else if ((rc = cmd_synth(20, synth_argv)) == MP_EXIT_OK && mp_write_file_atomic(stamp, want, strlen(want))) {
+        mp_error("%s", mp_err());
+        rc = MP_EXIT_FAIL;
+    }
+    free(had);
+    mp_err_clear();
     if (rc != MP_EXIT_OK) return rc;
-
-    /* tile every slide synth wrote (sorted, so the dataset's slide ids are stable) */
     DIR *d = opendir(slides_dir);
     if (!d) {
         mp_error("%s: cannot list directory", slides_dir);
         return MP_EXIT_FAIL;
     }
-    char **paths = NULL;
+    char **names = NULL;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!is_slide(e->d_name)) continue;
-        paths = mp_xrealloc(paths, (size_t)(n + 1) * sizeof *paths);
-        size_t len = strlen(slides_dir) + strlen(e->d_name) + 2;
-        paths[n] = mp_xmalloc(len);
-        snprintf(paths[n++], len, "%s/%s", slides_dir, e->d_name);
+        names = mp_xrealloc(names, (size_t)(n + 1) * sizeof *names);
+        names[n++] = mp_xstrdup(e->d_name);
     }
     closedir(d);
-    if (n == 0) {
-        mp_error("%s: synth wrote no slides", slides_dir);
-        free(paths);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    rc = n ? write_manifest(slides_dir, names, n, manifest) : mp_err_set("%s: synth wrote no slides", slides_dir);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (rc) {
+        mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
-    qsort(paths, (size_t)n, sizeof *paths, cmp_str);
-    /* the ground truth synth wrote beside each slide: NAME.tiff -> NAME.geojson */
-    char **labels_argv = mp_xcalloc((size_t)n + 4, sizeof *labels_argv);
-    char **geo = mp_xcalloc((size_t)n, sizeof *geo);
-    char csv[4200];
-    snprintf(csv, sizeof csv, "%s/slides.csv", slides_dir);
-    int nl = 0;
-    labels_argv[nl++] = "labels";
-    labels_argv[nl++] = "import";
-    labels_argv[nl++] = csv;
-    for (int i = 0; i < n; i++) {
-        size_t len = strlen(paths[i]) + 16;
-        geo[i] = mp_xmalloc(len);
-        snprintf(geo[i], len, "%.*s.geojson", (int)(strrchr(paths[i], '.') - paths[i]), paths[i]);
-        if (mp_file_exists(geo[i])) labels_argv[nl++] = geo[i];
-    }
+    mp_info("   %d slides, listed in %s", n, manifest);
+    step_end(&st);
 
-    mp_info("== 2/4 tile %d slides at 10x and 1.25x into %s", n, db);
-    char **tile_argv = mp_xcalloc((size_t)n + 6, sizeof *tile_argv);
-    int k = 0;
-    tile_argv[k++] = "tile";
-    tile_argv[k++] = db;
-    for (int i = 0; i < n; i++) tile_argv[k++] = paths[i];
-    tile_argv[k++] = "--mags";
-    tile_argv[k++] = "10,1.25";
-    rc = cmd_tile(k, tile_argv);
-    fflush(stdout);
-    if (rc == MP_EXIT_OK) {
-        mp_info("== 3/4 import the ground truth (slide labels, region annotations) and split by patient");
-        rc = cmd_db_labels(db, nl, labels_argv);
-        /* a test split needs a third patient: with two, train and val only (split refuses to
-         * leave a split it was asked for empty) */
-        char *split_argv[] = {"split", "--by", "patient", "--ratios", atol(npat) >= 3 ? "0.5,0.25,0.25" : "0.5,0.5,0",
-                              "--stratify", "none", "--seed", "1", NULL};
-        if (rc == MP_EXIT_OK) rc = cmd_db_split(db, 9, split_argv);
-        fflush(stdout);
-    }
-    for (int i = 0; i < n; i++) {
-        free(paths[i]);
-        free(geo[i]);
-    }
-    free(paths);
-    free(geo);
-    free(labels_argv);
-    free(tile_argv);
-    if (rc != MP_EXIT_OK) return rc;
+    /* 256 px at 10x, 32 px at 1.25x: the network's total stride of 32 divides both, so the
+     * student costs exactly 1/64 of the teacher's FLOPs */
+    step_begin(&st, "magpie run: tile at 10x and 1.25x into the dataset");
+    char *run1[] = {"run", manifest, "--out", (char *)dir, "--steps", "tile", "--mags", "10,1.25", "--size", "256", NULL};
+    rc = cmd_run(10, run1);
+    if (rc != MP_EXIT_OK) goto out;
+    step_end(&st);
 
-    mp_info("== 4/4 dataset summary");
-    char *info_argv[] = {"db", db, "info", NULL};
-    rc = cmd_db(3, info_argv);
+    /* a third of the patients' slides held out unlabeled: the student learns from them too */
+    step_begin(&st, "split the slides by patient (train, val, test, and an unlabeled pool)");
+    char *split_argv[] = {"split", "--by", "patient", "--ratios", "0.5,0.25,0.25", "--stratify", "label", "--unlabeled-ratio",
+                          "0.35", "--seed", "1", NULL};
+    rc = cmd_db_split(db, 11, split_argv);
+    if (rc != MP_EXIT_OK) goto out;
+    step_end(&st);
+
+    /* a rerun continues a killed training or, when it had finished, returns at once */
+    step_begin(&st, "train the 10x teacher");
+    snprintf(last, sizeof last, "%s/teacher.last.mpk", models);
+    char *tr1[] = {"train", db, "--method", "supervised", "--mag", "10", "--out", teacher, "--epochs", (char *)tep,
+                   "--seed", "1", mp_file_exists(last) ? "--resume" : NULL, NULL};
+    rc = cmd_train(mp_file_exists(last) ? 13 : 12, tr1);
+    if (rc != MP_EXIT_OK) goto out;
+    step_end(&st);
+
+    step_begin(&st, "distil the 1.25x student from the teacher (resolution distillation)");
+    snprintf(last, sizeof last, "%s/student.last.mpk", models);
+    char *tr2[] = {"train", db, "--method", "rbd", "--mag", "1.25", "--teacher", teacher, "--out", student,
+                   "--epochs", (char *)sep, "--seed", "1", mp_file_exists(last) ? "--resume" : NULL, NULL};
+    rc = cmd_train(mp_file_exists(last) ? 15 : 14, tr2);
+    if (rc != MP_EXIT_OK) goto out;
+    step_end(&st);
+
+    step_begin(&st, "evaluate the student on the test split");
+    char *ev[] = {"eval", db, student, "--split", "test", "--bootstrap", "1000", NULL};
+    rc = cmd_eval(7, ev);
+    if (rc != MP_EXIT_OK) goto out;
+    step_end(&st);
+
+    step_begin(&st, "magpie run: infer every slide with the student (heatmaps, predictions, report)");
+    char *run2[] = {"run", manifest, "--out", (char *)dir, "--steps", "infer", "--model", student, NULL};
+    rc = cmd_run(8, run2);
+    if (rc != MP_EXIT_OK) goto out;
+    step_end(&st);
     fflush(stdout);
-    if (rc != MP_EXIT_OK) return rc;
-    char *check_argv[] = {"db", db, "check", NULL};
-    rc = cmd_db(3, check_argv);
+    mp_info("\nDone in %.1f s. The report: %s\nNext: open it in a browser; magpie db %s info; magpie --help", mp_now() - st.t_all,
+            report, db);
+    printf("%s\n", report);
+out:
     fflush(stdout);
-    if (rc == MP_EXIT_OK)
-        mp_info("\nNext: magpie db %s slides | magpie db %s stats | sqlite3 %s 'SELECT count(*) FROM patches'", db, db, db);
     return rc;
 }
