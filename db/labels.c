@@ -1197,3 +1197,52 @@ int db_labels_remove(mp_db *db, const db_labels_sel *sel, db_labels_removed *out
     (void)what;
     return 0;
 }
+
+/* ---- labels from a batch run's manifest ---------------------------------------------------- */
+
+int64_t db_labels_manifest_import(mp_db *db, const char *manifest, int rows)
+{
+    char source[4096];
+    abs_source(manifest, source, sizeof source);
+    sqlite3_stmt *q = db_prepare(db, "SELECT max(id) FROM label_imports WHERE kind = 'csv' AND source = ?");
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, source, -1, SQLITE_TRANSIENT);
+    int64_t id = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : db_fail(db, "finding the manifest's import");
+    sqlite3_finalize(q);
+    if (id < 0) return -1;
+    /* an existing import of the same file is this one again: its id stays what db labels list shows */
+    sqlite3_stmt *st = db_prepare(db, id > 0 ? "UPDATE label_imports SET rows = ?2 WHERE id = ?1"
+                                             : "INSERT INTO label_imports(kind, source, rows) VALUES ('csv', ?3, ?2)");
+    if (!st) return -1;
+    if (id > 0) sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, rows);
+    if (!id) sqlite3_bind_text(st, 3, source, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "recording the manifest's import");
+    sqlite3_finalize(st);
+    if (rc) return -1;
+    return id > 0 ? id : sqlite3_last_insert_rowid(db_sqlite(db));
+}
+
+int db_labels_manifest_slide(mp_db *db, int64_t import_id, const char *path, const char *label, const char *patient)
+{
+    sqlite3_stmt *st = db_prepare(db, "UPDATE slides SET patient = CASE WHEN ?2 IS NULL THEN patient ELSE nullif(?2, '') END, "
+                                      "label = CASE WHEN ?3 IS NULL THEN label ELSE nullif(?3, '') END WHERE path = ?1");
+    sqlite3_stmt *pv = st ? db_prepare(db, "INSERT OR REPLACE INTO slide_labels(slide_id, import_id, label, patient) "
+                                           "SELECT id, ?2, ?3, ?4 FROM slides WHERE path = ?1")
+                          : NULL;
+    int rc = pv ? 0 : -1;
+    if (pv) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        if (patient) sqlite3_bind_text(st, 2, patient, -1, SQLITE_STATIC);
+        if (label) sqlite3_bind_text(st, 3, label, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(db, "manifest labels");
+        sqlite3_bind_text(pv, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(pv, 2, import_id);
+        if (label) sqlite3_bind_text(pv, 3, label, -1, SQLITE_STATIC);
+        if (patient) sqlite3_bind_text(pv, 4, patient, -1, SQLITE_STATIC);
+        if (!rc && sqlite3_step(pv) != SQLITE_DONE) rc = db_fail(db, "recording manifest labels");
+    }
+    sqlite3_finalize(pv);
+    sqlite3_finalize(st);
+    return rc;
+}

@@ -75,4 +75,13 @@ typedef struct {
  * matching is an error ("... no labels match"). 0, or -1 + mp_err with nothing changed. */
 int db_labels_remove(mp_db *db, const db_labels_sel *sel, db_labels_removed *out);
 
+/* Slide labels a batch run's manifest gives (magpie run), recorded as `labels import` records a
+ * CSV's: one 'csv' import whose source is the manifest (made absolute), reused by later runs of
+ * the same manifest, and a slide_labels row per slide. Both run inside the caller's transaction.
+ * db_labels_manifest_import: the import's id (created, or found and its row count set), or -1. */
+int64_t db_labels_manifest_import(mp_db *db, const char *manifest, int rows);
+/* The slide at path gets its label and patient from the import; NULL = the manifest has no such
+ * column (slides keeps its value), "" = the column is empty there (cleared). 0, or -1 + mp_err. */
+int db_labels_manifest_slide(mp_db *db, int64_t import_id, const char *path, const char *label, const char *patient);
+
 #endif

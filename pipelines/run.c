@@ -48,6 +48,7 @@ typedef struct {
     run_result *res;
     atomic_int next;
     int klass;           /* --class resolved, -1 = infer's default */
+    int64_t label_import; /* the manifest's label import (labels or patients given), else 0 */
     infer_model *model0; /* loaded by the caller to validate the checkpoint; worker 0's */
     /* progress */
     pthread_mutex_t mu;
@@ -71,23 +72,16 @@ typedef struct {
 
 /* ---- per-slide pieces ---- */
 
-/* The manifest's patient, label and split for a slide the tiler has recorded. */
-static int apply_meta(mp_db *db, const mf_list *m, const mf_item *it)
+/* The manifest's patient, label and split for a slide the tiler has recorded; label and patient
+ * also as the manifest's label import (db labels list shows them, db labels remove takes them). */
+static int apply_meta(mp_db *db, const mf_list *m, const mf_item *it, int64_t import_id)
 {
     if (!m->has_patient && !m->has_label && !m->has_split) return 0;
     if (db_begin(db)) return -1;
-    sqlite3_stmt *u = db_prepare(db, "UPDATE slides SET patient = CASE WHEN ?1 THEN nullif(?2, '') ELSE patient END, "
-                                     "label = CASE WHEN ?3 THEN nullif(?4, '') ELSE label END WHERE path = ?5");
-    int rc = u ? 0 : -1;
-    if (u) {
-        sqlite3_bind_int(u, 1, m->has_patient);
-        sqlite3_bind_text(u, 2, it->patient ? it->patient : "", -1, SQLITE_STATIC);
-        sqlite3_bind_int(u, 3, m->has_label);
-        sqlite3_bind_text(u, 4, it->label ? it->label : "", -1, SQLITE_STATIC);
-        sqlite3_bind_text(u, 5, it->path, -1, SQLITE_STATIC);
-        if (sqlite3_step(u) != SQLITE_DONE) rc = db_fail(db, "manifest labels");
-        sqlite3_finalize(u);
-    }
+    int rc = 0;
+    if (m->has_patient || m->has_label)
+        rc = db_labels_manifest_slide(db, import_id, it->path, m->has_label ? (it->label ? it->label : "") : NULL,
+                                      m->has_patient ? (it->patient ? it->patient : "") : NULL);
     if (!rc && m->has_split) {
         sqlite3_stmt *s = db_prepare(db, it->split && it->split[0]
                                              ? "INSERT OR REPLACE INTO splits(slide_id, split) SELECT id, ?2 FROM slides WHERE path = ?1"
@@ -229,7 +223,7 @@ static void do_slide(worker *w, const mf_item *it, run_result *r)
         r->tile_skipped = tr.outcome == TILER_SKIPPED;
         r->patches = tr.n_patches;
         r->bad_tiles = tr.n_errors;
-        if (apply_meta(w->db, c->m, it)) {
+        if (apply_meta(w->db, c->m, it, c->label_import)) {
             slide_failed(r, mp_err());
             r->seconds = mp_now() - t0;
             return;
@@ -565,10 +559,11 @@ static int run_locked(run_ctx *cp, const mf_list *m, const run_opts *o, const ch
      * on which slide finishes first */
     int rc = 0;
     const mf_list *cl = o->class_list ? o->class_list : m;
-    if (cl->has_label && (o->steps & RUN_STEP_TILE)) {
+    if ((cl->has_label || cl->has_patient) && (o->steps & RUN_STEP_TILE)) {
         rc = db_begin(db);
-        for (int i = 0; !rc && i < cl->n; i++)
+        for (int i = 0; !rc && cl->has_label && i < cl->n; i++)
             if (cl->items[i].label && cl->items[i].label[0] && db_class_id(db, cl->items[i].label, 1) < 0) rc = -1;
+        if (!rc && (c.label_import = db_labels_manifest_import(db, cl->source, cl->n)) < 0) rc = -1;
         if (!rc) rc = db_commit(db);
         else db_rollback(db);
     }

@@ -126,6 +126,25 @@ assert len(slides) == 5 and sum(e["status"] == "failed" for e in slides) == 1, s
 assert ev[-1]["final"] and ev[-1]["done"] == 5 and ev[-1]["failed"] == 1, ev[-1]
 EOF
 
+# the manifest's labels and patients are a label import, as db labels import records a CSV: one
+# import naming the manifest (the same one on every rerun), a slide_labels row per slide
+lab() { sqlite3 "$T/o/dataset.db" "SELECT group_concat(s.name || ':' || coalesce(l.label, 'NULL') || ':' || coalesce(l.patient, 'NULL') || ':' || i.source || ':' || i.rows, ' ') FROM (SELECT l.*, s.path FROM slide_labels l JOIN slides s ON s.id = l.slide_id ORDER BY s.path) l JOIN slides s ON s.id = l.slide_id JOIN label_imports i ON i.id = l.import_id"; }
+want_lab="synth_001:Normal:p2:$T/man.csv:5 synth_000:Tumor:p1:$T/man.csv:5 synth_001:Normal:p2:$T/man.csv:5 synth_002::p3:$T/man.csv:5"
+[ "$(lab)" = "$want_lab" ] || no "manifest labels in slide_labels: $(lab)"
+[ "$(sqlite3 "$T/o/dataset.db" "SELECT count(*) FROM label_imports")" = 1 ] || no "one import after a rerun: $(sqlite3 "$T/o/dataset.db" "SELECT * FROM label_imports")"
+"$B" db "$T/o/dataset.db" labels list >"$T/ll" || no "db labels list"
+grep -q "^ *1  csv .* 5  .*  $T/man.csv\$" "$T/ll" || no "labels list shows the manifest's import: $(cat "$T/ll")"
+[ "$(grep -c ' import 1$' "$T/ll")" = 3 ] || no "labels list: 3 labelled slides from import 1: $(cat "$T/ll")"
+# taken out with db labels remove, then put back by re-tiling (another patch size) from the manifest
+"$B" db "$T/o/dataset.db" labels remove --source "$T/man.csv" -q || no "labels remove --source"
+[ "$(sqlite3 "$T/o/dataset.db" "SELECT count(*) FROM slides WHERE label IS NOT NULL")" = 0 ] || no "labels removed"
+"$B" run man.csv --out "$T/o" --steps tile --size 192 -q 2>"$T/e"; rc=$?
+[ $rc -eq 3 ] || no "re-tile exit $rc: $(cat "$T/e")"
+[ "$(sqlite3 "$T/o/dataset.db" "SELECT count(*) FROM slides WHERE params LIKE '%\"size\":192%'")" = 4 ] || no "re-tiled at 192 px"
+[ "$(lab)" = "$want_lab" ] || no "re-tiling re-applies the manifest labels: $(lab)"
+[ "$(sqlite3 "$T/o/dataset.db" "SELECT group_concat(name || ':' || coalesce(label, '-'), ' ') FROM (SELECT * FROM slides ORDER BY path)")" = \
+  "synth_001:Normal synth_000:Tumor synth_001:Normal synth_002:-" ] || no "slides.label after re-tiling"
+
 # every slide failing: exit 2
 printf 'slide\nnope1.svs\nnope2.svs\n' >allbad.csv
 "$B" run allbad.csv --out "$T/o2" -q 2>"$T/e"; rc=$?
