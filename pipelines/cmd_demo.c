@@ -6,6 +6,10 @@
  * and prints each step's time. Rerunning it resumes: finished steps are skipped. */
 #include <csv.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +17,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "db/db.h"
 #include "pipelines/cmds.h"
+#include "trainer/trainer.h"
 
 static int is_slide(const char *name)
 {
@@ -118,6 +124,145 @@ static void step_end(steps *s)
     mp_info("   step %d took %.1f s (%.1f s so far)", s->k, mp_now() - s->t0, mp_now() - s->t_all);
 }
 
+/* One training of the demo, resumable: OUT.demo.txt records what a finished training was asked
+ * (the slides' recipe, the epochs, the teacher's record), so a rerun with the same record skips
+ * it, one without a record continues a killed run from OUT.last.mpk, and a different record
+ * (other epochs, other slides, a retrained teacher) trains again from scratch. argv has two
+ * NULL slots at argc for --resume. */
+static int train_step(const char *out, const char *want, char **argv, int argc)
+{
+    char stamp[4400], last[4400];
+    snprintf(stamp, sizeof stamp, "%s.demo.txt", out);
+    tr_side_path(last, sizeof last, out, ".last.mpk");
+    uint8_t *had = NULL;
+    size_t hl = 0;
+    int have = !mp_read_file(stamp, &had, &hl);
+    int same = have && hl == strlen(want) && !memcmp(had, want, hl);
+    free(had);
+    mp_err_clear();
+    if (same && mp_file_exists(out)) {
+        mp_info("   %s is trained already", out);
+        return MP_EXIT_OK;
+    }
+    if (!have && mp_file_exists(last)) argv[argc++] = "--resume";
+    unlink(stamp);
+    int rc = cmd_train(argc, argv);
+    if (rc == MP_EXIT_OK && mp_write_file_atomic(stamp, want, strlen(want))) {
+        mp_error("%s", mp_err());
+        rc = MP_EXIT_FAIL;
+    }
+    return rc;
+}
+
+/* Patches per split and class, printed; every class must have patches in train, val and test,
+ * or the numbers that follow would not mean what they say. */
+static int check_splits(const char *db_path)
+{
+    mp_db *db = db_open(db_path, DB_OPEN_READONLY);
+    if (!db) {
+        mp_error("%s", mp_err());
+        return MP_EXIT_FAIL;
+    }
+    sqlite3_stmt *q = db_prepare(db, "SELECT c.name, "
+                                     "sum(sp.split = 'train'), sum(sp.split = 'val'), sum(sp.split = 'test'), "
+                                     "sum(sp.split = 'unlabeled') "
+                                     "FROM patches p JOIN slides s ON s.id = p.slide_id JOIN splits sp ON sp.slide_id = s.id "
+                                     "JOIN classes c ON c.name = s.label GROUP BY c.id ORDER BY c.id");
+    int rc = q ? MP_EXIT_OK : MP_EXIT_FAIL, n = 0;
+    if (q) printf("patches     train    val   test  unlabeled\n");
+    while (q && sqlite3_step(q) == SQLITE_ROW) {
+        n++;
+        const char *name = (const char *)sqlite3_column_text(q, 0);
+        int64_t c[4];
+        for (int k = 0; k < 4; k++) c[k] = sqlite3_column_int64(q, k + 1);
+        printf("%-10s %6lld %6lld %6lld %10lld\n", name, (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3]);
+        for (int k = 0; k < 3; k++)
+            if (c[k] == 0 && rc == MP_EXIT_OK) {
+                mp_error("%s: class %s has no patches in the %s split: give more or larger slides (--slides, --width, "
+                         "--height)",
+                         db_path, name, k == 0 ? "train" : k == 1 ? "val" : "test");
+                rc = MP_EXIT_FAIL;
+            }
+    }
+    if (q && n < 2) {
+        mp_error("%s: %d class%s with patches; the demo needs at least two", db_path, n, n == 1 ? "" : "es");
+        rc = MP_EXIT_FAIL;
+    }
+    if (!q) mp_error("%s", mp_err());
+    sqlite3_finalize(q);
+    db_close(db);
+    return rc;
+}
+
+/* `magpie eval DB CKPT --split test --json` with its stdout going to `out` (written beside and
+ * renamed in, so a killed demo leaves no half file). */
+static int eval_to_json(const char *db, const char *ckpt, const char *out)
+{
+    char tmp[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        mp_error("%s: %s", tmp, strerror(errno));
+        return MP_EXIT_FAIL;
+    }
+    fflush(stdout);
+    int saved = dup(1);
+    dup2(fd, 1);
+    close(fd);
+    char *ev[] = {"eval", (char *)db, (char *)ckpt, "--split", "test", "--bootstrap", "1000", "--json", NULL};
+    int rc = cmd_eval(8, ev);
+    fflush(stdout);
+    int werr = ferror(stdout);
+    dup2(saved, 1);
+    close(saved);
+    clearerr(stdout);
+    if (rc == MP_EXIT_OK && (werr || rename(tmp, out))) {
+        mp_error("%s: %s", out, strerror(errno ? errno : EIO));
+        rc = MP_EXIT_FAIL;
+    }
+    if (rc != MP_EXIT_OK) unlink(tmp);
+    return rc;
+}
+
+static void print_metric(json_t *j, const char *key)
+{
+    json_t *m = json_object_get(j, key);
+    double v = json_number_value(json_object_get(m, "value"));
+    json_t *ci = json_object_get(m, "ci");
+    if (!m) printf("  %-17s", "-");
+    else if (json_array_size(ci) == 2)
+        printf("  %.3f [%.3f, %.3f]", v, json_number_value(json_array_get(ci, 0)), json_number_value(json_array_get(ci, 1)));
+    else printf("  %-17.3f", v);
+}
+
+/* The two evaluations side by side: the numbers as eval computed them, and chance. */
+static void print_eval(const char *teacher_json, const char *student_json)
+{
+    json_t *j[2] = {json_load_file(teacher_json, 0, NULL), json_load_file(student_json, 0, NULL)};
+    const char *who[2] = {"teacher", "student"};
+    int k = (int)json_array_size(json_object_get(j[0], "classes"));
+    printf("\ntest split: %lld patches of %lld slides (95%% CIs: bootstrap over whole slides)\n",
+           (long long)json_integer_value(json_object_get(j[1], "patches")),
+           (long long)json_integer_value(json_object_get(j[1], "slides")));
+    printf("model       mag   px  GFLOPs/patch  balanced accuracy     macro AUC             slides (balanced accuracy)\n");
+    for (int i = 0; i < 2; i++) {
+        if (!j[i]) continue;
+        printf("%-8s %5gx %4lld  %12.3f", who[i], json_number_value(json_object_get(j[i], "mag")),
+               (long long)json_integer_value(json_object_get(j[i], "input_size")),
+               json_number_value(json_object_get(j[i], "flops_per_patch")) / 1e9);
+        print_metric(j[i], "balanced_accuracy");
+        print_metric(j[i], "macro_auc");
+        printf("  %.3f\n", json_number_value(json_object_get(j[i], "slide_mean_balanced_accuracy")));
+    }
+    if (k > 0) printf("chance: balanced accuracy %.3f (%d classes), AUC 0.5\n", 1.0 / k, k);
+    if (j[0] && j[1] && json_number_value(json_object_get(j[1], "flops_per_patch")) > 0)
+        printf("the student costs %.0fx fewer FLOPs per patch than the teacher\n",
+               json_number_value(json_object_get(j[0], "flops_per_patch")) /
+                   json_number_value(json_object_get(j[1], "flops_per_patch")));
+    json_decref(j[0]);
+    json_decref(j[1]);
+}
+
 int cmd_demo(int argc, char **argv)
 {
     const char *dir = "magpie-demo";
@@ -129,14 +274,15 @@ int cmd_demo(int argc, char **argv)
                    "  1. synthesize N H&E-like slides (20x, 0.5 µm/px, one class each, two per patient) into\n"
                    "     DIR/slides and list them in DIR/manifest.csv (slide, patient, label)\n"
                    "  2. magpie run: tile them at 10x and 1.25x (256 px / 32 px) into DIR/dataset.db\n"
-                   "  3. split the slides by patient: train, val, test and an unlabeled pool\n"
+                   "  3. split the slides by patient: train, val, test and an unlabeled pool (every class must have\n"
+                   "     patches in train, val and test: the patch counts are printed)\n"
                    "  4. train the 10x teacher (DIR/models/teacher.mpk)\n"
                    "  5. distil the 1.25x student from it by resolution distillation (DIR/models/student.mpk)\n"
-                   "  6. evaluate the student on the test split\n"
+                   "  6. evaluate the teacher and the student on the test split (DIR/eval/*.json), side by side\n"
                    "  7. magpie run: infer every slide with the student: heatmaps under DIR/heatmaps/, predictions\n"
                    "     in the dataset, DIR/report.html\n"
                    "Defaults: DIR magpie-demo, 40 slides of 3584x3584, 15 teacher and 40 student epochs (a few\n"
-                   "minutes on 2 cores). Running it again resumes: finished work is skipped.\n");
+                   "minutes on 2 cores). Running it again resumes: finished work is skipped, a killed training continues.\n");
             return MP_EXIT_OK;
         }
         char nm[64];
@@ -161,7 +307,7 @@ int cmd_demo(int argc, char **argv)
             return MP_EXIT_USAGE;
         } else dir = argv[i];
     }
-    char slides_dir[4096], db[4200], manifest[4200], models[4200], teacher[4300], student[4300], last[4400],
+    char slides_dir[4096], db[4200], manifest[4200], models[4200], teacher[4300], student[4300],
         report[4200];
     snprintf(slides_dir, sizeof slides_dir, "%s/slides", dir);
     snprintf(db, sizeof db, "%s/dataset.db", dir);
@@ -240,30 +386,42 @@ int cmd_demo(int argc, char **argv)
     char *split_argv[] = {"split", "--by", "patient", "--ratios", "0.5,0.25,0.25", "--stratify", "label", "--unlabeled-ratio",
                           "0.35", "--seed", "1", NULL};
     rc = cmd_db_split(db, 11, split_argv);
+    if (rc == MP_EXIT_OK) rc = check_splits(db);
     if (rc != MP_EXIT_OK) goto out;
     step_end(&st);
 
-    /* a rerun continues a killed training or, when it had finished, returns at once */
     step_begin(&st, "train the 10x teacher");
-    snprintf(last, sizeof last, "%s/teacher.last.mpk", models);
     char *tr1[] = {"train", db, "--method", "supervised", "--mag", "10", "--out", teacher, "--epochs", (char *)tep,
-                   "--seed", "1", mp_file_exists(last) ? "--resume" : NULL, NULL};
-    rc = cmd_train(mp_file_exists(last) ? 13 : 12, tr1);
+                   "--seed", "1", NULL, NULL};
+    char want_t[1024];
+    snprintf(want_t, sizeof want_t, "%steacher epochs=%s\n", want, tep);
+    rc = train_step(teacher, want_t, tr1, 12);
     if (rc != MP_EXIT_OK) goto out;
     step_end(&st);
 
     step_begin(&st, "distil the 1.25x student from the teacher (resolution distillation)");
-    snprintf(last, sizeof last, "%s/student.last.mpk", models);
     char *tr2[] = {"train", db, "--method", "rbd", "--mag", "1.25", "--teacher", teacher, "--out", student,
-                   "--epochs", (char *)sep, "--seed", "1", mp_file_exists(last) ? "--resume" : NULL, NULL};
-    rc = cmd_train(mp_file_exists(last) ? 15 : 14, tr2);
+                   "--epochs", (char *)sep, "--seed", "1", NULL, NULL};
+    char want_s[1200];
+    snprintf(want_s, sizeof want_s, "%sstudent epochs=%s\n", want_t, sep);
+    rc = train_step(student, want_s, tr2, 14);
     if (rc != MP_EXIT_OK) goto out;
     step_end(&st);
 
-    step_begin(&st, "evaluate the student on the test split");
-    char *ev[] = {"eval", db, student, "--split", "test", "--bootstrap", "1000", NULL};
-    rc = cmd_eval(7, ev);
-    if (rc != MP_EXIT_OK) goto out;
+    /* both models on the held-out test split, so the student's figure has its teacher's and
+     * chance beside it; the JSON stays in DIR/eval for the report */
+    step_begin(&st, "evaluate the teacher and the student on the test split");
+    char evdir[4200], evt[4300], evs[4300];
+    snprintf(evdir, sizeof evdir, "%s/eval", dir);
+    snprintf(evt, sizeof evt, "%s/teacher.json", evdir);
+    snprintf(evs, sizeof evs, "%s/student.json", evdir);
+    if (mp_mkdir_p(evdir)) {
+        mp_error("%s", mp_err());
+        rc = MP_EXIT_FAIL;
+        goto out;
+    }
+    if ((rc = eval_to_json(db, teacher, evt)) != MP_EXIT_OK || (rc = eval_to_json(db, student, evs)) != MP_EXIT_OK) goto out;
+    print_eval(evt, evs);
     step_end(&st);
 
     step_begin(&st, "magpie run: infer every slide with the student (heatmaps, predictions, report)");
@@ -272,8 +430,9 @@ int cmd_demo(int argc, char **argv)
     if (rc != MP_EXIT_OK) goto out;
     step_end(&st);
     fflush(stdout);
-    mp_info("\nDone in %.1f s. The report: %s\nNext: open it in a browser; magpie db %s info; magpie --help", mp_now() - st.t_all,
-            report, db);
+    mp_info("%s", "");
+    mp_info("Done in %.1f s. The report: %s", mp_now() - st.t_all, report);
+    mp_info("Next: open it in a browser; magpie db %s info; magpie --help", db);
     printf("%s\n", report);
 out:
     fflush(stdout);
