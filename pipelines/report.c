@@ -5,6 +5,7 @@
  * a cluster run is the same function over their folders. Every text from a slide (names,
  * paths, errors, labels) is HTML-escaped. */
 #include <csv.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,10 +13,12 @@
 #include <string.h>
 #include <time.h>
 #include <vips/vips.h>
+#include <xxhash.h>
 
 #include "common/error.h"
 #include "common/util.h"
 #include "db/db.h"
+#include "infer/infer.h"
 #include "pipelines/run.h"
 
 /* ---- status.csv ---- */
@@ -137,6 +140,18 @@ static void embed(FILE *f, const void *buf, size_t len, const char *mime, const 
     g_free(b64);
 }
 
+typedef struct {
+    char *name;
+    json_t *j;
+    double mag;
+} ev_item;
+
+static int cmp_ev(const void *a, const void *b)
+{
+    const ev_item *x = a, *y = b;
+    return x->mag != y->mag ? (x->mag < y->mag) - (x->mag > y->mag) : strcmp(x->name, y->name);
+}
+
 static const char none_html[] = "<span class=none>&mdash;</span>";
 
 /* The small image a run cached (embedded as it is), else one made from the source file now
@@ -199,15 +214,23 @@ static void img_mask(FILE *f, const char *cache, mp_db *db, const char *slide, i
     g_free(buf);
 }
 
-int run_small_image(const char *src, int box, const char *out)
+int run_small_image(const char *src, int box, const char *out) { return run_small_image_region(src, 0, 0, 0, 0, box, out); }
+
+int run_small_image_region(const char *src, int x, int y, int w, int h, int box, const char *out)
 {
-    VipsImage *im = vips_image_new_from_file(src, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    VipsImage *im = vips_image_new_from_file(src, "access", VIPS_ACCESS_RANDOM, NULL), *part = NULL;
     void *buf = NULL;
     size_t len;
-    int rc = im && !encode_small(im, box, 0, &buf, &len) ? mp_write_file_atomic(out, buf, len)
-                                                         : mp_err_set("%s: cannot make a small copy: %s", src, vips_error_buffer());
+    int rc;
+    if (im && w > 0 && h > 0 && (x + w > im->Xsize || y + h > im->Ysize || x < 0 || y < 0))
+        rc = mp_err_set("%s: the region %dx%d+%d+%d is outside the %dx%d image", src, w, h, x, y, im->Xsize, im->Ysize);
+    else if (im && (w <= 0 || h <= 0 || !vips_extract_area(im, &part, x, y, w, h, NULL)) &&
+             !encode_small(part ? part : im, box, 0, &buf, &len))
+        rc = mp_write_file_atomic(out, buf, len);
+    else rc = mp_err_set("%s: cannot make a small copy: %s", src, vips_error_buffer());
     vips_error_clear();
     g_free(buf);
+    if (part) g_object_unref(part);
     if (im) g_object_unref(im);
     return rc;
 }
@@ -220,6 +243,154 @@ int run_small_mask(mp_db *db, const char *slide, int box, const char *out)
                                                     : mp_write_file_atomic(out, buf, len);
     g_free(buf);
     return rc;
+}
+
+/* ---- models: training curves and test-split evaluations ---- */
+
+/* The training curves a run copied into thumbs/ (curve.teacher.svg, curve.model.svg) and the
+ * `magpie eval --json` outputs kept in eval/ (every .json) (magpie demo writes them), for every folder;
+ * a curve several folders share (shards of one run) is shown once. Nothing: no section. */
+static void models_section(FILE *f, char *const *dirs, int n, json_t **sums)
+{
+    static const char *roles[2] = {"teacher", "model"};
+    int opened = 0;
+    uint64_t seen[64];
+    int nseen = 0;
+    for (int d = 0; d < n; d++) {
+        for (int r = 0; r < 2; r++) {
+            char p[4300];
+            snprintf(p, sizeof p, "%s/thumbs/curve.%s.svg", dirs[d], roles[r]);
+            uint8_t *svg;
+            size_t len;
+            if (!mp_file_exists(p) || mp_read_file(p, &svg, &len)) {
+                mp_err_clear();
+                continue;
+            }
+            uint64_t h = XXH3_64bits(svg, len);
+            int dup = 0;
+            for (int k = 0; k < nseen; k++) dup |= seen[k] == h;
+            if (!dup && nseen < 64) seen[nseen++] = h;
+            if (!dup) {
+                if (!opened++) fputs("<h2>Models</h2>\n<div class=curves>\n", f);
+                const char *ck = json_string_value(json_object_get(sums[d], r ? "model" : "teacher"));
+                fputs("<figure>", f);
+                embed(f, svg, len, "image/svg+xml", r ? "training curve of the model" : "training curve of its teacher");
+                fprintf(f, "<figcaption>%s: ", r ? "the model inferred with" : "its teacher");
+                esc(f, ck ? ck : "(checkpoint not recorded)");
+                fputs("</figcaption></figure>\n", f);
+            }
+            free(svg);
+        }
+    }
+    if (opened) fputs("</div>\n", f);
+    /* the evaluations, in name order per folder */
+    int rows = 0;
+    for (int d = 0; d < n; d++) {
+        char ed[4300];
+        snprintf(ed, sizeof ed, "%s/eval", dirs[d]);
+        DIR *dh = opendir(ed);
+        if (!dh) continue;
+        char **names = NULL;
+        int nn = 0;
+        struct dirent *e;
+        while ((e = readdir(dh))) {
+            size_t l = strlen(e->d_name);
+            if (l > 5 && !strcmp(e->d_name + l - 5, ".json")) {
+                names = mp_xrealloc(names, sizeof(char *) * (size_t)(nn + 1));
+                names[nn++] = mp_xstrdup(e->d_name);
+            }
+        }
+        closedir(dh);
+        /* highest magnification first (the teacher before its student), then by name */
+        ev_item *ev = mp_xcalloc((size_t)nn + 1, sizeof *ev);
+        for (int i = 0; i < nn; i++) {
+            char p[4600];
+            snprintf(p, sizeof p, "%s/%s", ed, names[i]);
+            ev[i].name = names[i];
+            ev[i].j = json_load_file(p, 0, NULL);
+            ev[i].mag = json_number_value(json_object_get(ev[i].j, "mag"));
+        }
+        qsort(ev, (size_t)nn, sizeof *ev, cmp_ev);
+        for (int i = 0; i < nn; i++) {
+            json_t *j = ev[i].j;
+            names[i] = ev[i].name;
+            json_t *ba = json_object_get(j, "balanced_accuracy"), *auc = json_object_get(j, "macro_auc");
+            if (j && ba) {
+                if (!rows++)
+                    fputs("<table class=evals><thead><tr><th>evaluation</th><th>checkpoint</th><th>method</th><th>magnification</th>"
+                          "<th>GFLOPs/patch</th><th>split</th><th>patches (slides)</th><th>balanced accuracy [95% CI]</th>"
+                          "<th>macro AUC [95% CI]</th><th>slide-level balanced accuracy</th><th>chance</th></tr></thead><tbody>\n",
+                          f);
+                fputs("<tr><td>", f);
+                esc(f, names[i]);
+                fputs("</td><td class=path>", f);
+                esc(f, json_string_value(json_object_get(j, "checkpoint")));
+                fputs("</td><td>", f);
+                esc(f, json_string_value(json_object_get(j, "method")));
+                fprintf(f, "</td><td class=n>%gx (%lld px)</td><td class=n>%.3f</td><td>", json_number_value(json_object_get(j, "mag")),
+                        (long long)json_integer_value(json_object_get(j, "input_size")),
+                        json_number_value(json_object_get(j, "flops_per_patch")) / 1e9);
+                esc(f, json_string_value(json_object_get(j, "split")));
+                fprintf(f, "</td><td class=n>%lld (%lld)</td>", (long long)json_integer_value(json_object_get(j, "patches")),
+                        (long long)json_integer_value(json_object_get(j, "slides")));
+                json_t *m[2] = {ba, auc};
+                for (int k = 0; k < 2; k++) {
+                    json_t *ci = json_object_get(m[k], "ci");
+                    fprintf(f, "<td class=n>%.3f", json_number_value(json_object_get(m[k], "value")));
+                    if (json_array_size(ci) == 2)
+                        fprintf(f, " [%.3f, %.3f]", json_number_value(json_array_get(ci, 0)), json_number_value(json_array_get(ci, 1)));
+                    fputs("</td>", f);
+                }
+                json_t *sm = json_object_get(j, "slide_mean_balanced_accuracy");
+                if (json_is_number(sm)) fprintf(f, "<td class=n>%.3f</td>", json_number_value(sm));
+                else fputs("<td class=n>-</td>", f);
+                size_t k = json_array_size(json_object_get(j, "classes"));
+                if (k) fprintf(f, "<td class=n>%.3f</td></tr>\n", 1.0 / (double)k);
+                else fputs("<td class=n>-</td></tr>\n", f);
+            }
+            json_decref(j);
+            free(names[i]);
+        }
+        free(ev);
+        free(names);
+    }
+    if (rows) fputs("</tbody></table>\n", f);
+}
+
+/* The heatmap column's legend, once: the class and colour map infer used, from the first slide
+ * that has a prediction.json (a run infers every slide with one checkpoint and one class). */
+static void heat_legend(FILE *f, char *const *dirs, int n, table *tabs)
+{
+    for (int d = 0; d < n; d++) {
+        int cn = col(&tabs[d], "name");
+        for (int r = 1; r < tabs[d].n; r++) {
+            char safe[1024], p[4600];
+            mp_safe_name(cell(&tabs[d], r, cn), safe, sizeof safe);
+            snprintf(p, sizeof p, "%s/heatmaps/%s/prediction.json", dirs[d], safe);
+            if (!mp_file_exists(p)) continue;
+            json_t *j = json_load_file(p, 0, NULL);
+            json_t *cls = json_object_get(j, "classes");
+            json_int_t k = json_integer_value(json_object_get(json_object_get(j, "params"), "class"));
+            const char *name = json_string_value(json_array_get(cls, (size_t)k));
+            int K = (int)json_array_size(cls);
+            if (name && K > 0) {
+                infer_cmap cm = infer_cmap_for(K);
+                fputs("<p class=legend>heatmap column: p(", f);
+                esc(f, name);
+                fputs(") over the slide, 0 <span class=bar style=\"background:linear-gradient(to right", f);
+                for (int i = 0; i <= 8; i++) {
+                    uint8_t c[3];
+                    infer_colormap(cm, (float)i / 8, c);
+                    fprintf(f, ",#%02x%02x%02x", c[0], c[1], c[2]);
+                }
+                fprintf(f, ")\"></span> 1 (%s; blank: not evaluated). Each slide&#39;s full overlay, with its colour bar "
+                           "and scale bar: heatmaps/NAME/overlay.png.</p>\n",
+                        infer_cmap_name(cm));
+            }
+            json_decref(j);
+            return;
+        }
+    }
 }
 
 static double num(const char *s)
@@ -243,6 +414,13 @@ static const char style_js[] =
     ".failed{color:#b00020;font-weight:600}.done{color:#1b7e3c;font-weight:600}\n"
     ".err{color:#b00020;max-width:28em;word-break:break-word}.path{color:#666;font-size:.85em;word-break:break-all}\n"
     ".none{color:#aaa}\n"
+    "h2{font-size:1.15em;margin:1.2em 0 .4em}\n"
+    ".legend{margin:.2em 0 .6em;color:#444}.legend .bar{display:inline-block;width:10em;height:.9em;"
+    "vertical-align:middle;border:1px solid #999}\n"
+    ".curves{display:flex;flex-wrap:wrap;gap:1em}.curves figure{margin:0}.curves img{width:660px;max-width:100%;"
+    "border:1px solid #ddd}\n"
+    ".curves figcaption{font-size:.85em;color:#555;word-break:break-all;max-width:660px}\n"
+    "table.evals{width:auto;margin-bottom:1em}table.evals th{cursor:default;position:static}\n"
     "</style>\n";
 
 static const char sort_js[] =
@@ -340,7 +518,11 @@ int run_report_write(const char *out_html, char *const *dirs, int n)
                "<div><b>%.1f s</b>inference (sum over slides)</div>\n",
             wall, n > 1 ? " (sum over runs)" : "", tile_s, infer_s);
     if (n > 1) fprintf(f, "<div><b>%d</b>run folders</div>\n", n);
-    fputs("</div>\n<table id=slides><thead><tr><th>#</th><th>slide</th><th>status</th><th>thumbnail</th>"
+    fputs("</div>\n", f);
+    models_section(f, dirs, n, sums);
+    fputs("<h2>Slides</h2>\n", f);
+    heat_legend(f, dirs, n, tabs);
+    fputs("<table id=slides><thead><tr><th>#</th><th>slide</th><th>status</th><th>thumbnail</th>"
           "<th>tissue mask</th><th>heatmap</th><th>patches</th><th>unreadable tiles</th><th>cells evaluated</th>"
           "<th>MPP (&micro;m/px)</th><th>MPP source</th><th>call</th><th>confidence</th><th>label</th>"
           "<th>seconds</th><th>error</th></tr></thead>\n<tbody>\n",

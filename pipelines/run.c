@@ -26,8 +26,10 @@
 #include "db/db.h"
 #include "db/labels.h"
 #include "db/tiling.h"
+#include "nn/ckpt.h"
 #include "nn/gemm.h"
 #include "pipelines/run.h"
+#include "trainer/trainer.h"
 
 void run_opts_default(run_opts *o)
 {
@@ -180,6 +182,32 @@ static int write_thumb(const char *slide, double mpp_override, const char *out)
     return rc;
 }
 
+/* The report's heatmap picture: infer's overlay.png without its title and colour-bar panel (at
+ * 200 px their text cannot be read; the report gives the legend once), cut where
+ * infer_overlay_layout put the picture for this slide's bounds and overlay size. */
+static int heat_thumb(const char *outdir, const char *out)
+{
+    char pj[4400], ov[4400];
+    snprintf(pj, sizeof pj, "%s/prediction.json", outdir);
+    snprintf(ov, sizeof ov, "%s/overlay.png", outdir);
+    json_t *j = json_load_file(pj, 0, NULL);
+    json_t *b = json_object_get(json_object_get(j, "grid"), "bounds");
+    json_int_t size = json_integer_value(json_object_get(json_object_get(j, "params"), "overlay_size"));
+    infer_grid g;
+    memset(&g, 0, sizeof g);
+    g.bw = json_integer_value(json_array_get(b, 2));
+    g.bh = json_integer_value(json_array_get(b, 3));
+    json_decref(j);
+    if (g.bw <= 0 || g.bh <= 0 || size <= 0) return run_small_image(ov, RUN_THUMB_PX, out); /* an older infer's */
+    infer_overlay_spec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.g = &g;
+    sp.size = (int)size;
+    infer_overlay_geom L;
+    infer_overlay_layout(&sp, &L);
+    return run_small_image_region(ov, L.pic_x, L.pic_y, L.pic_w, L.pic_h, RUN_THUMB_PX, out);
+}
+
 static void slide_failed(run_result *r, const char *msg)
 {
     r->done = 0;
@@ -272,7 +300,7 @@ static void do_slide(worker *w, const mf_item *it, run_result *r)
         char ov[4500];
         snprintf(thumb, sizeof thumb, "%s/%s.heat.jpg", c->thumb_dir, it->name);
         snprintf(ov, sizeof ov, "%s/overlay.png", ir.outdir);
-        if ((r->infer_ran || !mp_file_exists(thumb)) && run_small_image(ov, RUN_THUMB_PX, thumb))
+        if ((r->infer_ran || !mp_file_exists(thumb)) && heat_thumb(ir.outdir, thumb))
             mp_warn("%s: no heatmap picture for the report: %s", it->path, mp_err());
     }
     r->done = 1;
@@ -430,7 +458,8 @@ static void iso_now(char *buf, size_t n)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int write_summary(run_ctx *c, const char *dir, const char *started, double wall, const char *ckpt_fp)
+static int write_summary(run_ctx *c, const char *dir, const char *started, double wall, const char *ckpt_fp,
+                         const char *teacher)
 {
     const run_opts *o = c->o;
     int n_tile_skip = 0, n_infer_skip = 0, n_tile_ran = 0, n_infer_ran = 0;
@@ -472,6 +501,7 @@ static int write_summary(run_ctx *c, const char *dir, const char *started, doubl
     }
     if (o->steps & RUN_STEP_INFER) {
         json_object_set_new(j, "model", json_string(o->model));
+        if (teacher && teacher[0]) json_object_set_new(j, "teacher", json_string(teacher));
         json_object_set_new(j, "model_fingerprint", json_string(ckpt_fp));
         json_object_set_new(j, "infer_params",
                             json_pack("{s:i, s:f, s:f, s:i}", "stride", o->infer.stride, "min_tissue",
@@ -485,6 +515,54 @@ static int write_summary(run_ctx *c, const char *dir, const char *started, doubl
     int rc = mp_write_file_atomic(p, txt, strlen(txt));
     free(txt);
     return rc;
+}
+
+/* ---- training curves for the report ---- */
+
+/* DIR/thumbs/curve.<role>.svg: a copy of the training curve `magpie train` drew beside ckpt
+ * (stem.svg), so the report (and a report rebuilt later, or over moved folders) shows how the
+ * model was trained. A model without a curve leaves no stale copy of another's. */
+static void copy_curve(const char *ckpt, const char *thumb_dir, const char *role)
+{
+    char svg[4400], out[4400];
+    snprintf(out, sizeof out, "%s/curve.%s.svg", thumb_dir, role);
+    uint8_t *data = NULL, *had = NULL;
+    size_t len = 0, hl = 0;
+    if (ckpt) tr_side_path(svg, sizeof svg, ckpt, ".svg");
+    if (!ckpt || !mp_file_exists(svg) || mp_read_file(svg, &data, &len)) {
+        unlink(out);
+        mp_err_clear();
+        return;
+    }
+    /* unchanged: not rewritten (a rerun writes nothing it does not have to) */
+    if (mp_read_file(out, &had, &hl) || hl != len || memcmp(had, data, len))
+        if (mp_write_file_atomic(out, data, len)) mp_warn("%s", mp_err());
+    mp_err_clear();
+    free(had);
+    free(data);
+}
+
+/* The teacher a checkpoint was distilled from, as `magpie train` recorded it (its path when
+ * training, taken relative to the current folder, else beside the student). */
+static int model_teacher(const char *ckpt, char *out, size_t cap)
+{
+    nn_ckpt ck;
+    memset(&ck, 0, sizeof ck);
+    int found = 0;
+    if (!nn_ckpt_load(&ck, ckpt)) {
+        const char *t = nn_ckpt_get(&ck, "teacher");
+        if (t && t[0]) {
+            snprintf(out, cap, "%s", t);
+            found = 1;
+            if (!mp_file_exists(out) && t[0] != '/') {
+                const char *slash = strrchr(ckpt, '/'), *base = strrchr(t, '/');
+                snprintf(out, cap, "%.*s%s", slash ? (int)(slash - ckpt + 1) : 0, ckpt, base ? base + 1 : t);
+            }
+        }
+    }
+    nn_ckpt_free(&ck);
+    mp_err_clear();
+    return found;
 }
 
 /* ---- the run ---- */
@@ -629,7 +707,13 @@ static int run_locked(run_ctx *cp, const mf_list *m, const run_opts *o, const ch
     char html[4200];
     snprintf(html, sizeof html, "%s/report.html", dir);
     char *dirs[1] = {(char *)dir};
-    if (write_status(&c, dir) || write_summary(&c, dir, started, wall, ckpt_fp) || run_report_write(html, dirs, 1)) {
+    char teacher[4096] = "";
+    if (o->steps & RUN_STEP_INFER) {
+        int has_teacher = model_teacher(o->model, teacher, sizeof teacher);
+        copy_curve(o->model, c.thumb_dir, "model");
+        copy_curve(has_teacher ? teacher : NULL, c.thumb_dir, "teacher");
+    }
+    if (write_status(&c, dir) || write_summary(&c, dir, started, wall, ckpt_fp, teacher) || run_report_write(html, dirs, 1)) {
         mp_error("%s", mp_err());
         out_rc = -1;
     }

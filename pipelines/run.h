@@ -62,6 +62,8 @@ int run_slides(const mf_list *m, const run_opts *o, const char *argv0);
  * side, so a report embeds them as they are (milliseconds a slide). 0, or -1 + mp_err. */
 #define RUN_THUMB_PX 200
 int run_small_image(const char *src, int box, const char *out);
+/* The same of the w x h region at (x, y) of src (w or h <= 0: all of it). */
+int run_small_image_region(const char *src, int x, int y, int w, int h, int box, const char *out);
 int run_small_mask(mp_db *db, const char *slide, int box, const char *out);
 
 /* The report over one or more run folders (their status.csv, summary.json, dataset.db,

@@ -55,6 +55,18 @@ for who in ("teacher", "student"):
             assert e["val_balanced_accuracy"] is not None and 0 <= e["val_balanced_accuracy"] <= 1, (who, e)
 PY
 grep -q "val balanced accuracy -" "$T/err" && no "a negative validation figure was printed"
+# the report shows how both models were trained and how they did on the test split (teacher first)
+R="$T/d/report.html"
+grep -q '<h2>Models</h2>' "$R" || no "no Models section in the report"
+[ "$(grep -o 'src="data:image/svg+xml;base64,' "$R" | wc -l)" = 2 ] || no "two training curves in the report"
+grep -q 'alt="training curve of its teacher"' "$R" && grep -q 'alt="training curve of the model"' "$R" || no "curve captions"
+[ "$(grep -o '<tr><td>[a-z]*\.json</td>' "$R" | tr '\n' ' ')" = "<tr><td>teacher.json</td> <tr><td>student.json</td> " ] ||
+    no "the evaluations in the report: $(grep -o '<tr><td>[a-z]*\.json</td>' "$R")"
+grep -q 'heatmap column: p(Lymphocyte) over the slide' "$R" || no "the heatmap legend"
+# the heatmap pictures are the overlay's square slide picture, without its legend panel
+for f in "$T"/d/thumbs/*.heat.jpg; do
+    [ "$(vipsheader -f width "$f")" = "$(vipsheader -f height "$f")" ] || no "$f is not the square picture: $(vipsheader "$f")"
+done
 dump() { sqlite3 "$db" "SELECT s.path, p.gx, p.gy, i.mag, length(i.data) FROM patches p JOIN slides s ON s.id = p.slide_id JOIN images i ON i.patch_id = p.id ORDER BY 1, 2, 3, 4"; sqlite3 "$db" "SELECT slide_path, gx, gy, probs FROM predictions ORDER BY 1, 2, 3"; }
 dump >"$T/d1"
 cp "$T/d/models/student.mpk" "$T/student1.mpk"
