@@ -636,6 +636,15 @@ int db_merge(const char *out_path, char *const *shards, int n, db_merge_progress
         rc = db_exec(t, "UPDATE predictions SET slide_id = (SELECT min(s.id) FROM slides s WHERE s.fingerprint = "
                         "predictions.slide_fingerprint) WHERE slide_id IS NULL AND slide_fingerprint IN "
                         "(SELECT fingerprint FROM slides)");
+    /* one CSV file's slide labels are one import: the shards of a magpie run each recorded the
+     * manifest (same file, same rows), and the merged dataset keeps the first of them */
+    if (!rc)
+        rc = db_exec(t, "UPDATE slide_labels SET import_id = (SELECT min(b.id) FROM label_imports a JOIN label_imports b "
+                        "ON b.kind = 'csv' AND b.slide_id IS NULL AND b.source = a.source AND b.rows = a.rows "
+                        "WHERE a.id = slide_labels.import_id) "
+                        "WHERE import_id IN (SELECT id FROM label_imports WHERE kind = 'csv' AND slide_id IS NULL); "
+                        "DELETE FROM label_imports WHERE kind = 'csv' AND slide_id IS NULL AND "
+                        "id NOT IN (SELECT import_id FROM slide_labels)");
     if (!rc) {
         rc = db_commit(t);
         if (!rc) in_tx = 0;

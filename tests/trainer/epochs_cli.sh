@@ -12,7 +12,12 @@ fail=0
 no() { echo "FAIL: $*"; fail=1; }
 want() { grep -qF -- "$1" "$2" || no "want '$1' in $2: $(cat "$2")"; }
 
-"$B" demo "$T/d" --slides 6 --width 4096 --height 3072 >/dev/null 2>"$T/e" || { echo "FAIL: demo: $(cat "$T/e")"; exit 1; }
+# a small labelled, split dataset (what magpie demo built before it became the whole product)
+{ "$B" synth "$T/d/slides" --slides 6 --patients 4 --width 4096 --height 3072 --seed 1 -q &&
+    "$B" tile "$T/d/dataset.db" "$T"/d/slides/*.tiff --mags 10,1.25 -q &&
+    "$B" db "$T/d/dataset.db" labels import "$T/d/slides/slides.csv" "$T"/d/slides/*.geojson &&
+    "$B" db "$T/d/dataset.db" split --by patient --ratios 0.5,0.25,0.25 --stratify none --seed 1; } >/dev/null 2>"$T/e" ||
+    { echo "FAIL: dataset setup: $(cat "$T/e")"; exit 1; }
 D="$T/d/dataset.db"
 "$B" train "$D" --method supervised --mag 1.25 --out "$T/m.mpk" --epochs 3 --stop-after 2 --progress=none >"$T/o" 2>&1 ||
     { echo "FAIL: train: $(cat "$T/o")"; exit 1; }

@@ -14,7 +14,12 @@ fail=0
 no() { echo "FAIL: $*"; fail=1; }
 has() { grep -qxF "$1" "$2" || no "want line: $1 -- got: $(cat "$2")"; }
 
-"$B" demo "$T/d" --slides 3 --width 4096 --height 3072 >/dev/null 2>"$T/e" || { echo "FAIL: demo: $(cat "$T/e")"; exit 1; }
+# a small labelled, split dataset (what magpie demo built before it became the whole product)
+{ "$B" synth "$T/d/slides" --slides 3 --patients 2 --width 4096 --height 3072 --seed 1 -q &&
+    "$B" tile "$T/d/dataset.db" "$T"/d/slides/*.tiff --mags 10,1.25 -q &&
+    "$B" db "$T/d/dataset.db" labels import "$T/d/slides/slides.csv" "$T"/d/slides/*.geojson &&
+    "$B" db "$T/d/dataset.db" split --by patient --ratios 0.5,0.5,0 --stratify none --seed 1; } >/dev/null 2>"$T/e" ||
+    { echo "FAIL: dataset setup: $(cat "$T/e")"; exit 1; }
 D="$T/d/dataset.db"
 px=$(sqlite3 "$D" "SELECT DISTINCT width FROM images WHERE mag = 1.25")
 [ "$px" = 28 ] || { echo "FAIL: the demo's 1.25x images are '$px' px, expected 28"; exit 1; }
