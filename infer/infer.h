@@ -210,6 +210,8 @@ typedef struct {
      * progress); NULL = none. */
     void (*on_batch)(void *arg, int64_t patches);
     void *on_batch_arg;
+    const char *ckpt_fingerprint; /* tiler_fingerprint of ckpt_path when the caller has it (magpie
+                                   * run, once per run), NULL: computed per slide */
 } infer_opts;
 
 void infer_opts_default(infer_opts *o);

@@ -437,7 +437,8 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     /* the key: what the outputs depend on. With a cascade the model is the pair and its
      * threshold (also the fingerprint of --db's rows). */
     char fp[64], ck[64], tck[64] = "", key[700], model_fp[200];
-    if (tiler_fingerprint(path, fp) || tiler_fingerprint(ckpt_path, ck) ||
+    if (o->ckpt_fingerprint) snprintf(ck, sizeof ck, "%s", o->ckpt_fingerprint);
+    if (tiler_fingerprint(path, fp) || (!o->ckpt_fingerprint && tiler_fingerprint(ckpt_path, ck)) ||
         (cas && tiler_fingerprint(cas->path, tck))) {
         infer_src_close(&src);
         return -1;

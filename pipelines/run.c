@@ -51,6 +51,7 @@ typedef struct {
     atomic_int next;
     int klass;           /* --class resolved, -1 = infer's default */
     int64_t label_import; /* the manifest's label import (labels or patients given), else 0 */
+    char ckpt_fp[64];     /* the checkpoint's fingerprint (infer step) */
     infer_model *model0; /* loaded by the caller to validate the checkpoint; worker 0's */
     /* progress */
     pthread_mutex_t mu;
@@ -271,6 +272,7 @@ static void do_slide(worker *w, const mf_item *it, run_result *r)
         io.name = it->name;
         if (c->klass >= 0) io.klass = c->klass;
         io.db = c->db_path;
+        io.ckpt_fingerprint = c->ckpt_fp[0] ? c->ckpt_fp : NULL; /* hashed once per run, not per slide */
         io.progress = MP_PROGRESS_NONE;
         io.on_batch = on_inferred;
         io.on_batch_arg = c;
@@ -670,6 +672,7 @@ static int run_locked(run_ctx *cp, const mf_list *m, const run_opts *o, const ch
             infer_model_free(c.model0);
             return MP_EXIT_USAGE;
         }
+        snprintf(c.ckpt_fp, sizeof c.ckpt_fp, "%s", ckpt_fp);
     }
     const char *k = getenv("MAGPIE_RUN_KILL"); /* crash tests: "after-slide:N" */
     if (k && !strncmp(k, "after-slide:", 12)) c.kill_after = atoi(k + 12);
