@@ -30,8 +30,25 @@ char *mp_safe_name(const char *in, char *out, size_t cap);
 
 /* Read a whole file (a regular file: see mp_open_regular); *out is malloc'd (NUL-terminated, not counted in *len). -1 + mp_err on failure. */
 int mp_read_file(const char *path, uint8_t **out, size_t *len);
-/* Write atomically: PATH.tmp.<pid>, fsync, rename, fsync the directory. */
+/* Atomic files (common/atomic.c), the one writer for every file magpie writes whole: the data
+ * goes to PATH.tmp.<pid>, is fsynced and renamed over PATH, and the directory is fsynced, so PATH
+ * is the old file or the whole new one. Every failure removes the temporary and leaves one line
+ * "PATH: reason" (the system's reason). */
 int mp_write_file_atomic(const char *path, const void *data, size_t len);
+/* The same streamed: open, write as often as needed, then commit (or abort). A failed write or
+ * commit has already removed the temporary. */
+typedef struct {
+    int fd;
+    char path[4096], tmp[4200];
+} mp_atomic_file;
+int mp_atomic_open(mp_atomic_file *f, const char *path);
+int mp_atomic_write(mp_atomic_file *f, const void *data, size_t len);
+int mp_atomic_commit(mp_atomic_file *f);
+void mp_atomic_abort(mp_atomic_file *f);
+/* For files a library writes by name (libtiff, libvips, libpng through stdio): the temporary's
+ * name for PATH, and the commit of that temporary once the library has closed it. */
+void mp_atomic_tmp_name(char *tmp, size_t cap, const char *path);
+int mp_atomic_commit_tmp(const char *tmp, const char *path);
 /* Create a directory and its parents (mode 0755); existing is fine. */
 int mp_mkdir_p(const char *path);
 int mp_file_exists(const char *path);

@@ -1,5 +1,5 @@
 /* infer/export.c — the small outputs next to heatmap.tif: the colour map, QuPath GeoJSON of the
- * cells above a threshold, and atomic file commits shared by every writer. */
+ * cells above a threshold. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -14,31 +14,6 @@
 #include "common/util.h"
 #include "infer/infer.h"
 #include "infer/internal.h"
-
-int infer_commit(const char *tmp, const char *path)
-{
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0) return mp_err_set("%s: %s", tmp, strerror(errno));
-    int r = fsync(fd);
-    close(fd);
-    if (r) return mp_err_set("%s: fsync: %s", path, strerror(errno));
-    if (rename(tmp, path)) return mp_err_set("%s: %s", path, strerror(errno));
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd); /* the rename itself must survive a crash */
-        close(dfd);
-    }
-    return 0;
-}
-
-int infer_write_atomic(const char *path, const void *data, size_t len)
-{
-    /* common's writer (tmp + fsync + rename + directory fsync): plain write(2)s, so a full disk
-     * fails here with the system's reason, and the temporary is removed */
-    return mp_write_file_atomic(path, data, len);
-}
 
 /* viridis (matplotlib's, sampled at ten even steps) and Moreland's cool-warm (nine steps):
  * both are smooth enough that linear interpolation between the stops keeps them perceptual */
@@ -123,7 +98,7 @@ int infer_geojson_write(const char *path, const infer_grid *g, const float *prob
     char *txt = json_dumps(fc, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(fc);
     if (!txt) return mp_err_set("%s: cannot serialise GeoJSON", path);
-    int r = infer_write_atomic(path, txt, strlen(txt));
+    int r = mp_write_file_atomic(path, txt, strlen(txt));
     free(txt);
     return r;
 }

@@ -10,10 +10,6 @@
 /* the slide handle and thumbnail come from the tiler's door */
 #include "tiler/tiler.h"
 
-/* fsync tmp, rename it to path, fsync the directory. -1 + mp_err naming path. */
-int infer_commit(const char *tmp, const char *path);
-/* Write a buffer atomically (tmp + rename). */
-int infer_write_atomic(const char *path, const void *data, size_t len);
 
 /* An opened slide with what infer needs from it. */
 typedef struct {

@@ -296,7 +296,7 @@ int infer_overlay_write(const char *path, const infer_overlay_spec *s)
     if (bg) g_object_unref(bg);
     if (bgf) g_object_unref(bgf);
     if (bgs) g_object_unref(bgs);
-    r = infer_write_atomic(path, png, len);
+    r = mp_write_file_atomic(path, png, len);
     g_free(png);
     return r;
 

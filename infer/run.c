@@ -741,7 +741,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
             snprintf(err, sizeof err, "%s: cannot build prediction.json", path);
             rc = -1;
         } else {
-            if (infer_write_atomic(pj, txt, strlen(txt))) {
+            if (mp_write_file_atomic(pj, txt, strlen(txt))) {
                 snprintf(err, sizeof err, "%s", mp_err());
                 rc = -1;
             }

@@ -138,7 +138,7 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
     if (s->rgba && (s->klass < 0 || s->klass >= s->nclasses))
         return mp_err_set("%s: class %d out of range (%d classes)", path, s->klass, s->nclasses);
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    mp_atomic_tmp_name(tmp, sizeof tmp, path);
     /* classic TIFF: a raster of cells never nears 4 GiB, and every viewer reads it */
     TIFF *t = TIFFOpen(tmp, "w");
     if (!t) {
@@ -179,9 +179,5 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
         /* libtiff's write failed through write(2), whose errno says why (a full disk, say) */
         return mp_err_set("%s: cannot write (%s)", path, werr ? strerror(werr) : "libtiff refused the data");
     }
-    if (infer_commit(tmp, path)) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return mp_atomic_commit_tmp(tmp, path);
 }

@@ -1,11 +1,10 @@
-/* nn/ckpt.c — checkpoint writer (streamed to a temp file, fsynced, renamed) and a loader that
+/* nn/ckpt.c — checkpoint writer (streamed through common's atomic writer) and a loader that
  * checks every field against the file before trusting it. Layout: see nn/ckpt.h. */
 #include "nn/ckpt.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,21 +248,6 @@ static json_t *kv_json(char *const *kv, int n)
     return o;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 int nn_ckpt_save(const nn_ckpt *ck, const char *path)
 {
     json_t *root = json_object();
@@ -305,41 +289,21 @@ int nn_ckpt_save(const nn_ckpt *ck, const char *path)
     crc = mp_crc32(crc, head + PREAMBLE, data_off - PREAMBLE);
     put32(head + 56, crc);
 
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
+    mp_atomic_file f;
+    if (mp_atomic_open(&f, path) < 0) {
         free(head);
-        return mp_err_set("%s: %s", tmp, strerror(errno));
+        return -1;
     }
     static const uint8_t zeros[ALIGN];
-    int bad = write_all(fd, head, data_off);
+    int bad = mp_atomic_write(&f, head, data_off);
     free(head);
     at = 0;
     for (int i = 0; i < ck->n && !bad; i++) {
         uint64_t pad = align_up(at, ALIGN) - at;
-        bad = write_all(fd, zeros, pad) || write_all(fd, ck->t[i].data, ck->t[i].nbytes);
+        bad = mp_atomic_write(&f, zeros, pad) || mp_atomic_write(&f, ck->t[i].data, ck->t[i].nbytes);
         at += pad + ck->t[i].nbytes;
     }
-    if (bad || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return mp_err_set("%s: write failed: %s", path, strerror(e));
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return mp_err_set("%s: %s", path, strerror(e));
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
+    return bad ? -1 : mp_atomic_commit(&f);
 }
 
 /* ---- loading ---- */

@@ -88,8 +88,8 @@ static int tiff_write_base(const synth_slide *s, const char *path, int tile, int
     if (!im) return mp_err_prefix("%s", path);
     /* classic TIFF offsets are 32-bit: go BigTIFF when the JPEG stream might pass ~3.5 GB */
     double est = (double)p->width * p->height * 1.34 * (quality >= 95 ? 1.5 : 0.6);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    char tmp[4200];
+    mp_atomic_tmp_name(tmp, sizeof tmp, path);
     int rc = vips_tiffsave(im, tmp, "tile", TRUE, "tile_width", tile, "tile_height", tile, "pyramid", TRUE,
                            "compression", VIPS_FOREIGN_TIFF_COMPRESSION_JPEG, "Q", quality, "xres", ppmm, "yres", ppmm,
                            "resunit", VIPS_FOREIGN_TIFF_RESUNIT_CM, "bigtiff", est > 3.5e9, NULL);
@@ -102,12 +102,7 @@ static int tiff_write_base(const synth_slide *s, const char *path, int tile, int
         unlink(tmp);
         return -1;
     }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return mp_err_set("%s: %s", path, strerror(e));
-    }
-    return 0;
+    return mp_atomic_commit_tmp(tmp, path);
 }
 
 int synth_tiff_write(const synth_slide *s, const char *path, int tile, int quality, mp_progress *prog)

@@ -76,8 +76,8 @@ void synth_mask_free(synth_mask *m)
 /* 8-bit grey PNG with "magpie:*" text chunks, written atomically. */
 static int write_gray_png(const char *path, const synth_mask *m, png_text *txt, int ntxt)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    char tmp[4200];
+    mp_atomic_tmp_name(tmp, sizeof tmp, path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return mp_err_set("%s: %s", path, strerror(errno));
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -96,15 +96,11 @@ static int write_gray_png(const char *path, const synth_mask *m, png_text *txt, 
     for (int y = 0; y < m->height; y++) png_write_row(png, m->data + (size_t)y * m->width);
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
-    if (fflush(f) || fsync(fileno(f)) || fclose(f)) {
+    if (fclose(f)) {
         unlink(tmp);
         return mp_err_set("%s: %s", path, strerror(errno));
     }
-    if (rename(tmp, path)) {
-        unlink(tmp);
-        return mp_err_set("%s: %s", path, strerror(errno));
-    }
-    return 0;
+    return mp_atomic_commit_tmp(tmp, path);
 }
 
 int synth_mask_write_png(const synth_slide *s, const synth_mask *m, const char *path)
