@@ -1,9 +1,12 @@
 /* common/opt.c — exact long-option names on top of getopt_long (see opt.h). */
 #include "common/opt.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "common/log.h"
 
 const char *mp_opt_suggest(const char *name, const struct option *longopts)
 {
@@ -62,4 +65,15 @@ int mp_getopt_long(int argc, char *const *argv, const char *shortopts, const str
         strncmp(typed + 2, longopts[li].name, n - 2))
         return unknown(typed, longopts);
     return c;
+}
+
+int mp_usage_error(const char *what, const char *help, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    mp_error("%s: %s (see magpie %s --help)", what, msg, help ? help : what);
+    return MP_EXIT_USAGE;
 }

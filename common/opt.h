@@ -12,6 +12,12 @@
  * *longindex (may be NULL) as getopt_long. */
 int mp_getopt_long(int argc, char *const *argv, const char *shortopts, const struct option *longopts, int *longindex);
 
+/* The one usage-error line of every command, on stderr:
+ *   magpie: error: WHAT: MESSAGE (see magpie HELP --help)
+ * with HELP the words that reach the command's help (NULL: WHAT; "db DB split" for "db split").
+ * Returns MP_EXIT_USAGE (1), for `return mp_usage_error(...)`. */
+int mp_usage_error(const char *what, const char *help, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* The long option in `longopts` that `name` (with or without leading dashes, up to any '=')
  * is a strict prefix of, for a "did you mean" hint; NULL when none or several. */
 const char *mp_opt_suggest(const char *name, const struct option *longopts);

@@ -69,6 +69,15 @@ int mp_open_regular(const char *path)
     return fd;
 }
 
+char *mp_path_stem(const char *path, char *out, size_t cap)
+{
+    const char *b = strrchr(path, '/');
+    snprintf(out, cap, "%s", b ? b + 1 : path);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out) *dot = 0;
+    return out;
+}
+
 char *mp_safe_name(const char *in, char *out, size_t cap)
 {
     if (!cap) return out;

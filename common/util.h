@@ -27,6 +27,10 @@ FILE *mp_fopen_regular(const char *path);
  * room under NAME_MAX (255) for suffixes such as ".tmp.PID". Returns out. */
 #define MP_SAFE_NAME_MAX 200
 char *mp_safe_name(const char *in, char *out, size_t cap);
+/* A slide's (or patch's) name from its path: the file name without its last extension
+ * ("a/b/TCGA-1.svs" → "TCGA-1"; a name that is all extension, ".svs", is kept whole). Not made
+ * safe: use mp_safe_name before putting it in a path. Returns out. */
+char *mp_path_stem(const char *path, char *out, size_t cap);
 
 /* Read a whole file (a regular file: see mp_open_regular); *out is malloc'd (NUL-terminated, not counted in *len). -1 + mp_err on failure. */
 int mp_read_file(const char *path, uint8_t **out, size_t *len);

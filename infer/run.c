@@ -51,12 +51,8 @@ int infer_auto_batch(int size)
 
 void infer_slide_name(const char *path, char *out, size_t cap)
 {
-    const char *b = strrchr(path, '/');
-    b = b ? b + 1 : path;
     char stem[1024];
-    snprintf(stem, sizeof stem, "%s", b);
-    char *dot = strrchr(stem, '.');
-    if (dot && dot != stem) *dot = 0;
+    mp_path_stem(path, stem, sizeof stem);
     if (!stem[0]) snprintf(stem, sizeof stem, "slide");
     mp_safe_name(stem, out, cap); /* "...svs" has the stem "..": never a way out of --out */
 }

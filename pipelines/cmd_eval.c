@@ -10,6 +10,7 @@
 #include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/util.h"
 #include "db/split.h"
 #include "infer/infer.h"
@@ -153,66 +154,63 @@ static double slide_bacc(const float *sp, const int *sy, int ns, int k, int *nus
     return r;
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: magpie eval DB CKPT [--split test|val|train] [--json] [--batch N] [--threads N] [--bootstrap N]\n"
+           "                  [--ci-by slide|patient[,patch]]\n\n"
+           "Patch-level accuracy, balanced accuracy, macro precision/recall/F1, one-vs-rest AUC per class,\n"
+           "quadratic-weighted kappa and the confusion matrix, with 95%% CIs from N (10000) class-balanced\n"
+           "bootstrap resamples of whole slides (--ci-by patient: whole patients), since patches of one\n"
+           "slide are not independent; --ci-by patch (or slide,patch / patient,patch) also prints the\n"
+           "patch-level interval beside it, for comparison only. Slide-level balanced accuracy by mean\n"
+           "probability and by thresholded majority vote: the threshold is grid-searched 0.3-0.9 on the\n"
+           "validation split and applied to the evaluated split (on val itself the output says so; without\n"
+           "a validation split it is 0.5), and the output says where it came from.\n"
+           "--batch defaults to infer's (64 below 112 px, else 8), so both give the same probabilities.\n"
+           "--threads: compute threads (default: the CPUs this process may use, here %d).\n", mp_cpu_count());
+}
+
 int cmd_eval(int argc, char **argv)
 {
     const char *dbp = NULL, *ck = NULL, *split = "test", *ci_by = "slide";
     int json = 0, batch = 0, threads = mp_cpu_count(), resamples = 10000;
-    for (int i = 1; i < argc; i++) {
-        char nm[64];
-        const char *iv = mp_opt_split(argv[i], nm, sizeof nm); /* --name=VALUE is --name VALUE */
-        const char *a = iv ? nm : argv[i];
-        long lv;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: magpie eval DB CKPT [--split test|val|train] [--json] [--batch N] [--threads N] [--bootstrap N]\n"
-                   "                  [--ci-by slide|patient[,patch]]\n\n"
-                   "Patch-level accuracy, balanced accuracy, macro precision/recall/F1, one-vs-rest AUC per class,\n"
-                   "quadratic-weighted kappa and the confusion matrix, with 95%% CIs from N (10000) class-balanced\n"
-                   "bootstrap resamples of whole slides (--ci-by patient: whole patients), since patches of one\n"
-                   "slide are not independent; --ci-by patch (or slide,patch / patient,patch) also prints the\n"
-                   "patch-level interval beside it, for comparison only. Slide-level balanced accuracy by mean\n"
-                   "probability and by thresholded majority vote: the threshold is grid-searched 0.3-0.9 on the\n"
-                   "validation split and applied to the evaluated split (on val itself the output says so; without\n"
-                   "a validation split it is 0.5), and the output says where it came from.\n"
-                   "--batch defaults to infer's (64 below 112 px, else 8), so both give the same probabilities.\n"
-                   "--threads: compute threads (default: the CPUs this process may use, here %d).\n", mp_cpu_count());
-            return MP_EXIT_OK;
-        } else if (!strcmp(a, "--json") && !iv) json = 1;
-        else if (a[0] == '-' && a[1] == '-' && strcmp(a, "--json")) {
-            /* every other option takes a value: the inline one or the next argument */
-            const char *v = iv ? iv : i + 1 < argc ? argv[++i] : NULL;
-            int bad = !v;
-            if (bad) ;
-            else if (!strcmp(a, "--split")) {
-                split = v;
-                if (!db_split_known(v)) {
-                    mp_error("eval: unknown split '%s' (known: %s)", v, DB_SPLIT_NAMES);
-                    return MP_EXIT_USAGE;
-                }
-            } else if (!strcmp(a, "--ci-by")) ci_by = v;
-            else if (!strcmp(a, "--batch")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 4096, batch = (int)lv;
-            else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 1024, threads = (int)lv;
-            else if (!strcmp(a, "--bootstrap")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 10000000, resamples = (int)lv;
-            else {
-                mp_error("eval: unknown option '%s'", a);
+    enum { O_JSON = 256, O_SPLIT, O_CIBY, O_BATCH, O_THREADS, O_BOOT };
+    static const struct option lo[] = {{"help", no_argument, 0, 'h'},           {"json", no_argument, 0, O_JSON},
+                                       {"split", required_argument, 0, O_SPLIT},  {"ci-by", required_argument, 0, O_CIBY},
+                                       {"batch", required_argument, 0, O_BATCH},  {"threads", required_argument, 0, O_THREADS},
+                                       {"bootstrap", required_argument, 0, O_BOOT}, {0, 0, 0, 0}};
+    optind = 1;
+    int ch, li;
+    while ((ch = mp_getopt_long(argc, argv, "h", lo, &li)) != -1) {
+        const char *v = optarg;
+        long lv = 0;
+        int bad = 0;
+        switch (ch) {
+        case 'h': usage(stdout); return MP_EXIT_OK;
+        case O_JSON: json = 1; break;
+        case O_SPLIT:
+            split = v;
+            if (!db_split_known(v)) {
+                mp_error("eval: unknown split '%s' (known: %s)", v, DB_SPLIT_NAMES);
                 return MP_EXIT_USAGE;
             }
-            if (bad) {
-                mp_error("eval: bad value for %s: '%s'", a, v ? v : "(missing)");
-                return MP_EXIT_USAGE;
-            }
-        } else if (a[0] == '-') {
-            mp_error("eval: unknown or incomplete option '%s'", a);
-            return MP_EXIT_USAGE;
-        } else if (!dbp) dbp = a;
-        else if (!ck) ck = a;
-        else {
-            mp_error("eval: unexpected argument '%s'", a);
-            return MP_EXIT_USAGE;
+            break;
+        case O_CIBY: ci_by = v; break;
+        case O_BATCH: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 4096, batch = (int)lv; break;
+        case O_THREADS: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 1024, threads = (int)lv; break;
+        case O_BOOT: bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 10000000, resamples = (int)lv; break;
+        default: return mp_usage_error("eval", NULL, "%s", mp_err());
         }
+        if (bad) return mp_usage_error("eval", NULL, "bad value for --%s: '%s'", lo[li].name, v);
+    }
+    for (int i = optind; i < argc; i++) {
+        if (!dbp) dbp = argv[i];
+        else if (!ck) ck = argv[i];
+        else return mp_usage_error("eval", NULL, "unexpected argument '%s'", argv[i]);
     }
     if (!dbp || !ck) {
-        mp_error("usage: magpie eval DB CKPT [--split test] [--json]");
-        return MP_EXIT_USAGE;
+        usage(stderr);
+        return mp_usage_error("eval", NULL, "DB and CKPT are required");
     }
     /* --ci-by: the clustered unit (slide unless patient is named), plus patch beside it if named */
     int by_patient = 0, with_patch = 0;

@@ -90,14 +90,6 @@ static void usage(FILE *f)
             mp_cpu_count());
 }
 
-static int bad(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "magpie infer: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (magpie infer --help)\n");
-    return MP_EXIT_USAGE;
-}
-
 int cmd_infer(int argc, char **argv)
 {
     infer_opts o;
@@ -132,36 +124,36 @@ int cmd_infer(int argc, char **argv)
         switch (ch) {
         case O_OUT: out = optarg; break;
         case O_STRIDE:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return bad("--stride wants a positive px count, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return mp_usage_error("infer", NULL, "--stride wants a positive px count, got '%s'", optarg);
             o.stride = (int)l;
             break;
         case O_CLASS:
-            if (!optarg[0]) return bad("--class wants a class name or index, got '%s'", optarg);
+            if (!optarg[0]) return mp_usage_error("infer", NULL, "--class wants a class name or index, got '%s'", optarg);
             class_arg = optarg; /* resolved against the checkpoint's names once it is loaded */
             break;
         case O_DB: o.db = optarg; break;
         case O_OVSIZE:
-            if (mp_parse_long(optarg, &l) || l < 64 || l > 16384) return bad("--overlay-size wants 64..16384 px, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 64 || l > 16384) return mp_usage_error("infer", NULL, "--overlay-size wants 64..16384 px, got '%s'", optarg);
             o.overlay_size = (int)l;
             break;
         case O_BATCH:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 4096) return bad("--batch wants 1..4096, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 4096) return mp_usage_error("infer", NULL, "--batch wants 1..4096, got '%s'", optarg);
             o.batch = (int)l;
             break;
         case O_THREADS:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return bad("--threads wants 1..256, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return mp_usage_error("infer", NULL, "--threads wants 1..256, got '%s'", optarg);
             o.threads = (int)l;
             break;
         case O_MPP:
-            if (mp_parse_double(optarg, &d) || d < 0.05 || d > 20) return bad("--mpp wants µm per pixel within 0.05-20, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0.05 || d > 20) return mp_usage_error("infer", NULL, "--mpp wants µm per pixel within 0.05-20, got '%s'", optarg);
             o.mpp = d;
             break;
         case O_MIN:
-            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return bad("--min-tissue wants 0..1, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return mp_usage_error("infer", NULL, "--min-tissue wants 0..1, got '%s'", optarg);
             o.min_tissue = d;
             break;
         case O_THR:
-            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return bad("--threshold wants 0..1, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return mp_usage_error("infer", NULL, "--threshold wants 0..1, got '%s'", optarg);
             o.threshold = d;
             break;
         case O_F32: o.float32 = 1; break;
@@ -170,36 +162,36 @@ int cmd_infer(int argc, char **argv)
         case O_CAS: cas_path = optarg; break;
         case O_CAS_T:
             if (mp_parse_double(optarg, &d) || !(d >= 0) || d > 1e6)
-                return bad("--cascade-threshold wants a probability threshold >= 0, got '%s'", optarg);
+                return mp_usage_error("infer", NULL, "--cascade-threshold wants a probability threshold >= 0, got '%s'", optarg);
             cas_t = d;
             break;
         case O_CAS_CAL: cas_db = optarg; break;
         case O_CAS_SPLIT: cas_split = optarg; break;
         case O_CAS_TOL:
-            if (mp_parse_double(optarg, &d) || d < 0 || d > 100) return bad("--cascade-tolerance wants 0..100 points, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 100) return mp_usage_error("infer", NULL, "--cascade-tolerance wants 0..100 points, got '%s'", optarg);
             cas_tol = d / 100;
             break;
         case O_MAG:
-            if (mp_parse_double(optarg, &d) || d < 0.5 || d > 200) return bad("--mag wants a magnification in 0.5..200, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0.5 || d > 200) return mp_usage_error("infer", NULL, "--mag wants a magnification in 0.5..200, got '%s'", optarg);
             want_mag = d;
             break;
         case O_PROG:
-            if (mp_progress_parse(optarg, &o.progress)) return bad("--progress wants auto|tty|json|none, got '%s'", optarg);
+            if (mp_progress_parse(optarg, &o.progress)) return mp_usage_error("infer", NULL, "--progress wants auto|tty|json|none, got '%s'", optarg);
             break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return MP_EXIT_OK;
-        default: return bad("%s", mp_err());
+        default: return mp_usage_error("infer", NULL, "%s", mp_err());
         }
     }
     if (argc - optind < 2) {
         usage(stderr);
         return MP_EXIT_USAGE;
     }
-    if (!out) return bad("--out DIR is required%s", "");
+    if (!out) return mp_usage_error("infer", NULL, "--out DIR is required");
     if (cas_path && (cas_t >= 0) == (cas_db != NULL))
-        return bad("--cascade %s wants one of --cascade-threshold X and --cascade-calibrate DB", cas_path);
+        return mp_usage_error("infer", NULL, "--cascade %s wants one of --cascade-threshold X and --cascade-calibrate DB", cas_path);
     if (!cas_path && (cas_t >= 0 || cas_db))
-        return bad("--cascade-threshold and --cascade-calibrate go with --cascade TEACHER%s", "");
+        return mp_usage_error("infer", NULL, "--cascade-threshold and --cascade-calibrate go with --cascade TEACHER");
     if (cas_db && infer_cascade_split_ok(cas_db, cas_split)) {
         mp_error("%s", mp_err());
         return MP_EXIT_USAGE;

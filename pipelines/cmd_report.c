@@ -36,9 +36,7 @@ int cmd_report(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'q': mp_log_set_quiet(1); break;
         case 'h': usage(stdout); return MP_EXIT_OK;
-        default:
-            fprintf(stderr, "magpie report: %s (magpie report --help)\n", mp_err());
-            return MP_EXIT_USAGE;
+        default: return mp_usage_error("report", NULL, "%s", mp_err());
         }
     }
     int n = argc - optind;
@@ -48,10 +46,7 @@ int cmd_report(int argc, char **argv)
     }
     char def[4200];
     if (!out) {
-        if (n > 1) {
-            fprintf(stderr, "magpie report: --out FILE is required with several folders (magpie report --help)\n");
-            return MP_EXIT_USAGE;
-        }
+        if (n > 1) return mp_usage_error("report", NULL, "--out FILE is required with several folders");
         snprintf(def, sizeof def, "%s/report.html", argv[optind]);
         out = def;
     }

@@ -73,14 +73,6 @@ static void usage(FILE *f)
             mp_cpu_count(), mp_cpu_count());
 }
 
-static int bad(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "magpie run: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (magpie run --help)\n");
-    return MP_EXIT_USAGE;
-}
-
 int cmd_run(int argc, char **argv)
 {
     run_opts o;
@@ -114,91 +106,88 @@ int cmd_run(int argc, char **argv)
         case O_STEPS: steps = optarg; break;
         case O_MODEL: o.model = optarg; break;
         case 'j':
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return bad("--jobs wants 1..256, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return mp_usage_error("run", NULL, "--jobs wants 1..256, got '%s'", optarg);
             o.jobs = (int)l;
             jobs_set = 1;
             break;
         case O_THREADS:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return bad("--threads wants 1..256, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return mp_usage_error("run", NULL, "--threads wants 1..256, got '%s'", optarg);
             o.threads = (int)l;
             break;
         case O_PROG:
-            if (mp_progress_parse(optarg, &o.progress)) return bad("--progress wants auto|tty|json|none, got '%s'", optarg);
+            if (mp_progress_parse(optarg, &o.progress)) return mp_usage_error("run", NULL, "--progress wants auto|tty|json|none, got '%s'", optarg);
             break;
         case 'q': o.quiet = 1; break;
         case O_MAGS: {
             int n = mp_parse_double_list(optarg, o.tile.mags, TILER_MAX_MAGS);
-            if (n < 1) return bad("--mags wants a comma list of magnifications, got '%s'", optarg);
+            if (n < 1) return mp_usage_error("run", NULL, "--mags wants a comma list of magnifications, got '%s'", optarg);
             for (int i = 0; i < n; i++) {
-                if (!(o.tile.mags[i] > 0 && o.tile.mags[i] <= 200)) return bad("--mags: '%s' has a value outside (0, 200]", optarg);
+                if (!(o.tile.mags[i] > 0 && o.tile.mags[i] <= 200)) return mp_usage_error("run", NULL, "--mags: '%s' has a value outside (0, 200]", optarg);
                 for (int k = 0; k < i; k++)
-                    if (o.tile.mags[k] == o.tile.mags[i]) return bad("--mags: '%s' repeats a magnification", optarg);
+                    if (o.tile.mags[k] == o.tile.mags[i]) return mp_usage_error("run", NULL, "--mags: '%s' repeats a magnification", optarg);
             }
             o.tile.n_mags = n;
             break;
         }
         case O_SIZE:
-            if (mp_parse_long(optarg, &l) || l < 8 || l > 8192) return bad("--size wants 8..8192 px, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 8 || l > 8192) return mp_usage_error("run", NULL, "--size wants 8..8192 px, got '%s'", optarg);
             o.tile.size = (int)l;
             break;
         case O_STRIDE:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return bad("--stride wants a positive px count, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return mp_usage_error("run", NULL, "--stride wants a positive px count, got '%s'", optarg);
             o.tile.stride = (int)l;
             break;
         case O_MIN:
-            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return bad("--min-tissue wants 0..1, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return mp_usage_error("run", NULL, "--min-tissue wants 0..1, got '%s'", optarg);
             o.tile.min_tissue = d;
             break;
         case O_MPP:
             if (mp_parse_double(optarg, &d) || d < TILER_MPP_MIN || d > TILER_MPP_MAX)
-                return bad("--mpp wants µm per pixel within 0.05-20, got '%s'", optarg);
+                return mp_usage_error("run", NULL, "--mpp wants µm per pixel within 0.05-20, got '%s'", optarg);
             o.tile.mpp = o.infer.mpp = d;
             break;
         case O_Q:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 100) return bad("--quality wants 1..100, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 100) return mp_usage_error("run", NULL, "--quality wants 1..100, got '%s'", optarg);
             o.tile.quality = (int)l;
             break;
         case O_FMT:
             if (!strcmp(optarg, "png")) o.tile.png = 1;
             else if (!strcmp(optarg, "jpeg") || !strcmp(optarg, "jpg")) o.tile.png = 0;
-            else return bad("--format wants jpeg or png, got '%s'", optarg);
+            else return mp_usage_error("run", NULL, "--format wants jpeg or png, got '%s'", optarg);
             break;
         case O_ISTRIDE:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return bad("--infer-stride wants a positive px count, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return mp_usage_error("run", NULL, "--infer-stride wants a positive px count, got '%s'", optarg);
             o.infer.stride = (int)l;
             break;
         case O_IMIN:
-            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return bad("--infer-min-tissue wants 0..1, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return mp_usage_error("run", NULL, "--infer-min-tissue wants 0..1, got '%s'", optarg);
             o.infer.min_tissue = d;
             break;
         case O_THR:
-            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return bad("--threshold wants 0..1, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return mp_usage_error("run", NULL, "--threshold wants 0..1, got '%s'", optarg);
             o.infer.threshold = d;
             break;
         case O_CLASS:
-            if (!optarg[0]) return bad("--class wants a class name or index, got '%s'", optarg);
+            if (!optarg[0]) return mp_usage_error("run", NULL, "--class wants a class name or index, got '%s'", optarg);
             class_arg = optarg;
             break;
         case O_OVSIZE:
-            if (mp_parse_long(optarg, &l) || l < 64 || l > 16384) return bad("--overlay-size wants 64..16384 px, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 64 || l > 16384) return mp_usage_error("run", NULL, "--overlay-size wants 64..16384 px, got '%s'", optarg);
             o.infer.overlay_size = (int)l;
             break;
         case O_SHARD:
-            if (shard_parse(optarg, &shard)) {
-                fprintf(stderr, "magpie run: %s (magpie run --help)\n", mp_err());
-                return MP_EXIT_USAGE;
-            }
+            if (shard_parse(optarg, &shard)) return mp_usage_error("run", NULL, "%s", mp_err());
             break;
         case 'h': usage(stdout); return MP_EXIT_OK;
-        default: return bad("%s", mp_err());
+        default: return mp_usage_error("run", NULL, "%s", mp_err());
         }
     }
     if (argc - optind != 1) {
-        if (argc - optind > 1) return bad("one MANIFEST (a CSV, a folder or a quoted glob), got %s more", argv[optind + 1]);
+        if (argc - optind > 1) return mp_usage_error("run", NULL, "one MANIFEST (a CSV, a folder or a quoted glob), got %s more", argv[optind + 1]);
         usage(stderr);
         return MP_EXIT_USAGE;
     }
-    if (!o.out) return bad("--out DIR is required%s", "");
+    if (!o.out) return mp_usage_error("run", NULL, "--out DIR is required");
     if (steps) {
         o.steps = 0;
         char buf[256];
@@ -206,14 +195,14 @@ int cmd_run(int argc, char **argv)
         for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             if (!strcmp(t, "tile")) o.steps |= RUN_STEP_TILE;
             else if (!strcmp(t, "infer")) o.steps |= RUN_STEP_INFER;
-            else return bad("--steps wants tile, infer or tile,infer, got '%s'", steps);
+            else return mp_usage_error("run", NULL, "--steps wants tile, infer or tile,infer, got '%s'", steps);
         }
-        if (!o.steps) return bad("--steps wants tile, infer or tile,infer, got '%s'", steps);
+        if (!o.steps) return mp_usage_error("run", NULL, "--steps wants tile, infer or tile,infer, got '%s'", steps);
     } else {
         o.steps = RUN_STEP_TILE | (o.model ? RUN_STEP_INFER : 0);
     }
-    if ((o.steps & RUN_STEP_INFER) && !o.model) return bad("the infer step needs --model CKPT%s", "");
-    if (!(o.steps & RUN_STEP_INFER) && o.model) return bad("--model is for the infer step, and --steps is '%s'", steps);
+    if ((o.steps & RUN_STEP_INFER) && !o.model) return mp_usage_error("run", NULL, "the infer step needs --model CKPT");
+    if (!(o.steps & RUN_STEP_INFER) && o.model) return mp_usage_error("run", NULL, "--model is for the infer step, and --steps is '%s'", steps);
     if (!jobs_set) o.jobs = o.threads;
     if (o.quiet) mp_log_set_quiet(1);
 

@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/opt.h"
 #include "common/log.h"
@@ -46,20 +47,11 @@ static void usage(FILE *f)
             "exit: 0 all slides done or skipped, 1 usage, 2 every slide failed, 3 some failed\n");
 }
 
-static int bad(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "magpie tile: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (magpie tile --help)\n");
-    return MP_EXIT_USAGE;
-}
-
 int cmd_tile(int argc, char **argv)
 {
     tiler_opts o;
     tiler_opts_default(&o);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    o.jobs = ncpu > 0 ? (int)ncpu : 2;
+    o.jobs = mp_cpu_count(); /* what this process may use (affinity, cgroup quota), as every command */
     int dry = 0, quiet = 0;
     enum { O_MAGS = 256, O_SIZE, O_STRIDE, O_MIN, O_MPP, O_UP, O_Q, O_FMT, O_DRY, O_PROG, O_FLUO };
     static const struct option lo[] = {
@@ -79,55 +71,55 @@ int cmd_tile(int argc, char **argv)
         switch (ch) {
         case O_MAGS: {
             int n = mp_parse_double_list(optarg, o.mags, TILER_MAX_MAGS);
-            if (n < 1) return bad("--mags wants a comma list of magnifications, got '%s'", optarg);
+            if (n < 1) return mp_usage_error("tile", NULL, "--mags wants a comma list of magnifications, got '%s'", optarg);
             for (int i = 0; i < n; i++) {
-                if (!(o.mags[i] > 0 && o.mags[i] <= 200)) return bad("--mags: '%s' has a value outside (0, 200]", optarg);
+                if (!(o.mags[i] > 0 && o.mags[i] <= 200)) return mp_usage_error("tile", NULL, "--mags: '%s' has a value outside (0, 200]", optarg);
                 for (int k = 0; k < i; k++)
-                    if (o.mags[k] == o.mags[i]) return bad("--mags: '%s' repeats a magnification", optarg);
+                    if (o.mags[k] == o.mags[i]) return mp_usage_error("tile", NULL, "--mags: '%s' repeats a magnification", optarg);
             }
             o.n_mags = n;
             break;
         }
         case O_SIZE:
-            if (mp_parse_long(optarg, &l) || l < 8 || l > 8192) return bad("--size wants 8..8192 px, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 8 || l > 8192) return mp_usage_error("tile", NULL, "--size wants 8..8192 px, got '%s'", optarg);
             o.size = (int)l;
             break;
         case O_STRIDE:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return bad("--stride wants a positive px count, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 65536) return mp_usage_error("tile", NULL, "--stride wants a positive px count, got '%s'", optarg);
             o.stride = (int)l;
             break;
         case O_MIN:
-            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return bad("--min-tissue wants 0..1, got '%s'", optarg);
+            if (mp_parse_double(optarg, &d) || d < 0 || d > 1) return mp_usage_error("tile", NULL, "--min-tissue wants 0..1, got '%s'", optarg);
             o.min_tissue = d;
             break;
         case O_MPP:
             if (mp_parse_double(optarg, &d) || d < TILER_MPP_MIN || d > TILER_MPP_MAX)
-                return bad("--mpp wants µm per pixel within 0.05-20, got '%s'", optarg);
+                return mp_usage_error("tile", NULL, "--mpp wants µm per pixel within 0.05-20, got '%s'", optarg);
             o.mpp = d;
             break;
         case O_UP: o.allow_upsample = 1; break;
         case O_FLUO: o.allow_fluorescence = 1; break;
         case 'j':
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return bad("--jobs wants 1..256, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 256) return mp_usage_error("tile", NULL, "--jobs wants 1..256, got '%s'", optarg);
             o.jobs = (int)l;
             break;
         case O_Q:
-            if (mp_parse_long(optarg, &l) || l < 1 || l > 100) return bad("--quality wants 1..100, got '%s'", optarg);
+            if (mp_parse_long(optarg, &l) || l < 1 || l > 100) return mp_usage_error("tile", NULL, "--quality wants 1..100, got '%s'", optarg);
             o.quality = (int)l;
             break;
         case O_FMT:
             if (!strcmp(optarg, "png")) o.png = 1;
             else if (!strcmp(optarg, "jpeg") || !strcmp(optarg, "jpg")) o.png = 0;
-            else return bad("--format wants jpeg or png, got '%s'", optarg);
+            else return mp_usage_error("tile", NULL, "--format wants jpeg or png, got '%s'", optarg);
             break;
         case O_DRY: dry = 1; break;
         case O_PROG:
-            if (mp_progress_parse(optarg, &o.progress)) return bad("--progress wants auto|tty|json|none, got '%s'", optarg);
+            if (mp_progress_parse(optarg, &o.progress)) return mp_usage_error("tile", NULL, "--progress wants auto|tty|json|none, got '%s'", optarg);
             break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return MP_EXIT_OK;
         default:
-            return bad("%s", mp_err());
+            return mp_usage_error("tile", NULL, "%s", mp_err());
         }
     }
     if (argc - optind < 2) {

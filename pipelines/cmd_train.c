@@ -8,6 +8,7 @@
 #include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/util.h"
 #include "pipelines/cmds.h"
 #include "trainer/trainer.h"
@@ -47,7 +48,7 @@ static void usage(FILE *f)
             "                     run all the epochs asked for it finishes at once, if more it is an error\n"
             "  --stop-after N     stop after N epochs (resume later)\n"
             "  --progress auto|tty|json|none (or --progress=MODE)   -q, --quiet\n"
-            "  every option taking a value accepts --name VALUE and --name=VALUE\n\n"
+            "  every option taking a value accepts --name VALUE and --name=VALUE; names are exact\n\n"
             "Writes CKPT (best on validation), next to it .last.mpk (every epoch, full training state),\n"
             ".log.jsonl (one line per epoch) and .png (loss and validation curve).\n",
             mp_cpu_count());
@@ -68,90 +69,95 @@ int cmd_train(int argc, char **argv)
     if (method) {
         m = !strcmp(method, "supervised") ? 0 : !strcmp(method, "rbd") ? TR_RBD : !strcmp(method, "crckd") ? TR_CRCKD
           : !strcmp(method, "rbd+crckd") ? TR_RBD | TR_CRCKD : -1;
-        if (m < 0) {
-            mp_error("train: unknown method '%s' (supervised, rbd, crckd, rbd+crckd)", method);
-            return MP_EXIT_USAGE;
-        }
+        if (m < 0) return mp_usage_error("train", NULL, "unknown method '%s' (supervised, rbd, crckd, rbd+crckd)", method);
     }
     tr_train_opts o;
     tr_train_defaults(&o, m < 0 ? 0 : m);
     o.arch = NULL;
     o.progress = MP_PROGRESS_AUTO;
-    for (int i = 1; i < argc; i++) {
-        char nm[64];
-        const char *iv = mp_opt_split(argv[i], nm, sizeof nm); /* --name=VALUE */
-        const char *a = iv ? nm : argv[i], *v = iv ? iv : i + 1 < argc ? argv[i + 1] : NULL;
-        long lv;
-        int bad = 0, flag = 1;
-        if (!strcmp(a, "--resume")) o.resume = 1;
-        else if (!strcmp(a, "--l1")) o.l1 = 1;
-        else if (!strcmp(a, "--no-unlabeled")) o.use_unlabeled = 0;
-        else if (!strcmp(a, "--no-augment")) o.augment = 0;
-        else if (!strcmp(a, "--no-extra-flips")) o.extra_flips = 0;
-        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) mp_log_set_quiet(1);
-        else if (a[0] != '-') {
-            if (db) {
-                mp_error("train: unexpected argument '%s'", a);
-                return MP_EXIT_USAGE;
-            }
-            db = a;
-        } else {
-            flag = 0;
-            if (!v) bad = 1;
-            else if (!strcmp(a, "--method")) ;
-            else if (!strcmp(a, "--progress")) {
-                mp_progress_mode pm;
-                if (mp_progress_parse(v, &pm) < 0) bad = 1;
-                else o.progress = pm;
-            }
-            else if (!strcmp(a, "--mag")) bad = mp_parse_double(v, &mag) < 0 || mag <= 0;
-            else if (!strcmp(a, "--out")) o.out = v;
-            else if (!strcmp(a, "--teacher")) o.teacher = v;
-            else if (!strcmp(a, "--arch")) o.arch = v;
-            else if (!strcmp(a, "--epochs")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_EPOCHS, o.epochs = (int)lv;
-            else if (!strcmp(a, "--batch")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_BATCH, o.batch = (int)lv;
-            else if (!strcmp(a, "--patience")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > TR_MAX_EPOCHS, o.patience = (int)lv;
-            else if (!strcmp(a, "--threads")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 1024, o.threads = (int)lv;
-            else if (!strcmp(a, "--seed")) bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.seed = (uint64_t)lv;
-            else if (!strcmp(a, "--teacher-views")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 1024, o.teacher_views = (int)lv;
-            else if (!strcmp(a, "--teacher-cache")) o.teacher_cache = v;
-            else if (!strcmp(a, "--sampling")) o.sampling = v;
-            else if (!strcmp(a, "--stop-after")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > TR_MAX_EPOCHS, o.stop_after = (int)lv;
-            else if (!strcmp(a, "--max-train")) bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > INT_MAX, o.max_train = (int)lv;
-            else if (!strcmp(a, "--P")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > (1 << 20), o.P = (int)lv;
-            else if (!strcmp(a, "--K")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > (1 << 20), o.K = (int)lv;
-            else if (!strcmp(a, "--feat-dim")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 65536, o.feat_dim = (int)lv;
-            else if (!strcmp(a, "--rampup")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_EPOCHS, o.rampup = (int)lv;
-            else if (!strcmp(a, "--lr")) bad = mp_parse_double(v, &o.lr) < 0 || o.lr <= 0;
-            else if (!strcmp(a, "--wd")) bad = mp_parse_double(v, &o.wd) < 0 || o.wd < 0;
-            else if (!strcmp(a, "--max-lr")) bad = mp_parse_double(v, &o.max_lr) < 0 || o.max_lr <= 0;
-            else if (!strcmp(a, "--ce-weight")) bad = mp_parse_double(v, &o.ce_weight) < 0 || o.ce_weight < 0;
-            else if (!strcmp(a, "--temperature")) bad = mp_parse_double(v, &o.temperature) < 0 || o.temperature <= 0;
-            else if (!strcmp(a, "--beta")) bad = mp_parse_double(v, &o.beta) < 0 || o.beta < 0;
-            else if (!strcmp(a, "--avg-epochs")) bad = mp_parse_double(v, &o.avg_epochs) < 0 || o.avg_epochs < 0;
-            else if (!strcmp(a, "--lambda-ccd")) bad = mp_parse_double(v, &o.lambda_ccd) < 0;
-            else if (!strcmp(a, "--lambda-crp")) bad = mp_parse_double(v, &o.lambda_crp) < 0;
-            else if (!strcmp(a, "--ema")) bad = mp_parse_double(v, &o.ema) < 0 || o.ema < 0 || o.ema >= 1;
-            else if (!strcmp(a, "--tau")) bad = mp_parse_double(v, &o.tau) < 0 || o.tau <= 0;
-            else {
-                mp_error("train: unknown option '%s'", a);
-                return MP_EXIT_USAGE;
-            }
+    enum { O_RESUME = 256, O_L1, O_NOUNL, O_NOAUG, O_NOFLIP, O_METHOD, O_PROG, O_MAG, O_OUT, O_TEACHER, O_ARCH,
+           O_EPOCHS, O_BATCH, O_PATIENCE, O_THREADS, O_SEED, O_TVIEWS, O_TCACHE, O_SAMPLING, O_STOP, O_MAXTRAIN, O_P,
+           O_K, O_FEAT, O_RAMP, O_LR, O_WD, O_MAXLR, O_CEW, O_TEMP, O_BETA, O_AVG, O_LCCD, O_LCRP, O_EMA, O_TAU };
+    static const struct option lo[] = {
+        {"resume", no_argument, 0, O_RESUME}, {"l1", no_argument, 0, O_L1}, {"no-unlabeled", no_argument, 0, O_NOUNL},
+        {"no-augment", no_argument, 0, O_NOAUG}, {"no-extra-flips", no_argument, 0, O_NOFLIP},
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {"method", required_argument, 0, O_METHOD},
+        {"progress", required_argument, 0, O_PROG}, {"mag", required_argument, 0, O_MAG},
+        {"out", required_argument, 0, O_OUT}, {"teacher", required_argument, 0, O_TEACHER},
+        {"arch", required_argument, 0, O_ARCH}, {"epochs", required_argument, 0, O_EPOCHS},
+        {"batch", required_argument, 0, O_BATCH}, {"patience", required_argument, 0, O_PATIENCE},
+        {"threads", required_argument, 0, O_THREADS}, {"seed", required_argument, 0, O_SEED},
+        {"teacher-views", required_argument, 0, O_TVIEWS}, {"teacher-cache", required_argument, 0, O_TCACHE},
+        {"sampling", required_argument, 0, O_SAMPLING}, {"stop-after", required_argument, 0, O_STOP},
+        {"max-train", required_argument, 0, O_MAXTRAIN}, {"P", required_argument, 0, O_P},
+        {"K", required_argument, 0, O_K}, {"feat-dim", required_argument, 0, O_FEAT},
+        {"rampup", required_argument, 0, O_RAMP}, {"lr", required_argument, 0, O_LR}, {"wd", required_argument, 0, O_WD},
+        {"max-lr", required_argument, 0, O_MAXLR}, {"ce-weight", required_argument, 0, O_CEW},
+        {"temperature", required_argument, 0, O_TEMP}, {"beta", required_argument, 0, O_BETA},
+        {"avg-epochs", required_argument, 0, O_AVG}, {"lambda-ccd", required_argument, 0, O_LCCD},
+        {"lambda-crp", required_argument, 0, O_LCRP}, {"ema", required_argument, 0, O_EMA},
+        {"tau", required_argument, 0, O_TAU}, {0, 0, 0, 0}};
+    optind = 1;
+    int ch, li;
+    while ((ch = mp_getopt_long(argc, argv, "qh", lo, &li)) != -1) {
+        const char *v = optarg;
+        long lv = 0;
+        int bad = 0;
+        switch (ch) {
+        case O_RESUME: o.resume = 1; break;
+        case O_L1: o.l1 = 1; break;
+        case O_NOUNL: o.use_unlabeled = 0; break;
+        case O_NOAUG: o.augment = 0; break;
+        case O_NOFLIP: o.extra_flips = 0; break;
+        case 'q': mp_log_set_quiet(1); break;
+        case 'h': usage(stdout); return MP_EXIT_OK;
+        case O_METHOD: break; /* read above: it decides the defaults */
+        case O_PROG: {
+            mp_progress_mode pm;
+            if (mp_progress_parse(v, &pm) < 0) bad = 1;
+            else o.progress = pm;
+            break;
         }
-        if (flag && iv) {
-            mp_error("train: %s takes no value (got '%s')", a, iv);
-            return MP_EXIT_USAGE;
+        case O_MAG: bad = mp_parse_double(v, &mag) < 0 || mag <= 0; break;
+        case O_OUT: o.out = v; break;
+        case O_TEACHER: o.teacher = v; break;
+        case O_ARCH: o.arch = v; break;
+        case O_EPOCHS: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_EPOCHS, o.epochs = (int)lv; break;
+        case O_BATCH: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_BATCH, o.batch = (int)lv; break;
+        case O_PATIENCE: bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > TR_MAX_EPOCHS, o.patience = (int)lv; break;
+        case O_THREADS: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 1024, o.threads = (int)lv; break;
+        case O_SEED: bad = mp_parse_long(v, &lv) < 0 || lv < 0, o.seed = (uint64_t)lv; break;
+        case O_TVIEWS: bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > 1024, o.teacher_views = (int)lv; break;
+        case O_TCACHE: o.teacher_cache = v; break;
+        case O_SAMPLING: o.sampling = v; break;
+        case O_STOP: bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > TR_MAX_EPOCHS, o.stop_after = (int)lv; break;
+        case O_MAXTRAIN: bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > INT_MAX, o.max_train = (int)lv; break;
+        case O_P: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > (1 << 20), o.P = (int)lv; break;
+        case O_K: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > (1 << 20), o.K = (int)lv; break;
+        case O_FEAT: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 65536, o.feat_dim = (int)lv; break;
+        case O_RAMP: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_EPOCHS, o.rampup = (int)lv; break;
+        case O_LR: bad = mp_parse_double(v, &o.lr) < 0 || o.lr <= 0; break;
+        case O_WD: bad = mp_parse_double(v, &o.wd) < 0 || o.wd < 0; break;
+        case O_MAXLR: bad = mp_parse_double(v, &o.max_lr) < 0 || o.max_lr <= 0; break;
+        case O_CEW: bad = mp_parse_double(v, &o.ce_weight) < 0 || o.ce_weight < 0; break;
+        case O_TEMP: bad = mp_parse_double(v, &o.temperature) < 0 || o.temperature <= 0; break;
+        case O_BETA: bad = mp_parse_double(v, &o.beta) < 0 || o.beta < 0; break;
+        case O_AVG: bad = mp_parse_double(v, &o.avg_epochs) < 0 || o.avg_epochs < 0; break;
+        case O_LCCD: bad = mp_parse_double(v, &o.lambda_ccd) < 0; break;
+        case O_LCRP: bad = mp_parse_double(v, &o.lambda_crp) < 0; break;
+        case O_EMA: bad = mp_parse_double(v, &o.ema) < 0 || o.ema < 0 || o.ema >= 1; break;
+        case O_TAU: bad = mp_parse_double(v, &o.tau) < 0 || o.tau <= 0; break;
+        default: return mp_usage_error("train", NULL, "%s", mp_err());
         }
-        if (bad) {
-            mp_error("train: bad value for %s: '%s'", a, flag ? a : v ? v : "(missing)");
-            return MP_EXIT_USAGE;
-        }
-        if (!flag && !iv) i++;
+        if (bad) return mp_usage_error("train", NULL, "bad value for --%s: '%s'", lo[li].name, v);
+    }
+    for (int i = optind; i < argc; i++) {
+        if (db) return mp_usage_error("train", NULL, "unexpected argument '%s'", argv[i]);
+        db = argv[i];
     }
     if (!db || m < 0 || mag <= 0 || !o.out) {
         usage(stderr);
-        mp_error("train: DB, --method, --mag and --out are required");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("train", NULL, "DB, --method, --mag and --out are required");
     }
     o.db_path = db;
     o.mag = mag;

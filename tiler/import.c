@@ -221,9 +221,7 @@ int tiler_import_patches(mp_db *db, const char *dir, const tiler_import_opts *o,
             snprintf(label, sizeof label, "%.*s", (int)(slash - rel), rel);
         }
         if (have_re && patient_of(&re, path, base, patient, sizeof patient)) goto rollback;
-        snprintf(name, sizeof name, "%s", base);
-        char *dot = strrchr(name, '.');
-        if (dot && dot != name) *dot = 0;
+        mp_path_stem(base, name, sizeof name);
         uint8_t *rgb = NULL;
         int w = 0, h = 0;
         if (load_rgb(path, &rgb, &w, &h)) goto rollback;

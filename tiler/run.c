@@ -491,15 +491,6 @@ static void abs_path(const char *path, char *out, size_t n)
     }
 }
 
-static void slide_name(const char *path, char *out, size_t n)
-{
-    const char *b = strrchr(path, '/');
-    b = b ? b + 1 : path;
-    snprintf(out, n, "%s", b);
-    char *dot = strrchr(out, '.');
-    if (dot && dot != out) *dot = 0;
-}
-
 static int write_batch(db_tile_writer *wr, result **batch, int n, int batch_no)
 {
     db_patch_rec recs[128];
@@ -520,7 +511,7 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     char apath[PATH_MAX], name[256], fp[64], params[1024], ph[64];
     if (tiler_fingerprint(path, fp)) return -1; /* refuses what is not a regular file */
     abs_path(path, apath, sizeof apath);
-    slide_name(path, name, sizeof name);
+    mp_path_stem(path, name, sizeof name);
     plan_params(o, params, sizeof params, ph);
 
     db_slide_state st;

@@ -10,7 +10,7 @@ M="$MAGPIE_BIN"
 
 # --mag is not --mags: refused with a hint, rc 1, and no dataset is created
 "$M" tile "$T/d.db" --mag 10 "$T/none.svs" 2> "$T/err"; rc=$?
-ok "tile --mag refused" '[ $rc -eq 1 ] && [ "$(cat "$T/err")" = "magpie tile: unknown option '"'"'--mag'"'"' (did you mean '"'"'--mags'"'"'?) (magpie tile --help)" ]'
+ok "tile --mag refused" '[ $rc -eq 1 ] && [ "$(cat "$T/err")" = "magpie: error: tile: unknown option '"'"'--mag'"'"' (did you mean '"'"'--mags'"'"'?) (see magpie tile --help)" ]'
 ok "tile --mag created nothing" '[ ! -e "$T/d.db" ]'
 "$M" tile "$T/d.db" --dry "$T/none.svs" 2> "$T/err"; rc=$?
 ok "tile --dry refused" '[ $rc -eq 1 ] && grep -q "unknown option .--dry. (did you mean .--dry-run.?)" "$T/err"'

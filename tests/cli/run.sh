@@ -24,13 +24,13 @@ has() { grep -qxF "$1" "$2" || no "want line: $1 -- got: $(cat "$2")"; }
 "$B" run --help | grep -q "usage: magpie run MANIFEST --out DIR" || no "--help"
 "$B" run "$T/s" >/dev/null 2>&1; [ $? -eq 1 ] || no "missing --out should exit 1"
 "$B" run "$T/s" --out "$T/o" --steps infer 2>"$T/e"; [ $? -eq 1 ] || no "infer without --model should exit 1"
-has "magpie run: the infer step needs --model CKPT (magpie run --help)" "$T/e"
+has "magpie: error: run: the infer step needs --model CKPT (see magpie run --help)" "$T/e"
 # exact option names only: getopt's prefix matching took --mag for --mags
 "$B" run "$T/s" --out "$T/o" --mag 10 2>"$T/e"; [ $? -eq 1 ] || no "--mag should exit 1"
-has "magpie run: unknown option '--mag' (did you mean '--mags'?) (magpie run --help)" "$T/e"
+has "magpie: error: run: unknown option '--mag' (did you mean '--mags'?) (see magpie run --help)" "$T/e"
 [ -e "$T/o" ] && no "a refused option created the output folder"
 "$B" report "$T/o" --ou "$T/r.html" 2>"$T/e"; [ $? -eq 1 ] || no "report --ou should exit 1"
-has "magpie report: unknown option '--ou' (did you mean '--out'?) (magpie report --help)" "$T/e"
+has "magpie: error: report: unknown option '--ou' (did you mean '--out'?) (see magpie report --help)" "$T/e"
 "$B" run "$T/s" --out "$T/o" --steps tile,cook 2>"$T/e"; [ $? -eq 1 ] || no "bad --steps should exit 1"
 
 # manifest problems: all reported with their lines, exit 1, nothing run

@@ -79,7 +79,7 @@ has "magpie: error: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not
 for bad in 0/3 4/3 3 x/2 1/0 -1/2 1/100001; do
     "$M" run "$T/all.csv" --out "$T/bad" --shard "$bad" 2>"$T/err"; rc=$?
     [ $rc -eq 1 ] || no "--shard $bad: exit $rc, want 1"
-    has "magpie run: --shard wants I/N (the I-th of N slices, 1 <= I <= N$(case $bad in 3) ;; *) echo " <= 100000" ;; esac)), got '$bad' (magpie run --help)" "$T/err"
+    has "magpie: error: run: --shard wants I/N (the I-th of N slices, 1 <= I <= N$(case $bad in 3) ;; *) echo " <= 100000" ;; esac)), got '$bad' (see magpie run --help)" "$T/err"
 done
 [ -e "$T/bad" ] && no "a bad --shard created the output folder"
 

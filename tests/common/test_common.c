@@ -60,6 +60,61 @@ TEST(crc32_known)
     CHECK(mp_crc32(0, "123456789", 9) == 0xCBF43926u);
 }
 
+/* the streamed writer: nothing under PATH until commit, an abort leaves the old file and no
+ * temporary, a failed open names the temporary */
+TEST(atomic_streamed)
+{
+    char dir[] = "/tmp/mp_test_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256], tmp[4200];
+    snprintf(path, sizeof path, "%s/f.bin", dir);
+    CHECK_INT(mp_write_file_atomic(path, "old", 3), 0);
+    mp_atomic_file f;
+    CHECK_INT(mp_atomic_open(&f, path), 0);
+    mp_atomic_tmp_name(tmp, sizeof tmp, path);
+    CHECK_STR(f.tmp, tmp);
+    CHECK_INT(mp_atomic_write(&f, "new ", 4), 0);
+    CHECK_INT(mp_atomic_write(&f, "data", 4), 0);
+    CHECK_INT((int)mp_file_size(path), 3); /* still the old file */
+    mp_atomic_abort(&f);
+    CHECK_INT(mp_file_exists(tmp), 0);
+    CHECK_INT((int)mp_file_size(path), 3);
+    CHECK_INT(mp_atomic_open(&f, path), 0);
+    CHECK_INT(mp_atomic_write(&f, "new ", 4), 0);
+    CHECK_INT(mp_atomic_write(&f, "data", 4), 0);
+    CHECK_INT(mp_atomic_commit(&f), 0);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    CHECK_INT(mp_read_file(path, &buf, &n), 0);
+    CHECK(n == 8 && buf && !memcmp(buf, "new data", 8));
+    free(buf);
+    CHECK_INT(mp_file_exists(tmp), 0);
+    /* a temporary written by another library, committed */
+    FILE *o = fopen(tmp, "wb");
+    CHECK(o != NULL);
+    if (o) fputs("lib", o), fclose(o);
+    CHECK_INT(mp_atomic_commit_tmp(tmp, path), 0);
+    CHECK_INT((int)mp_file_size(path), 3);
+    CHECK_INT(mp_file_exists(tmp), 0);
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/no/such/dir/x", dir);
+    CHECK_INT(mp_atomic_open(&f, missing), -1);
+    CHECK_CONTAINS(mp_err(), "x.tmp.");
+    CHECK_CONTAINS(mp_err(), "No such file or directory");
+    unlink(path);
+    rmdir(dir);
+}
+
+TEST(path_stem)
+{
+    char b[64];
+    CHECK_STR(mp_path_stem("a/b/TCGA-1.svs", b, sizeof b), "TCGA-1");
+    CHECK_STR(mp_path_stem("x.ome.tiff", b, sizeof b), "x.ome");
+    CHECK_STR(mp_path_stem("dir.d/slide", b, sizeof b), "slide");
+    CHECK_STR(mp_path_stem("/s/.svs", b, sizeof b), ".svs");
+    CHECK_STR(mp_path_stem("plain", b, sizeof b), "plain");
+}
+
 TEST(atomic_write_roundtrip)
 {
     char dir[] = "/tmp/mp_test_XXXXXX";
@@ -155,6 +210,8 @@ int main(void)
     RUN(parse_strict);
     RUN(crc32_known);
     RUN(atomic_write_roundtrip);
+    RUN(atomic_streamed);
+    RUN(path_stem);
     RUN(safe_name);
     RUN(escaped_messages);
     RUN(open_regular);

@@ -1,5 +1,9 @@
 /* tests/common/test_opt.c — mp_getopt_long: exact long names only (glibc's getopt_long takes
  * any unambiguous prefix: `tile --mag 10` was silently `--mags 10`), with one-line reasons. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "common/error.h"
 #include "common/opt.h"
 #include "tests/test.h"
@@ -95,10 +99,37 @@ TEST(other_refusals)
     CHECK(mp_opt_suggest("--size", lo) == NULL);
 }
 
+/* the one usage-error line: what, message, where the help is; exit code 1 */
+TEST(usage_error_line)
+{
+    char path[] = "/tmp/mp_opt_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    int keep = dup(2);
+    dup2(fd, 2);
+    int a = mp_usage_error("tile", NULL, "--size wants 8..8192 px, got '%s'", "x");
+    int b = mp_usage_error("db split", "db DB split", "unknown option '--by-x'");
+    fflush(stderr);
+    dup2(keep, 2);
+    close(keep);
+    CHECK_INT(a, 1);
+    CHECK_INT(b, 1);
+    char buf[512] = {0};
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    CHECK_STR(buf, "magpie: error: tile: --size wants 8..8192 px, got 'x' (see magpie tile --help)\n"
+                   "magpie: error: db split: unknown option '--by-x' (see magpie db DB split --help)\n");
+    close(fd);
+    unlink(path);
+}
+
 int main(void)
 {
     RUN(exact_names_pass);
     RUN(prefix_refused);
     RUN(other_refusals);
+    RUN(usage_error_line);
     return test_done();
 }
