@@ -514,9 +514,9 @@ int run_report_write(const char *out_html, char *const *dirs, int n)
     fprintf(f, "<div><b>%d</b>slides</div><div><b class=done>%d</b>done</div><div><b class=failed>%d</b>failed</div>\n",
             total, done, failed);
     fprintf(f, "<div><b>%.0f</b>patches</div><div><b>%.0f</b>cells evaluated</div>\n", patches, evaluated);
-    fprintf(f, "<div><b>%.1f s</b>wall time%s</div><div><b>%.1f s</b>tiling (sum over slides)</div>"
+    fprintf(f, "<div><b>%.1f s</b>wall time of the last run%s</div><div><b>%.1f s</b>tiling (sum over slides)</div>"
                "<div><b>%.1f s</b>inference (sum over slides)</div>\n",
-            wall, n > 1 ? " (sum over runs)" : "", tile_s, infer_s);
+            wall, n > 1 ? " (sum over the folders)" : "", tile_s, infer_s);
     if (n > 1) fprintf(f, "<div><b>%d</b>run folders</div>\n", n);
     fputs("</div>\n", f);
     models_section(f, dirs, n, sums);

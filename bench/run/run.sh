@@ -4,7 +4,8 @@
 #   - throughput with --jobs 1 and --jobs 2 (both with --threads 2): slides/hour, patches/s;
 #   - the same work by hand, `magpie tile` then `magpie infer --db` per slide (each --jobs/
 #     --threads 2), one after the other: run's overhead (or gain) against it;
-#   - a rerun when everything is done (resume): ms per slide;
+#   - a rerun when everything is done (resume), over all the slides and over 5 of them: the
+#     cost per slide and the fixed cost per run;
 #   - per-slide figures for docs/scale.md: dataset bytes, patches, heatmap bytes, seconds;
 #   - `magpie db merge` of two halves of the batch: MB/s.
 # Runs alternate (jobs 1, jobs 2, by hand) within each repeat; medians over repeats.
@@ -33,6 +34,7 @@ fi
     echo "slide"
     for f in "$W"/slides/synth_*.tiff; do echo "$f"; done
 } >"$W/manifest.csv"
+head -6 "$W/manifest.csv" >"$W/manifest5.csv"
 RAW="$W/raw.txt"
 : >"$RAW"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -55,6 +57,12 @@ for i in $(seq 1 "$REP"); do
         for k in 1 2 3; do
             timed "$B" run "$W/manifest.csv" --out "$W/out" --model "$W/m125.mpk" --jobs $j --threads 2 --progress none -q
             echo "resume jobs=$j rep=$i.$k $(wallcpu)" | tee -a "$RAW" >&2
+        done
+        # the same over the first 5 slides: the slope between the two is the cost per slide, the
+        # rest is the fixed cost of a run (process start, libvips modules, the model, the lock)
+        for k in 1 2 3; do
+            timed "$B" run "$W/manifest5.csv" --out "$W/out" --model "$W/m125.mpk" --jobs $j --threads 2 --progress none -q
+            echo "resume5 jobs=$j rep=$i.$k $(wallcpu)" | tee -a "$RAW" >&2
         done
         # of which the report (rewritten by every run): the same page alone
         timed "$B" report "$W/out" --out "$W/report-only.html" -q
@@ -123,11 +131,16 @@ for name, xs in (("`magpie run --jobs 1 --threads 2`", run1), ("`magpie run --jo
     m = med(xs)
     print(f"| {name} | {m:.1f} s | {ns / m * 3600:.0f} | {patches / m:.0f} | {m / h:.2f}x |")
 print()
-print(f"Resume with everything done (the same `magpie run` again, {len(res1) + len(res2)} reruns): wall "
-      f"{med(res1) * 1000 / ns:.0f} ms per slide with --jobs 1, {med(res2) * 1000 / ns:.0f} ms with --jobs 2; CPU "
-      f"{med(rcpu) * 1000 / ns:.1f} ms per slide. Of that, rewriting report.html (every run does; `magpie report` "
-      f"alone): wall {med(rep_w) * 1000 / ns:.0f} ms, CPU {med(rep_c) * 1000 / ns:.1f} ms per slide. What is left for "
-      f"the skip decisions themselves: ~{(med(rcpu) - med(rep_c)) * 1000 / ns:.1f} ms CPU per slide.\n")
+r5w, r5c, rall = walls("resume5"), cpus("resume5"), res1 + res2
+per_w = (med(rall) - med(r5w)) / (ns - 5)
+per_c = (med(rcpu) - med(r5c)) / (ns - 5)
+print(f"Resume with everything done (the same `magpie run` again: {len(rall)} reruns over the {ns} slides, "
+      f"{len(r5w)} over the first 5): {ns} slides take {med(rall):.2f} s of wall and {med(rcpu):.2f} s of CPU, "
+      f"5 slides {med(r5w):.2f} s and {med(r5c):.2f} s. So each slide costs {per_w * 1000:.0f} ms of wall and "
+      f"{per_c * 1000:.1f} ms of CPU, on top of a fixed {med(r5w) - 5 * per_w:.2f} s of wall and "
+      f"{med(r5c) - 5 * per_c:.2f} s of CPU per run (process start, libvips modules, model load). "
+      f"`magpie report` alone over the {ns} slides (every run rewrites the page): {med(rep_w):.2f} s of wall, "
+      f"{med(rep_c):.2f} s of CPU.\n")
 db, im, hm, th = int(sz["dataset"]), int(float(sz["images"])), int(sz["heatmaps"]), int(sz["thumbs"])
 print(f"Per slide (for docs/scale.md): {patches / ns:.0f} patches, dataset {db / ns / 1e6:.2f} MB "
       f"({db / patches / 1024:.1f} KiB per patch; images {im / db * 100:.0f}% of it: "
