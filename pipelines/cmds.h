@@ -13,6 +13,7 @@ int cmd_infer(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_view(int argc, char **argv); /* pipelines/cmd_view.c: the browser viewer */
 
 /* `magpie db DB labels ...` and `magpie db DB split ...` (pipelines/cmd_db_curate.c);
  * argv[0] is "labels" or "split", db_path the dataset. */

@@ -26,6 +26,7 @@ static const struct {
     {"infer", cmd_infer, 1, "turn slides into heatmaps (pyramidal TIFF registered to the slide), overlays, GeoJSON"},
     {"run", cmd_run, 1, "run a manifest of slides through tile and infer, resumably, with an HTML report"},
     {"report", cmd_report, 0, "rebuild the HTML report of one or more magpie run folders (shards)"},
+    {"view", cmd_view, 0, "serve slides, heatmaps and datasets to a browser (local, read-only)"},
     {"model", cmd_model, 1, "model info, run, grad, import/export (safetensors, .npy)"},
 };
 

@@ -18,4 +18,12 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 # the SLURM scale-out test starts a one-node cluster (tests/slurm)
 $SUDO apt-get install -y -qq --no-install-recommends \
     slurm-wlm munge >/dev/null
+# magpie view: libmicrohttpd for its HTTP server, npm to fetch OpenSeadragon (embedded at build time)
+$SUDO apt-get install -y -qq --no-install-recommends \
+    libmicrohttpd-dev >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends \
+    curl >/dev/null
+command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends \
+    nodejs npm >/dev/null
+sh "$(dirname "$0")/fetch-openseadragon.sh"
 echo "magpie: dependencies installed"
