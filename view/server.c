@@ -427,6 +427,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return route(v, c, url);
 }
 
+static int slide_cmp(const void *a, const void *b)
+{
+    const view_slide *x = *(view_slide *const *)a, *y = *(view_slide *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->path, y->path);
+}
+
 view_server *view_open(char *const *paths, int n, const view_opts *o)
 {
     view_server *v = mp_xcalloc(1, sizeof *v);
@@ -436,6 +443,9 @@ view_server *view_open(char *const *paths, int n, const view_opts *o)
             view_close(v);
             return NULL;
         }
+    /* numbered by name, so a run's slides keep their numbers whatever order its workers took */
+    qsort(v->slides, v->nslides, sizeof *v->slides, slide_cmp);
+    for (int i = 0; i < v->nslides; i++) v->slides[i]->id = i;
     v->cache = view_cache_new(o->cache_bytes);
     return v;
 }

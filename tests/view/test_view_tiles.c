@@ -1,5 +1,5 @@
 /* tests/view/test_view_tiles.c — magpie view's tiles against their sources, over HTTP:
- *   test_view_tiles PORT ID SLIDE [INFER_DIR]
+ *   test_view_tiles PORT ID SLIDE [INFER_DIR | -]   (MAGPIE_VIEW_QUICK=1: fewer tiles, for big slides)
  * The Deep Zoom XML gives the slide's size; every tile of a spread of levels and positions
  * decodes (PNG) to exactly the pixels of the tiler's patch read of the same region, computed
  * here from the Deep Zoom rule on its own; JPEG tiles are within JPEG's error of them; tiles
@@ -131,7 +131,12 @@ int main(int argc, char **argv)
 
     int max = 0;
     while ((1LL << max) < (s.width > s.height ? s.width : s.height)) max++;
+    int quick = getenv("MAGPIE_VIEW_QUICK") != NULL;
     int levels[] = {max, max - 1, max - 2, max - 4, max - 6, 8, 0};
+    if (quick) { /* the finest, a middle and the coarsest levels only */
+        levels[1] = levels[2] = levels[4] = -1;
+        levels[3] = max / 2;
+    }
     int tiles = 0;
     for (size_t li = 0; li < sizeof levels / sizeof *levels; li++) {
         int L = levels[li];
@@ -141,6 +146,7 @@ int main(int argc, char **argv)
         int64_t cols[] = {0, nc / 2, nc - 1}, rows[] = {0, nr / 3, nr - 1};
         for (int a = 0; a < 3; a++)
             for (int b = 0; b < 3; b++) {
+                if (quick && a != b) continue;
                 char cs[64];
                 snprintf(cs, sizeof cs, "level %d tile %lld_%lld", L, (long long)cols[a], (long long)rows[b]);
                 t_case = cs;
@@ -184,7 +190,7 @@ int main(int argc, char **argv)
             }
     }
     t_case = "tiles checked";
-    CHECK(tiles >= 20);
+    CHECK(tiles >= (quick ? 7 : 20));
     t_case = "outside the pyramid";
     snprintf(path, sizeof path, "/s/%d/slide_files/%d/0_0.png", id, max + 1);
     CHECK_INT(get(path, &body, &len), 404);
@@ -193,7 +199,7 @@ int main(int argc, char **argv)
     CHECK_INT(get(path, &body, &len), 404);
     free(body);
 
-    if (argc > 4) { /* the heatmap layer against infer's own heatmap.tif */
+    if (argc > 4 && strcmp(argv[4], "-")) { /* the heatmap layer against infer's own heatmap.tif */
         t_case = "heatmap";
         char pj[600], ht[600];
         snprintf(pj, sizeof pj, "%s/prediction.json", argv[4]);
