@@ -38,7 +38,7 @@ static int int_opt(const char *name, const char *s, long lo, long hi, int *out)
 {
     long v;
     if (mp_parse_long(s, &v) || v < lo || v > hi) {
-        fprintf(stderr, "magpie view: %s wants a whole number in %ld..%ld, got '%s'\n", name, lo, hi, s);
+        mp_usage_error("view", NULL, "%s wants a whole number in %ld..%ld, got '%s'", name, lo, hi, s);
         return -1;
     }
     *out = (int)v;
@@ -70,16 +70,11 @@ int cmd_view(int argc, char **argv)
         case 'Q': bad |= int_opt("--quality", optarg, 1, 100, &o.quality); break;
         case 'q': o.quiet = 1; mp_log_set_quiet(1); break;
         case 'h': usage(stdout); return MP_EXIT_OK;
-        default:
-            fprintf(stderr, "magpie view: %s (magpie view --help)\n", mp_err());
-            return MP_EXIT_USAGE;
+        default: return mp_usage_error("view", NULL, "%s", mp_err());
         }
     }
     if (bad) return MP_EXIT_USAGE;
-    if (optind >= argc) {
-        usage(stderr);
-        return MP_EXIT_USAGE;
-    }
+    if (optind >= argc) return mp_usage_error("view", NULL, "no PATH (a slide, run folder, infer folder or dataset)");
     o.cache_bytes = (size_t)cache_mb << 20;
     /* block the stop signals before any thread starts, so only sigwait below receives them */
     sigset_t set;

@@ -68,11 +68,8 @@ static int slide_ext(const char *name)
 
 static char *stem(const char *path)
 {
-    const char *b = strrchr(path, '/');
-    char *s = mp_xstrdup(b ? b + 1 : path);
-    char *dot = strrchr(s, '.');
-    if (dot && dot != s) *dot = 0;
-    return s;
+    char buf[PATH_MAX];
+    return mp_xstrdup(mp_path_stem(path, buf, sizeof buf)); /* the name every command gives it */
 }
 
 /* The slide at real path `real`, opened, or the entry it already has. NULL + mp_err. */
