@@ -3,6 +3,7 @@
 #include "db/dataset.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,3 +127,51 @@ void db_image_reader_free(db_image_reader *r)
     sqlite3_finalize(r->st);
     free(r);
 }
+
+int db_items_image_side(mp_db *db, const db_item *items, int n, double mag, int *size)
+{
+    /* checked up front by the loader, not mid-epoch */
+    sqlite3_stmt *st = db_prepare(db, "SELECT width, height FROM images WHERE patch_id = ? AND abs(mag - ?) < 1e-3");
+    if (!st) return -1;
+    *size = 0;
+    for (int i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, items[i].patch_id);
+        sqlite3_bind_double(st, 2, mag);
+        if (sqlite3_step(st) != SQLITE_ROW) {
+            sqlite3_finalize(st);
+            /* name what there is, so the fix (tile again with these --mags, or train at one) is plain */
+            char have[256] = "none";
+            st = db_prepare(db, "SELECT group_concat(m, ', ') FROM (SELECT DISTINCT printf('%gx', mag) AS m FROM images "
+                                "WHERE patch_id = ?1 ORDER BY mag DESC)");
+            if (st) {
+                sqlite3_bind_int64(st, 1, items[i].patch_id);
+                if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+                    snprintf(have, sizeof have, "%s", (const char *)sqlite3_column_text(st, 0));
+                sqlite3_finalize(st);
+            }
+            return mp_err_set("%s: patch %lld has no image at %gx (it has: %s; tile with --mags including %g, or "
+                              "train at one of those)",
+                              db_path(db), (long long)items[i].patch_id, mag, have, mag);
+        }
+        int w = sqlite3_column_int(st, 0), h = sqlite3_column_int(st, 1);
+        if (w != h || (*size && w != *size)) {
+            sqlite3_finalize(st);
+            return mp_err_set("%s: patch %lld at %gx is %dx%d, other patches are %dx%d", db_path(db),
+                              (long long)items[i].patch_id, mag, w, h, *size, *size);
+        }
+        *size = w;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int64_t db_count_labels(mp_db *db)
+{
+    return db_query_int(db, "SELECT (SELECT count(*) FROM slides WHERE label IS NOT NULL) + "
+                            "(SELECT count(*) FROM patch_labels)");
+}
+
+int64_t db_count_split_rows(mp_db *db) { return db_query_int(db, "SELECT count(*) FROM splits"); }
+
+int64_t db_count_classes(mp_db *db) { return db_query_int(db, "SELECT count(*) FROM classes"); }

@@ -29,6 +29,16 @@ typedef struct {
 int db_items_load(mp_db *db, const char *split, int labels_off, db_itemset *out);
 void db_itemset_free(db_itemset *s);
 
+/* The side of the items' square images at mag: every item must have one there, all of one size.
+ * -1 + mp_err naming the first patch without one (and the magnifications it has) or of another
+ * size, so the fix (tile with those --mags, or train at one) is plain. */
+int db_items_image_side(mp_db *db, const db_item *items, int n, double mag, int *side);
+/* For messages that say which step is missing: labels (slides with one + region labels) and the
+ * rows of the split table. -1 on failure. */
+int64_t db_count_labels(mp_db *db);
+int64_t db_count_split_rows(mp_db *db);
+int64_t db_count_classes(mp_db *db);
+
 /* Class names by id; *n receives the count. -1 + mp_err if ids are not 0..n-1. */
 int db_classes_load(mp_db *db, char ***names, int *n);
 

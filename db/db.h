@@ -1,6 +1,7 @@
 /* db/db.h — the magpie dataset handle: one SQLite file in WAL mode (schema in db/schema.sql).
- * Opening creates or migrates the schema. The handle keeps its first error (sticky, like
- * OpenSlide's): mp_err() after a failed call gives "DB.sqlite: reason". */
+ * Opening creates or migrates the schema. A failed call returns -1 (or NULL) and leaves mp_err()
+ * "DB.sqlite: reason"; the handle keeps no error of its own (no sticky error: every call stands
+ * alone, and a failed one may be retried). */
 #ifndef MP_DB_H
 #define MP_DB_H
 

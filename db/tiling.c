@@ -413,6 +413,23 @@ int db_tiling_finish(mp_db *db, int64_t id)
     return 0;
 }
 
+int db_tiling_counts(mp_db *db, int64_t id, int stored, int64_t *patches, int64_t *errors)
+{
+    sqlite3_stmt *q = db_prepare(db, stored ? "SELECT n_patches, n_bad_tiles FROM slides WHERE id = ?1"
+                                            : "SELECT (SELECT count(*) FROM patches WHERE slide_id = ?1), "
+                                              "(SELECT count(*) FROM tile_errors WHERE slide_id = ?1)");
+    if (!q) return -1;
+    sqlite3_bind_int64(q, 1, id);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *patches = sqlite3_column_int64(q, 0);
+        *errors = sqlite3_column_int64(q, 1);
+    }
+    int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(db, "slide counts");
+    sqlite3_finalize(q);
+    return r;
+}
+
 int db_tiling_done_cells(mp_db *db, int64_t id, void (*fn)(int, int, void *), void *arg)
 {
     sqlite3_stmt *st = db_prepare(db, "SELECT gx, gy FROM patches WHERE slide_id = ?1 "

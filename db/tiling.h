@@ -71,6 +71,10 @@ int db_tiling_fail(mp_db *db, int64_t id, const char *error);
  * annotations applied to its patches (db_labels_apply) — one transaction. */
 int db_tiling_finish(mp_db *db, int64_t id);
 
+/* A slide's patches and unreadable cells: as recorded when it was finished (stored, 0 = the
+ * slide row says so), or counted in the tables now (stored = 0). -1 + mp_err on failure. */
+int db_tiling_counts(mp_db *db, int64_t id, int stored, int64_t *patches, int64_t *errors);
+
 /* Cells already written for a slide (patches and tile errors): calls fn(gx, gy, arg) for each. */
 int db_tiling_done_cells(mp_db *db, int64_t id, void (*fn)(int gx, int gy, void *arg), void *arg);
 

@@ -10,15 +10,6 @@
 #include "common/util.h"
 #include "infer/internal.h"
 
-static int prop_i64(openslide_t *osr, const char *key, int64_t *v)
-{
-    const char *s = openslide_get_property_value(osr, key);
-    long d;
-    if (!s || mp_parse_long(s, &d)) return -1;
-    *v = d;
-    return 0;
-}
-
 int infer_src_open(const char *path, double mpp_override, infer_src *src)
 {
     memset(src, 0, sizeof *src);
@@ -30,12 +21,9 @@ int infer_src_open(const char *path, double mpp_override, infer_src *src)
     src->bx = src->by = 0;
     src->bw = src->s.width;
     src->bh = src->s.height;
-    int64_t x, y, w, h;
-    openslide_t *o = src->s.osr;
-    if (!prop_i64(o, OPENSLIDE_PROPERTY_NAME_BOUNDS_X, &x) && !prop_i64(o, OPENSLIDE_PROPERTY_NAME_BOUNDS_Y, &y) &&
-        !prop_i64(o, OPENSLIDE_PROPERTY_NAME_BOUNDS_WIDTH, &w) && !prop_i64(o, OPENSLIDE_PROPERTY_NAME_BOUNDS_HEIGHT, &h) &&
-        x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= src->s.width && y + h <= src->s.height) {
-        src->bx = x, src->by = y, src->bw = w, src->bh = h;
+    int64_t b[4];
+    if (tiler_slide_bounds(&src->s, b)) {
+        src->bx = b[0], src->by = b[1], src->bw = b[2], src->bh = b[3];
         src->has_bounds = 1;
     }
     src->rd = tiler_reader_open(&src->s);

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "db/dataset.h"
 #include "db/patchimport.h"
 #include "tiler/internal.h"
 #include "tiler/tiler.h"
@@ -299,7 +300,7 @@ int tiler_import_patches(mp_db *db, const char *dir, const tiler_import_opts *o,
     imp = NULL;
     if (db_commit(db)) goto rollback;
     rep->size = W;
-    rep->classes = (int)db_query_int(db, "SELECT count(*) FROM classes");
+    rep->classes = (int)db_count_classes(db);
     rc = 0;
     goto done;
 rollback: {
@@ -307,7 +308,7 @@ rollback: {
     snprintf(keep, sizeof keep, "%s", mp_err());
     db_importer_free(imp);
     imp = NULL;
-    db_exec(db, "ROLLBACK");
+    db_rollback(db);
     mp_err_set("%s", keep);
 }
 done:

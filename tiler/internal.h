@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openslide.h>
+
 #include "tiler/tiler.h"
 
 /* tiler_thumbnail (tiler.h), reading through the direct TIFF reader when fast is not NULL

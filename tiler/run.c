@@ -519,15 +519,7 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     if (found < 0) return -1;
     if (found && !strcmp(st.fingerprint, fp) && !strcmp(st.params_hash, ph) && !strcmp(st.status, "done")) {
         res->outcome = TILER_SKIPPED;
-        sqlite3_stmt *q = db_prepare(db, "SELECT n_patches, n_bad_tiles FROM slides WHERE id = ?");
-        if (q) {
-            sqlite3_bind_int64(q, 1, st.id);
-            if (sqlite3_step(q) == SQLITE_ROW) {
-                res->n_patches = sqlite3_column_int64(q, 0);
-                res->n_errors = sqlite3_column_int64(q, 1);
-            }
-            sqlite3_finalize(q);
-        }
+        db_tiling_counts(db, st.id, 1, &res->n_patches, &res->n_errors); /* for the report only */
         return 0;
     }
     int64_t id;
@@ -686,15 +678,7 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
         goto fail_plan;
     }
     res->n_new = written - nerr;
-    sqlite3_stmt *q = db_prepare(db, "SELECT (SELECT count(*) FROM patches WHERE slide_id = ?1), "
-                                     "(SELECT count(*) FROM tile_errors WHERE slide_id = ?1)");
-    if (!q) goto fail_plan;
-    sqlite3_bind_int64(q, 1, id);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        res->n_patches = sqlite3_column_int64(q, 0);
-        res->n_errors = sqlite3_column_int64(q, 1);
-    }
-    sqlite3_finalize(q);
+    if (db_tiling_counts(db, id, 0, &res->n_patches, &res->n_errors)) goto fail_plan;
     if (res->n_patches == 0 && res->n_errors > 0) {
         mp_err_set("%s: no tile could be read (%lld unreadable cells; first: %s)", path, (long long)res->n_errors,
                    first_err[0] ? first_err : "see tile_errors");

@@ -119,6 +119,28 @@ static int tiff_sizes_ok(const char *path, uint64_t fsize)
     return rc;
 }
 
+static int prop_i64(openslide_t *osr, const char *key, int64_t *v)
+{
+    const char *s = openslide_get_property_value(osr, key);
+    long d;
+    if (!s || mp_parse_long(s, &d)) return -1;
+    *v = d;
+    return 0;
+}
+
+int tiler_slide_bounds(const tiler_slide *s, int64_t b[4])
+{
+    int64_t x, y, w, h;
+    if (!s->osr || prop_i64(s->osr, OPENSLIDE_PROPERTY_NAME_BOUNDS_X, &x) ||
+        prop_i64(s->osr, OPENSLIDE_PROPERTY_NAME_BOUNDS_Y, &y) ||
+        prop_i64(s->osr, OPENSLIDE_PROPERTY_NAME_BOUNDS_WIDTH, &w) ||
+        prop_i64(s->osr, OPENSLIDE_PROPERTY_NAME_BOUNDS_HEIGHT, &h))
+        return 0;
+    if (!(x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= s->width && y + h <= s->height)) return 0;
+    b[0] = x, b[1] = y, b[2] = w, b[3] = h;
+    return 1;
+}
+
 int tiler_slide_open(const char *path, tiler_slide *s)
 {
     memset(s, 0, sizeof *s);

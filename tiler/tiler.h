@@ -1,11 +1,13 @@
 /* tiler/tiler.h — the tiler's door: open a slide through OpenSlide, resolve its MPP, build a
  * tissue mask, lay a grid in level-0 coordinates and write multi-magnification patches into the
  * dataset (db/tiling.h), resumably and in parallel. The small pure functions below are public so
- * unit tests can pin them down. */
+ * unit tests can pin them down.
+ * Contract: the one way from a slide file to pixels (the patch reader) for the tiler, infer and
+ * the viewer; OpenSlide and libtiff stay inside tiler/ (a slide's handle is opaque here); writes
+ * only the dataset it is given; functions return -1 (or NULL) with mp_err "PATH: reason". */
 #ifndef MP_TILER_H
 #define MP_TILER_H
 
-#include <openslide.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -117,8 +119,7 @@ typedef struct {
     char rejected[256];  /* values seen and not trusted, "" if none */
 } tiler_mpp;
 
-/* Resolve the MPP of an opened slide (an openslide_t *, void to keep OpenSlide out of this
- * header) in DESIGN.md's order. -1 + mp_err "PATH: no usable MPP (...); pass --mpp". */
+/* Resolve the MPP of an opened slide (its tiler_slide's osr) in DESIGN.md's order. -1 + mp_err "PATH: no usable MPP (...); pass --mpp". */
 int tiler_resolve_mpp(const char *path, void *osr, double override, tiler_mpp *out);
 
 /* Index of the coarsest level whose downsample is <= want * (1 + tol); level 0 if none. */
@@ -189,7 +190,7 @@ void tiler_qc_pitch(const uint8_t *rgb, int w, int h, int pitch, double *blur, d
 
 typedef struct {
     const char *path;        /* borrowed: as the user gave it */
-    openslide_t *osr;
+    struct _openslide *osr;  /* OpenSlide's handle, for tiler/ only */
     char vendor[64];
     int64_t width, height;
     int levels;
@@ -202,6 +203,9 @@ typedef struct {
  * TIFF, and on OpenSlide's level sizes for every format). */
 int tiler_slide_open(const char *path, tiler_slide *s);
 void tiler_slide_close(tiler_slide *s);
+/* The slide's non-empty region as the file declares it (openslide.bounds-*), checked to lie
+ * inside level 0: 1 and b = {x, y, w, h}, or 0 when it declares none (or a bad one). */
+int tiler_slide_bounds(const tiler_slide *s, int64_t b[4]);
 
 /* Thumbnail as straight RGBA at about target_mpp µm/px (never finer than level 0): bounded
  * memory, read in bands from the coarsest suitable level. *rgba is malloc'd. */

@@ -336,44 +336,6 @@ static void *worker(void *arg)
 
 /* ---- public ------------------------------------------------------------------------------- */
 
-static int image_size(mp_db *db, const db_item *items, int n, double mag, int *size)
-{
-    /* Every patch must have an image at this magnification: check up front, not mid-epoch. */
-    sqlite3_stmt *st = db_prepare(db, "SELECT width, height FROM images WHERE patch_id = ? AND abs(mag - ?) < 1e-3");
-    if (!st) return -1;
-    *size = 0;
-    for (int i = 0; i < n; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, items[i].patch_id);
-        sqlite3_bind_double(st, 2, mag);
-        if (sqlite3_step(st) != SQLITE_ROW) {
-            sqlite3_finalize(st);
-            /* name what there is, so the fix (tile again with these --mags, or train at one) is plain */
-            char have[256] = "none";
-            st = db_prepare(db, "SELECT group_concat(m, ', ') FROM (SELECT DISTINCT printf('%gx', mag) AS m FROM images "
-                                "WHERE patch_id = ?1 ORDER BY mag DESC)");
-            if (st) {
-                sqlite3_bind_int64(st, 1, items[i].patch_id);
-                if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-                    snprintf(have, sizeof have, "%s", (const char *)sqlite3_column_text(st, 0));
-                sqlite3_finalize(st);
-            }
-            return mp_err_set("%s: patch %lld has no image at %gx (it has: %s; tile with --mags including %g, or "
-                              "train at one of those)",
-                              db_path(db), (long long)items[i].patch_id, mag, have, mag);
-        }
-        int w = sqlite3_column_int(st, 0), h = sqlite3_column_int(st, 1);
-        if (w != h || (*size && w != *size)) {
-            sqlite3_finalize(st);
-            return mp_err_set("%s: patch %lld at %gx is %dx%d, other patches are %dx%d", db_path(db),
-                              (long long)items[i].patch_id, mag, w, h, *size, *size);
-        }
-        *size = w;
-    }
-    sqlite3_finalize(st);
-    return 0;
-}
-
 tr_loader *tr_loader_new(mp_db *db, const tr_loader_cfg *cfg, const db_item *items, int n)
 {
     if (n <= 0) {
@@ -392,7 +354,7 @@ tr_loader *tr_loader_new(mp_db *db, const tr_loader_cfg *cfg, const db_item *ite
     L->n = n;
     for (int v = 0; v < 2; v++) {
         if (v == 1 && cfg->mag[1] <= 0) continue;
-        if (image_size(db, items, n, cfg->mag[v], &L->size[v]) < 0) {
+        if (db_items_image_side(db, items, n, cfg->mag[v], &L->size[v]) < 0) {
             tr_loader_free(L);
             return NULL;
         }
@@ -539,7 +501,7 @@ int tr_channel_stats(mp_db *db, const db_item *items, int n, double mag, int max
     decoder dec = {0};
     double s[3] = {0}, ss[3] = {0}, cnt = 0;
     int size = 0, rc = 0;
-    if (image_size(db, items, n < 1 ? 0 : 1, mag, &size) < 0) rc = -1;
+    if (db_items_image_side(db, items, n < 1 ? 0 : 1, mag, &size) < 0) rc = -1;
     int m = n < max_images ? n : max_images;
     for (int t = 0; t < m && !rc; t++) {
         const db_item *it = &items[(int64_t)t * n / m];

@@ -145,12 +145,11 @@ static int load_sets(tr_run *R)
         }
     if (R->n == 0 || (!(o->method & TR_RBD) && R->nlab == 0)) {
         /* say which step is missing: labels first, then the split */
-        int64_t nlabels = db_query_int(R->db, "SELECT (SELECT count(*) FROM slides WHERE label IS NOT NULL) + "
-                                              "(SELECT count(*) FROM patch_labels)");
+        int64_t nlabels = db_count_labels(R->db);
         if (nlabels == 0 && !(o->method & TR_RBD))
             return mp_err_set("%s: no labels (run `magpie db DB labels import FILE` first: a CSV of slide labels or "
                               "GeoJSON region annotations)", o->db_path);
-        if (db_query_int(R->db, "SELECT count(*) FROM splits") == 0)
+        if (db_count_split_rows(R->db) == 0)
             return mp_err_set("%s: no split yet (run `magpie db DB split` first)", o->db_path);
         return mp_err_set("%s: the train split has no %spatches (run `magpie db DB split` first)", o->db_path,
                           o->method & TR_RBD ? "" : "labelled ");
