@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/util.h"
 #include "db/db.h"
 #include "db/labels.h"
@@ -48,21 +49,29 @@ int cmd_db_labels(const char *db_path, int argc, char **argv)
     double min_cov = 0.5;
     const char **files = mp_xcalloc(argc, sizeof(char *));
     int nf = 0;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) mp_log_set_quiet(1);
-        else if (!strcmp(argv[i], "--slide") && i + 1 < argc) slide = argv[++i];
-        else if (!strcmp(argv[i], "--min-coverage") && i + 1 < argc) {
-            if (mp_parse_double(argv[++i], &min_cov) < 0 || min_cov < 0 || min_cov > 1) {
-                mp_error("db labels: --min-coverage wants a number in [0, 1], got '%s'", argv[i]);
-                free(files);
-                return MP_EXIT_USAGE;
-            }
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            mp_error("db labels: unknown option '%s'", argv[i]);
+    enum { O_SLIDE = 256, O_COV };
+    static const struct option lo[] = {{"slide", required_argument, 0, O_SLIDE}, {"min-coverage", required_argument, 0, O_COV},
+                                       {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    optind = 1; /* argv[1] is "import": parse from argv[2] on */
+    int ch;
+    while ((ch = mp_getopt_long(argc - 1, argv + 1, "qh", lo, NULL)) != -1) {
+        if (ch == 'q') mp_log_set_quiet(1);
+        else if (ch == 'h') {
+            labels_usage(stdout);
             free(files);
-            return MP_EXIT_USAGE;
-        } else files[nf++] = argv[i];
+            return MP_EXIT_OK;
+        } else if (ch == O_SLIDE) slide = optarg;
+        else if (ch == O_COV && !(mp_parse_double(optarg, &min_cov) < 0 || min_cov < 0 || min_cov > 1)) ;
+        else {
+            free(files);
+            if (ch == O_COV)
+                return mp_usage_error("db labels", "db DB labels import", "--min-coverage wants a number in [0, 1], got '%s'",
+                                      optarg);
+            return mp_usage_error("db labels", "db DB labels import", "%s", mp_err());
+        }
     }
+    for (int i = optind + 1; i < argc; i++) files[nf++] = argv[i];
     if (!nf) {
         labels_usage(stderr);
         free(files);
@@ -130,21 +139,27 @@ int cmd_db_split(const char *db_path, int argc, char **argv)
     int have_ratios = 0, have_fold = 0, quiet = 0;
     char *list = NULL;
     const char *names[4096];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    enum { O_BY = 256, O_RATIOS, O_FOLDS, O_FOLD, O_STRAT, O_SEED, O_URATIO, O_UNL };
+    static const struct option lo[] = {
+        {"by", required_argument, 0, O_BY},           {"ratios", required_argument, 0, O_RATIOS},
+        {"folds", required_argument, 0, O_FOLDS},     {"fold", required_argument, 0, O_FOLD},
+        {"stratify", required_argument, 0, O_STRAT},  {"seed", required_argument, 0, O_SEED},
+        {"unlabeled-ratio", required_argument, 0, O_URATIO}, {"unlabeled", required_argument, 0, O_UNL},
+        {"quiet", no_argument, 0, 'q'},               {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    optind = 1;
+    int ch, li;
+    while ((ch = mp_getopt_long(argc, argv, "qh", lo, &li)) != -1) {
+        const char *v = optarg;
+        int bad = 0;
+        switch (ch) {
+        case 'h':
             split_usage(stdout);
             free(list);
             return MP_EXIT_OK;
-        }
-        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = 1;
-            continue;
-        }
-        int bad = 0;
-        if (!v) bad = 1;
-        else if (!strcmp(a, "--by")) bad = strcmp(v, "patient") != 0;
-        else if (!strcmp(a, "--ratios")) {
+        case 'q': quiet = 1; break;
+        case O_BY: bad = strcmp(v, "patient") != 0; break;
+        case O_RATIOS: {
             double r[4];
             int n = mp_parse_double_list(v, r, 4);
             bad = n != 3 || !(r[0] >= 0 && r[1] >= 0 && r[2] >= 0);
@@ -155,58 +170,68 @@ int cmd_db_split(const char *db_path, int argc, char **argv)
                 for (int k = 0; k < 3; k++) whole &= r[k] == floor(r[k]) && r[k] < 1e6;
                 o.counts = whole && r[0] + r[1] + r[2] != 1;
                 if (!o.counts && fabs(r[0] + r[1] + r[2] - 1) > 1e-6) {
-                    mp_error("db split: --ratios '%s': fractions must sum to 1 (0.6,0.2,0.2); whole numbers are patient "
-                             "counts per class (3,1,1)", v);
                     free(list);
-                    return MP_EXIT_USAGE;
+                    return mp_usage_error("db split", "db DB split",
+                                          "--ratios '%s': fractions must sum to 1 (0.6,0.2,0.2); whole numbers are "
+                                          "patient counts per class (3,1,1)", v);
                 }
                 memcpy(o.ratios, r, sizeof o.ratios);
                 have_ratios = 1;
             }
-        } else if (!strcmp(a, "--folds")) {
+            break;
+        }
+        case O_FOLDS: {
             long k;
             bad = mp_parse_long(v, &k) < 0 || k < 2 || k > 64;
             o.folds = (int)k;
-        } else if (!strcmp(a, "--fold")) {
+            break;
+        }
+        case O_FOLD: {
             long k;
             bad = mp_parse_long(v, &k) < 0 || k < 0 || k > 63;
             o.fold = (int)k;
             have_fold = 1;
-        } else if (!strcmp(a, "--stratify")) {
+            break;
+        }
+        case O_STRAT:
             bad = strcmp(v, "label") && strcmp(v, "none");
             o.stratify = !strcmp(v, "label");
-        } else if (!strcmp(a, "--seed")) {
-            long s;
-            bad = mp_parse_long(v, &s) < 0 || s < 0;
-            o.seed = (uint64_t)s;
-        } else if (!strcmp(a, "--unlabeled-ratio")) bad = mp_parse_double(v, &o.unlabeled_ratio) < 0;
-        else if (!strcmp(a, "--unlabeled")) {
+            break;
+        case O_SEED: {
+            long sd;
+            bad = mp_parse_long(v, &sd) < 0 || sd < 0;
+            o.seed = (uint64_t)sd;
+            break;
+        }
+        case O_URATIO: bad = mp_parse_double(v, &o.unlabeled_ratio) < 0; break;
+        case O_UNL:
             free(list);
             list = mp_xstrdup(v);
             o.n_unlabeled = 0;
             for (char *save, *t = strtok_r(list, ",", &save); t && o.n_unlabeled < 4096; t = strtok_r(NULL, ",", &save))
                 names[o.n_unlabeled++] = t;
             o.unlabeled = names;
-        } else {
-            mp_error("db split: unknown option '%s'", a);
+            break;
+        default:
             free(list);
-            return MP_EXIT_USAGE;
+            return mp_usage_error("db split", "db DB split", "%s", mp_err());
         }
         if (bad) {
-            mp_error("db split: bad value for %s: '%s'", a, v ? v : "(missing)");
             free(list);
-            return MP_EXIT_USAGE;
+            return mp_usage_error("db split", "db DB split", "bad value for --%s: '%s'", lo[li].name, v);
         }
-        i++;
+    }
+    if (optind < argc) {
+        free(list);
+        return mp_usage_error("db split", "db DB split", "unexpected argument '%s'", argv[optind]);
     }
     const char *conflict = o.folds && have_ratios ? "--folds and --ratios exclude each other"
                          : have_fold && !o.folds ? "--fold needs --folds K"
                          : o.folds && o.fold >= o.folds ? "--fold wants 0..K-1"
                                                         : NULL;
     if (conflict) {
-        mp_error("db split: %s (see magpie db DB split --help)", conflict);
         free(list);
-        return MP_EXIT_USAGE;
+        return mp_usage_error("db split", "db DB split", "%s", conflict);
     }
     mp_db *db = db_open(db_path, 0);
     if (!db) {
