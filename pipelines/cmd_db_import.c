@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/util.h"
 #include "db/db.h"
 #include "pipelines/cmds.h"
@@ -40,62 +41,57 @@ int cmd_db_import(const char *db_path, int argc, char **argv)
     tiler_import_opts o = {.mags = {10, 1.25}, .n_mags = 2, .label_from_folder = 1, .quality = 90,
                            .progress = MP_PROGRESS_AUTO};
     const char *dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        char nm[64];
-        const char *iv = mp_opt_split(argv[i], nm, sizeof nm);
-        const char *a = iv ? nm : argv[i], *v = iv ? iv : i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0, flag = 1;
+    enum { O_PNG = 256, O_MPP, O_MAGS, O_LABEL, O_PATIENT, O_Q, O_PROG };
+    static const struct option lo[] = {
+        {"png", no_argument, 0, O_PNG},                  {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},                   {"mpp", required_argument, 0, O_MPP},
+        {"mags", required_argument, 0, O_MAGS},          {"label-from", required_argument, 0, O_LABEL},
+        {"patient-from", required_argument, 0, O_PATIENT}, {"quality", required_argument, 0, O_Q},
+        {"progress", required_argument, 0, O_PROG},      {0, 0, 0, 0}};
+    optind = 1;
+    int ch, li;
+    while ((ch = mp_getopt_long(argc, argv, "qh", lo, &li)) != -1) {
+        const char *v = optarg;
+        int bad = 0;
         long lv;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return MP_EXIT_OK;
-        } else if (!strcmp(a, "--png")) o.png = 1;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) mp_log_set_quiet(1), o.progress = MP_PROGRESS_NONE;
-        else if (a[0] != '-') {
-            if (dir) {
-                mp_error("db import-patches: unexpected argument '%s' (one DIR)", a);
-                return MP_EXIT_USAGE;
-            }
-            dir = a;
-        } else {
-            flag = 0;
-            if (!v) bad = 1;
-            else if (!strcmp(a, "--mpp")) bad = mp_parse_double(v, &o.mpp) < 0 || !tiler_mpp_plausible(o.mpp);
-            else if (!strcmp(a, "--mags")) {
-                int n = mp_parse_double_list(v, o.mags, TILER_MAX_MAGS);
-                bad = n < 1;
-                for (int k = 0; k < n; k++) bad |= !(o.mags[k] > 0);
-                o.n_mags = n;
-            } else if (!strcmp(a, "--label-from")) {
-                bad = strcmp(v, "folder") && strcmp(v, "none");
-                o.label_from_folder = !strcmp(v, "folder");
-            } else if (!strcmp(a, "--patient-from")) {
-                bad = strncmp(v, "regex:", 6) || !v[6];
-                o.patient_regex = v + 6;
-            } else if (!strcmp(a, "--quality")) bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 100, o.quality = (int)lv;
-            else if (!strcmp(a, "--progress")) bad = mp_progress_parse(v, &o.progress) < 0;
-            else {
-                mp_error("db import-patches: unknown option '%s' (see magpie db DB import-patches --help)", a);
-                return MP_EXIT_USAGE;
-            }
+        switch (ch) {
+        case 'h': usage(stdout); return MP_EXIT_OK;
+        case O_PNG: o.png = 1; break;
+        case 'q': mp_log_set_quiet(1), o.progress = MP_PROGRESS_NONE; break;
+        case O_MPP: bad = mp_parse_double(v, &o.mpp) < 0 || !tiler_mpp_plausible(o.mpp); break;
+        case O_MAGS: {
+            int n = mp_parse_double_list(v, o.mags, TILER_MAX_MAGS);
+            bad = n < 1;
+            for (int k = 0; k < n; k++) bad |= !(o.mags[k] > 0);
+            o.n_mags = n;
+            break;
         }
-        if (flag && iv) {
-            mp_error("db import-patches: %s takes no value (got '%s')", a, iv);
-            return MP_EXIT_USAGE;
+        case O_LABEL:
+            bad = strcmp(v, "folder") && strcmp(v, "none");
+            o.label_from_folder = !strcmp(v, "folder");
+            break;
+        case O_PATIENT:
+            bad = strncmp(v, "regex:", 6) || !v[6];
+            o.patient_regex = v + 6;
+            break;
+        case O_Q: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > 100, o.quality = (int)lv; break;
+        case O_PROG: bad = mp_progress_parse(v, &o.progress) < 0; break;
+        default: return mp_usage_error("db import-patches", "db DB import-patches", "%s", mp_err());
         }
-        if (bad) {
-            mp_error("db import-patches: bad value for %s: '%s'%s", a, v ? v : "(missing)",
-                     !strcmp(a, "--mpp") ? " (um per pixel, 0.05 to 20)"
-                     : !strcmp(a, "--patient-from") ? " (regex:RE)"
-                     : !strcmp(a, "--label-from") ? " (folder or none)" : "");
-            return MP_EXIT_USAGE;
-        }
-        if (!flag && !iv) i++;
+        if (bad)
+            return mp_usage_error("db import-patches", "db DB import-patches", "bad value for --%s: '%s'%s", lo[li].name, v,
+                                  ch == O_MPP       ? " (um per pixel, 0.05 to 20)"
+                                  : ch == O_PATIENT ? " (regex:RE)"
+                                  : ch == O_LABEL   ? " (folder or none)"
+                                                    : "");
+    }
+    for (int i = optind; i < argc; i++) {
+        if (dir) return mp_usage_error("db import-patches", "db DB import-patches", "unexpected argument '%s' (one DIR)", argv[i]);
+        dir = argv[i];
     }
     if (!dir || o.mpp <= 0) {
         usage(stderr);
-        mp_error("db import-patches: DIR and --mpp are required");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("db import-patches", "db DB import-patches", "DIR and --mpp are required");
     }
     char err[256];
     if (tiler_import_check(&o, err, sizeof err)) {

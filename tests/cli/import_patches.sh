@@ -79,11 +79,11 @@ ok "after the kill: imports" '[ $rc -eq 0 ] && [ "$(sqlite3 "$DB" "SELECT count(
 
 # usage errors: exit 1 before any work
 u() { "$M" db "$T/u.db" import-patches "$@" 2> "$T/e"; echo $?; }
-ok "no mpp" '[ $(u "$P") -eq 1 ] && tail -1 "$T/e" | grep -qx "magpie: error: db import-patches: DIR and --mpp are required"'
+ok "no mpp" '[ $(u "$P") -eq 1 ] && tail -1 "$T/e" | grep -qx "magpie: error: db import-patches: DIR and --mpp are required (see magpie db DB import-patches --help)"'
 ok "upsampling refused" '[ $(u "$P" --mpp 0.5 --mags 40) -eq 1 ] && [ "$(cat "$T/e")" = "magpie: error: db import-patches: --mags: 40x is finer than the images (20x at 0.5 um/px); import-patches does not upsample" ]'
-ok "bad mpp" '[ $(u "$P" --mpp 0) -eq 1 ] && [ "$(cat "$T/e")" = "magpie: error: db import-patches: bad value for --mpp: '"'"'0'"'"' (um per pixel, 0.05 to 20)" ]'
+ok "bad mpp" '[ $(u "$P" --mpp 0) -eq 1 ] && [ "$(cat "$T/e")" = "magpie: error: db import-patches: bad value for --mpp: '"'"'0'"'"' (um per pixel, 0.05 to 20) (see magpie db DB import-patches --help)" ]'
 ok "bad regex" '[ $(u "$P" --mpp 0.5 --patient-from "regex:(") -eq 1 ] && grep -q "^magpie: error: db import-patches: --patient-from: bad regular expression .(.: " "$T/e"'
-ok "unknown option" '[ $(u "$P" --mpp 0.5 --label folder) -eq 1 ] && [ "$(cat "$T/e")" = "magpie: error: db import-patches: unknown option '"'"'--label'"'"' (see magpie db DB import-patches --help)" ]'
+ok "unknown option" '[ $(u "$P" --mpp 0.5 --label folder) -eq 1 ] && [ "$(cat "$T/e")" = "magpie: error: db import-patches: unknown option '"'"'--label'"'"' (did you mean '"'"'--label-from'"'"'?) (see magpie db DB import-patches --help)" ]'
 ok "missing DIR" '[ $(u "$T/nope" --mpp 0.5) -eq 2 ] && [ "$(cat "$T/e")" = "magpie: error: $T/nope: No such file or directory" ]'
 ok "no dataset made" '[ ! -e "$T/u.db" ]'
 ok "help" '"$M" db "$T/u.db" import-patches --help | head -1 | grep -q "^usage: magpie db DB import-patches DIR"'
