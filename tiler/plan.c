@@ -84,6 +84,12 @@ static int cmp_chunk(const void *a, const void *b)
     return x->gy < y->gy ? -1 : x->gy > y->gy;
 }
 
+static int plan_oom(const char *path, int64_t cells)
+{
+    return mp_err_set("%s: out of memory for the plan of %lld patches (the slide is too large for this machine)", path,
+                      (long long)cells);
+}
+
 int plan_build(plan *p, const char *path, const tiler_opts *o)
 {
     memset(p, 0, sizeof *p);
@@ -146,14 +152,25 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
      * row, with K fixed by geometry only, so reads (and pixels) never depend on what a previous
      * run already wrote. */
     p->n_grid = (int64_t)p->grid.nx * p->grid.ny;
+    /* The grid comes from the file's declared size: bounded (cell counts are ints), and every
+     * array sized by it is allocated without aborting, so a slide too big for this machine's
+     * memory fails alone (plan_free frees what was taken). */
+    if (p->n_grid > PLAN_MAX_CELLS)
+        return mp_err_set("%s: %lld patch positions (%d x %d) at this patch size; at most %d", path,
+                          (long long)p->n_grid, p->grid.nx, p->grid.ny, PLAN_MAX_CELLS);
     size_t cap = 1024;
-    p->cells = mp_xmalloc(cap * sizeof *p->cells);
+    if (!(p->cells = malloc(cap * sizeof *p->cells))) return plan_oom(path, (int64_t)cap);
     for (int gy = 0; gy < p->grid.ny; gy++)
         for (int gx = 0; gx < p->grid.nx; gx++) {
             double x0 = (double)tiler_grid_pos(&p->grid, gx), y0 = (double)tiler_grid_pos(&p->grid, gy);
             double t = tiler_mask_cover(&p->mask, p->mask.tissue, 255, x0, y0, p->grid.size0);
             if (t < o->min_tissue || (o->min_tissue > 0 && t <= 0)) continue;
-            if ((size_t)p->n_cells == cap) p->cells = mp_xrealloc(p->cells, (cap *= 2) * sizeof *p->cells);
+            if ((size_t)p->n_cells == cap) {
+                plan_cell *more = realloc(p->cells, 2 * cap * sizeof *p->cells);
+                if (!more) return plan_oom(path, (int64_t)(2 * cap));
+                p->cells = more;
+                cap *= 2;
+            }
             plan_cell *c = &p->cells[p->n_cells++];
             c->gx = gx;
             c->gy = gy;
@@ -172,7 +189,7 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
     const char *env = getenv("MAGPIE_TILER_CHUNK_COLS");
     if (env && atoi(env) > 0) k = atoi(env);
     p->chunk_cols = k;
-    p->chunks = mp_xmalloc((p->n_cells + 1) * sizeof *p->chunks);
+    if (!(p->chunks = malloc(((size_t)p->n_cells + 1) * sizeof *p->chunks))) return plan_oom(path, p->n_cells);
     for (int i = 0; i < p->n_cells;) {
         int j = i + 1;
         while (j < p->n_cells && p->cells[j].gy == p->cells[i].gy && p->cells[j].gx / k == p->cells[i].gx / k) j++;
@@ -188,7 +205,7 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
      * while it is still in its tile cache (tiles and patches rarely align). */
     enum { UNIT_ROWS = 8 };
     qsort(p->chunks, p->n_chunks, sizeof *p->chunks, cmp_chunk);
-    p->units = mp_xmalloc((p->n_chunks + 1) * sizeof *p->units);
+    if (!(p->units = malloc(((size_t)p->n_chunks + 1) * sizeof *p->units))) return plan_oom(path, p->n_cells);
     for (int i = 0; i < p->n_chunks;) {
         int j = i + 1;
         while (j < p->n_chunks && p->chunks[j].gy / UNIT_ROWS == p->chunks[i].gy / UNIT_ROWS &&

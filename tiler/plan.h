@@ -51,6 +51,8 @@ typedef struct {
     int n_units;
 } plan;
 
+/* Patch positions a plan may hold (n_cells is an int): 16384 x 16384, 3.7 Mpx a side at 224 px. */
+#define PLAN_MAX_CELLS (1 << 28)
 int plan_build(plan *p, const char *path, const tiler_opts *o);
 void plan_free(plan *p);
 plan_cell *plan_find_cell(plan *p, int gx, int gy);

@@ -31,6 +31,17 @@ int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(voi
     return __real_pthread_create(t, a, fn, arg);
 }
 
+/* ---- allocation failure injection: realloc of at least g_realloc_fail_over bytes fails ---- */
+
+void *__real_realloc(void *, size_t);
+static size_t g_realloc_fail_over = SIZE_MAX;
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (n >= g_realloc_fail_over) return NULL;
+    return __real_realloc(p, n);
+}
+
 static tiler_opts opts(void)
 {
     tiler_opts o;
@@ -200,6 +211,37 @@ TEST(worker_threads_cannot_start)
     db_close(db);
 }
 
+/* An allocation sized by the slide that fails fails that slide (recorded, with the reason), not
+ * the process; the next slide is tiled. At 40x a 8000 px square slide has 1225 patch positions,
+ * past the plan's first 1024 (its array then grows past 64 KB); the small one stays under. */
+TEST(allocation_fails_for_one_slide)
+{
+    CHECK_INT(mkslide(tmp("oom-big.tif"), 8000, 8000, 0.25, 5, 0), 0);
+    CHECK_INT(mkslide(tmp("oom-small.tif"), 3000, 2000, 0.25, 6, 0), 0);
+    mp_db *db = db_open(tmp("oom.db"), DB_OPEN_CREATE);
+    tiler_opts o = opts();
+    o.n_mags = 1;
+    o.mags[0] = 40;
+    tiler_result r;
+    g_realloc_fail_over = 64 << 10;
+    CHECK_INT(tiler_tile_slide(db, tmp("oom-big.tif"), &o, &r), -1);
+    char want[600];
+    snprintf(want, sizeof want, "%s: out of memory for the plan of 2048 patches (the slide is too large for this "
+             "machine)", tmp("oom-big.tif"));
+    CHECK_STR(mp_err(), want);
+    CHECK_INT(r.outcome, TILER_FAILED);
+    CHECK_INT(tiler_tile_slide(db, tmp("oom-small.tif"), &o, &r), 0);
+    g_realloc_fail_over = SIZE_MAX;
+    CHECK_INT(r.outcome, TILER_DONE);
+    CHECK(r.n_patches > 0);
+    CHECK_INT(db_query_int(db, "SELECT count(*) FROM slides WHERE status = 'failed' AND error LIKE '%out of memory%'"), 1);
+    CHECK_INT(db_query_int(db, "SELECT count(*) FROM slides WHERE status = 'done'"), 1);
+    /* with memory, the failed slide is tiled on the next run */
+    CHECK_INT(tiler_tile_slide(db, tmp("oom-big.tif"), &o, &r), 0);
+    CHECK_INT(r.outcome, TILER_DONE);
+    db_close(db);
+}
+
 /* Through the binary: every bad file gets one line, the good slide is tiled, exit 3. */
 TEST(cli_good_slide_among_bad)
 {
@@ -240,6 +282,7 @@ int main(void)
     RUN(not_regular_files);
     RUN(huge_declared_sizes);
     RUN(worker_threads_cannot_start);
+    RUN(allocation_fails_for_one_slide);
     RUN(cli_good_slide_among_bad);
     t_rmdir();
     return test_done();
