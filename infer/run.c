@@ -478,9 +478,15 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
 
     /* cells to evaluate: patch at least min_tissue tissue */
     int64_t ncell = (int64_t)g.nx * g.ny;
-    float *prob = mp_xcalloc((size_t)ncell * K, sizeof(float));
-    uint8_t *valid = mp_xcalloc((size_t)ncell, 1);
-    int *cells = mp_xmalloc(sizeof(int) * (size_t)ncell);
+    /* sized by the slide (and --stride): a failure fails this slide, not the process */
+    float *prob = calloc((size_t)ncell * K, sizeof(float));
+    uint8_t *valid = calloc((size_t)ncell, 1);
+    int *cells = malloc(sizeof(int) * (size_t)ncell);
+    if (!prob || !valid || !cells) {
+        free(prob), free(valid), free(cells);
+        infer_src_close(&src);
+        return mp_err_set("%s: out of memory for a grid of %d x %d cells (use a larger --stride)", path, g.nx, g.ny);
+    }
     int64_t nsel = 0;
     for (int j = 0; j < g.ny; j++)
         for (int i = 0; i < g.nx; i++) {
@@ -556,7 +562,12 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     json_t *desc = NULL;
     /* the heatmap: each cell the mean of the windows covering it (the window values themselves
      * when stride = patch); slide-level figures above stay per patch */
-    float *heat = mp_xmalloc(sizeof(float) * (size_t)ncell * K);
+    float *heat = malloc(sizeof(float) * (size_t)ncell * K);
+    if (!rc && !heat) {
+        snprintf(err, sizeof err, "%s: out of memory for a heatmap of %d x %d cells (use a larger --stride)", path, g.nx,
+                 g.ny);
+        rc = -1;
+    }
     if (!rc && infer_grid_average(&g, prob, valid, K, heat)) {
         snprintf(err, sizeof err, "%s: %s", path, mp_err());
         rc = -1;
