@@ -304,7 +304,9 @@ vfail:
     if (bg) g_object_unref(bg);
     if (bgf) g_object_unref(bgf);
     if (bgs) g_object_unref(bgs);
-    mp_err_set("%s: cannot render the overlay: %s", path, vips_error_buffer());
-    vips_error_clear();
+    /* copied and cleared at once: the buffer is the process's, and magpie run infers on threads */
+    char *why = vips_error_buffer_copy();
+    mp_err_set("%s: cannot render the overlay: %s", path, why && *why ? why : "libvips failed without a message");
+    g_free(why);
     return -1;
 }

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "tiler/internal.h"
 #include "tiler/tiler.h"
 
 int tiler_otsu(const uint64_t hist[256])
@@ -348,13 +349,18 @@ double tiler_mask_cover(const tiler_mask *m, const uint8_t *map, int one, double
 int tiler_mask_png(const tiler_mask *m, void **png, size_t *len)
 {
     VipsImage *im = vips_image_new_from_memory(m->tissue, (size_t)m->w * m->h, m->w, m->h, 1, VIPS_FORMAT_UCHAR);
-    if (!im) return mp_err_set("mask: %s", vips_error_buffer());
+    char e[512];
+    /* libvips' error buffer is the process's: taken (copied and cleared at once), as magpie run
+     * tiles slides on several threads */
+    if (!im) {
+        tiler_vips_error_take(e, sizeof e, "mask");
+        return mp_err_set("%s", e);
+    }
     int r = vips_pngsave_buffer(im, png, len, "compression", 6, NULL);
     g_object_unref(im);
     if (r) {
-        mp_err_set("mask: PNG encode failed: %s", vips_error_buffer());
-        vips_error_clear();
-        return -1;
+        tiler_vips_error_take(e, sizeof e, "mask: PNG encode failed");
+        return mp_err_set("%s", e);
     }
     return 0;
 }
