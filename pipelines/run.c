@@ -171,11 +171,14 @@ static int write_thumb(const char *slide, double mpp_override, const char *out)
     double white[3] = {255, 255, 255};
     VipsArrayDouble *bg = vips_array_double_new(white, 3);
     if (!im || vips_flatten(im, &flat, "background", bg, NULL) ||
-        vips_jpegsave_buffer(flat, &buf, &len, "Q", 85, "strip", TRUE, NULL))
-        rc = mp_err_set("%s: thumbnail: %s", slide, vips_error_buffer());
+        vips_jpegsave_buffer(flat, &buf, &len, "Q", 85, "strip", TRUE, NULL)) {
+        /* taken, not read then cleared: the buffer is the process's and workers share it */
+        char *why = vips_error_buffer_copy();
+        rc = mp_err_set("%s: thumbnail: %s", slide, why && *why ? why : "libvips failed without a message");
+        g_free(why);
+    }
     vips_area_unref(VIPS_AREA(bg));
     if (!rc) rc = mp_write_file_atomic(out, buf, len);
-    vips_error_clear();
     g_free(buf);
     if (flat) g_object_unref(flat);
     if (im) g_object_unref(im);
