@@ -2,12 +2,15 @@
 # magpie view in a real browser (headless Chromium over the DevTools protocol): a heatmap whose
 # probabilities follow a known pattern is drawn over the slide where and in the colour the grid
 # says (tests/view/browser_check.py). Skipped, with the reason, without a browser or without a
-# python3 that has numpy and PIL (tools/install-deps.sh installs them).
+# python3 that has numpy and PIL (tools/install-deps.sh installs them), or when magpie was built
+# without OpenSeadragon (view/meson.build's warning says how to get it).
 set -u
 T=$(mktemp -d /tmp/mp_view_browser.XXXXXX)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$T"' EXIT
 B="$MAGPIE_BIN"
+[ "${VIEW_HAVE_OSD:-1}" = 1 ] || {
+    echo "SKIP: magpie was built without OpenSeadragon (sh tools/fetch-openseadragon.sh, then rebuild)"; exit 77; }
 PY=""
 for p in /usr/bin/python3 python3; do
     if "$p" -c "import numpy, PIL, tifffile" 2>/dev/null; then PY=$p; break; fi
