@@ -76,7 +76,8 @@ if [ -d "$D/slides" ]; then
     for f in "$D"/slides/*/*; do
         case "$f" in *.svs|*.tif|*.tiff|*.ndpi) ;; *) continue ;; esac
         serve "$T/vr" "$f" || { no "view $f"; continue; }
-        MAGPIE_VIEW_QUICK=1 "$VIEW_TILES" "$PORT" 0 "$f" >"$T/vr.out" 2>&1 || { no "tiles of $f"; tail -5 "$T/vr.out"; }
+        MAGPIE_VIEW_QUICK=1 MAGPIE_VIEW_TOLERANT=1 "$VIEW_TILES" "$PORT" 0 "$f" >"$T/vr.out" 2>&1 || { no "tiles of $f"; tail -5 "$T/vr.out"; }
+        grep "^NOTE" "$T/vr.out" | head -5
         tail -1 "$T/vr.out"
         n=$((n + 1))
     done
