@@ -25,8 +25,7 @@ static char *join(const char *a, const char *b)
     return p;
 }
 
-/* 1 if real path p is dir or inside it (both real paths). */
-static int inside(const char *dir, const char *p)
+int view_inside(const char *dir, const char *p)
 {
     size_t n = strlen(dir);
     if (n == 1 && dir[0] == '/') return 1;
@@ -167,6 +166,25 @@ static int dataset_add(view_server *v, const char *real)
 
 static int dir_add(view_server *v, const char *real, int depth);
 
+/* DIR/report.html (a run's, or `magpie report`'s), when it is a file inside DIR itself. */
+static void report_add(view_server *v, const char *dir)
+{
+    char *p = join(dir, "report.html"), real[PATH_MAX];
+    int ok = realpath(p, real) && view_inside(dir, real) && is_file(real);
+    if (!ok && !access(p, F_OK)) mp_warn("%s: leads outside %s or is not a file (report not shown)", p, dir);
+    free(p);
+    if (!ok) return;
+    for (int i = 0; i < v->nreports; i++)
+        if (!strcmp(v->reports[i]->dir, dir)) return;
+    view_report *r = mp_xcalloc(1, sizeof *r);
+    r->id = v->nreports;
+    r->dir = mp_xstrdup(dir);
+    const char *b = strrchr(dir, '/');
+    r->name = mp_xstrdup(b && b[1] ? b + 1 : dir); /* a folder's name: no extension to drop */
+    v->reports = mp_xrealloc(v->reports, (v->nreports + 1) * sizeof *v->reports);
+    v->reports[v->nreports++] = r;
+}
+
 /* explicit: a PATH the user gave (its failure is an error naming `given`), else a file met in a
  * folder (skipped with a warning) */
 static int file_add(view_server *v, const char *real, int explicit, const char *given)
@@ -197,6 +215,7 @@ static int dir_add(view_server *v, const char *real, int depth)
     int infer_one = is_file(p);
     free(p);
     if (infer_one) return infer_dir_add(v, real);
+    report_add(v, real);
     /* a magpie run folder: its dataset and its heatmaps */
     char *db = join(real, "dataset.db"), *heat = join(real, "heatmaps");
     int run = is_file(db) && is_dir(heat);
@@ -214,7 +233,7 @@ static int dir_add(view_server *v, const char *real, int depth)
             char *child = join(real, nm), r2[PATH_MAX];
             /* a symlink that leads out of the folder is not followed */
             if (!realpath(child, r2)) {
-            } else if (!inside(real, r2)) mp_warn("%s: leads outside %s (not shown)", child, real);
+            } else if (!view_inside(real, r2)) mp_warn("%s: leads outside %s (not shown)", child, real);
             else if (is_dir(r2)) {
                 if (depth < 2) dir_add(v, r2, depth + 1);
             } else if (is_file(r2)) file_add(v, r2, 0, child);
@@ -232,13 +251,13 @@ int view_catalog_add(view_server *v, const char *path)
     if (!realpath(path, real)) return mp_err_set("%s: %s", path, strerror(errno));
     v->roots = mp_xrealloc(v->roots, (v->nroots + 1) * sizeof *v->roots);
     v->roots[v->nroots++] = mp_xstrdup(real);
-    int ns = v->nslides, nd = v->ndatasets;
+    int ns = v->nslides, nd = v->ndatasets, nr = v->nreports;
     if (is_dir(real)) {
         if (dir_add(v, real, 0)) return -1;
     } else if (is_file(real)) {
         if (file_add(v, real, 1, path)) return -1;
     } else return mp_err_set("%s: not a file or folder", path);
-    if (v->nslides == ns && v->ndatasets == nd) {
+    if (v->nslides == ns && v->ndatasets == nd && v->nreports == nr) {
         /* a slide or dataset listed before counts as shown */
         return mp_err_set("%s: no slide, heatmap or dataset in it", path);
     }
@@ -274,6 +293,12 @@ void view_catalog_free(view_server *v)
         free(v->datasets[i]);
     }
     free(v->datasets);
+    for (int i = 0; i < v->nreports; i++) {
+        free(v->reports[i]->dir);
+        free(v->reports[i]->name);
+        free(v->reports[i]);
+    }
+    free(v->reports);
     for (int i = 0; i < v->nroots; i++) free(v->roots[i]);
     free(v->roots);
 }

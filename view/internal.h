@@ -60,6 +60,14 @@ typedef struct {
     char *name;
 } view_dataset;
 
+/* A `magpie run` (or `magpie report`) folder's report.html, served at /r/ID/report.html with the
+ * files under the folder it may reference (thumbs/...), never anything outside it. */
+typedef struct {
+    int id;
+    char *dir;  /* real path of the folder */
+    char *name;
+} view_report;
+
 typedef struct view_cache view_cache;
 view_cache *view_cache_new(size_t budget);
 void view_cache_free(view_cache *c);
@@ -75,6 +83,8 @@ struct view_server {
     int nslides;
     view_dataset **datasets;
     int ndatasets;
+    view_report **reports;
+    int nreports;
     view_cache *cache;
     struct MHD_Daemon *mhd;
     int port;
@@ -94,6 +104,8 @@ int view_encode_jpeg(const uint8_t *rgb, int w, int h, int quality, view_bytes *
 
 /* Catalog (view/catalog.c). */
 int view_catalog_add(view_server *v, const char *path);
+/* 1 if real path p is the real path dir or inside it. */
+int view_inside(const char *dir, const char *p);
 void view_catalog_free(view_server *v);
 
 #endif

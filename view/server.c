@@ -10,7 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/colormap.h"
 #include "common/error.h"
@@ -40,19 +44,37 @@ void view_opts_default(view_opts *o)
 
 /* ---- responses ---- */
 
+/* the page loads nothing from elsewhere; OpenSeadragon sets inline styles */
+static const char page_csp[] = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+                               "frame-ancestors 'none'";
+
+/* A run's report.html and its files. The report is written from run files (slide names, manifest
+ * fields, error text): report.c escapes them, but were anything to slip through, it must not run
+ * with this server's origin, where a script could fetch every slide and dataset. `sandbox`
+ * without allow-same-origin gives the document an opaque origin of its own, so it can read no
+ * response of this server, and forbids forms, popups and navigating the viewer's tab.
+ * allow-scripts is the one exception, for the report's own inline sort script (a bare `sandbox`
+ * would stop the column sort and #sort=K); with default-src 'none' it can load nothing and
+ * send nothing anywhere (no connect-src), only inline script and style and its embedded images. */
+static const char report_csp[] = "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
+                                 "style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
+                                 "form-action 'none'; frame-ancestors 'none'";
+
+static void add_headers(struct MHD_Response *r, const char *mime, int cache, const char *csp)
+{
+    MHD_add_response_header(r, "Content-Type", mime);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(r, "Cache-Control", cache ? "private, max-age=3600" : "no-store");
+    MHD_add_response_header(r, "Content-Security-Policy", csp);
+}
+
 static enum MHD_Result send_bytes(struct MHD_Connection *c, int status, const void *data, size_t len,
                                   const char *mime, int cache)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", mime);
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
-    MHD_add_response_header(r, "Cache-Control", cache ? "private, max-age=3600" : "no-store");
-    /* the page loads nothing from elsewhere; OpenSeadragon sets inline styles */
-    MHD_add_response_header(r, "Content-Security-Policy",
-                            "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-                            "frame-ancestors 'none'");
+    add_headers(r, mime, cache, page_csp);
     enum MHD_Result ok = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ok;
@@ -129,8 +151,16 @@ static json_t *catalog_json(view_server *v)
     }
     for (int i = 0; i < v->ndatasets; i++)
         json_array_append_new(ds, json_pack("{s:i, s:s}", "id", v->datasets[i]->id, "name", v->datasets[i]->name));
+    json_t *rp = json_array();
+    for (int i = 0; i < v->nreports; i++) {
+        char url[64];
+        snprintf(url, sizeof url, "/r/%d/report.html", v->reports[i]->id);
+        json_array_append_new(rp, json_pack("{s:i, s:s, s:s}", "id", v->reports[i]->id, "name", v->reports[i]->name,
+                                            "url", url));
+    }
     json_object_set_new(root, "slides", sl);
     json_object_set_new(root, "datasets", ds);
+    json_object_set_new(root, "reports", rp);
     json_object_set_new(root, "openseadragon", json_boolean(VIEW_HAVE_OSD));
     return root;
 }
@@ -322,6 +352,62 @@ static enum MHD_Result route_image(struct MHD_Connection *c, view_dataset *d, in
     return r;
 }
 
+/* What a report may reference: images, and report.html itself. The run folder also holds the
+ * dataset, heatmap TIFFs and manifests; those are not the report's to hand out. */
+static const char *report_mime(const char *rel)
+{
+    static const char *types[][2] = {{".svg", "image/svg+xml"}, {".png", "image/png"}, {".jpg", "image/jpeg"},
+                                     {".jpeg", "image/jpeg"}};
+    if (!strcmp(rel, "report.html")) return "text/html; charset=utf-8";
+    const char *dot = strrchr(rel, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof *types; i++)
+        if (!strcasecmp(dot, types[i][0])) return types[i][1];
+    return NULL;
+}
+
+/* /r/ID/REL: REL is up to 4 names of [A-Za-z0-9._+-], none starting with '.' (so no "..", no
+ * hidden file), of an allowed type; its real path (symlinks resolved) must lie inside the
+ * folder, and the file is opened without following a last symlink, so nothing swapped in after
+ * the check is read either. */
+static enum MHD_Result route_report(struct MHD_Connection *c, const view_report *rp, const char *rel)
+{
+    int depth = 0;
+    for (const char *q = rel; *q; q++) {
+        if (q == rel || q[-1] == '/') {
+            if (*q == '.' || *q == '/' || ++depth > 4) return send_text(c, 404, "not found");
+        }
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              strchr("._+-/", *q)))
+            return send_text(c, 404, "not found");
+    }
+    const char *mime = report_mime(rel);
+    if (!depth || rel[strlen(rel) - 1] == '/' || !mime) return send_text(c, 404, "not found");
+    char path[PATH_MAX], real[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", rp->dir, rel) >= (int)sizeof path || !realpath(path, real) ||
+        !view_inside(rp->dir, real))
+        return send_text(c, 404, "not found");
+    int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return send_text(c, 404, "not found");
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return send_text(c, 404, "not found");
+    }
+    if ((uint64_t)st.st_size > VIEW_MAX_RESPONSE) {
+        close(fd);
+        return send_text(c, 413, "file too large to send");
+    }
+    struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)st.st_size, fd); /* MHD closes fd */
+    if (!r) {
+        close(fd);
+        return MHD_NO;
+    }
+    add_headers(r, mime, 0, report_csp);
+    enum MHD_Result ok = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 static enum MHD_Result route(view_server *v, struct MHD_Connection *c, const char *url)
 {
     for (const view_asset *a = view_assets; a->url; a++)
@@ -375,6 +461,9 @@ static enum MHD_Result route(view_server *v, struct MHD_Connection *c, const cha
         }
         return send_text(c, 404, "not found");
     }
+    p = url;
+    if (lit(&p, "/r/") && num(&p, &id, 1 << 30) && id < v->nreports && lit(&p, "/"))
+        return route_report(c, v->reports[id], p);
     p = url;
     if (lit(&p, "/d/") && num(&p, &id, 1 << 30) && id < v->ndatasets && lit(&p, "/")) {
         view_dataset *d = v->datasets[id];
@@ -459,6 +548,9 @@ void view_print_catalog(const view_server *v, FILE *f)
     }
     for (int i = 0; i < v->ndatasets; i++)
         fprintf(f, "dataset %d  %s  (%s)\n", v->datasets[i]->id, v->datasets[i]->name, v->datasets[i]->path);
+    for (int i = 0; i < v->nreports; i++)
+        fprintf(f, "report %d  %s  /r/%d/report.html  (%s/report.html)\n", v->reports[i]->id, v->reports[i]->name,
+                v->reports[i]->id, v->reports[i]->dir);
 }
 
 int view_start(view_server *v)

@@ -40,6 +40,10 @@ mkdir -p "$T/dir" "$T/elsewhere"
 cp "$T/s/synth_001.tiff" "$T/elsewhere/outside.tiff"
 ln -s "$T/elsewhere/outside.tiff" "$T/dir/outside.tiff"
 cp "$T/s/synth_000.tiff" "$T/dir/z_inside.tiff" # sorts after synth_*: slides are numbered by name
+# the run's report folder: a symlink out of it (never served) and one that stays inside (served)
+printf '<svg xmlns="http://www.w3.org/2000/svg">SECRET</svg>\n' >"$T/elsewhere/secret.svg"
+ln -s "$T/elsewhere/secret.svg" "$T/run/thumbs/leak.svg"
+ln -s "$(ls "$T/run/thumbs/"*.jpg | head -1)" "$T/run/thumbs/alias.jpg"
 
 # usage and bad paths
 "$B" view 2>/dev/null; [ $? -eq 1 ] || no "no PATH should exit 1"
@@ -57,6 +61,7 @@ P1=$PORT
 grep -q "^slide 0  synth_000  4096x3072, heatmap, dataset" "$T/v1" || no "catalog: $(cat "$T/v1")"
 grep -q "outside.tiff: leads outside $T/dir (not shown)" "$T/v1.err" || no "the symlink out was not reported: $(cat "$T/v1.err")"
 grep -q "^slide 2  z_inside " "$T/v1" || no "the slide inside the folder is not listed"
+grep -q "^report 0  run  /r/0/report.html  ($T/run/report.html)" "$T/v1" || no "the run's report is not listed"
 # a second server on the same port is refused
 "$B" view "$T/run" --port "$P1" 2>"$T/e" >/dev/null; [ $? -eq 2 ] || no "a port in use should exit 2"
 grep -q "cannot listen on 127.0.0.1 port $P1" "$T/e" || no "port in use: $(cat "$T/e")"
@@ -64,6 +69,7 @@ grep -q "cannot listen on 127.0.0.1 port $P1" "$T/e" || no "port in use: $(cat "
 "$VIEW_TILES" "$P1" 0 "$T/s/synth_000.tiff" "$T/run/heatmaps/synth_000" || no "tiles of synth_000"
 
 serve "$T/v2" "$T/run" --per-ip 4 --timeout 2 || exit 1
+"$PY" "$MAGPIE_SRC/tests/view/report_checks.py" "$P1" "$T/run" || no "report checks"
 P2=$PORT
 "$PY" "$MAGPIE_SRC/tests/view/http_checks.py" "$P1" "$T/run/dataset.db" "$P2" || no "http checks"
 # the dataset is unchanged by all that (read-only)

@@ -248,6 +248,16 @@
     for (const s of state.catalog.slides) $("slide").add(new Option(s.name + (s.heatmap ? " (heatmap)" : ""), s.id));
     for (const d of state.catalog.datasets) $("dataset").add(new Option(d.name, d.id));
     $("dataset").disabled = !state.catalog.datasets.length;
+    // a run's report opens in its own tab; the server sandboxes it (an origin of its own)
+    for (const r of state.catalog.reports || []) {
+      const a = document.createElement("a");
+      a.href = r.url;
+      a.id = "report-" + r.id;
+      a.target = "_blank";
+      a.rel = "noopener";
+      a.textContent = "report " + r.name;
+      $("reports").append(a);
+    }
     $("tab-patches").hidden = !state.catalog.datasets.length;
     viewer = OpenSeadragon({ element: $("osd"), showNavigationControl: false, showNavigator: true,
                              navigatorPosition: "BOTTOM_LEFT", maxZoomPixelRatio: 4, crossOriginPolicy: false,
