@@ -100,6 +100,7 @@ int view_cache_get(view_cache *c, const char *key, view_bytes *out)
     push_front(c, e);
     out->len = e->b.len;
     out->mime = e->b.mime;
+    out->from_thumb = e->b.from_thumb;
     out->data = mp_xmalloc(e->b.len ? e->b.len : 1);
     memcpy(out->data, e->b.data, e->b.len);
     pthread_mutex_unlock(&c->mu);
@@ -122,6 +123,7 @@ void view_cache_put(view_cache *c, const char *key, const view_bytes *b)
     e->key = mp_xstrdup(key);
     e->b.len = b->len;
     e->b.mime = b->mime;
+    e->b.from_thumb = b->from_thumb;
     e->b.data = mp_xmalloc(b->len ? b->len : 1);
     memcpy(e->b.data, b->data, b->len);
     entry **p = &c->bucket[h % c->nbucket];

@@ -90,6 +90,7 @@ static view_slide *slide_add(view_server *v, const char *real, const char *from)
     s->from = mp_xstrdup(from);
     s->max_level = view_dz_max_level(s->ts.width, s->ts.height);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->thumb_mu, NULL);
     s->id = v->nslides;
     v->slides = mp_xrealloc(v->slides, (v->nslides + 1) * sizeof *v->slides);
     v->slides[v->nslides++] = s;
@@ -283,7 +284,9 @@ void view_catalog_free(view_server *v)
         free(s->path);
         free(s->name);
         free(s->from);
+        free(s->thumb);
         pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->thumb_mu);
         free(s);
     }
     free(v->slides);

@@ -9,11 +9,19 @@
 #include "tiler/tiler.h"
 #include "view/view.h"
 
+/* Past this side the read square of a coarse Deep Zoom level would be a large part of a flat
+ * slide's level 0; such tiles are drawn from the slide's thumbnail instead (view/tiles.c).
+ * MAGPIE_VIEW_MAX_READ lowers it (tests). */
+#define VIEW_MAX_READ_SIDE 4096
+/* The thumbnail coarse tiles come from is at most this many pixels a side. */
+#define VIEW_THUMB_SIDE 4096
+
 /* A byte array that a renderer returns; data is malloc'd. */
 typedef struct {
     unsigned char *data;
     size_t len;
     const char *mime;
+    int from_thumb; /* a slide tile drawn from the thumbnail (X-Magpie-Tile: thumbnail) */
 } view_bytes;
 
 /* The heatmap of one slide: infer's grid and its probabilities (probability.tif level 0). */
@@ -52,6 +60,13 @@ typedef struct {
     view_bytes mask_png;
     int mask_w, mask_h;
     double mask_ds;
+    /* the thumbnail, RGB over white, that Deep Zoom levels too coarse for a read are drawn
+     * from: made on first use under thumb_mu */
+    pthread_mutex_t thumb_mu;
+    int thumb_state;
+    char thumb_err[512];
+    uint8_t *thumb;
+    int thumb_w, thumb_h;
 } view_slide;
 
 typedef struct {
@@ -90,6 +105,7 @@ struct view_server {
     int port;
     char **roots; /* real paths of the PATHs given */
     int nroots;
+    int max_read; /* VIEW_MAX_READ_SIDE, or MAGPIE_VIEW_MAX_READ's lower limit */
 };
 
 /* Renderers (view/tiles.c): 0 + *out, or -1 with a reason in err (HTTP status in *status). */

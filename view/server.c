@@ -176,6 +176,18 @@ static char *dzi_xml(int64_t w, int64_t h, const char *fmt)
     return x;
 }
 
+/* a tile; one drawn from the thumbnail says so, for tests and for anyone who wonders why it is soft */
+static enum MHD_Result send_tile_bytes(struct MHD_Connection *c, const view_bytes *b)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(b->len, b->data, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    add_headers(r, b->mime, 1, page_csp);
+    if (b->from_thumb) MHD_add_response_header(r, "X-Magpie-Tile", "thumbnail");
+    enum MHD_Result ok = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 static enum MHD_Result send_tile(view_server *v, struct MHD_Connection *c, view_slide *s, int heat, int klass,
                                  int64_t L, int64_t col, int64_t row, int png)
 {
@@ -184,7 +196,7 @@ static enum MHD_Result send_tile(view_server *v, struct MHD_Connection *c, view_
              (long long)col, (long long)row, png ? "png" : "jpeg");
     view_bytes b = {0};
     if (view_cache_get(v->cache, key, &b)) {
-        enum MHD_Result r = send_bytes(c, 200, b.data, b.len, b.mime, 1);
+        enum MHD_Result r = send_tile_bytes(c, &b);
         free(b.data);
         return r;
     }
@@ -194,7 +206,7 @@ static enum MHD_Result send_tile(view_server *v, struct MHD_Connection *c, view_
                   : view_slide_tile(v, s, (int)L, col, row, png, &b, &status, err, sizeof err);
     if (rc) return send_text(c, status, err);
     view_cache_put(v->cache, key, &b);
-    enum MHD_Result r = send_bytes(c, 200, b.data, b.len, b.mime, 1);
+    enum MHD_Result r = send_tile_bytes(c, &b);
     free(b.data);
     return r;
 }
@@ -527,6 +539,17 @@ view_server *view_open(char *const *paths, int n, const view_opts *o)
 {
     view_server *v = mp_xcalloc(1, sizeof *v);
     v->o = *o;
+    v->max_read = VIEW_MAX_READ_SIDE;
+    const char *mr = getenv("MAGPIE_VIEW_MAX_READ");
+    if (mr && *mr) {
+        long m;
+        if (mp_parse_long(mr, &m) || m < 16 || m > VIEW_MAX_READ_SIDE) {
+            mp_err_set("MAGPIE_VIEW_MAX_READ=%s: wants a whole number from 16 to %d", mr, VIEW_MAX_READ_SIDE);
+            free(v);
+            return NULL;
+        }
+        v->max_read = (int)m;
+    }
     for (int i = 0; i < n; i++)
         if (view_catalog_add(v, paths[i])) {
             view_close(v);

@@ -15,10 +15,6 @@
 #include "db/db.h"
 #include "view/internal.h"
 
-/* Past this the read square of a coarse Deep Zoom level would be a large part of a flat
- * slide's level 0; such tiles come from a thumbnail instead. */
-#define VIEW_MAX_READ_SIDE 4096
-
 int view_dz_max_level(int64_t w, int64_t h)
 {
     int64_t m = w > h ? w : h;
@@ -118,6 +114,115 @@ static void reader_put(view_slide *s, tiler_reader *r)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* ---- coarse levels: the thumbnail ----
+ * A flat slide (one level, or a pyramid that stops early) would need a read of most of its
+ * level 0 for each tile of its coarsest Deep Zoom levels. Those tiles are drawn instead from one
+ * thumbnail, read once through the tiler (tiler_reader_thumbnail: bounded memory, read in bands)
+ * and kept: its scale is that of the finest Deep Zoom level that needs it, so that level is not
+ * enlarged, unless the thumbnail would pass VIEW_THUMB_SIDE. */
+
+static int thumb_load(view_server *v, view_slide *s)
+{
+    int n = VIEW_TILE + 2 * VIEW_OVERLAP; /* the widest tile: the first level any tile needs it */
+    double D = ldexp(1.0, s->max_level);
+    for (int L = s->max_level; L >= 0; L--) {
+        double scale = ldexp(1.0, s->max_level - L);
+        tiler_patch_geom g;
+        tiler_patch_geom_make(&s->ts, scale, n * scale, n, &g);
+        if (g.wl > v->max_read) {
+            D = scale;
+            break;
+        }
+    }
+    double side = (double)(s->ts.width > s->ts.height ? s->ts.width : s->ts.height);
+    while (side / D > VIEW_THUMB_SIDE) D *= 2;
+    tiler_reader *r = reader_get(s);
+    uint8_t *rgba = NULL;
+    int w, h;
+    double ds;
+    /* mpp 1: the thumbnail's "µm per pixel" is then level-0 px per thumbnail px */
+    int rc = r ? tiler_reader_thumbnail(r, 1.0, D, &rgba, &w, &h, &ds) : -1;
+    reader_put(s, r);
+    if (rc) {
+        snprintf(s->thumb_err, sizeof s->thumb_err, "%s", r ? mp_err() : "cannot open a reader");
+        return -1;
+    }
+    /* straight alpha over white, as the reader composes transparent areas */
+    s->thumb = mp_xmalloc((size_t)w * h * 3);
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        unsigned a = rgba[4 * i + 3];
+        for (int c = 0; c < 3; c++) s->thumb[3 * i + c] = (uint8_t)((rgba[4 * i + c] * a + 255 * (255 - a) + 127) / 255);
+    }
+    free(rgba);
+    s->thumb_w = w;
+    s->thumb_h = h;
+    return 0;
+}
+
+/* Source pixels k0.. and their weights for output pixels 0..n-1 covering [o + i*step, o +
+ * (i+1)*step) in source pixels: at most `span` each; k = -1 for outside the image (white). */
+static void box_weights(double o, double step, int n, int src, int span, int *k, double *wt)
+{
+    for (int i = 0; i < n; i++) {
+        double u0 = o + i * step, u1 = u0 + step;
+        int a = (int)floor(u0);
+        for (int m = 0; m < span; m++) {
+            int kk = a + m;
+            double lo = fmax(u0, kk), hi = fmin(u1, kk + 1.0);
+            k[i * span + m] = kk < src ? kk : -1;
+            wt[i * span + m] = hi > lo ? (hi - lo) / step : 0;
+        }
+    }
+}
+
+/* tw x th RGB of the level-0 region at (x0, y0), scale level-0 px per output px, as the area
+ * average of the thumbnail over each output pixel's square (white outside the slide). */
+static int thumb_tile(view_server *v, view_slide *s, double x0, double y0, double scale, int tw, int th, uint8_t *rgb,
+                      char *err, size_t en)
+{
+    pthread_mutex_lock(&s->thumb_mu);
+    if (!s->thumb_state) s->thumb_state = thumb_load(v, s) ? -1 : 1;
+    int st = s->thumb_state;
+    pthread_mutex_unlock(&s->thumb_mu);
+    if (st != 1) {
+        snprintf(err, en, "%s", s->thumb_err);
+        return -1;
+    }
+    const int W = s->thumb_w, H = s->thumb_h;
+    const double dsx = (double)s->ts.width / W, dsy = (double)s->ts.height / H; /* level-0 px per thumb px */
+    const double sx = scale / dsx, sy = scale / dsy; /* thumb px per output px */
+    const int spx = (int)ceil(sx) + 1, spy = (int)ceil(sy) + 1;
+    int *kx = mp_xmalloc(sizeof *kx * tw * spx), *ky = mp_xmalloc(sizeof *ky * th * spy);
+    double *wx = mp_xmalloc(sizeof *wx * tw * spx), *wy = mp_xmalloc(sizeof *wy * th * spy);
+    box_weights(x0 / dsx, sx, tw, W, spx, kx, wx);
+    box_weights(y0 / dsy, sy, th, H, spy, ky, wy);
+    double *acc = mp_xcalloc((size_t)tw * th * 3, sizeof *acc);
+    for (int j = 0; j < th; j++)
+        for (int m = 0; m < spy; m++) {
+            double b = wy[j * spy + m];
+            if (b == 0) continue;
+            int l = ky[j * spy + m];
+            for (int i = 0; i < tw; i++) {
+                double c[3] = {0, 0, 0};
+                for (int q = 0; q < spx; q++) {
+                    double a = wx[i * spx + q];
+                    int k = kx[i * spx + q];
+                    if (a == 0) continue;
+                    const uint8_t *p = l >= 0 && k >= 0 ? s->thumb + ((size_t)l * W + k) * 3 : NULL;
+                    for (int ch = 0; ch < 3; ch++) c[ch] += a * (p ? p[ch] : 255);
+                }
+                for (int ch = 0; ch < 3; ch++) acc[((size_t)j * tw + i) * 3 + ch] += b * c[ch];
+            }
+        }
+    for (size_t i = 0; i < (size_t)tw * th * 3; i++) rgb[i] = (uint8_t)fmin(255, floor(acc[i] + 0.5));
+    free(kx);
+    free(ky);
+    free(wx);
+    free(wy);
+    free(acc);
+    return 0;
+}
+
 int view_slide_tile(view_server *v, view_slide *s, int level, int64_t col, int64_t row, int png, view_bytes *out,
                     int *status, char *err, size_t en)
 {
@@ -134,10 +239,19 @@ int view_slide_tile(view_server *v, view_slide *s, int level, int64_t col, int64
     int n = tw > th ? tw : th;
     tiler_patch_geom g;
     tiler_patch_geom_make(&s->ts, scale, n * scale, n, &g);
-    if (g.wl > VIEW_MAX_READ_SIDE) {
-        *status = 404;
-        snprintf(err, en, "level %d: the slide has no pyramid level coarse enough (read of %d px)", level, g.wl);
-        return -1;
+    if (g.wl > v->max_read) { /* no pyramid level coarse enough: the thumbnail */
+        uint8_t *rgb = malloc((size_t)tw * th * 3);
+        if (!rgb) {
+            *status = 503;
+            snprintf(err, en, "out of memory");
+            return -1;
+        }
+        int rc = thumb_tile(v, s, x * scale, y * scale, scale, tw, th, rgb, err, en);
+        if (!rc) rc = png ? view_encode_png(rgb, tw, th, 3, out, err, en) : view_encode_jpeg(rgb, tw, th, v->o.quality, out, err, en);
+        free(rgb);
+        if (rc) *status = 500;
+        else out->from_thumb = 1;
+        return rc;
     }
     uint8_t *sq = malloc((size_t)n * n * 3);
     if (!sq) {
