@@ -1,7 +1,8 @@
 #!/bin/sh
 # magpie view in a real browser (headless Chromium over the DevTools protocol): a heatmap whose
 # probabilities follow a known pattern is drawn over the slide where and in the colour the grid
-# says (tests/view/browser_check.py). Skipped, with the reason, without a browser or without a
+# says; the tissue mask, the patch grid and its hover text, the patch browser with a query and
+# the report link of a run over the same slide (tests/view/browser_check.py). Skipped, with the reason, without a browser or without a
 # python3 that has numpy and PIL (tools/install-deps.sh installs them), or when magpie was built
 # without OpenSeadragon (view/meson.build's warning says how to get it).
 set -u
@@ -36,7 +37,11 @@ for j in range(ny):
         q[j, i] = [(255 - v) // 2, 255 - v - (255 - v) // 2, v] if valid[j, i] else [0, 0, 0]
 tifffile.imwrite(sys.argv[1], q, photometric="minisblack", planarconfig="contig")
 PYEOF
-"$B" view "$T/o" --port 0 >"$T/log" 2>"$T/err" &
+# a run over the same slide: its dataset (mask, patch grid, patch browser) and report; the
+# slide keeps the pattern's heatmap (the infer folder is given first)
+printf 'slide,label\n%s,Tumor\n' "$T/s/synth_000.tiff" >"$T/a.csv"
+"$B" run "$T/a.csv" --out "$T/run" --model "$T/m.mpk" -q || { echo "magpie run failed"; exit 1; }
+"$B" view "$T/o" "$T/run" --port 0 >"$T/log" 2>"$T/err" &
 PID=$!
 PORT=""
 for i in $(seq 1 100); do
@@ -47,7 +52,7 @@ done
 [ -n "$PORT" ] || { echo "magpie view did not start: $(cat "$T/err")"; exit 1; }
 SHOTS="${VIEW_SHOTS:-$T}"
 mkdir -p "$SHOTS"
-timeout 240 "$PY" "$MAGPIE_SRC/tests/view/browser_check.py" "$PORT" "$T/o/synth_000" "$SHOTS"
+timeout 240 "$PY" "$MAGPIE_SRC/tests/view/browser_check.py" "$PORT" "$T/o/synth_000" "$SHOTS" "$T/run"
 rc=$?
 [ $rc -eq 77 ] && exit 77
 [ $rc -eq 0 ] || { echo "browser log: $(grep -v dbus "$SHOTS/browser.log" | tail -5)"; exit 1; }

@@ -304,6 +304,8 @@
       return { x: p.x + r.left, y: p.y + r.top };
     },
     get grid() { return state.grid; },
+    async mask(on) { $("mask").checked = on; await setMask(); return !!state.maskItem; },
+    async patchGrid(on) { $("grid").checked = on; await setGrid(); return state.patches ? state.patches.length : 0; },
   };
   main().catch((e) => { status(e.message); document.body.dataset.ready = "error: " + e.message; });
 })();
