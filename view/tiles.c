@@ -151,7 +151,8 @@ static int thumb_load(view_server *v, view_slide *s)
     s->thumb = mp_xmalloc((size_t)w * h * 3);
     for (size_t i = 0; i < (size_t)w * h; i++) {
         unsigned a = rgba[4 * i + 3];
-        for (int c = 0; c < 3; c++) s->thumb[3 * i + c] = (uint8_t)((rgba[4 * i + c] * a + 255 * (255 - a) + 127) / 255);
+        for (int c = 0; c < 3; c++)
+            s->thumb[3 * i + c] = (uint8_t)((rgba[4 * i + c] * a + 255 * (255 - a) + 127) / 255);
     }
     free(rgba);
     s->thumb_w = w;
@@ -247,7 +248,9 @@ int view_slide_tile(view_server *v, view_slide *s, int level, int64_t col, int64
             return -1;
         }
         int rc = thumb_tile(v, s, x * scale, y * scale, scale, tw, th, rgb, err, en);
-        if (!rc) rc = png ? view_encode_png(rgb, tw, th, 3, out, err, en) : view_encode_jpeg(rgb, tw, th, v->o.quality, out, err, en);
+        if (!rc)
+            rc = png ? view_encode_png(rgb, tw, th, 3, out, err, en)
+                     : view_encode_jpeg(rgb, tw, th, v->o.quality, out, err, en);
         free(rgb);
         if (rc) *status = 500;
         else out->from_thumb = 1;

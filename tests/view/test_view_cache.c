@@ -207,7 +207,8 @@ int main(void)
         left += h == 1;
     }
     CHECK(left > 0);
-    fprintf(stderr, "threads: %d gets, %llu hits, %d entries left in %zu bytes\n", gets, (unsigned long long)hits, left, nb);
+    fprintf(stderr, "threads: %d gets, %llu hits, %d entries left in %zu bytes\n", gets, (unsigned long long)hits,
+            left, nb);
     view_cache_free(c);
     fprintf(stderr, "%d checks, %d failed\n", t_checks, t_fail);
     return t_fail ? 1 : 0;
