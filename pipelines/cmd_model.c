@@ -1,7 +1,7 @@
 /* pipelines/cmd_model.c — `magpie model info|run|grad|import|export`: checkpoints in and out of
  * PyTorch (safetensors with state_dict names), forward and cross-entropy gradients on .npy
  * batches, and a checkpoint's architecture, size and FLOPs. */
-#include <getopt.h>
+#include <assert.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/util.h"
 #include "nn/arch.h"
 #include "nn/card.h"
@@ -36,7 +37,8 @@ static void usage(FILE *f)
             "                                             PyTorch state_dict -> checkpoint (architecture inferred)\n"
             "  export CKPT FILE.safetensors               checkpoint -> PyTorch state_dict (load_state_dict ready)\n"
             "  init --out CKPT [--arch NAME] [--classes K] [--widths ..] [--blocks ..] [--norm group|batch] [--seed S]\n"
-            "                                             a freshly initialised network (PyTorch's default init)\n");
+            "                                             a freshly initialised network (PyTorch's default init)\n"
+            "every option taking a value accepts --name VALUE and --name=VALUE; names are exact\n");
 }
 
 static const char *help_info =
@@ -77,62 +79,57 @@ static const char *help_init =
     "--arch resnet_gn (default) | resnet18 | resnet18_bn; --widths/--blocks/--norm/--groups change the\n"
     "layout (one width and block count per stage); --classes defaults to 2.\n";
 
-/* Parse "--opt value" / "--opt=value" options; returns positional args in pos (count in *npos),
- * or -1 after printing a usage error. --help prints help and returns 1. */
+/* A subcommand's options: a value option stores its argument in *val, a flag sets *flag. */
 typedef struct {
     const char *name;
     const char **val; /* NULL for a flag */
     int *flag;
 } opt;
 
+#define MAX_OPTS 16
+
+/* Parse argv (argv[0] the subcommand's name) through mp_getopt_long: exact option names, "--name
+ * VALUE" or "--name=VALUE", options anywhere among the positional arguments, which land in pos
+ * (at most maxpos, count in *npos). Returns 1 after printing help (--help, -h), 0, or -1 after
+ * the usage error line. */
 static int parse_args(int argc, char **argv, const opt *opts, const char *help, char **pos, int maxpos, int *npos)
 {
-    *npos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    char what[64];
+    snprintf(what, sizeof what, "model %s", argv[0]);
+    struct option lo[MAX_OPTS + 2];
+    int n = 0;
+    for (const opt *p = opts; p && p->name; p++, n++) {
+        assert(n < MAX_OPTS);
+        lo[n] = (struct option){p->name, p->val ? required_argument : no_argument, NULL, 256 + n};
+    }
+    lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n + 1] = (struct option){NULL, 0, NULL, 0};
+    optind = 1;
+    int ch;
+    while ((ch = mp_getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (ch == 'h') {
             fputs(help, stdout);
             return 1;
         }
-        if (a[0] == '-' && a[1] == '-') {
-            const opt *o = NULL;
-            const char *eq = strchr(a, '=');
-            size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-            for (const opt *p = opts; p && p->name; p++)
-                if (strlen(p->name) == n && !strncmp(p->name, a + 2, n)) o = p;
-            if (!o) {
-                mp_error("model %s: unknown option %s (see magpie model %s --help)", argv[0], a, argv[0]);
-                return -1;
-            }
-            if (!o->val) {
-                *o->flag = 1;
-                continue;
-            }
-            if (eq) *o->val = eq + 1;
-            else if (i + 1 < argc) *o->val = argv[++i];
-            else {
-                mp_error("model %s: %s needs a value", argv[0], a);
-                return -1;
-            }
-            continue;
-        }
-        if (*npos == maxpos) {
-            mp_error("model %s: unexpected argument '%s' (see magpie model %s --help)", argv[0], a, argv[0]);
-            return -1;
-        }
+        if (ch < 256 || ch >= 256 + n) return mp_usage_error(what, NULL, "%s", mp_err()), -1;
+        const opt *o = &opts[ch - 256];
+        if (o->val) *o->val = optarg;
+        else *o->flag = 1;
+    }
+    *npos = 0;
+    for (int i = optind; i < argc; i++) {
+        if (*npos == maxpos) return mp_usage_error(what, NULL, "unexpected argument '%s'", argv[i]), -1;
         pos[(*npos)++] = argv[i];
     }
     return 0;
 }
 
 /* --threads N (default: every CPU this process may use); -1 after a usage error */
-static int set_threads(const char *cmd, const char *s)
+static int set_threads(const char *what, const char *s)
 {
     long n = mp_cpu_count();
-    if (s && (mp_parse_long(s, &n) != 0 || n < 1 || n > 1024)) {
-        mp_error("model %s: --threads wants 1..1024, got '%s'", cmd, s);
-        return -1;
-    }
+    if (s && (mp_parse_long(s, &n) != 0 || n < 1 || n > 1024))
+        return mp_usage_error(what, NULL, "--threads wants 1..1024, got '%s'", s), -1;
     nn_set_threads((int)n);
     return 0;
 }
@@ -154,10 +151,9 @@ static int do_info(int argc, char **argv)
     int npos, rc = parse_args(argc, argv, opts, help_info, pos, 1, &npos);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
     long size = 0;
-    if (npos != 1 || (size_s && (mp_parse_long(size_s, &size) != 0 || size < 1 || size > 65536))) {
-        mp_error(npos != 1 ? "model info: expected CKPT" : "model info: --size must be a pixel count");
-        return MP_EXIT_USAGE;
-    }
+    if (npos != 1) return mp_usage_error("model info", NULL, "expected CKPT");
+    if (size_s && (mp_parse_long(size_s, &size) != 0 || size < 1 || size > 65536))
+        return mp_usage_error("model info", NULL, "--size must be a pixel count");
     nn_ckpt ck;
     if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
     nn_card card;
@@ -251,10 +247,9 @@ static int do_run(int argc, char **argv)
     char *pos[3];
     int npos, rc = parse_args(argc, argv, opts, help_run, pos, 3, &npos);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
-    if (set_threads("run", threads)) return MP_EXIT_USAGE;
+    if (set_threads("model run", threads)) return MP_EXIT_USAGE;
     if (npos != 3) {
-        mp_error("model run: expected CKPT IN.npy OUT.npy");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model run", NULL, "expected CKPT IN.npy OUT.npy");
     }
     nn_ckpt ck;
     nn_card card = {0};
@@ -297,10 +292,9 @@ static int do_grad(int argc, char **argv)
     char *pos[4];
     int npos, rc = parse_args(argc, argv, opts, help_grad, pos, 4, &npos);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
-    if (set_threads("grad", threads)) return MP_EXIT_USAGE;
+    if (set_threads("model grad", threads)) return MP_EXIT_USAGE;
     if (npos != 4) {
-        mp_error("model grad: expected CKPT IN.npy LABELS.npy OUT.safetensors");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model grad", NULL, "expected CKPT IN.npy LABELS.npy OUT.safetensors");
     }
     nn_ckpt ck;
     nn_card card = {0};
@@ -361,8 +355,7 @@ static int check_triple(const char *what, const char *s)
 {
     double v[4];
     if (s && mp_parse_double_list(s, v, 4) != 3) {
-        mp_error("model import: %s must be three comma-separated numbers (got '%s')", what, s);
-        return -1;
+        return mp_usage_error("model import", NULL, "%s must be three comma-separated numbers (got '%s')", what, s), -1;
     }
     return 0;
 }
@@ -379,21 +372,17 @@ static int do_import(int argc, char **argv)
     long groups = 32;
     double magv;
     if (npos != 1 || !out) {
-        mp_error("model import: expected FILE.safetensors --out CKPT");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model import", NULL, "expected FILE.safetensors --out CKPT");
     }
     if (groups_s && (mp_parse_long(groups_s, &groups) != 0 || groups < 1)) {
-        mp_error("model import: --groups must be a positive integer");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model import", NULL, "--groups must be a positive integer");
     }
     if (mag && (mp_parse_double(mag, &magv) != 0 || !(magv > 0))) {
-        mp_error("model import: --mag must be a positive number");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model import", NULL, "--mag must be a positive number");
     }
     long sizev;
     if (size_s && (mp_parse_long(size_s, &sizev) != 0 || sizev < 1 || sizev > 1 << 20)) {
-        mp_error("model import: --size must be a positive pixel count");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model import", NULL, "--size must be a positive pixel count");
     }
     if (check_triple("--mean", mean) || check_triple("--std", std)) return MP_EXIT_USAGE;
     nn_st_file f;
@@ -406,8 +395,7 @@ static int do_import(int argc, char **argv)
     if (arch) {
         const nn_st_tensor *fc = nn_st_find(&f, "fc.weight");
         if (nn_arch_preset(arch, fc && fc->ndim == 2 ? (int)fc->shape[0] : 1, &cfg) != 0) {
-            mp_error("model import: %s", mp_err());
-            status = MP_EXIT_USAGE;
+            status = mp_usage_error("model import", NULL, "%s", mp_err());
             goto out;
         }
         if (groups_s) cfg.groups = (int)groups;
@@ -434,8 +422,7 @@ static int do_import(int argc, char **argv)
         card.has_norm = 1;
     }
     if (nn_card_check(&card, out) != 0) {
-        mp_error("model import: %s", mp_err());
-        status = MP_EXIT_USAGE;
+        status = mp_usage_error("model import", NULL, "%s", mp_err());
         goto out;
     }
     nn_card_write(&card, &ck);
@@ -469,8 +456,7 @@ static int do_export(int argc, char **argv)
     int npos, rc = parse_args(argc, argv, NULL, help_export, pos, 2, &npos);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
     if (npos != 2) {
-        mp_error("model export: expected CKPT FILE.safetensors");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model export", NULL, "expected CKPT FILE.safetensors");
     }
     nn_ckpt ck;
     if (nn_ckpt_load(&ck, pos[0]) != 0) return fail();
@@ -526,13 +512,11 @@ static int parse_counts(const char *what, const char *s, int *out, int *n)
     double v[NN_MAX_STAGES + 1];
     int k = mp_parse_double_list(s, v, NN_MAX_STAGES + 1);
     if (k < 1 || k > NN_MAX_STAGES) {
-        mp_error("model init: %s must be 1..%d comma-separated counts", what, NN_MAX_STAGES);
-        return -1;
+        return mp_usage_error("model init", NULL, "%s must be 1..%d comma-separated counts", what, NN_MAX_STAGES), -1;
     }
     for (int i = 0; i < k; i++) {
         if (v[i] < 1 || v[i] > 65536 || v[i] != (int)v[i]) {
-            mp_error("model init: %s must be positive integers (got '%s')", what, s);
-            return -1;
+            return mp_usage_error("model init", NULL, "%s must be positive integers (got '%s')", what, s), -1;
         }
         out[i] = (int)v[i];
     }
@@ -552,19 +536,16 @@ static int do_init(int argc, char **argv)
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
     long classes = 2, groups = 0, seed = 0;
     if (!out) {
-        mp_error("model init: --out CKPT is required");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model init", NULL, "--out CKPT is required");
     }
     if ((classes_s && (mp_parse_long(classes_s, &classes) != 0 || classes < 1 || classes > 1 << 20)) ||
         (groups_s && (mp_parse_long(groups_s, &groups) != 0 || groups < 1)) ||
         (seed_s && (mp_parse_long(seed_s, &seed) != 0 || seed < 0))) {
-        mp_error("model init: --classes, --groups and --seed take non-negative integers");
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model init", NULL, "--classes, --groups and --seed take non-negative integers");
     }
     nn_model_cfg cfg;
     if (nn_arch_preset(arch, (int)classes, &cfg) != 0) {
-        mp_error("model init: %s", mp_err());
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model init", NULL, "%s", mp_err());
     }
     int nw = cfg.nstages, nb = cfg.nstages;
     if (widths && parse_counts("--widths", widths, cfg.widths, &nw)) return MP_EXIT_USAGE;
@@ -573,29 +554,26 @@ static int do_init(int argc, char **argv)
         if (!blocks) for (int i = cfg.nstages; i < nw; i++) cfg.blocks[i] = cfg.blocks[0];
         else if (!widths) for (int i = cfg.nstages; i < nb; i++) cfg.widths[i] = cfg.widths[cfg.nstages - 1] * 2;
         else {
-            mp_error("model init: --widths has %d stages, --blocks %d", nw, nb);
-            return MP_EXIT_USAGE;
+            return mp_usage_error("model init", NULL, "--widths has %d stages, --blocks %d", nw, nb);
         }
     }
     cfg.nstages = widths ? nw : nb;
     if (norm) {
         if (strcmp(norm, "group") && strcmp(norm, "batch")) {
-            mp_error("model init: --norm must be group or batch");
-            return MP_EXIT_USAGE;
+            return mp_usage_error("model init", NULL, "--norm must be group or batch");
         }
         cfg.norm = strcmp(norm, "batch") ? NN_NORM_GROUP : NN_NORM_BATCH;
     }
     if (groups) cfg.groups = (int)groups;
     if (nn_model_cfg_check(&cfg) != 0) {
-        mp_error("model init: %s", mp_err());
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model init", NULL, "%s", mp_err());
     }
     nn_card card;
     nn_card_from_cfg(&card, &cfg);
     if (nn_card_check(&card, out) != 0) { /* a layout no reader would accept */
-        mp_error("model init: %s", mp_err());
+        int rc = mp_usage_error("model init", NULL, "%s", mp_err());
         nn_card_free(&card);
-        return MP_EXIT_USAGE;
+        return rc;
     }
     nn_model *m = nn_model_create(&cfg, 1, 32, 32, 0);
     if (!m) {
@@ -623,7 +601,7 @@ int cmd_model(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return MP_EXIT_USAGE;
+        return mp_usage_error("model", NULL, "a COMMAND is required");
     }
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
@@ -636,6 +614,5 @@ int cmd_model(int argc, char **argv)
     if (!strcmp(sub, "import")) return do_import(argc - 1, argv + 1);
     if (!strcmp(sub, "export")) return do_export(argc - 1, argv + 1);
     if (!strcmp(sub, "init")) return do_init(argc - 1, argv + 1);
-    mp_error("model: unknown command '%s' (see magpie model --help)", sub);
-    return MP_EXIT_USAGE;
+    return mp_usage_error("model", NULL, "unknown command '%s'", sub);
 }

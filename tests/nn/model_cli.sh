@@ -30,7 +30,29 @@ expect 0 "" "$M" model --help
 expect 1 "model: unknown command 'frob'" "$M" model frob
 expect 1 "model run: expected CKPT IN.npy OUT.npy" "$M" model run a.mpk
 expect 1 "model import: expected FILE.safetensors --out CKPT" "$M" model import "$G/interop_model.safetensors"
-expect 1 "model info: unknown option --bogus" "$M" model info x.mpk --bogus
+# the common parser: exact names (a prefix is refused with a hint), one usage line, exit 1
+line() { # line "exact stderr" CMD...: exit 1 and exactly that one line
+    want=$1; shift
+    "$@" >"$T/out" 2>"$T/err"; rc=$?
+    [ $rc -eq 1 ] && [ "$(cat "$T/err")" = "$want" ] && ok "$* -> 1" || bad "$* exited $rc: $(cat "$T/err"), want: $want"
+}
+line "magpie: error: model info: unknown option '--bogus' (see magpie model info --help)" "$M" model info x.mpk --bogus
+line "magpie: error: model info: unknown option '--js' (did you mean '--json'?) (see magpie model info --help)" \
+    "$M" model info x.mpk --js
+line "magpie: error: model run: unknown option '--thread' (did you mean '--threads'?) (see magpie model run --help)" \
+    "$M" model run a.mpk x.npy y.npy --thread 2
+line "magpie: error: model init: unknown option '--class' (did you mean '--classes'?) (see magpie model init --help)" \
+    "$M" model init --out "$T/x.mpk" --class=3
+line "magpie: error: model init: option '--out' needs a value (see magpie model init --help)" "$M" model init --out
+line "magpie: error: model grad: option '--eval' takes no value (see magpie model grad --help)" \
+    "$M" model grad a b c d --eval=yes
+line "magpie: error: model export: unexpected argument 'c' (see magpie model export --help)" "$M" model export a b c
+line "magpie: error: model import: unknown option '-x' (see magpie model import --help)" "$M" model import -x a.st
+line "magpie: error: model: unknown command 'frob' (see magpie model --help)" "$M" model frob
+"$M" model export a b --help >"$T/out" 2>"$T/err" && grep -q "^usage: magpie model export" "$T/out" && [ ! -s "$T/err" ] &&
+    ok "model export a b --help" || bad "model export a b --help"
+"$M" model init -h | grep -q "^usage: magpie model init" && ok "model init -h" || bad "model init -h"
+[ ! -e "$T/x.mpk" ] && ok "usage errors write nothing" || bad "a usage error wrote a checkpoint"
 
 # import -> info -> run -> export -> import -> run
 expect 0 "" "$M" model import "$G/interop_model.safetensors" --out "$T/a.mpk" --mag 10 --size 64 --mean 0.7,0.5,0.6 --std 0.2,0.2,0.2
