@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/util.h"
 #include "db/db.h"
 #include "pipelines/cmds.h"
@@ -267,8 +268,24 @@ int cmd_demo(int argc, char **argv)
 {
     const char *dir = "magpie-demo";
     const char *nslides = "40", *width = "3584", *height = "3584", *tep = "15", *sep = "40";
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    enum { O_SLIDES = 256, O_WIDTH, O_HEIGHT, O_TEP, O_SEP };
+    static const struct option lo[] = {{"slides", required_argument, 0, O_SLIDES},
+                                       {"width", required_argument, 0, O_WIDTH},
+                                       {"height", required_argument, 0, O_HEIGHT},
+                                       {"teacher-epochs", required_argument, 0, O_TEP},
+                                       {"student-epochs", required_argument, 0, O_SEP},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    optind = 1;
+    int ch, li;
+    while ((ch = mp_getopt_long(argc, argv, "h", lo, &li)) != -1) {
+        const char **dst = ch == O_SLIDES ? &nslides
+                         : ch == O_WIDTH  ? &width
+                         : ch == O_HEIGHT ? &height
+                         : ch == O_TEP    ? &tep
+                         : ch == O_SEP    ? &sep
+                                          : NULL;
+        if (ch == 'h') {
             printf("usage: magpie demo [DIR] [--slides N] [--width W --height H] [--teacher-epochs N] [--student-epochs N]\n\n"
                    "The whole product on synthetic data, each step timed:\n"
                    "  1. synthesize N H&E-like slides (20x, 0.5 µm/px, one class each, two per patient) into\n"
@@ -285,28 +302,14 @@ int cmd_demo(int argc, char **argv)
                    "minutes on 2 cores). Running it again resumes: finished work is skipped, a killed training continues.\n");
             return MP_EXIT_OK;
         }
-        char nm[64];
-        const char *iv = mp_opt_split(argv[i], nm, sizeof nm); /* --name=VALUE is --name VALUE */
-        const char *a = iv ? nm : argv[i];
-        const char **dst = !strcmp(a, "--slides") ? &nslides
-                           : !strcmp(a, "--width") ? &width
-                           : !strcmp(a, "--height") ? &height
-                           : !strcmp(a, "--teacher-epochs") ? &tep
-                           : !strcmp(a, "--student-epochs") ? &sep
-                                                             : NULL;
-        if (dst) {
-            const char *v = iv ? iv : i + 1 < argc ? argv[++i] : NULL;
-            long lv;
-            if (!v || mp_parse_long(v, &lv) < 0 || lv < 1) {
-                mp_error("demo: %s wants a positive integer, got '%s'", a, v ? v : "(missing)");
-                return MP_EXIT_USAGE;
-            }
-            *dst = v;
-        } else if (a[0] == '-') {
-            mp_error("demo: unknown option '%s'", argv[i]);
-            return MP_EXIT_USAGE;
-        } else dir = argv[i];
+        if (!dst) return mp_usage_error("demo", NULL, "%s", mp_err());
+        long lv;
+        if (mp_parse_long(optarg, &lv) < 0 || lv < 1)
+            return mp_usage_error("demo", NULL, "--%s wants a positive integer, got '%s'", lo[li].name, optarg);
+        *dst = optarg;
     }
+    if (argc - optind > 1) return mp_usage_error("demo", NULL, "unexpected argument '%s' (one DIR)", argv[optind + 1]);
+    if (optind < argc) dir = argv[optind];
     char slides_dir[4096], db[4200], manifest[4200], models[4200], teacher[4300], student[4300],
         report[4200];
     snprintf(slides_dir, sizeof slides_dir, "%s/slides", dir);
