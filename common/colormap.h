@@ -1,6 +1,6 @@
 /* common/colormap.h — the heatmap colour maps, shared by infer's writers (heatmap.tif,
  * overlay.png) and the viewer's heatmap tiles and colour bar, so every picture of a probability
- * has the same colour for it. */
+ * has the same colour for it. Pure functions over constant tables: any thread, nothing allocated. */
 #ifndef MP_COLORMAP_H
 #define MP_COLORMAP_H
 

@@ -1,4 +1,5 @@
-/* common/cpu.h — how many CPUs this process may use, the default for every --threads option. */
+/* common/cpu.h — how many CPUs this process may use, the default for every --threads option.
+ * No state kept, nothing allocated; callable from any thread. */
 #ifndef MP_CPU_H
 #define MP_CPU_H
 

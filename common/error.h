@@ -1,7 +1,10 @@
 /* common/error.h — the error convention every magpie library follows.
  * A failing function returns -1 (or NULL) and leaves a one-line message, readable with
  * mp_err(), in a thread-local buffer. Messages name the file and the reason:
- * "slide.svs: not a slide OpenSlide can read". Only main() prints and exits. */
+ * "slide.svs: not a slide OpenSlide can read". Only main() prints and exits.
+ * common/ as a whole: small libc-level helpers every folder uses, one header per job (error.h,
+ * log.h, opt.h, util.h, rng.h, cpu.h, colormap.h, plot.h, strindex.h), no vendor header in any
+ * of them; each states who frees what it returns and what may be called from several threads. */
 #ifndef MP_ERROR_H
 #define MP_ERROR_H
 

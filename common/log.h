@@ -1,6 +1,9 @@
 /* common/log.h — messages and progress reporting for every subcommand.
  * Messages go to stderr. Progress is a redrawn bar on a TTY, JSON lines with
- * --progress=json (one object per update, on stderr), or nothing with --quiet. */
+ * --progress=json (one object per update, on stderr), or nothing with --quiet.
+ * Threads: mp_info/mp_warn/mp_error write each message with one stdio call (one whole line, from
+ * any thread); mp_log_set_quiet is process-wide, set before threads start; a progress reporter's
+ * updates may come from any thread, its new/finish/free from one. */
 #ifndef MP_LOG_H
 #define MP_LOG_H
 

@@ -1,6 +1,8 @@
 /* common/opt.h — getopt_long with exact long-option names. glibc's getopt_long takes any
  * unambiguous prefix ("--mag 10" became "--mags 10"), so a typo silently set another option;
- * every magpie command parses through mp_getopt_long, which refuses anything but the full name. */
+ * every magpie command parses through mp_getopt_long, which refuses anything but the full name.
+ * Like getopt_long it keeps its state in globals (optind, optarg) and permutes argv: main thread
+ * only, one parse at a time; set optind = 1 before each parse. Errors as common/error.h (mp_err). */
 #ifndef MP_OPT_H
 #define MP_OPT_H
 

@@ -1,7 +1,8 @@
 /* common/plot.h — small charts as SVG documents (text only, libc): line charts with one or two
  * y axes, error bars and a legend (training curves, accuracy against magnification), and grouped
  * bar charts with error bars (benchmark tables). Rendering to PNG is the caller's (libvips'
- * svgload reads these documents); the same SVG can go into an HTML report as it is. */
+ * svgload reads these documents); the same SVG can go into an HTML report as it is.
+ * The documents returned are malloc'd, the caller's to free; no state kept, so any thread may draw. */
 #ifndef MP_PLOT_H
 #define MP_PLOT_H
 

@@ -1,6 +1,7 @@
 /* common/rng.h — explicit, seedable RNG state (xoshiro256**), one per purpose.
  * Never rand(): every stream is derived from (seed, purpose, epoch, index) so runs are
- * reproducible byte for byte with one thread and a fixed seed. */
+ * reproducible byte for byte with one thread and a fixed seed. An mp_rng belongs to its caller
+ * (no global state, nothing allocated): one per thread and purpose, never shared. */
 #ifndef MP_RNG_H
 #define MP_RNG_H
 

@@ -1,7 +1,9 @@
 /* common/strindex.h — a hash index from strings to positions in a caller's array (open
  * addressing, linear probing), so name lookups in model files stay O(1) whatever a file declares.
  * The index stores positions only; the caller's key(ctx, i) gives the string at position i, so
- * the array may move (realloc) without the index knowing. A zeroed mp_strindex is empty. */
+ * the array may move (realloc) without the index knowing. A zeroed mp_strindex is empty.
+ * The index owns its slots (mp_strindex_free); finds may run on several threads, an add on one
+ * with no find beside it. Nothing here fails: allocation aborts (mp_xmalloc). */
 #ifndef MP_STRINDEX_H
 #define MP_STRINDEX_H
 

@@ -1,4 +1,8 @@
-/* common/util.h — checked I/O and small helpers shared by every library. */
+/* common/util.h — checked I/O and small helpers shared by every library.
+ * Errors as common/error.h (-1 + mp_err "PATH: reason"); the mp_x* allocators abort instead, for
+ * small bounded sizes only. What a function allocates (mp_read_file's buffer, mp_xstrdup) is the
+ * caller's to free. No hidden state: every function may be called from any thread (an
+ * mp_atomic_file belongs to one). */
 #ifndef MP_UTIL_H
 #define MP_UTIL_H
 
