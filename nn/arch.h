@@ -1,6 +1,7 @@
 /* nn/arch.h — network layouts: the named presets, a config inferred from a PyTorch
  * state_dict's names and shapes, and state_dict parameters loaded with exact name/shape checks.
- * What a checkpoint says about its network is the model card's business (nn/card.h). */
+ * What a checkpoint says about its network is the model card's business (nn/card.h).
+ * -1 + mp_err "FILE: reason" on failure; no state, nothing kept: any thread. */
 #ifndef NN_ARCH_H
 #define NN_ARCH_H
 

@@ -21,7 +21,9 @@
  *   method            how it was trained (supervised, rbd, crckd, rbd+crckd; free text < 32 bytes)
  * The input keys (mag, input_size, norm.*) may be absent from an imported network; a use that
  * feeds it patches asks for them with NN_CARD_PATCHES. A key that is present is always checked.
- * Errors are one line: "CKPT: reason" (CKPT = the checkpoint's path, or "checkpoint"). */
+ * Errors are one line: "CKPT: reason" (CKPT = the checkpoint's path, or "checkpoint").
+ * A card owns its class names (nn_card_free); reading and writing touch only the card and the
+ * checkpoint given, so different cards may be used on different threads. */
 #ifndef NN_CARD_H
 #define NN_CARD_H
 

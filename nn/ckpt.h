@@ -23,7 +23,9 @@
  *          157  3 zero
  *   data   each tensor at data_off + offset, zero padding between, nothing after the last.
  * Every byte is covered by a CRC or must be zero, so any single corrupted byte is detected.
- * Writing goes to PATH.tmp.<pid>, fsync, rename, fsync of the directory. */
+ * Writing goes to PATH.tmp.<pid>, fsync, rename, fsync of the directory.
+ * An nn_ckpt owns its tensors and strings (nn_ckpt_free); lookups return borrowed pointers into
+ * it. -1 + mp_err "PATH: reason" on failure. One thread per nn_ckpt; no state beside it. */
 #ifndef NN_CKPT_H
 #define NN_CKPT_H
 

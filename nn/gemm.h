@@ -1,6 +1,8 @@
 /* nn/gemm.h — the engine's single door to BLAS: a row-major sgemm and BLAS thread control.
  * Only nn/gemm.c includes cblas.h, so swapping the BLAS (or adding a hand kernel) touches
- * one file. */
+ * one file.
+ * nn_sgemm never fails and may be called from several threads at once; the thread settings below
+ * are process-wide (set them from the main thread, before work starts). */
 #ifndef NN_GEMM_H
 #define NN_GEMM_H
 

@@ -1,7 +1,9 @@
 /* nn/head.h — a projection head as a layer: g = L2norm(W2 · (W1 · x + b1) + b2), the embedding
  * CRCKD's contrastive and relation losses compare (one head on the student, one on its EMA
  * teacher). Parameters live in a caller's nn_params under PREFIX.0.weight/bias, PREFIX.1.weight/bias
- * (PyTorch's nn.Sequential(Linear, Linear) names); activations are the head's own. */
+ * (PyTorch's nn.Sequential(Linear, Linear) names); activations are the head's own.
+ * nn_head_bind allocates the activations (aborting if memory runs out), nn_head_free releases
+ * them; the parameters stay the nn_params' own. Nothing fails; one thread at a time per head. */
 #ifndef NN_HEAD_H
 #define NN_HEAD_H
 

@@ -2,7 +2,8 @@
  * (temperature KL + feature-map matching) and CRCKD's pieces (contrastive distillation over
  * memory banks, categorical relation KL), as METHODS.md defines them.
  * Conventions: each returns the loss value (double accumulation), and ACCUMULATES
- * scale · dLoss/dinput into every gradient pointer that is not NULL. Losses never allocate. */
+ * scale · dLoss/dinput into every gradient pointer that is not NULL. Losses never allocate and
+ * never fail (inputs are checked by their callers); no state, so any thread on its own buffers. */
 #ifndef NN_LOSSES_H
 #define NN_LOSSES_H
 

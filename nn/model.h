@@ -3,7 +3,16 @@
  * exact state_dict names, so PyTorch weights load unchanged. All activations (and their
  * gradients) live in one arena sized at creation for a maximum batch and input size; forward
  * and backward never allocate. Inputs of any size up to the planned maximum are accepted
- * (student 28 px and teacher 224 px on the same net). */
+ * (student 28 px and teacher 224 px on the same net).
+ * nn/ as a whole: the CNN engine, knowing no dataset, slide or command. Its doors are this header
+ * (models), ops.h and losses.h (layers and losses as plain functions), head.h, optim.h, params.h,
+ * card.h and arch.h (what a checkpoint's network is), ckpt.h, safetensors.h and npy.h (files),
+ * gemm.h (BLAS and the thread count); level.h, pool.h and ref.h are inside. No door includes a
+ * vendor header: only gemm.c sees cblas.h. Errors as common/error.h: -1 or NULL + mp_err, "PATH:
+ * reason" for files; ops, losses and the optimiser's step never fail. Every object has its
+ * create/free (or load/free) pair, free accepts NULL, pointers returned are borrowed unless said.
+ * Threads: one thread uses a model (or optimiser, checkpoint) at a time; different objects may
+ * run on different threads; nn_set_threads is process-wide, set before models are created. */
 #ifndef NN_MODEL_H
 #define NN_MODEL_H
 

@@ -1,6 +1,7 @@
 /* nn/npy.h — NumPy .npy files (format versions 1.0 and 2.0), the batch format of
  * `magpie model run/grad`. Only what a model consumes or produces: little-endian float32,
- * int64 and int32 in C order; anything else is refused with a message that says why. */
+ * int64 and int32 in C order; anything else is refused with a message that says why.
+ * -1 + mp_err "PATH: reason" on failure; a read array owns its data (nn_npy_free). Any thread. */
 #ifndef NN_NPY_H
 #define NN_NPY_H
 

@@ -3,7 +3,9 @@
  * (+=) into the gradients it is given; a NULL gradient pointer means "not needed".
  * One file per family: conv.c, norm.c (GroupNorm, BatchNorm, L2), pointwise.c (ReLU, add,
  * dropout, linear), pooling.c; kernels.c picks the kernel level. nn/ref.h holds the plain
- * reference of each op, which tests/nn/test_kernels.c holds every fast path to. */
+ * reference of each op, which tests/nn/test_kernels.c holds every fast path to.
+ * No state beside the kernel level (the CPU's best, or MAGPIE_KERNELS / nn_kernels_set before ops
+ * run): ops may run on several threads at once on separate buffers. */
 #ifndef NN_OPS_H
 #define NN_OPS_H
 

@@ -2,7 +2,10 @@
  * momentum/nesterov/weight decay, Adam with L2 in the gradient, AdamW with decoupled decay),
  * LR schedules (constant, step, cosine, one-cycle with momentum/beta1 cycling), gradient
  * accumulation and the EMA of weights used by CRCKD's mean teacher. Only trainable entries
- * are touched; state is saved in and restored from a checkpoint's training state. */
+ * are touched; state is saved in and restored from a checkpoint's training state.
+ * An optimiser owns its moments (nn_optim_init/nn_optim_free, free accepts a zeroed struct) and
+ * borrows the nn_params it updates; one thread at a time. A step never fails; init, save and load
+ * return -1 + mp_err. */
 #ifndef NN_OPTIM_H
 #define NN_OPTIM_H
 

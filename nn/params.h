@@ -1,7 +1,9 @@
 /* nn/params.h — the parameter table shared by models, optimisers, checkpoints and interop.
  * All parameters of a model live in one allocation (data) and their gradients in another
  * (grad), in table order; each entry names a slice with its PyTorch state_dict name.
- * Buffers that are not trained (BatchNorm running stats) are entries with trainable = 0. */
+ * Buffers that are not trained (BatchNorm running stats) are entries with trainable = 0.
+ * The table owns both allocations and its names; whoever creates a table frees it (a model's
+ * table is the model's: nn_model_params is borrowed). */
 #ifndef NN_PARAMS_H
 #define NN_PARAMS_H
 

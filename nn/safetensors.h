@@ -1,6 +1,8 @@
 /* nn/safetensors.h — the safetensors format (8-byte little-endian header length, JSON header
  * {name: {dtype, shape, data_offsets}, "__metadata__": {str: str}}, raw little-endian data),
- * the way PyTorch state_dicts move in and out of magpie. */
+ * the way PyTorch state_dicts move in and out of magpie.
+ * -1 + mp_err "PATH: reason" on failure (a bad header names the tensor); a read file owns its
+ * tensors (nn_st_free), lookups borrow them; writes are atomic (common/util.h). Any thread. */
 #ifndef NN_SAFETENSORS_H
 #define NN_SAFETENSORS_H
 
