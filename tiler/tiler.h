@@ -4,7 +4,14 @@
  * unit tests can pin them down.
  * Contract: the one way from a slide file to pixels (the patch reader) for the tiler, infer and
  * the viewer; OpenSlide and libtiff stay inside tiler/ (a slide's handle is opaque here); writes
- * only the dataset it is given; functions return -1 (or NULL) with mp_err "PATH: reason". */
+ * only the dataset it is given; functions return -1 (or NULL) with mp_err "PATH: reason".
+ * Memory: what a function hands back is the caller's, freed by its pair (tiler_slide_close,
+ * tiler_reader_close, tiler_mask_free; pixel buffers from libvips with tiler_free, the others with
+ * free) as each declaration says; pointers kept inside a struct are borrowed from the caller.
+ * Threads: call tiler_global_init once before anything else; tiler_tile_slide runs its own
+ * workers; an open tiler_slide may be shared by threads through the calls taking it const (each
+ * thread reads pixels through its own tiler_reader), its other calls are one thread's.
+ * tiffread.h and plan.h are inside (internal.h too); nothing here includes a vendor header. */
 #ifndef MP_TILER_H
 #define MP_TILER_H
 
