@@ -5,7 +5,13 @@
  * the files beside them (tr_side_path). Inside: train.c runs the loop over a method's parts
  * (supervised.c, rbd.c, crckd.c, composed through trainer/run.h), state.c saves and resumes the
  * training state, teacher_cache.c keeps rbd's teacher outputs, log.c and curves.c the epoch log
- * and its curve, loader.c the batches, metrics.c and modelio.c evaluation. */
+ * and its curve, loader.c the batches, metrics.c and modelio.c evaluation.
+ * Memory: a loader is created and freed in pairs (tr_loader_new/tr_loader_free) and copies what it
+ * is given; batches it returns are borrowed, valid until the next call; every other array is the
+ * caller's, in and out. Threads: tr_train and tr_predict use nn's thread count and the loader's
+ * one decoding thread (its own database connection); a loader, like the mp_db it is given, is
+ * one caller thread's; the metrics are pure and callable from any thread. trainer/run.h is inside;
+ * no header here includes a vendor header (SQL stays in db/). */
 #ifndef TRAINER_H
 #define TRAINER_H
 
