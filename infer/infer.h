@@ -1,6 +1,14 @@
 /* infer/infer.h — the door of infer/: slide -> patch batches -> class probabilities on a grid
  * of cells -> heatmap.tif (pyramidal, registered to the slide), overlay.png, heatmap.geojson and
- * prediction.json. The grid geometry and the writers are public so tests can pin them down. */
+ * prediction.json. The grid geometry and the writers are public so tests can pin them down.
+ * Contract: reads slides only through the tiler's patch reader (tiler/tiler.h) and the model
+ * only through nn's card, so no vendor header is needed here (libvips, libtiff and jansson stay
+ * in the .c files; infer/internal.h is inside); writes only under the output folder it is given,
+ * each file whole or not at all, and the predictions table of --db. Errors: -1 (or NULL) + mp_err
+ * "PATH: reason" (a slide's failure is its own). Memory: an infer_model is loaded and freed in
+ * pairs (infer_model_load/infer_model_free); names it returns are borrowed; arrays are the
+ * caller's. Threads: infer_global_init once first; an infer_model is one thread's (magpie run
+ * loads one per worker), so several slides may be inferred at once with a model each. */
 #ifndef MP_INFER_H
 #define MP_INFER_H
 
