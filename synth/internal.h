@@ -9,6 +9,12 @@
 
 #include "synth/synth.h"
 
+/* The slide as a lazy libvips image (uchar sRGB, resolution = 1/mpp) whose pixels are rendered
+ * on demand by libvips' worker threads; caller unrefs. The slide must outlive the image.
+ * Initialises libvips if needed. NULL + mp_err on failure. */
+struct _VipsImage;
+struct _VipsImage *synth_image_new(const synth_slide *s);
+
 /* Purposes: salts for hashes and derived RNG streams. */
 enum {
     P_LAYOUT = 1, P_NUCLEI, P_REGION, P_WARP_U, P_WARP_V, P_FIELD, P_SLOW, P_HJIT, P_EJIT, P_BJIT,

@@ -1,6 +1,13 @@
 /* synth/synth.h — the synthetic H&E slide generator (the door of synth/).
  * A slide is a pure function of (parameters, seed, slide index): any pixel rectangle can be
- * rendered on its own, in any order, which is what lets libvips stream gigapixel slides. */
+ * rendered on its own, in any order, which is what lets libvips stream gigapixel slides.
+ * Contract: no vendor header or type here (libvips, libpng and jansson stay in the .c files; the
+ * slide as a libvips image is in synth/internal.h, inside). Writes only the paths and OUTDIR it
+ * is given, each file whole or not at all. Errors: -1 (or NULL) + mp_err "PATH: reason";
+ * synth_run returns an exit code with its messages printed. Memory: slides, scratches and masks
+ * come in new/free (make/free) pairs; synth_slide_params is borrowed. Threads: a slide is
+ * immutable once made, so renders and lookups may run on several threads at once, each with its
+ * own scratch. */
 #ifndef MP_SYNTH_H
 #define MP_SYNTH_H
 
@@ -87,12 +94,6 @@ int synth_artifact_mask_write_png(const synth_slide *s, const synth_mask *m, con
 /* QuPath-style GeoJSON: one Polygon Feature per 4-connected region of a class, level-0 pixel
  * coordinates, exactly the mask's pixel boundaries. */
 int synth_geojson_write(const synth_slide *s, const synth_mask *m, const char *path);
-
-/* The slide as a lazy libvips image (uchar sRGB, resolution = 1/mpp) whose pixels are rendered
- * on demand by libvips' worker threads; caller unrefs. The slide must outlive the image.
- * Initialises libvips if needed. NULL + mp_err on failure. */
-struct _VipsImage;
-struct _VipsImage *synth_image_new(const synth_slide *s);
 
 /* Stream the slide into a tiled pyramidal JPEG TIFF (libvips), MPP in the resolution tags. */
 int synth_tiff_write(const synth_slide *s, const char *path, int tile, int quality, mp_progress *prog);

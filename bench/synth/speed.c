@@ -8,7 +8,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "synth/synth.h"
+#include "synth/internal.h" /* synth_image_new */
 
 int main(int argc, char **argv)
 {
