@@ -14,7 +14,7 @@ int infer_src_open(const char *path, double mpp_override, infer_src *src)
 {
     memset(src, 0, sizeof *src);
     if (tiler_slide_open(path, &src->s)) return -1;
-    if (tiler_resolve_mpp(path, src->s.osr, mpp_override, &src->mpp)) {
+    if (tiler_resolve_mpp(path, &src->s, mpp_override, &src->mpp)) {
         tiler_slide_close(&src->s);
         return -1;
     }

@@ -154,7 +154,7 @@ static int write_thumb(const char *slide, double mpp_override, const char *out)
     tiler_slide s;
     if (tiler_slide_open(slide, &s)) return -1;
     tiler_mpp mpp;
-    if (tiler_resolve_mpp(slide, s.osr, mpp_override, &mpp)) {
+    if (tiler_resolve_mpp(slide, &s, mpp_override, &mpp)) {
         tiler_slide_close(&s);
         return -1;
     }

@@ -95,7 +95,7 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
     memset(p, 0, sizeof *p);
     if (tiler_slide_open(path, &p->slide)) return -1;
     tiler_slide *s = &p->slide;
-    if (tiler_resolve_mpp(path, s->osr, o->mpp, &p->mpp)) return -1;
+    if (tiler_resolve_mpp(path, s, o->mpp, &p->mpp)) return -1;
     if (p->mpp.rejected[0]) mp_warn("%s: ignored %s; using %s", path, p->mpp.rejected, p->mpp.source);
     double mpp = p->mpp.mpp_x;
     if (fabs(p->mpp.mpp_y - mpp) > 0.02 * mpp)

@@ -271,16 +271,16 @@ static int tiff_resolution(const char *path, double *rx, double *ry, int *unit)
     return 0;
 }
 
-int tiler_resolve_mpp(const char *path, void *osr_, double override, tiler_mpp *o)
+int tiler_resolve_mpp(const char *path, const tiler_slide *s, double override, tiler_mpp *o)
 {
-    openslide_t *osr = osr_;
+    openslide_t *osr = s->osr;
     memset(o, 0, sizeof *o);
     if (override > 0) {
         /* Say so when the override contradicts a plausible value in the file. */
         tiler_mpp f;
         char keep[1024];
         snprintf(keep, sizeof keep, "%s", mp_err());
-        if (tiler_resolve_mpp(path, osr, 0, &f) == 0 && fabs(f.mpp_x - override) > 0.02 * override)
+        if (tiler_resolve_mpp(path, s, 0, &f) == 0 && fabs(f.mpp_x - override) > 0.02 * override)
             mp_warn("%s: --mpp %g overrides the file's %.4g µm/px (%s)", path, override, f.mpp_x, f.source);
         mp_err_set("%s", keep); /* the probe's failure is not this call's */
         memset(o, 0, sizeof *o);

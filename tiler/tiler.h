@@ -3,7 +3,8 @@
  * dataset (db/tiling.h), resumably and in parallel. The small pure functions below are public so
  * unit tests can pin them down.
  * Contract: the one way from a slide file to pixels (the patch reader) for the tiler, infer and
- * the viewer; OpenSlide and libtiff stay inside tiler/ (a slide's handle is opaque here); writes
+ * the viewer; OpenSlide and libtiff stay inside tiler/ (a slide's handle is opaque here, and no
+ * call outside tiler/ takes it: tiler_resolve_mpp takes the tiler_slide); writes
  * only the dataset it is given; functions return -1 (or NULL) with mp_err "PATH: reason".
  * Memory: what a function hands back is the caller's, freed by its pair (tiler_slide_close,
  * tiler_reader_close, tiler_mask_free; pixel buffers from libvips with tiler_free, the others with
@@ -126,8 +127,10 @@ typedef struct {
     char rejected[256];  /* values seen and not trusted, "" if none */
 } tiler_mpp;
 
-/* Resolve the MPP of an opened slide (its tiler_slide's osr) in DESIGN.md's order. -1 + mp_err "PATH: no usable MPP (...); pass --mpp". */
-int tiler_resolve_mpp(const char *path, void *osr, double override, tiler_mpp *out);
+typedef struct tiler_slide tiler_slide;
+/* Resolve the MPP of an opened slide in DESIGN.md's order; PATH names it in messages. -1 + mp_err
+ * "PATH: no usable MPP (...); pass --mpp". */
+int tiler_resolve_mpp(const char *path, const tiler_slide *s, double override, tiler_mpp *out);
 
 /* Index of the coarsest level whose downsample is <= want * (1 + tol); level 0 if none. */
 int tiler_choose_level(const double *downsamples, int n, double want, double tol);
@@ -195,7 +198,7 @@ void tiler_qc_pitch(const uint8_t *rgb, int w, int h, int pitch, double *blur, d
 #define TILER_MAX_TILE_SIDE (1 << 16)
 #define TILER_MAX_TILE_PX (1 << 24)
 
-typedef struct {
+struct tiler_slide {
     const char *path;        /* borrowed: as the user gave it */
     struct _openslide *osr;  /* OpenSlide's handle, for tiler/ only */
     char vendor[64];
@@ -203,7 +206,7 @@ typedef struct {
     int levels;
     int64_t lw[TILER_MAX_LEVELS], lh[TILER_MAX_LEVELS];
     double ds[TILER_MAX_LEVELS];
-} tiler_slide;
+};
 
 /* Open with the checks of the anomaly tests: missing, not a regular file, empty, DICOM, not a
  * slide, unreadable, sizes past the limits above (checked with libtiff before OpenSlide opens a

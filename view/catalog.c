@@ -84,7 +84,7 @@ static view_slide *slide_add(view_server *v, const char *real, const char *from)
         return NULL;
     }
     tiler_mpp m;
-    if (!tiler_resolve_mpp(s->path, s->ts.osr, 0, &m)) s->mpp = m.mpp_x;
+    if (!tiler_resolve_mpp(s->path, &s->ts, 0, &m)) s->mpp = m.mpp_x;
     mp_err_clear();
     s->name = stem(real);
     s->from = mp_xstrdup(from);
