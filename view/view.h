@@ -12,7 +12,15 @@
  * Slide pixels come through the tiler's patch reader (tiler_read_patch), the one path from a
  * slide to a model's pixels; tiles are kept in a byte-bounded LRU cache. Limits: connections,
  * connections per IP, a thread pool, a per-connection memory bound (headers and URL), a timeout,
- * GET/HEAD only without a body, and a cap on every response's size. */
+ * GET/HEAD only without a body, and a cap on every response's size.
+ *
+ * Contract: no vendor header here (libmicrohttpd, libvips and jansson stay in the .c files;
+ * view/internal.h and assets.h are inside); writes nothing, opens datasets read-only. Errors:
+ * -1 (or NULL) + mp_err "PATH: reason"; a request's failure is its HTTP status, never the
+ * server's. Memory: a server is opened and closed in pairs (view_open/view_close) and copies the
+ * paths it is given. Threads: open, start and close from one thread; requests run on the pool's
+ * threads, each borrowing a slide reader from that slide's pool (one thread per reader at a time)
+ * and opening its own dataset connection; the readers' pools and the tile cache are locked. */
 #ifndef MP_VIEW_H
 #define MP_VIEW_H
 
