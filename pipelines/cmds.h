@@ -1,5 +1,14 @@
-/* pipelines/cmds.h — one entry point per `magpie` subcommand. Each takes the arguments after
- * the subcommand name (argv[0] is the subcommand) and returns an exit code (MP_EXIT_*). */
+/* pipelines/cmds.h — the door of pipelines/: one entry point per `magpie` subcommand. Each takes
+ * the arguments after the subcommand name (argv[0] is the subcommand) and returns an exit code
+ * (MP_EXIT_*: 1 a usage error, 2 a failure, 3 a partial failure).
+ * Contract: where arguments become library calls and results become exit codes. Options are
+ * parsed through common/opt.h (exact names, --name VALUE or --name=VALUE, --help on every
+ * command), and every usage error is the one line mp_usage_error writes, before any file is
+ * touched. Errors of the libraries below reach the user as their one-line mp_err. The entry
+ * points parse with getopt's globals and set process-wide state (--quiet, thread counts): one at
+ * a time, from the main thread (magpie demo calls several in turn). argv is borrowed (getopt may
+ * permute it); nothing returned needs freeing. No vendor header here, nor in run.h, manifest.h
+ * and shard.h, the `magpie run` machinery its commands and tests use. */
 #ifndef MP_CMDS_H
 #define MP_CMDS_H
 

@@ -15,10 +15,11 @@
 #include <stdint.h>
 
 #include "common/log.h"
-#include "db/db.h"
 #include "infer/infer.h"
 #include "pipelines/manifest.h"
 #include "tiler/tiler.h"
+
+typedef struct mp_db mp_db; /* db/db.h, whose sqlite3.h a door of pipelines/ does not need */
 
 enum { RUN_STEP_TILE = 1, RUN_STEP_INFER = 2 };
 
