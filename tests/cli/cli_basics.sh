@@ -29,13 +29,17 @@ code 1 demo "$T/demo" --width
 line() { # line "exact stderr" ARGS...: exit 1 and exactly that one line
     want=$1; shift
     "$MAGPIE_BIN" "$@" >/dev/null 2>"$T/err"; rc=$?
-    [ $rc -eq 1 ] && [ "$(cat "$T/err")" = "$want" ] || { echo "FAIL: magpie $* exit $rc: $(cat "$T/err"), want: $want"; fail=1; }
+    [ $rc -eq 1 ] && [ "$(cat "$T/err")" = "$want" ] ||
+        { echo "FAIL: magpie $* exit $rc: $(cat "$T/err"), want: $want"; fail=1; }
 }
-line "magpie: error: demo: unknown option '--slide' (did you mean '--slides'?) (see magpie demo --help)" demo "$T/demo" --slide 3
-line "magpie: error: demo: unknown option '--teacher' (did you mean '--teacher-epochs'?) (see magpie demo --help)" demo "$T/demo" --teacher=3
+line "magpie: error: demo: unknown option '--slide' (did you mean '--slides'?) (see magpie demo --help)" \
+    demo "$T/demo" --slide 3
+line "magpie: error: demo: unknown option '--teacher' (did you mean '--teacher-epochs'?) (see magpie demo --help)" \
+    demo "$T/demo" --teacher=3
 line "magpie: error: demo: unknown option '--frob' (see magpie demo --help)" demo "$T/demo" --frob
 line "magpie: error: demo: option '--width' needs a value (see magpie demo --help)" demo "$T/demo" --width
-line "magpie: error: demo: --slides wants a positive integer, got '0' (see magpie demo --help)" demo "$T/demo" --slides=0
+line "magpie: error: demo: --slides wants a positive integer, got '0' (see magpie demo --help)" \
+    demo "$T/demo" --slides=0
 line "magpie: error: demo: unexpected argument 'other' (one DIR) (see magpie demo --help)" demo "$T/demo" other
 [ ! -e "$T/demo" ] || { echo "FAIL: a demo usage error created its folder"; fail=1; }
 "$MAGPIE_BIN" demo "$T/demo" --slides 2 --help | grep -q '^usage: magpie demo ' || { echo "FAIL: demo --help"; fail=1; }

@@ -34,7 +34,8 @@ expect 1 "model import: expected FILE.safetensors --out CKPT" "$M" model import 
 line() { # line "exact stderr" CMD...: exit 1 and exactly that one line
     want=$1; shift
     "$@" >"$T/out" 2>"$T/err"; rc=$?
-    [ $rc -eq 1 ] && [ "$(cat "$T/err")" = "$want" ] && ok "$* -> 1" || bad "$* exited $rc: $(cat "$T/err"), want: $want"
+    [ $rc -eq 1 ] && [ "$(cat "$T/err")" = "$want" ] && ok "$* -> 1" ||
+        bad "$* exited $rc: $(cat "$T/err"), want: $want"
 }
 line "magpie: error: model info: unknown option '--bogus' (see magpie model info --help)" "$M" model info x.mpk --bogus
 line "magpie: error: model info: unknown option '--js' (did you mean '--json'?) (see magpie model info --help)" \
@@ -49,7 +50,8 @@ line "magpie: error: model grad: option '--eval' takes no value (see magpie mode
 line "magpie: error: model export: unexpected argument 'c' (see magpie model export --help)" "$M" model export a b c
 line "magpie: error: model import: unknown option '-x' (see magpie model import --help)" "$M" model import -x a.st
 line "magpie: error: model: unknown command 'frob' (see magpie model --help)" "$M" model frob
-"$M" model export a b --help >"$T/out" 2>"$T/err" && grep -q "^usage: magpie model export" "$T/out" && [ ! -s "$T/err" ] &&
+"$M" model export a b --help >"$T/out" 2>"$T/err" && grep -q "^usage: magpie model export" "$T/out" &&
+    [ ! -s "$T/err" ] &&
     ok "model export a b --help" || bad "model export a b --help"
 "$M" model init -h | grep -q "^usage: magpie model init" && ok "model init -h" || bad "model init -h"
 [ ! -e "$T/x.mpk" ] && ok "usage errors write nothing" || bad "a usage error wrote a checkpoint"
