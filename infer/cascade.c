@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "db/dataset.h"
 #include "infer/infer.h"
 
@@ -137,7 +138,7 @@ static int decode(const uint8_t *data, size_t len, int side, uint8_t *out, const
 {
     VipsImage *im = vips_image_new_from_buffer(data, len, "", NULL);
     if (!im) {
-        g_free(vips_error_buffer_copy()); /* take it (the buffer is the process's): not clear() */
+        free(mp_vips_err_take(NULL)); /* take it (the buffer is the process's): not clear() */
         return mp_err_set("%s: patch %lld's %gx image does not decode", db, (long long)pid, mag);
     }
     int w = vips_image_get_width(im), h = vips_image_get_height(im), bands = vips_image_get_bands(im);
@@ -152,7 +153,7 @@ static int decode(const uint8_t *data, size_t len, int side, uint8_t *out, const
     g_object_unref(im);
     if (!px || n != (size_t)side * side * 3) {
         g_free(px);
-        g_free(vips_error_buffer_copy()); /* take it (the buffer is the process's): not clear() */
+        free(mp_vips_err_take(NULL)); /* take it (the buffer is the process's): not clear() */
         return mp_err_set("%s: patch %lld's %gx image does not decode", db, (long long)pid, mag);
     }
     memcpy(out, px, n);

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "infer/infer.h"
 #include "infer/internal.h"
 
@@ -305,8 +306,7 @@ vfail:
     if (bgf) g_object_unref(bgf);
     if (bgs) g_object_unref(bgs);
     /* copied and cleared at once: the buffer is the process's, and magpie run infers on threads */
-    char *why = vips_error_buffer_copy();
-    mp_err_set("%s: cannot render the overlay: %s", path, why && *why ? why : "libvips failed without a message");
-    g_free(why);
+    char why[400];
+    mp_err_set("%s: cannot render the overlay: %s", path, mp_vips_err_take_into(why, sizeof why, NULL));
     return -1;
 }

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "db/check.h"
 #include "db/db.h"
 #include "pipelines/cmds.h"
@@ -196,9 +197,8 @@ static int decode_blob(const void *data, size_t len, const char *codec, int *w, 
     VipsImage *im = vips_image_new_from_buffer(data, len, "", "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
                                                VIPS_FAIL_ON_TRUNCATED, NULL);
     if (!im) {
-        mp_err_set("%s decode failed: %s", codec, vips_error_buffer());
-        vips_error_clear();
-        return -1;
+        char why[400];
+        return mp_err_set("%s decode failed: %s", codec, mp_vips_err_take_into(why, sizeof why, NULL));
     }
     /* Force a full decode: a truncated JPEG has a valid header. */
     double avg;
@@ -207,9 +207,8 @@ static int decode_blob(const void *data, size_t len, const char *codec, int *w, 
     *h = vips_image_get_height(im);
     g_object_unref(im);
     if (rc) {
-        mp_err_set("%s decode failed: %s", codec, vips_error_buffer());
-        vips_error_clear();
-        return -1;
+        char why[400];
+        return mp_err_set("%s decode failed: %s", codec, mp_vips_err_take_into(why, sizeof why, NULL));
     }
     return 0;
 }
@@ -222,7 +221,8 @@ static void print_problem(void *ctx, const char *msg)
 
 static int do_check(mp_db *db, int decode)
 {
-    if (decode && VIPS_INIT("magpie")) return mp_err_set("libvips: %s", vips_error_buffer());
+    char why[400];
+    if (decode && VIPS_INIT("magpie")) return mp_err_set("libvips: %s", mp_vips_err_take_into(why, sizeof why, NULL));
     int shown = 0;
     db_check_result r;
     if (db_check(db, decode ? decode_blob : NULL, print_problem, &shown, &r)) return -1;

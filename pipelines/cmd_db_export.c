@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "db/db.h"
 #include "db/query.h"
 #include "nn/npy.h"
@@ -162,10 +163,10 @@ static int decode_rgb(const void *data, size_t len, int64_t pid, double mag, uin
         if (vips_flatten(im, &c, NULL) == 0) g_object_unref(im), im = c;
     }
     if (!im || vips_image_get_bands(im) != 3 || vips_image_get_format(im) != VIPS_FORMAT_UCHAR) {
-        const char *why = im ? "not 8-bit RGB" : vips_error_buffer();
+        char why[400] = "not 8-bit RGB";
+        if (!im) mp_vips_err_take_into(why, sizeof why, NULL);
         mp_err_set("patch %lld at %gx: image does not decode (%s)", (long long)pid, mag, why);
         if (im) g_object_unref(im);
-        vips_error_clear();
         return -1;
     }
     size_t n;
@@ -175,8 +176,9 @@ static int decode_rgb(const void *data, size_t len, int64_t pid, double mag, uin
     g_object_unref(im);
     if (!px || n != (size_t)*w * *h * 3) {
         g_free(px);
-        mp_err_set("patch %lld at %gx: image does not decode (%s)", (long long)pid, mag, vips_error_buffer());
-        vips_error_clear();
+        char why[400];
+        mp_err_set("patch %lld at %gx: image does not decode (%s)", (long long)pid, mag,
+                   mp_vips_err_take_into(why, sizeof why, NULL));
         return -1;
     }
     *rgb = mp_xmalloc(n);
@@ -378,8 +380,8 @@ static int export_imagefolder(exporter *E)
             void *png = NULL;
             size_t plen = 0;
             if (!im || vips_pngsave_buffer(im, &png, &plen, "compression", 6, NULL)) {
-                mp_err_set("%s: PNG encode failed: %s", path, vips_error_buffer());
-                vips_error_clear();
+                char why[400];
+                mp_err_set("%s: PNG encode failed: %s", path, mp_vips_err_take_into(why, sizeof why, NULL));
                 fail = 1;
             } else fail = write_all(path, png, plen) != 0;
             if (im) g_object_unref(im);
@@ -581,7 +583,8 @@ int cmd_db_export(const char *db_path, int argc, char **argv)
     if (!(E.st = db_query_prepare(db, q, o.mag, 0, 0))) goto fail;
     if (!(E.cls = db_prepare(db, "SELECT id FROM classes WHERE name = ?1"))) goto fail;
     if (strcmp(o.format, "csv") && VIPS_INIT("magpie")) {
-        mp_err_set("libvips: %s", vips_error_buffer());
+        char why[400];
+        mp_err_set("libvips: %s", mp_vips_err_take_into(why, sizeof why, NULL));
         goto fail;
     }
     E.prog = mp_progress_new(MP_PROGRESS_AUTO, "export", (uint64_t)E.n, "patches");

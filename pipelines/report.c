@@ -17,6 +17,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "db/db.h"
 #include "infer/infer.h"
 #include "pipelines/run.h"
@@ -121,6 +122,7 @@ static int encode_small(VipsImage *im, int box, int png, void **buf, size_t *len
             double white[3] = {255, 255, 255};
             VipsArrayDouble *bg = vips_array_double_new(white, 3);
             if (!vips_flatten(t, &flat, "background", bg, NULL)) src = flat;
+            else free(mp_vips_err_take(NULL)); /* the unflattened picture will do */
             vips_area_unref(VIPS_AREA(bg));
         }
         ok = png ? !vips_pngsave_buffer(src, buf, len, "compression", 9, "strip", TRUE, NULL)
@@ -168,8 +170,10 @@ static void img_file(FILE *f, const char *cache, const char *src, int box, const
     VipsImage *im = src && mp_file_size(src) > 0 ? vips_image_new_from_file(src, "access", VIPS_ACCESS_SEQUENTIAL, NULL) : NULL;
     void *buf = NULL;
     if (im && !encode_small(im, box, 0, &buf, &len)) embed(f, buf, len, "image/jpeg", alt);
-    else fputs(none_html, f);
-    vips_error_clear();
+    else {
+        fputs(none_html, f);
+        if (src && mp_file_size(src) > 0) free(mp_vips_err_take(src)); /* the page says "none" */
+    }
     g_free(buf);
     if (im) g_object_unref(im);
 }
@@ -191,11 +195,11 @@ static int mask_small(mp_db *db, const char *slide, int box, void **buf, size_t 
                 rc = encode_small(im, box, 1, buf, len);
                 g_object_unref(im);
             }
+            if (rc) free(mp_vips_err_take(NULL)); /* the page says "none" */
             free(copy);
         }
         sqlite3_finalize(q);
     }
-    vips_error_clear();
     return rc;
 }
 
@@ -227,8 +231,10 @@ int run_small_image_region(const char *src, int x, int y, int w, int h, int box,
     else if (im && (w <= 0 || h <= 0 || !vips_extract_area(im, &part, x, y, w, h, NULL)) &&
              !encode_small(part ? part : im, box, 0, &buf, &len))
         rc = mp_write_file_atomic(out, buf, len);
-    else rc = mp_err_set("%s: cannot make a small copy: %s", src, vips_error_buffer());
-    vips_error_clear();
+    else {
+        char why[400];
+        rc = mp_err_set("%s: cannot make a small copy: %s", src, mp_vips_err_take_into(why, sizeof why, src));
+    }
     g_free(buf);
     if (part) g_object_unref(part);
     if (im) g_object_unref(im);

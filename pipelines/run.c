@@ -23,6 +23,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "db/db.h"
 #include "db/labels.h"
 #include "db/tiling.h"
@@ -173,9 +174,8 @@ static int write_thumb(const char *slide, double mpp_override, const char *out)
     if (!im || vips_flatten(im, &flat, "background", bg, NULL) ||
         vips_jpegsave_buffer(flat, &buf, &len, "Q", 85, "strip", TRUE, NULL)) {
         /* taken, not read then cleared: the buffer is the process's and workers share it */
-        char *why = vips_error_buffer_copy();
-        rc = mp_err_set("%s: thumbnail: %s", slide, why && *why ? why : "libvips failed without a message");
-        g_free(why);
+        char why[400];
+        rc = mp_err_set("%s: thumbnail: %s", slide, mp_vips_err_take_into(why, sizeof why, NULL));
     }
     vips_area_unref(VIPS_AREA(bg));
     if (!rc) rc = mp_write_file_atomic(out, buf, len);

@@ -13,13 +13,15 @@
 #include "common/error.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "synth/internal.h"
 
 static int vips_ready(void)
 {
     static int done;
     if (done) return 0;
-    if (VIPS_INIT("magpie")) return mp_err_set("libvips: %s", vips_error_buffer());
+    char why[400];
+    if (VIPS_INIT("magpie")) return mp_err_set("libvips: %s", mp_vips_err_take_into(why, sizeof why, NULL));
     done = 1;
     return 0;
 }
@@ -70,8 +72,8 @@ static VipsImage *image_new(const synth_slide *s, mp_progress *prog, uint64_t ba
     if (vips_image_pipelinev(im, VIPS_DEMAND_STYLE_SMALLTILE, NULL) ||
         vips_image_generate(im, gen_start, gen_fn, gen_stop, g, NULL)) {
         g_object_unref(im);
-        mp_err_set("libvips: %s", vips_error_buffer());
-        vips_error_clear();
+        char why[400];
+        mp_err_set("libvips: %s", mp_vips_err_take_into(why, sizeof why, NULL));
         return NULL;
     }
     return im;
@@ -95,10 +97,8 @@ static int tiff_write_base(const synth_slide *s, const char *path, int tile, int
                            "resunit", VIPS_FOREIGN_TIFF_RESUNIT_CM, "bigtiff", est > 3.5e9, NULL);
     g_object_unref(im);
     if (rc) {
-        mp_err_set("%s: libvips: %s", path, vips_error_buffer());
-        vips_error_clear();
-        char *nl = strchr(mp_err(), '\n'); /* keep the message on one line */
-        if (nl) *nl = 0;
+        char why[400]; /* one line: the take joins libvips' lines */
+        mp_err_set("%s: libvips: %s", path, mp_vips_err_take_into(why, sizeof why, NULL));
         unlink(tmp);
         return -1;
     }

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "tiler/tiffread.h"
 
 struct tiler_reader {
@@ -125,11 +126,9 @@ int tiler_reader_thumbnail(tiler_reader *r, double mpp, double target_mpp, uint8
 
 void tiler_vips_error_take(char *err, size_t en, const char *what)
 {
-    char *m = vips_error_buffer_copy();
-    size_t n = m ? strlen(m) : 0;
-    while (n && (m[n - 1] == '\n' || m[n - 1] == ' ')) m[--n] = 0;
-    snprintf(err, en, "%s: %s", what, n ? m : "libvips failed without a message");
-    g_free(m);
+    char *m = mp_vips_err_take(NULL);
+    snprintf(err, en, "%s: %s", what, m);
+    free(m);
 }
 
 static int lanczos_up(const uint8_t *src, int wl, int t, uint8_t *out, char *err, size_t en)

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "db/labels.h"
 #include "db/tiling.h"
 #include "tiler/plan.h"
@@ -34,7 +35,8 @@ static void *vips_init_main(void *arg)
 {
     (void)arg;
     if (VIPS_INIT(g_vips.argv0)) {
-        snprintf(g_vips.err, sizeof g_vips.err, "libvips: %s", vips_error_buffer());
+        char why[280];
+        snprintf(g_vips.err, sizeof g_vips.err, "libvips: %s", mp_vips_err_take_into(why, sizeof why, NULL));
         g_vips.rc = -1;
         return NULL;
     }

@@ -11,11 +11,15 @@
 #include "common/error.h"
 #include "common/plot.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "trainer/trainer.h"
 
 int tr_svg_to_png(const char *svg, const char *png_path)
 {
-    if (VIPS_INIT("magpie")) return mp_err_set("libvips: %s", vips_error_buffer());
+    if (VIPS_INIT("magpie")) {
+        char why[400];
+        return mp_err_set("libvips: %s", mp_vips_err_take_into(why, sizeof why, NULL));
+    }
     VipsImage *im = NULL, *flat = NULL;
     void *buf = NULL;
     size_t len = 0;
@@ -24,9 +28,10 @@ int tr_svg_to_png(const char *svg, const char *png_path)
     if (vips_svgload_buffer((void *)svg, strlen(svg), &im, NULL) ||
         vips_flatten(im, &flat, "background", vips_array_double_newv(3, 255.0, 255.0, 255.0), NULL) ||
         vips_pngsave_buffer(flat, &buf, &len, "compression", 6, NULL))
-        mp_err_set("%s: rendering the SVG: %s", png_path, vips_error_buffer());
-    else rc = mp_write_file_atomic(png_path, buf, len);
-    vips_error_clear();
+    {
+        char why[400];
+        mp_err_set("%s: rendering the SVG: %s", png_path, mp_vips_err_take_into(why, sizeof why, NULL));
+    } else rc = mp_write_file_atomic(png_path, buf, len);
     g_free(buf);
     if (flat) g_object_unref(flat);
     if (im) g_object_unref(im);

@@ -12,6 +12,7 @@
 #include "common/colormap.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "db/db.h"
 #include "view/internal.h"
 
@@ -79,9 +80,8 @@ int view_encode_png(const uint8_t *px, int w, int h, int bands, view_bytes *out,
     int r = !im || vips_pngsave_buffer(im, &buf, &len, "compression", 1, NULL);
     if (im) g_object_unref(im);
     if (r) {
-        char *m = vips_error_buffer_copy();
-        snprintf(err, en, "png: %s", m);
-        g_free(m);
+        char m[400];
+        snprintf(err, en, "png: %s", mp_vips_err_take_into(m, sizeof m, NULL));
         return -1;
     }
     out->data = mp_xmalloc(len);
@@ -321,9 +321,8 @@ static int heat_read(view_slide *s)
     /* probability.tif's level 0: one pixel per cell, one band per class (uint8 or float32) */
     VipsImage *im = vips_image_new_from_file(s->prob_tif, "access", VIPS_ACCESS_SEQUENTIAL, NULL), *f = NULL;
     if (!im) {
-        char *m = vips_error_buffer_copy();
-        snprintf(s->heat_err, sizeof s->heat_err, "%s: %s", s->prob_tif, m);
-        g_free(m);
+        char m[400];
+        snprintf(s->heat_err, sizeof s->heat_err, "%s: %s", s->prob_tif, mp_vips_err_take_into(m, sizeof m, s->prob_tif));
         return -1;
     }
     if (im->Xsize != h->nx || im->Ysize != h->ny || im->Bands != h->K) {

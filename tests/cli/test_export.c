@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "common/vipserr.h"
 #include "db/db.h"
 #include "nn/npy.h"
 
@@ -132,7 +133,7 @@ static int png_is(const char *path, int k)
 {
     VipsImage *im = vips_image_new_from_file(path, NULL);
     if (!im) {
-        vips_error_clear();
+        free(mp_vips_err_take(NULL));
         return 0;
     }
     size_t n;

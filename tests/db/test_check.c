@@ -5,6 +5,7 @@
 #include <vips/vips.h>
 
 #include "common/error.h"
+#include "common/vipserr.h"
 #include "db/check.h"
 
 static int decode(const void *data, size_t len, const char *codec, int *w, int *h)
@@ -13,7 +14,7 @@ static int decode(const void *data, size_t len, const char *codec, int *w, int *
     double avg;
     if (!im || vips_avg(im, &avg, NULL)) {
         if (im) g_object_unref(im);
-        vips_error_clear();
+        free(mp_vips_err_take(NULL));
         return mp_err_set("%s decode failed", codec);
     }
     *w = vips_image_get_width(im);
