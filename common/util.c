@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,55 @@ void *mp_xrealloc(void *p, size_t n)
     void *q = realloc(p, n ? n : 1);
     if (!q) { fprintf(stderr, "magpie: out of memory (%zu bytes)\n", n); abort(); }
     return q;
+}
+
+/* MAGPIE_ALLOC_FAIL: 0 = not read yet, -1 = unset, N > 0 = fail the Nth call. */
+static _Atomic long g_alloc_fail_at;
+static _Atomic long g_alloc_calls;
+
+static int alloc_injected(void)
+{
+    long at = atomic_load_explicit(&g_alloc_fail_at, memory_order_relaxed);
+    if (at == 0) {
+        const char *e = getenv("MAGPIE_ALLOC_FAIL");
+        long v = -1;
+        if (e && *e && (mp_parse_long(e, &v) || v < 1)) v = -1;
+        long zero = 0;
+        atomic_compare_exchange_strong(&g_alloc_fail_at, &zero, v);
+        at = atomic_load(&g_alloc_fail_at);
+    }
+    if (at < 0) return 0;
+    return atomic_fetch_add(&g_alloc_calls, 1) + 1 == at;
+}
+
+static void *oom(size_t n, size_t sz, const char *what, int injected)
+{
+    const char *w = what ? what : "a buffer";
+    if (sz == 1) mp_err_set("out of memory (%zu bytes for %s)%s", n, w, injected ? " [MAGPIE_ALLOC_FAIL]" : "");
+    else mp_err_set("out of memory (%zu x %zu bytes for %s)%s", n, sz, w, injected ? " [MAGPIE_ALLOC_FAIL]" : "");
+    return NULL;
+}
+
+void *mp_try_malloc(size_t n, const char *what)
+{
+    if (alloc_injected()) return oom(n, 1, what, 1);
+    void *p = malloc(n ? n : 1);
+    return p ? p : oom(n, 1, what, 0);
+}
+
+void *mp_try_calloc(size_t n, size_t sz, const char *what)
+{
+    if (alloc_injected()) return oom(n, sz, what, 1);
+    if (sz && n > SIZE_MAX / sz) return oom(n, sz, what, 0);
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    return p ? p : oom(n, sz, what, 0);
+}
+
+void *mp_try_realloc(void *p, size_t n, const char *what)
+{
+    if (alloc_injected()) return oom(n, 1, what, 1);
+    void *q = realloc(p, n ? n : 1);
+    return q ? q : oom(n, 1, what, 0);
 }
 
 char *mp_xstrdup(const char *s)

@@ -15,6 +15,15 @@ void *mp_xmalloc(size_t n);
 void *mp_xcalloc(size_t n, size_t sz);
 void *mp_xrealloc(void *p, size_t n);
 char *mp_xstrdup(const char *s);
+/* Allocation that fails softly, for sizes that come from an input file (a slide's dimensions, a
+ * tile's size, a grid): NULL + mp_err "out of memory (N bytes for WHAT)" so that the caller fails
+ * that one input (prefixing its name) and the process goes on with the others. n*sz overflowing
+ * fails the same way. mp_try_realloc leaves p untouched on failure.
+ * Fault injection for tests: MAGPIE_ALLOC_FAIL=N makes the Nth mp_try_* call of the process fail
+ * (counted from 1, every thread together); unset, the check is one relaxed load. */
+void *mp_try_malloc(size_t n, const char *what);
+void *mp_try_calloc(size_t n, size_t sz, const char *what);
+void *mp_try_realloc(void *p, size_t n, const char *what);
 
 /* Open PATH read-only if it is a regular file (symlinks followed). A FIFO, device, socket or
  * directory is refused without blocking: the open is O_NONBLOCK (a FIFO with no writer would

@@ -79,8 +79,13 @@ int infer_grid_average(const infer_grid *g, const float *prob, const uint8_t *va
     /* separable: the weight of window (a, b) on cell (i, j) is w[a - i] w[b - j], so sum along
      * rows first (kept for the 2R + 1 rows a cell needs, in a ring), then down the columns */
     int rows = 2 * R + 1;
-    double *ring = mp_xcalloc((size_t)rows * nx * C, sizeof(double));
-    double *acc = mp_xmalloc(sizeof(double) * C);
+    /* sized by the slide's grid: a failure fails this slide (the caller names it) */
+    double *ring = mp_try_calloc((size_t)rows * nx * C, sizeof(double), "the heatmap's rows");
+    double *acc = ring ? mp_try_malloc(sizeof(double) * C, "the heatmap's rows") : NULL;
+    if (!acc) {
+        free(ring);
+        return -1;
+    }
     for (int j = -R; j < ny; j++) {
         int src = j + R; /* row entering the ring */
         if (src < ny) {

@@ -252,8 +252,13 @@ static int cascade_pass(const infer_cascade *c, infer_src *src, const infer_grid
     infer_src_geom(src, tmag, g->patch0, TS, &tg);
     cs->level = tg.level;
     int64_t ncell = (int64_t)g->nx * g->ny;
-    int *sel = mp_xmalloc(sizeof(int) * (size_t)(ncell + 1));
-    uint8_t *answered = mp_xcalloc((size_t)ncell + 1, 1);
+    int *sel = mp_try_malloc(sizeof(int) * (size_t)(ncell + 1), "the cascade's cells");
+    uint8_t *answered = sel ? mp_try_calloc((size_t)ncell + 1, 1, "the cascade's cells") : NULL;
+    if (!answered) {
+        free(sel);
+        snprintf(err, en, "%s: %s", path, mp_err());
+        return -1;
+    }
     cs->sent = infer_cascade_select(prob, valid, ncell, K, c->threshold, sel);
     char task[1100];
     snprintf(task, sizeof task, "infer %s (teacher)", name);
@@ -479,9 +484,9 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     /* cells to evaluate: patch at least min_tissue tissue */
     int64_t ncell = (int64_t)g.nx * g.ny;
     /* sized by the slide (and --stride): a failure fails this slide, not the process */
-    float *prob = calloc((size_t)ncell * K, sizeof(float));
-    uint8_t *valid = calloc((size_t)ncell, 1);
-    int *cells = malloc(sizeof(int) * (size_t)ncell);
+    float *prob = mp_try_calloc((size_t)ncell * K, sizeof(float), "the grid");
+    uint8_t *valid = prob ? mp_try_calloc((size_t)ncell, 1, "the grid") : NULL;
+    int *cells = valid ? mp_try_malloc(sizeof(int) * (size_t)ncell, "the grid") : NULL;
     if (!prob || !valid || !cells) {
         free(prob), free(valid), free(cells);
         infer_src_close(&src);
@@ -562,7 +567,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     json_t *desc = NULL;
     /* the heatmap: each cell the mean of the windows covering it (the window values themselves
      * when stride = patch); slide-level figures above stay per patch */
-    float *heat = malloc(sizeof(float) * (size_t)ncell * K);
+    float *heat = rc ? NULL : mp_try_malloc(sizeof(float) * (size_t)ncell * K, "the heatmap");
     if (!rc && !heat) {
         snprintf(err, sizeof err, "%s: out of memory for a heatmap of %d x %d cells (use a larger --stride)", path, g.nx,
                  g.ny);
@@ -628,9 +633,13 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     if (!rc && o->db) {
         /* the patches themselves (not the overlap-averaged cells), before prediction.json so a
          * failed write leaves the slide to be redone */
-        db_pred_cell *pc = mp_xmalloc(sizeof(db_pred_cell) * (size_t)(nval ? nval : 1));
+        db_pred_cell *pc = mp_try_malloc(sizeof(db_pred_cell) * (size_t)(nval ? nval : 1), "the predictions");
         int64_t n = 0;
-        for (int64_t c = 0; c < ncell; c++) {
+        if (!pc) {
+            snprintf(err, sizeof err, "%s: %s", path, mp_err());
+            rc = -1;
+        }
+        for (int64_t c = 0; pc && c < ncell; c++) {
             if (!valid[c]) continue;
             pc[n].gx = (int)(c % g.nx), pc[n].gy = (int)(c / g.nx);
             infer_grid_patch_origin(&g, pc[n].gx, pc[n].gy, &pc[n].x0, &pc[n].y0);
@@ -643,8 +652,8 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
         db_pred_run pr = {.slide_path = path, .slide_fingerprint = fp, .model_path = mpath,
                           .model_fingerprint = model_fp, .mag = mag, .size0 = g.patch0, .nclasses = K,
                           .class_names = names};
-        mp_db *db = db_open(o->db, DB_OPEN_CREATE);
-        if (!db || db_predictions_put(db, &pr, pc, n)) {
+        mp_db *db = pc ? db_open(o->db, DB_OPEN_CREATE) : NULL;
+        if (pc && (!db || db_predictions_put(db, &pr, pc, n))) {
             snprintf(err, sizeof err, "%s", mp_err());
             rc = -1;
         }

@@ -160,8 +160,17 @@ int infer_tiff_write(const char *path, const infer_tiff_spec *s)
     for (int l = 0; l < levels && !rc; l++) {
         if (l > 0) {
             int W = (w + 1) / 2, H = (h + 1) / 2;
-            float *nq = mp_xmalloc(sizeof(float) * (size_t)W * H * K);
-            uint8_t *nv = mp_xmalloc((size_t)W * H);
+            /* sized by the slide's grid: a failure fails this file, and with it this slide */
+            float *nq = mp_try_malloc(sizeof(float) * (size_t)W * H * K, "a heatmap level");
+            uint8_t *nv = nq ? mp_try_malloc((size_t)W * H, "a heatmap level") : NULL;
+            if (!nv) {
+                free(nq);
+                free(q);
+                free(qv);
+                TIFFClose(t);
+                unlink(tmp);
+                return mp_err_prefix("%s", path);
+            }
             reduce(p, v, w, h, K, nq, nv, &w, &h);
             free(q);
             free(qv);

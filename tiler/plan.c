@@ -159,14 +159,14 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
         return mp_err_set("%s: %lld patch positions (%d x %d) at this patch size; at most %d", path,
                           (long long)p->n_grid, p->grid.nx, p->grid.ny, PLAN_MAX_CELLS);
     size_t cap = 1024;
-    if (!(p->cells = malloc(cap * sizeof *p->cells))) return plan_oom(path, (int64_t)cap);
+    if (!(p->cells = mp_try_malloc(cap * sizeof *p->cells, "the plan"))) return plan_oom(path, (int64_t)cap);
     for (int gy = 0; gy < p->grid.ny; gy++)
         for (int gx = 0; gx < p->grid.nx; gx++) {
             double x0 = (double)tiler_grid_pos(&p->grid, gx), y0 = (double)tiler_grid_pos(&p->grid, gy);
             double t = tiler_mask_cover(&p->mask, p->mask.tissue, 255, x0, y0, p->grid.size0);
             if (t < o->min_tissue || (o->min_tissue > 0 && t <= 0)) continue;
             if ((size_t)p->n_cells == cap) {
-                plan_cell *more = realloc(p->cells, 2 * cap * sizeof *p->cells);
+                plan_cell *more = mp_try_realloc(p->cells, 2 * cap * sizeof *p->cells, "the plan");
                 if (!more) return plan_oom(path, (int64_t)(2 * cap));
                 p->cells = more;
                 cap *= 2;
@@ -189,7 +189,8 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
     const char *env = getenv("MAGPIE_TILER_CHUNK_COLS");
     if (env && atoi(env) > 0) k = atoi(env);
     p->chunk_cols = k;
-    if (!(p->chunks = malloc(((size_t)p->n_cells + 1) * sizeof *p->chunks))) return plan_oom(path, p->n_cells);
+    if (!(p->chunks = mp_try_malloc(((size_t)p->n_cells + 1) * sizeof *p->chunks, "the plan")))
+        return plan_oom(path, p->n_cells);
     for (int i = 0; i < p->n_cells;) {
         int j = i + 1;
         while (j < p->n_cells && p->cells[j].gy == p->cells[i].gy && p->cells[j].gx / k == p->cells[i].gx / k) j++;
@@ -205,7 +206,8 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
      * while it is still in its tile cache (tiles and patches rarely align). */
     enum { UNIT_ROWS = 8 };
     qsort(p->chunks, p->n_chunks, sizeof *p->chunks, cmp_chunk);
-    if (!(p->units = malloc(((size_t)p->n_chunks + 1) * sizeof *p->units))) return plan_oom(path, p->n_cells);
+    if (!(p->units = mp_try_malloc(((size_t)p->n_chunks + 1) * sizeof *p->units, "the plan")))
+        return plan_oom(path, p->n_cells);
     for (int i = 0; i < p->n_chunks;) {
         int j = i + 1;
         while (j < p->n_chunks && p->chunks[j].gy / UNIT_ROWS == p->chunks[i].gy / UNIT_ROWS &&

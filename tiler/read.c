@@ -95,7 +95,11 @@ int tiler_reader_region(tiler_reader *r, int level, int64_t x0, int64_t y0, int 
     }
     if (r->argb_cap < n) {
         free(r->argb);
-        r->argb = mp_xmalloc(n * 4);
+        r->argb_cap = 0;
+        if (!(r->argb = mp_try_malloc(n * 4, "a region read"))) {
+            snprintf(err, en, "level %d region %dx%d: %s", level, w, h, mp_err());
+            return -1;
+        }
         r->argb_cap = n;
     }
     openslide_read_region(r->osr, r->argb, x0, y0, level, w, h);
@@ -194,7 +198,11 @@ int tiler_read_patch(tiler_reader *r, const tiler_patch_geom *g, int64_t x0, int
     if (g->wl != g->target) {
         if (r->tmp_cap < n) {
             free(r->tmp);
-            r->tmp = mp_xmalloc(n);
+            r->tmp_cap = 0;
+            if (!(r->tmp = mp_try_malloc(n, "a patch read"))) {
+                snprintf(err, en, "%s", mp_err());
+                return -1;
+            }
             r->tmp_cap = n;
         }
         dst = r->tmp;

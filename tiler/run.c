@@ -177,10 +177,21 @@ static void *grow(void *p, size_t *cap, size_t need)
     return mp_xmalloc(need);
 }
 
-/* Read level-L region (x0,y0 in level 0) of wr x hr into the worker's buffer for read r. */
+/* Read level-L region (x0,y0 in level 0) of wr x hr into the worker's buffer for read r. The size
+ * follows the slide's levels (a chunk of cells): a failure fails this read, recorded as the cells'
+ * error, not the process. */
 static int read_region(worker *w, int r, int level, int64_t x0, int64_t y0, int wr, int hr, char *err, size_t en)
 {
-    w->rgb[r] = grow(w->rgb[r], &w->cap[r], (size_t)wr * hr * 3);
+    size_t need = (size_t)wr * hr * 3;
+    if (w->cap[r] < need) {
+        free(w->rgb[r]);
+        w->cap[r] = 0;
+        if (!(w->rgb[r] = mp_try_malloc(need, "a region read"))) {
+            snprintf(err, en, "%s", mp_err());
+            return -1;
+        }
+        w->cap[r] = need;
+    }
     return tiler_reader_region(w->rd, level, x0, y0, wr, hr, w->rgb[r], err, en);
 }
 
@@ -550,6 +561,14 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
      * meanwhile. Nothing reaches the dataset before db_tiling_start: only this thread writes. */
     run_ctx c;
     memset(&c, 0, sizeof c);
+    /* one pair per work unit of the plan (bounded with it): a failure fails this slide */
+    c.lo = mp_try_calloc((size_t)p.n_units + 1, sizeof *c.lo, "the work units");
+    c.hi = c.lo ? mp_try_calloc((size_t)p.n_units + 1, sizeof *c.hi, "the work units") : NULL;
+    if (!c.hi) {
+        free(c.lo);
+        mp_err_prefix("%s", path);
+        goto fail_plan;
+    }
     c.p = &p;
     c.o = o;
     c.path = path;
@@ -561,8 +580,6 @@ int tiler_tile_slide(mp_db *db, const char *path, const tiler_opts *o, tiler_res
     pthread_cond_init(&c.nonempty, NULL);
     pthread_cond_init(&c.nonfull, NULL);
     pthread_mutex_init(&c.take_mu, NULL);
-    c.lo = mp_xcalloc((size_t)p.n_units + 1, sizeof *c.lo);
-    c.hi = mp_xcalloc((size_t)p.n_units + 1, sizeof *c.hi);
     for (int u = 0; u < p.n_units; u++) c.hi[u] = p.units[u].count;
     parse_fail_env(&c);
     int jobs = o->jobs > 0 ? o->jobs : 1;

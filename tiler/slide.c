@@ -401,12 +401,19 @@ int tiler_thumbnail_fast(tiler_slide *s, tiff_fast *fast, double mpp, double tar
     /* Box filter: every level pixel lands in one thumbnail pixel. Sums of premultiplied values,
      * one thumbnail row at a time (level rows arrive in order), so memory is a row of sums and
      * one band of level pixels, not a whole-thumbnail accumulator. */
-    uint32_t *acc = mp_xcalloc((size_t)w * 5, sizeof *acc);
-    uint8_t *rgba = mp_xmalloc((size_t)w * h * 4);
     int64_t band = (int64_t)fmax(1, (1 << 22) / (double)lw);
     if (band > lh) band = lh;
-    uint32_t *px = mp_xmalloc((size_t)(lw * band) * 4);
-    int *tx = mp_xmalloc(sizeof(int) * lw);
+    /* sized by the level's declared width (at most TILER_MAX_SIDE): a failure fails this slide */
+    uint32_t *acc = mp_try_calloc((size_t)w * 5, sizeof *acc, "the thumbnail");
+    uint8_t *rgba = acc ? mp_try_malloc((size_t)w * h * 4, "the thumbnail") : NULL;
+    uint32_t *px = rgba ? mp_try_malloc((size_t)(lw * band) * 4, "a band of the thumbnail's level") : NULL;
+    int *tx = px ? mp_try_malloc(sizeof(int) * lw, "the thumbnail's column map") : NULL;
+    if (!tx) {
+        free(acc);
+        free(rgba);
+        free(px);
+        return mp_err_prefix("%s", s->path);
+    }
     for (int64_t x = 0; x < lw; x++) tx[x] = (int)fmin(w - 1, floor(x * fx));
     int cur = 0; /* thumbnail row being accumulated; rows before it are final */
     for (int64_t y0 = 0; y0 < lh; y0 += band) {

@@ -10,6 +10,7 @@
 #include <tiffio.h>
 #include <turbojpeg.h>
 
+#include "common/error.h"
 #include "common/util.h"
 #include "tiler/tiffread.h"
 
@@ -148,9 +149,14 @@ static const uint8_t *tile(tiff_fast *f, int level, uint32_t col, uint32_t row, 
         snprintf(err, en, "level %d tile (%u,%u): bad size %llu", level, col, row, (unsigned long long)n);
         return NULL;
     }
-    if (f->raw_cap < n) {
+    if (f->raw_cap < n) { /* at most 64 MB (above), but from the file: fail the read, not the process */
         free(f->raw);
-        f->raw = mp_xmalloc(f->raw_cap = n);
+        f->raw_cap = 0;
+        if (!(f->raw = mp_try_malloc(n, "a compressed tile"))) {
+            snprintf(err, en, "level %d tile (%u,%u): %s", level, col, row, mp_err());
+            return NULL;
+        }
+        f->raw_cap = n;
     }
     tmsize_t got = TIFFReadRawTile(l->t, idx, f->raw, (tmsize_t)n);
     if (got <= 0) {
@@ -164,7 +170,12 @@ static const uint8_t *tile(tiff_fast *f, int level, uint32_t col, uint32_t row, 
         size_t need = l->ntables - 2 + (size_t)got - 2;
         if (f->spl_cap < need) {
             free(f->spliced);
-            f->spliced = mp_xmalloc(f->spl_cap = need);
+            f->spl_cap = 0;
+            if (!(f->spliced = mp_try_malloc(need, "a compressed tile"))) {
+                snprintf(err, en, "level %d tile (%u,%u): %s", level, col, row, mp_err());
+                return NULL;
+            }
+            f->spl_cap = need;
         }
         memcpy(f->spliced, l->tables, l->ntables - 2);
         memcpy(f->spliced + l->ntables - 2, f->raw + 2, (size_t)got - 2);
@@ -177,7 +188,7 @@ static const uint8_t *tile(tiff_fast *f, int level, uint32_t col, uint32_t row, 
         free(c->rgb);
         c->cap = 0;
         /* sized by the file: a failure fails this read, not the process */
-        if (!(c->rgb = malloc(need_px))) {
+        if (!(c->rgb = mp_try_malloc(need_px, "a decoded tile"))) {
             snprintf(err, en, "level %d tile (%u,%u): out of memory for a %ux%u tile", level, col, row, l->tw, l->th);
             return NULL;
         }

@@ -256,10 +256,10 @@ int view_slide_tile(view_server *v, view_slide *s, int level, int64_t col, int64
         else out->from_thumb = 1;
         return rc;
     }
-    uint8_t *sq = malloc((size_t)n * n * 3);
+    uint8_t *sq = mp_try_malloc((size_t)n * n * 3, "a tile");
     if (!sq) {
         *status = 503;
-        snprintf(err, en, "out of memory");
+        snprintf(err, en, "%s", mp_err());
         return -1;
     }
     tiler_reader *r = reader_get(s);
@@ -345,8 +345,15 @@ static int heat_read(view_slide *s)
         return heat_fail(s, "%s: %s", s->prob_tif, "cannot read");
     }
     size_t ncell = (size_t)h->nx * h->ny;
-    h->prob = mp_xmalloc(ncell * h->K * sizeof(float));
-    h->valid = mp_xcalloc(ncell, 1);
+    /* as large as probability.tif's pixels (at most 2^24 cells): a failure fails this heatmap */
+    h->prob = mp_try_malloc(ncell * h->K * sizeof(float), "the heatmap");
+    h->valid = h->prob ? mp_try_calloc(ncell, 1, "the heatmap") : NULL;
+    if (!h->valid) {
+        free(h->prob);
+        h->prob = NULL;
+        g_free(px);
+        return heat_fail(s, "%s: %s", s->prob_tif, mp_err());
+    }
     for (size_t c = 0; c < ncell; c++)
         for (int k = 0; k < h->K; k++) {
             float p = (float)(px[c * h->K + k] / div);
