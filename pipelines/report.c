@@ -416,9 +416,12 @@ static const char style_js[] =
     "th{background:#eef0f3;cursor:pointer;user-select:none;position:sticky;top:0}\n"
     "th.asc::after{content:' \\25B2'}th.desc::after{content:' \\25BC'}\n"
     "td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
-    "td img{display:block;max-width:200px;max-height:200px}\n"
+    /* the slides' table fits a 1400 px window: pictures at 112 px (stored at 200 for sharp
+     * screens), status and error in one column with the error wrapping, long names broken */
+    "td img{display:block;max-width:112px;max-height:112px}#slides th{font-size:.85em}#slides td{padding:4px 5px}\n"
     ".failed{color:#b00020;font-weight:600}.done{color:#1b7e3c;font-weight:600}\n"
-    ".err{color:#b00020;max-width:28em;word-break:break-word}.path{color:#666;font-size:.85em;word-break:break-all}\n"
+    ".err{color:#b00020;font-weight:400;font-size:.85em;min-width:12em;max-width:22em;overflow-wrap:anywhere}\n"
+    ".path{color:#666;font-size:.85em;word-break:break-all}td b{overflow-wrap:anywhere}\n"
     ".none{color:#aaa}\n"
     "h2{font-size:1.15em;margin:1.2em 0 .4em}\n"
     ".legend{margin:.2em 0 .6em;color:#444}.legend .bar{display:inline-block;width:10em;height:.9em;"
@@ -531,7 +534,7 @@ int run_report_write(const char *out_html, char *const *dirs, int n)
     fputs("<table id=slides><thead><tr><th>#</th><th>slide</th><th>status</th><th>thumbnail</th>"
           "<th>tissue mask</th><th>heatmap</th><th>patches</th><th>unreadable tiles</th><th>cells evaluated</th>"
           "<th>MPP (&micro;m/px)</th><th>MPP source</th><th>call</th><th>confidence</th><th>label</th>"
-          "<th>seconds</th><th>error</th></tr></thead>\n<tbody>\n",
+          "<th>seconds</th></tr></thead>\n<tbody>\n",
           f);
     int idx = 0;
     for (int d = 0; d < n; d++) {
@@ -553,8 +556,15 @@ int run_report_write(const char *out_html, char *const *dirs, int n)
             esc(f, name);
             fputs("</b><div class=path>", f);
             esc(f, cell(t, r, cs));
-            fprintf(f, "</div></td><td class=%s>", !strcmp(status, "done") ? "done" : "failed");
+            fprintf(f, "</div></td><td class=%s data-v=\"", !strcmp(status, "done") ? "done" : "failed");
             esc(f, status);
+            fputs("\">", f);
+            esc(f, status);
+            if (*cell(t, r, ce)) { /* the error under its status, wrapping in the column */
+                fputs("<div class=err>", f);
+                esc(f, cell(t, r, ce));
+                fputs("</div>", f);
+            }
             fputs("</td><td>", f);
             snprintf(p, sizeof p, "%s/thumbs/%s.jpg", dirs[d], safe);
             img_file(f, p, NULL, RUN_THUMB_PX, "thumbnail");
@@ -584,8 +594,6 @@ int run_report_write(const char *out_html, char *const *dirs, int n)
             esc(f, cell(t, r, cl));
             fputs("</td><td class=n>", f);
             esc(f, cell(t, r, csec));
-            fputs("</td><td class=err>", f);
-            esc(f, cell(t, r, ce));
             fputs("</td></tr>\n", f);
         }
         db_close(db);

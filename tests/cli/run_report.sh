@@ -3,7 +3,7 @@
 # every slide name and error HTML-escaped (a slide named like markup among them), `magpie report`
 # over two run folders; then the page in a real browser: headless Chromium renders it to a
 # screenshot that is not blank, its script runs to the end without an error (the body gets
-# data-ready) and sorting by a column reorders the rows. Without a browser that starts, that
+# data-ready), the page is no wider than a 1400 px window, and sorting by a column reorders the rows. Without a browser that starts, that
 # part is skipped with the reason printed.
 set -u
 T=$(mktemp -d /tmp/mp_run_report.XXXXXX)
@@ -67,6 +67,15 @@ grep -E 'CONSOLE|Uncaught' "$T/browser.log" | grep -v dbus >"$T/console"
 vips stats "$T/shot.png" "$T/stats.csv" || no "vips stats on the screenshot"
 awk 'NR == 1 { if (!($1 < 60 && $6 > 15)) { print "min " $1 " deviation " $6; exit 1 } }' "$T/stats.csv" ||
     no "the screenshot is blank"
+# the slides' table fits a 1400 px window: no horizontal scrolling (a copy of the page with a
+# script that records the document's width once its pictures are laid out)
+{ cat "$T/both.html"; printf '%s\n' "<script>addEventListener('load',function(){document.body.setAttribute('data-sw',document.documentElement.scrollWidth)})</script>"; } >"$T/wide.html"
+run_browser "file://$T/wide.html" --window-size=1400,1200 --dump-dom >"$T/domw"
+sw=$(grep -o 'data-sw="[0-9]*"' "$T/domw" | grep -o '[0-9]*')
+[ -n "$sw" ] || no "the page's width was not measured: $(tail -c 300 "$T/domw")"
+[ -n "$sw" ] && [ "$sw" -le 1400 ] || no "the page is ${sw:-?} px wide in a 1400 px window (horizontal scrolling)"
+# the error is in the status column, under a failed status
+grep -q '<td class=failed data-v="failed">failed<div class=err>' "$T/both.html" || no "no error under the failed status"
 # the script ran to its end, and #sort=1 (the slide column) then #sort=6 (patches) reorders
 run_browser "file://$T/both.html#sort=1" --dump-dom >"$T/dom1"
 grep -q 'data-ready="1"' "$T/dom1" || no "the page's script did not finish: $(tail -c 300 "$T/dom1")"
