@@ -203,6 +203,28 @@ TEST(open_regular)
     rmdir(dir);
 }
 
+/* mp_try_*: a size that cannot be had fails softly with a message; MAGPIE_ALLOC_FAIL=N fails the
+ * Nth call only (read at the first call: this case runs before any other mp_try_* here). */
+TEST(try_alloc)
+{
+    setenv("MAGPIE_ALLOC_FAIL", "3", 1);
+    void *a = mp_try_malloc(16, "a"), *b = mp_try_calloc(4, 4, "b");
+    CHECK(a && b);
+    void *c = mp_try_realloc(a, 64, "the third");
+    CHECK(c == NULL);
+    CHECK_STR(mp_err(), "out of memory (64 bytes for the third) [MAGPIE_ALLOC_FAIL]");
+    void *d = mp_try_realloc(a, 64, "the fourth"); /* a was left alone */
+    CHECK(d != NULL);
+    free(d);
+    free(b);
+    void *e = mp_try_calloc(SIZE_MAX / 2, 4, "an impossible grid");
+    CHECK(e == NULL);
+    char want[120];
+    snprintf(want, sizeof want, "out of memory (%zu x 4 bytes for an impossible grid)", (size_t)SIZE_MAX / 2);
+    CHECK_STR(mp_err(), want);
+    unsetenv("MAGPIE_ALLOC_FAIL");
+}
+
 int main(void)
 {
     RUN(rng_deterministic);
@@ -215,5 +237,6 @@ int main(void)
     RUN(safe_name);
     RUN(escaped_messages);
     RUN(open_regular);
+    RUN(try_alloc);
     return test_done();
 }
