@@ -44,9 +44,11 @@ static inline uint8_t med3(uint8_t a, uint8_t b, uint8_t c) { return max8(min8(a
 /* 3x3 median (edge pixels replicate). Each column's vertical triple is sorted once per row
  * (lo <= mid <= hi); the median of the 9 values is then
  * med3(max of the three lo, med3 of the three mid, min of the three hi) — exact, branch-free. */
-static void median3(const uint8_t *in, uint8_t *out, int w, int h)
+static int median3(const uint8_t *in, uint8_t *out, int w, int h)
 {
-    uint8_t *lo = mp_xmalloc((size_t)w * 3), *mid = lo + w, *hi = mid + w;
+    uint8_t *lo = mp_try_malloc((size_t)w * 3, "the tissue mask");
+    if (!lo) return -1;
+    uint8_t *mid = lo + w, *hi = mid + w;
     for (int y = 0; y < h; y++) {
         const uint8_t *a = in + (size_t)(y > 0 ? y - 1 : 0) * w, *b = in + (size_t)y * w,
                       *c = in + (size_t)(y + 1 < h ? y + 1 : h - 1) * w;
@@ -66,12 +68,14 @@ static void median3(const uint8_t *in, uint8_t *out, int w, int h)
                         min8(min8(hi[x - 1], hi[x]), hi[x + 1]));
     }
     free(lo);
+    return 0;
 }
 
 /* Mean over a (2r+1)^2 window (clipped at the edges), through an integral image. */
-static void box_mean(const uint8_t *in, uint8_t *out, int w, int h, int r)
+static int box_mean(const uint8_t *in, uint8_t *out, int w, int h, int r)
 {
-    uint64_t *ii = mp_xcalloc((size_t)(w + 1) * (h + 1), sizeof *ii);
+    uint64_t *ii = mp_try_calloc((size_t)(w + 1) * (h + 1), sizeof *ii, "the tissue mask");
+    if (!ii) return -1;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             ii[(size_t)(y + 1) * (w + 1) + x + 1] = in[(size_t)y * w + x] + ii[(size_t)y * (w + 1) + x + 1] +
@@ -85,15 +89,18 @@ static void box_mean(const uint8_t *in, uint8_t *out, int w, int h, int r)
             out[(size_t)y * w + x] = (uint8_t)(s / (uint64_t)((x1 - x0) * (y1 - y0)));
         }
     free(ii);
+    return 0;
 }
 
 /* Binary dilation (grow=1) or erosion (grow=0) by a (2r+1)^2 square, separably. Outside the
  * image counts as background for dilation and as foreground for erosion (no edge erosion):
  * the OR (AND) of the in-image window. Output 0/1. */
-static void morph(uint8_t *m, int w, int h, int r, int grow)
+static int morph(uint8_t *m, int w, int h, int r, int grow)
 {
     size_t n = (size_t)w * h;
-    uint8_t *t = mp_xmalloc(n), *b = mp_xmalloc((size_t)w);
+    uint8_t *t = mp_try_malloc(n + (size_t)w, "the tissue mask"); /* the pass between, and a row */
+    if (!t) return -1;
+    uint8_t *b = t + n;
     /* horizontal: window offsets outer, pixels inner (vectorises); off-image is neutral */
     for (int y = 0; y < h; y++) {
         const uint8_t *in = m + (size_t)y * w;
@@ -124,23 +131,27 @@ static void morph(uint8_t *m, int w, int h, int r, int grow)
         }
     }
     free(t);
-    free(b);
+    return 0;
 }
 
 /* Connected components of pixels equal to `val` (8-connected for objects, 4 for holes).
  * Components smaller than min_area — and, when border_keeps, not touching the border —
  * are flipped to !val. Works on a copy padded by one pixel, so neighbours need no bounds
  * checks: `open` marks pixels equal to val not yet reached (padding never is). */
-static void filter_components(uint8_t *m, int w, int h, uint8_t val, int64_t min_area, int conn8, int border_keeps)
+static int filter_components(uint8_t *m, int w, int h, uint8_t val, int64_t min_area, int conn8, int border_keeps)
 {
     size_t W = (size_t)w + 2, N = W * (h + 2);
-    uint8_t *open = mp_xcalloc(N, 1);
+    uint8_t *open = mp_try_calloc(N, 1, "the tissue mask");
+    int32_t *q = open ? mp_try_malloc((size_t)w * h * sizeof *q, "the tissue mask") : NULL;
+    if (!q) {
+        free(open);
+        return -1;
+    }
     for (int y = 0; y < h; y++) {
         const uint8_t *row = m + (size_t)y * w;
         uint8_t *o = open + (size_t)(y + 1) * W + 1;
         for (int x = 0; x < w; x++) o[x] = row[x] == val;
     }
-    int32_t *q = mp_xmalloc((size_t)w * h * sizeof *q);
     ptrdiff_t nb[8] = {-1, 1, -(ptrdiff_t)W, (ptrdiff_t)W, -(ptrdiff_t)W - 1, -(ptrdiff_t)W + 1, (ptrdiff_t)W - 1,
                        (ptrdiff_t)W + 1};
     int nn = conn8 ? 8 : 4;
@@ -174,6 +185,7 @@ static void filter_components(uint8_t *m, int w, int h, uint8_t val, int64_t min
         }
     free(open);
     free(q);
+    return 0;
 }
 
 /* The rule of tiler.h on a histogram of max(R, G, B) over n scanned pixels. */
@@ -222,8 +234,12 @@ int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler
 {
     memset(m, 0, sizeof *m);
     size_t n = (size_t)w * h;
-    uint8_t *sat = mp_xmalloc(n), *val = mp_xmalloc(n), *feat = mp_xmalloc(n);
-    uint8_t *pen = mp_xcalloc(n, 1), *valid = mp_xmalloc(n);
+    /* sized by the thumbnail (at most 4096 px a side): a failure fails this slide */
+    uint8_t *sat = mp_try_malloc(n, "the tissue mask"), *val = sat ? mp_try_malloc(n, "the tissue mask") : NULL;
+    uint8_t *feat = val ? mp_try_malloc(n, "the tissue mask") : NULL;
+    uint8_t *pen = feat ? mp_try_calloc(n, 1, "the tissue mask") : NULL;
+    uint8_t *valid = pen ? mp_try_malloc(n, "the tissue mask") : NULL, *tis = NULL;
+    if (!valid) goto oom;
     uint64_t vh[256] = {0};
     size_t nvalid = 0;
     /* (mx - mn) * 255 / mx by a multiply: with inv = ceil(2^32 / mx) the error stays below
@@ -276,13 +292,13 @@ int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler
     if (m->dark) {
         /* Fluorescence: nuclei are sparse bright dots on black; tissue is where they are dense,
          * so threshold the local mean intensity (~50 µm window), not single pixels. */
-        box_mean(val, feat, w, h, (int)fmax(1, round(24.0 / mask_mpp)));
+        if (box_mean(val, feat, w, h, (int)fmax(1, round(24.0 / mask_mpp)))) goto oom;
         /* Log scale: dim tissue (10-30) separates from black glass (0-5) instead of the
          * brightest nuclei bands from everything else. */
         for (size_t i = 0; i < n; i++) sat[i] = (uint8_t)lround(255.0 * log1p(feat[i]) / log(256.0));
     } else {
         memcpy(feat, sat, n);
-        median3(feat, sat, w, h); /* sat now holds the filtered feature */
+        if (median3(feat, sat, w, h)) goto oom; /* sat now holds the filtered feature */
     }
     uint64_t hist[256] = {0};
     for (size_t i = 0; i < n; i++)
@@ -292,16 +308,16 @@ int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler
     int floor_t = m->dark ? 80 : 15; /* dark: log scale, 80 ~ intensity 7.8 */
     if (t < floor_t) t = floor_t;
     m->threshold = t;
-    uint8_t *tis = mp_xmalloc(n);
+    if (!(tis = mp_try_malloc(n, "the tissue mask"))) goto oom;
     for (size_t i = 0; i < n; i++) tis[i] = valid[i] && !pen[i] && sat[i] > t;
-    morph(pen, w, h, 1, 1); /* ink edges blend into tissue colours */
     int r = (int)fmax(1, round(16.0 / mask_mpp)); /* close gaps of ~30 µm */
     if (r > 3) r = 3;
-    morph(tis, w, h, r, 1);
-    morph(tis, w, h, r, 0);
     double px_um2 = mask_mpp * mask_mpp;
-    filter_components(tis, w, h, 1, (int64_t)ceil(10000.0 / px_um2), 1, 0); /* objects < 0.01 mm² */
-    filter_components(tis, w, h, 0, (int64_t)ceil(50000.0 / px_um2), 0, 1); /* holes < 0.05 mm² */
+    if (morph(pen, w, h, 1, 1) || /* ink edges blend into tissue colours */
+        morph(tis, w, h, r, 1) || morph(tis, w, h, r, 0) ||
+        filter_components(tis, w, h, 1, (int64_t)ceil(10000.0 / px_um2), 1, 0) || /* objects < 0.01 mm² */
+        filter_components(tis, w, h, 0, (int64_t)ceil(50000.0 / px_um2), 0, 1))   /* holes < 0.05 mm² */
+        goto oom;
     size_t cnt = 0;
     for (size_t i = 0; i < n; i++) {
         tis[i] = (tis[i] && !pen[i] && valid[i]) ? 255 : 0;
@@ -317,6 +333,16 @@ int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler
     free(feat);
     free(valid);
     return 0;
+
+oom: /* mp_err says what was short */
+    free(sat);
+    free(val);
+    free(feat);
+    free(valid);
+    free(pen);
+    free(tis);
+    memset(m, 0, sizeof *m);
+    return -1;
 }
 
 void tiler_mask_free(tiler_mask *m)

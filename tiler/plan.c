@@ -144,9 +144,10 @@ int plan_build(plan *p, const char *path, const tiler_opts *o)
     tiff_fast_close(fast);
     if (trc) return -1;
     p->mask_mpp = tds * mpp;
-    tiler_mask_compute(rgba, tw, th, p->mask_mpp, &p->mask);
-    p->mask.ds = tds;
+    int mrc = tiler_mask_compute(rgba, tw, th, p->mask_mpp, &p->mask);
     free(rgba);
+    if (mrc) return mp_err_prefix("%s", path);
+    p->mask.ds = tds;
 
     /* Selected cells, sorted by row then column; chunks are runs of at most K columns of one
      * row, with K fixed by geometry only, so reads (and pixels) never depend on what a previous

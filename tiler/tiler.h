@@ -170,7 +170,8 @@ typedef struct {
 } tiler_mask;
 
 /* Build the mask from straight (not premultiplied) RGBA thumbnail pixels at mask_mpp µm/px.
- * Takes no ownership of rgba. */
+ * Takes no ownership of rgba. Returns 0, or -1 + mp_err when its buffers (a few bytes per
+ * thumbnail pixel) cannot be had; the caller names the slide. */
 int tiler_mask_compute(const uint8_t *rgba, int w, int h, double mask_mpp, tiler_mask *m);
 void tiler_mask_free(tiler_mask *m);
 /* Area-weighted coverage of a level-0 square by the mask (tissue) or pen map, 0..1. */
