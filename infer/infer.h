@@ -225,7 +225,8 @@ typedef struct {
 void infer_opts_default(infer_opts *o);
 /* Default batch for a patch side: 8 at >= 112 px (memory), 64 below (GEMM efficiency). */
 int infer_auto_batch(int size);
-/* Once per process: libvips and libtiff handlers (through the tiler). */
+/* Once per process: libvips without its loadable modules (tiler_global_init_lean) and libtiff
+ * handlers. */
 int infer_global_init(const char *argv0);
 
 /* Load a checkpoint for inference: architecture, weights, mag, input_size, norm.mean/std,

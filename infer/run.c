@@ -40,7 +40,7 @@ void infer_opts_default(infer_opts *o)
     o->progress = MP_PROGRESS_AUTO;
 }
 
-int infer_global_init(const char *argv0) { return tiler_global_init(argv0); }
+int infer_global_init(const char *argv0) { return tiler_global_init_lean(argv0); }
 
 int infer_auto_batch(int size)
 {

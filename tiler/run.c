@@ -73,6 +73,24 @@ int tiler_global_init(const char *argv0)
     return tiler_global_wait();
 }
 
+int tiler_global_init_lean(const char *argv0)
+{
+    if (g_vips.started) return tiler_global_wait();
+    /* libvips 8.14 loads every module in $libdir/vips-modules-8.14 at init, and takes libdir
+     * from $VIPSHOME when set: a prefix without that folder leaves them unloaded (libvips goes
+     * on silently; its message catalogue is the only other thing it looks up there). The
+     * variable is set only around the synchronous init, on this thread, and put back. */
+    const char *old = getenv("VIPSHOME");
+    char *keep = old ? mp_xstrdup(old) : NULL;
+    setenv("VIPSHOME", "/nonexistent/magpie-no-vips-modules", 1);
+    tiler_global_init_async(argv0);
+    int rc = tiler_global_wait();
+    if (keep) setenv("VIPSHOME", keep, 1);
+    else unsetenv("VIPSHOME");
+    free(keep);
+    return rc;
+}
+
 /* ---- results and the queue between workers and the writer ---- */
 
 typedef struct result {

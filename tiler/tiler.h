@@ -55,6 +55,11 @@ int tiler_global_init(const char *argv0);
  * libvips call, and its failure is reported there. The caller must call tiler_global_wait()
  * before it uses libvips itself or returns from main. */
 int tiler_global_init_async(const char *argv0);
+/* tiler_global_init without libvips' loadable modules (ImageMagick, Poppler, HEIF, JPEG XL and
+ * libvips' own OpenSlide loader: ~40 ms of CPU to dlopen with their libraries), for commands
+ * whose libvips calls are all built in (PNG, JPEG, TIFF, WebP, SVG, text): magpie infer, which
+ * reads slides through OpenSlide and the tiler's TIFF path. Synchronous. */
+int tiler_global_init_lean(const char *argv0);
 /* Wait for libvips' initialisation (no-op once done): 0, or -1 + mp_err if it failed. */
 int tiler_global_wait(void);
 
