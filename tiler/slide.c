@@ -388,6 +388,73 @@ static void thumb_row(uint32_t *acc, uint8_t *out, int w)
     memset(acc, 0, sizeof *acc * 5 * (size_t)w);
 }
 
+/* One finished thumbnail row from opaque sums (r, g, b, count per pixel; the direct TIFF path has
+ * no transparency): the same values thumb_row gives with alpha 255 per pixel, colour =
+ * (255 sum + 255 n / 2) / (255 n) and alpha 255, in integers. Clears the sums. */
+static void thumb_row_opaque(uint32_t *acc, uint8_t *out, int w)
+{
+    for (int i = 0; i < w; i++) {
+        uint32_t *a = acc + (size_t)i * 4;
+        uint32_t n = a[3];
+        if (n == 1) {
+            out[i * 4] = (uint8_t)a[0], out[i * 4 + 1] = (uint8_t)a[1], out[i * 4 + 2] = (uint8_t)a[2];
+        } else if (n) {
+            uint32_t d = 255 * n, h = d / 2;
+            for (int c = 0; c < 3; c++) out[i * 4 + c] = (uint8_t)((255 * a[c] + h) / d);
+        } else {
+            out[i * 4] = out[i * 4 + 1] = out[i * 4 + 2] = 0;
+        }
+        out[i * 4 + 3] = n ? 255 : 0;
+    }
+    memset(acc, 0, sizeof *acc * 4 * (size_t)w);
+}
+
+/* The box filter of tiler_thumbnail_fast over the direct TIFF path's decoded tiles, a row of
+ * tiles at a time: no copy of the level into a band buffer and no widening to ARGB. The sums of
+ * the thumbnail rows one tile row touches are kept (a few rows of w), finished once the next
+ * tile row starts below them. Same pixels as the band path. */
+static int thumb_tiles(tiff_fast *fast, int L, int64_t lw, int64_t lh, int w, int h, const int *tx, double fy,
+                       uint8_t *rgba, char *err, size_t en)
+{
+    int tw, th;
+    tiff_fast_tile_size(fast, L, &tw, &th);
+    int ntr = (int)((lh + th - 1) / th), ntc = (int)((lw + tw - 1) / tw);
+    /* a ring of the thumbnail rows one tile row can touch: floor(y fy) over th level rows */
+    int span = (int)fmin(ceil(th * fy) + 2, h + 2); /* a tile may be taller than the level */
+    size_t rw = (size_t)w * 4;
+    uint32_t *acc = mp_try_calloc((size_t)span * rw, sizeof *acc, "the thumbnail's row sums");
+    if (!acc) {
+        snprintf(err, en, "%s", mp_err());
+        return -1;
+    }
+    int base = 0; /* first thumbnail row not yet final */
+    for (int tr = 0; tr < ntr; tr++) {
+        int64_t y0 = (int64_t)tr * th, y1 = y0 + th < lh ? y0 + th : lh;
+        int first = (int)fmin(h - 1, floor(y0 * fy));
+        for (; base < first; base++) thumb_row_opaque(acc + (size_t)(base % span) * rw, rgba + (size_t)base * rw, w);
+        for (int tc = 0; tc < ntc; tc++) {
+            int a, b;
+            const uint8_t *t = tiff_fast_tile(fast, L, (uint32_t)tc, (uint32_t)tr, &a, &b, err, en);
+            if (!t) {
+                free(acc);
+                return -1;
+            }
+            int64_t x0 = (int64_t)tc * tw, x1 = x0 + tw < lw ? x0 + tw : lw;
+            for (int64_t y = y0; y < y1; y++) {
+                uint32_t *arow = acc + (size_t)((int)fmin(h - 1, floor(y * fy)) % span) * rw;
+                const uint8_t *p = t + (size_t)(y - y0) * tw * 3;
+                for (int64_t x = x0; x < x1; x++, p += 3) {
+                    uint32_t *q = arow + (size_t)tx[x] * 4;
+                    q[0] += p[0], q[1] += p[1], q[2] += p[2], q[3] += 1;
+                }
+            }
+        }
+    }
+    for (; base < h; base++) thumb_row_opaque(acc + (size_t)(base % span) * rw, rgba + (size_t)base * rw, w);
+    free(acc);
+    return 0;
+}
+
 int tiler_thumbnail_fast(tiler_slide *s, tiff_fast *fast, double mpp, double target_mpp, uint8_t **out, int *ow, int *oh,
                          double *ods)
 {
@@ -401,20 +468,36 @@ int tiler_thumbnail_fast(tiler_slide *s, tiff_fast *fast, double mpp, double tar
     /* Box filter: every level pixel lands in one thumbnail pixel. Sums of premultiplied values,
      * one thumbnail row at a time (level rows arrive in order), so memory is a row of sums and
      * one band of level pixels, not a whole-thumbnail accumulator. */
-    int64_t band = (int64_t)fmax(1, (1 << 22) / (double)lw);
-    if (band > lh) band = lh;
     /* sized by the level's declared width (at most TILER_MAX_SIDE): a failure fails this slide */
-    uint32_t *acc = mp_try_calloc((size_t)w * 5, sizeof *acc, "the thumbnail");
-    uint8_t *rgba = acc ? mp_try_malloc((size_t)w * h * 4, "the thumbnail") : NULL;
-    uint32_t *px = rgba ? mp_try_malloc((size_t)(lw * band) * 4, "a band of the thumbnail's level") : NULL;
-    int *tx = px ? mp_try_malloc(sizeof(int) * lw, "the thumbnail's column map") : NULL;
+    uint8_t *rgba = mp_try_malloc((size_t)w * h * 4, "the thumbnail");
+    int *tx = rgba ? mp_try_malloc(sizeof(int) * lw, "the thumbnail's column map") : NULL;
     if (!tx) {
-        free(acc);
         free(rgba);
-        free(px);
         return mp_err_prefix("%s", s->path);
     }
     for (int64_t x = 0; x < lw; x++) tx[x] = (int)fmin(w - 1, floor(x * fx));
+    if (fast) {
+        char ferr[300];
+        if (thumb_tiles(fast, L, lw, lh, w, h, tx, fy, rgba, ferr, sizeof ferr) == 0) {
+            free(tx);
+            *out = rgba;
+            *ow = w;
+            *oh = h;
+            *ods = (double)s->width / w;
+            return 0;
+        }
+        fast = NULL; /* a bad tile: OpenSlide reads the whole level (and reports the error if it agrees) */
+    }
+    int64_t band = (int64_t)fmax(1, (1 << 22) / (double)lw);
+    if (band > lh) band = lh;
+    uint32_t *acc = mp_try_calloc((size_t)w * 5, sizeof *acc, "the thumbnail");
+    uint32_t *px = acc ? mp_try_malloc((size_t)(lw * band) * 4, "a band of the thumbnail's level") : NULL;
+    if (!px) {
+        free(acc);
+        free(rgba);
+        free(tx);
+        return mp_err_prefix("%s", s->path);
+    }
     int cur = 0; /* thumbnail row being accumulated; rows before it are final */
     for (int64_t y0 = 0; y0 < lh; y0 += band) {
         int64_t bh = y0 + band <= lh ? band : lh - y0;

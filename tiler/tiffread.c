@@ -206,6 +206,20 @@ static const uint8_t *tile(tiff_fast *f, int level, uint32_t col, uint32_t row, 
     return c->rgb;
 }
 
+const uint8_t *tiff_fast_tile(tiff_fast *f, int level, uint32_t col, uint32_t row, int *tw, int *th, char *err,
+                              size_t en)
+{
+    *tw = (int)f->lv[level].tw;
+    *th = (int)f->lv[level].th;
+    return tile(f, level, col, row, err, en);
+}
+
+void tiff_fast_tile_size(const tiff_fast *f, int level, int *tw, int *th)
+{
+    *tw = (int)f->lv[level].tw;
+    *th = (int)f->lv[level].th;
+}
+
 int tiff_fast_read(tiff_fast *f, int level, int64_t lx, int64_t ly, int w, int h, uint8_t *rgb, char *err, size_t en)
 {
     fast_level *l = &f->lv[level];

@@ -14,4 +14,12 @@ void tiff_fast_close(tiff_fast *f); /* accepts NULL */
 /* RGB of the w x h region at level coordinates (lx, ly). -1 + err on a bad tile. */
 int tiff_fast_read(tiff_fast *f, int level, int64_t lx, int64_t ly, int w, int h, uint8_t *rgb, char *err, size_t en);
 
+/* The decoded tile (col, row) of a level, RGB rows of *tw pixels (*tw x *th; edge tiles are
+ * full-size, their pixels past the level's edge undefined), from the reader's cache. Valid until
+ * the next call on f. NULL + err on a bad tile. */
+const uint8_t *tiff_fast_tile(tiff_fast *f, int level, uint32_t col, uint32_t row, int *tw, int *th, char *err,
+                              size_t en);
+/* The level's tile size in pixels. */
+void tiff_fast_tile_size(const tiff_fast *f, int level, int *tw, int *th);
+
 #endif
