@@ -114,6 +114,7 @@ int64_t infer_tiff_padded(int n, int levels, int tile);
 typedef struct {
     const uint8_t *bg;     /* straight RGBA picture of the bounds rectangle, bgw x bgh (any scale) */
     int bgw, bgh;
+    int bg_stride;         /* pixels from one bg row to the next; 0 = bgw */
     const infer_grid *g;
     const float *prob;
     const uint8_t *valid;

@@ -117,11 +117,17 @@ void infer_overlay_layout(const infer_overlay_spec *s, infer_overlay_geom *o)
 static int put_background(uint8_t *cv, int CW, int x0, int y0, int W, int H, const infer_overlay_spec *s)
 {
     const uint8_t *src = s->bg;
-    int sw = s->bgw, sh = s->bgh;
+    int sw = s->bgw, sh = s->bgh, stride = s->bg_stride > 0 ? s->bg_stride : s->bgw;
     void *mem = NULL;
     int bands = 4;
     if (abs(sw - W) > 2 || abs(sh - H) > 2) {
-        VipsImage *bg = vips_image_new_from_memory(s->bg, (size_t)sw * sh * 4, sw, sh, 4, VIPS_FORMAT_UCHAR);
+        uint8_t *packed = NULL;
+        if (stride != sw) { /* libvips wants the rows contiguous */
+            packed = mp_xmalloc((size_t)sw * sh * 4);
+            for (int y = 0; y < sh; y++) memcpy(packed + (size_t)y * sw * 4, src + (size_t)y * stride * 4, (size_t)sw * 4);
+        }
+        VipsImage *bg = vips_image_new_from_memory(packed ? packed : src, (size_t)sw * sh * 4, sw, sh, 4,
+                                                   VIPS_FORMAT_UCHAR);
         VipsImage *bgs = NULL, *u = NULL;
         size_t len = 0;
         int r = !bg || vips_resize(bg, &bgs, (double)W / sw, "vscale", (double)H / sh, NULL) ||
@@ -130,17 +136,18 @@ static int put_background(uint8_t *cv, int CW, int x0, int y0, int W, int H, con
         if (bg) g_object_unref(bg);
         if (bgs) g_object_unref(bgs);
         if (u) g_object_unref(u);
+        free(packed);
         if (r) {
             g_free(mem);
             return -1;
         }
         src = mem;
-        sw = W, sh = H;
+        sw = W, sh = H, stride = W;
     }
     int *sx = mp_xmalloc(sizeof(int) * (size_t)W);
     for (int x = 0; x < W; x++) sx[x] = (int)fmin(sw - 1, floor((x + 0.5) * sw / W));
     for (int y = 0; y < H; y++) {
-        const uint8_t *row = src + (size_t)(int)fmin(sh - 1, floor((y + 0.5) * sh / H)) * sw * bands;
+        const uint8_t *row = src + (size_t)(int)fmin(sh - 1, floor((y + 0.5) * sh / H)) * stride * bands;
         uint8_t *o = cv + ((size_t)(y0 + y) * CW + x0) * 3;
         for (int x = 0; x < W; x++, o += 3) {
             const uint8_t *p = row + (size_t)sx[x] * bands;

@@ -134,11 +134,11 @@ typedef struct {
     char first_error[600];
 } run_stats;
 
-/* Run m over cells[0..n) of grid g, reading each cell's patch of geometry geom (the tiler's
- * reader, on a thread of its own, one batch ahead of the network). The probabilities of every
- * patch read go to prob (K per cell, by cell index) and set valid; a patch that cannot be read
- * leaves both as they were. 0, or -1 with err set ("PATH: reason"). */
-static int run_cells(infer_model *m, const tiler_slide *slide, const char *path, const infer_grid *g,
+/* Run m over cells[0..n) of grid g, reading each cell's patch of geometry geom through rd (the
+ * slide's reader, used by a thread of its own one batch ahead of the network; nothing else may
+ * use rd meanwhile). The probabilities of every patch read go to prob (K per cell, by cell
+ * index) and set valid; a patch that cannot be read leaves both as they were. 0, or -1 with err set ("PATH: reason"). */
+static int run_cells(infer_model *m, tiler_reader *rd, const char *path, const infer_grid *g,
                      const tiler_patch_geom *geom, const int *cells, int64_t n, int batch, const infer_opts *o,
                      const char *task, float *prob, uint8_t *valid, run_stats *st, char *err, size_t en)
 {
@@ -165,7 +165,7 @@ static int run_cells(infer_model *m, const tiler_slide *slide, const char *path,
     P.batch = batch;
     int64_t done = 0;
     float *bp = mp_xmalloc(sizeof(float) * (size_t)batch * K);
-    P.rd = tiler_reader_open(slide);
+    P.rd = rd; /* the slide's own reader: its tile cache already holds what the mask read */
     mp_progress *prog = mp_progress_new(pm, task, (uint64_t)n, "patches");
     pthread_t th;
     int started = 0;
@@ -213,7 +213,6 @@ static int run_cells(infer_model *m, const tiler_slide *slide, const char *path,
     }
     mp_progress_finish(prog, NULL);
     mp_progress_free(prog);
-    tiler_reader_close(P.rd);
     for (int s = 0; s < 2; s++) {
         free(P.sl[s].cell);
         free(P.sl[s].ok);
@@ -263,7 +262,7 @@ static int cascade_pass(const infer_cascade *c, infer_src *src, const infer_grid
     char task[1100];
     snprintf(task, sizeof task, "infer %s (teacher)", name);
     int batch = o->batch > 0 ? o->batch : infer_auto_batch(TS); /* as the teacher alone would batch */
-    int rc = run_cells(c->teacher, &src->s, path, g, &tg, sel, cs->sent, batch, o, task, prob, answered,
+    int rc = run_cells(c->teacher, src->rd, path, g, &tg, sel, cs->sent, batch, o, task, prob, answered,
                        &cs->run, err, en);
     for (int64_t i = 0; i < ncell; i++) cs->answered += answered[i];
     free(sel);
@@ -286,14 +285,12 @@ static int write_overlay(const char *path, infer_src *src, const infer_grid *g, 
     if (tiler_reader_thumbnail(src->rd, mpp, target, &th, &tw, &thh, &tds)) return -1;
     int x0 = (int)floor(src->bx / tds), y0 = (int)floor(src->by / tds);
     int cw = (int)fmax(1, fmin(tw - x0, ceil(src->bw / tds))), ch = (int)fmax(1, fmin(thh - y0, ceil(src->bh / tds)));
-    uint8_t *crop = mp_xmalloc((size_t)cw * ch * 4);
-    for (int y = 0; y < ch; y++) memcpy(crop + (size_t)y * cw * 4, th + ((size_t)(y0 + y) * tw + x0) * 4, (size_t)cw * 4);
-    free(th);
-    infer_overlay_spec os = {.bg = crop, .bgw = cw, .bgh = ch, .g = g, .prob = prob, .valid = valid, .nclasses = K,
+    /* the bounds rectangle in place: rows of the thumbnail's stride */
+    infer_overlay_spec os = {.bg = th + ((size_t)y0 * tw + x0) * 4, .bgw = cw, .bgh = ch, .bg_stride = tw, .g = g, .prob = prob, .valid = valid, .nclasses = K,
                              .klass = k, .cmap = infer_cmap_for(K), .mpp = mpp, .size = size, .opacity = 0.6,
                              .slide_name = name, .class_name = cname, .call = call, .note = note};
     int r = infer_overlay_write(path, &os);
-    free(crop);
+    free(th);
     return r;
 }
 
@@ -528,7 +525,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     memset(&P, 0, sizeof P);
     char task[1100];
     snprintf(task, sizeof task, "infer %s", name);
-    if (!rc && run_cells(m, &src.s, path, &g, &geom, cells, nsel, batch, o, task, prob, valid, &P, err,
+    if (!rc && run_cells(m, src.rd, path, &g, &geom, cells, nsel, batch, o, task, prob, valid, &P, err,
                          sizeof err))
         rc = -1;
     double t_model = P.model, t_infer = P.seconds;
