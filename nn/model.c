@@ -280,7 +280,7 @@ nn_model *nn_model_create(const nn_model_cfg *cfg, int max_batch, int max_h, int
         layer *l = add_layer(&b, L_FC, m->t_pool, m->t_logits);
         l->w = w, l->b = bb;
     }
-    if (nn_params_alloc(&m->params)) goto fail;
+    if (nn_params_alloc_ex(&m->params, with_grad)) goto fail;
     if (shapes(m, max_h, max_w)) goto fail;
     /* a tensor read only by a GroupNorm or a residual add gets its gradient written by that
      * layer's backward, so backward need not clear it first */

@@ -41,22 +41,24 @@ int nn_params_add(nn_params *ps, const char *name, int ndim, const int64_t *shap
     return ps->n++;
 }
 
-int nn_params_alloc(nn_params *ps)
+int nn_params_alloc(nn_params *ps) { return nn_params_alloc_ex(ps, 1); }
+
+int nn_params_alloc_ex(nn_params *ps, int grads)
 {
     size_t bytes = (ps->total ? ps->total : 16) * sizeof(float);
     ps->data = aligned_alloc(64, bytes);
-    ps->grad = aligned_alloc(64, bytes);
-    if (!ps->data || !ps->grad) {
+    ps->grad = grads ? aligned_alloc(64, bytes) : NULL;
+    if (!ps->data || (grads && !ps->grad)) {
         free(ps->data);
         free(ps->grad);
         ps->data = ps->grad = NULL;
         return mp_err_set("nn: out of memory allocating %zu parameters", ps->total);
     }
     memset(ps->data, 0, bytes);
-    memset(ps->grad, 0, bytes);
+    if (grads) memset(ps->grad, 0, bytes);
     for (int i = 0; i < ps->n; i++) {
         ps->p[i].data = ps->data + ps->p[i].offset;
-        ps->p[i].grad = ps->p[i].trainable ? ps->grad + ps->p[i].offset : NULL;
+        ps->p[i].grad = grads && ps->p[i].trainable ? ps->grad + ps->p[i].offset : NULL;
     }
     return 0;
 }
