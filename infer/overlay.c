@@ -283,8 +283,10 @@ int infer_overlay_write(const char *path, const infer_overlay_spec *s)
         else snprintf(sb_label, sizeof sb_label, "%g µm", sb_um);
     }
     int sb_h = (int)fmax(4, f / 3), sb_x = px0 + m, sb_y = py0 + H - m - sb_h;
+    /* one drawing, rendered through windows around its parts only (the frames' edges, the colour
+     * bar, the scale bar): librsvg and the blend then touch a few thousand pixels, not the whole
+     * canvas, and a window is the drawing moved by whole pixels, so the same pixels */
     GString *svg = g_string_new(NULL);
-    g_string_append_printf(svg, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d'>", CW, CH);
     g_string_append_printf(svg, "<rect x='%d.5' y='%d.5' width='%d' height='%d' fill='none' stroke='#888'/>", px0 - 1,
                            py0 - 1, W + 1, H + 1);
     g_string_append_printf(svg, "<rect x='%d.5' y='%d.5' width='%d' height='%d' fill='none' stroke='#222'/>", bx0 - 1,
@@ -295,24 +297,39 @@ int infer_overlay_write(const char *path, const infer_overlay_spec *s)
         g_string_append_printf(svg, "<line x1='%d' y1='%.1f' x2='%d' y2='%.1f' stroke='#222' stroke-width='1.5'/>",
                                bx0 + bar_w, y, bx0 + bar_w + f / 2, y);
     }
+    int sb_win[4] = {0, 0, 0, 0};
     if (has_sb && sb_px >= 4) {
         int lw = (int)(f * 0.62 * (strlen(sb_label) + 1));
+        int rx = sb_x - f / 2, ry = sb_y - f - f / 2, rw = (int)fmax(sb_px, lw) + f, rh = f + sb_h + f;
         g_string_append_printf(svg,
                                "<rect x='%d' y='%d' width='%d' height='%d' fill='white' fill-opacity='0.8' rx='3'/>"
                                "<rect x='%d' y='%d' width='%d' height='%d' fill='black'/>",
-                               sb_x - f / 2, sb_y - f - f / 2, (int)fmax(sb_px, lw) + f, f + sb_h + f, sb_x, sb_y,
-                               sb_px, sb_h);
+                               rx, ry, rw, rh, sb_x, sb_y, sb_px, sb_h);
+        sb_win[0] = rx - 2, sb_win[1] = ry - 2, sb_win[2] = rw + 4, sb_win[3] = rh + 4;
     }
-    g_string_append(svg, "</svg>");
-    VipsImage *vec = NULL;
-    int r = vips_svgload_buffer(svg->str, svg->len, &vec, NULL);
-    g_string_free(svg, TRUE);
-    if (r || put(base, vec, 0, 0)) {
+    /* windows (x, y, w, h), disjoint so that no pixel is blended twice: the picture frame's four
+     * edges, the bar with its frame and ticks, the scale bar */
+    int win[6][4] = {{px0 - 3, py0 - 3, W + 6, 4}, {px0 - 3, py0 + H - 1, W + 6, 4}, {px0 - 3, py0 + 1, 4, H - 2},
+                     {px0 + W - 1, py0 + 1, 4, H - 2}, {bx0 - 3, by0 - 3, bar_w + f / 2 + 6, bar_h + 6},
+                     {sb_win[0], sb_win[1], sb_win[2], sb_win[3]}};
+    int r = 0;
+    for (int i = 0; i < 6 && !r; i++) {
+        int *wd = win[i];
+        if (wd[2] <= 0 || wd[3] <= 0) continue;
+        GString *doc = g_string_new(NULL);
+        g_string_append_printf(doc,
+                               "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' viewBox='%d %d %d %d'>%s</svg>",
+                               wd[2], wd[3], wd[0], wd[1], wd[2], wd[3], svg->str);
+        VipsImage *vec = NULL;
+        r = vips_svgload_buffer(doc->str, doc->len, &vec, NULL) || put(base, vec, wd[0], wd[1]);
         if (vec) g_object_unref(vec);
+        g_string_free(doc, TRUE);
+    }
+    g_string_free(svg, TRUE);
+    if (r) {
         free(cv);
         goto vfail;
     }
-    g_object_unref(vec);
 
     /* text */
     char *esc_slide = g_markup_escape_text(s->slide_name ? s->slide_name : "", -1);
