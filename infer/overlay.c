@@ -113,7 +113,8 @@ void infer_overlay_layout(const infer_overlay_spec *s, infer_overlay_geom *o)
 /* The slide picture (straight RGBA, s->bgw x s->bgh) flattened over white into the canvas's
  * W x H rectangle at (x0, y0). A background within a pixel or two of the picture's size (the
  * thumbnail's own rounding) is mapped pixel to pixel, each picture pixel taking the background
- * pixel under its centre; any other size is resized by libvips. */
+ * pixel under its centre; any other size is flattened over white and resized by libvips, as
+ * before. */
 static int put_background(uint8_t *cv, int CW, int x0, int y0, int W, int H, const infer_overlay_spec *s)
 {
     const uint8_t *src = s->bg;
@@ -128,12 +129,19 @@ static int put_background(uint8_t *cv, int CW, int x0, int y0, int W, int H, con
         }
         VipsImage *bg = vips_image_new_from_memory(packed ? packed : src, (size_t)sw * sh * 4, sw, sh, 4,
                                                    VIPS_FORMAT_UCHAR);
-        VipsImage *bgs = NULL, *u = NULL;
+        VipsImage *bgf = NULL, *bgs = NULL, *u = NULL;
         size_t len = 0;
-        int r = !bg || vips_resize(bg, &bgs, (double)W / sw, "vscale", (double)H / sh, NULL) ||
+        /* flattened over white first: resampling straight RGBA would pull the colour of
+         * transparent pixels (no slide there) into the picture's edges */
+        double white[3] = {255, 255, 255};
+        VipsArrayDouble *wb = vips_array_double_new(white, 3);
+        int r = !bg || vips_flatten(bg, &bgf, "background", wb, NULL) ||
+                vips_resize(bgf, &bgs, (double)W / sw, "vscale", (double)H / sh, NULL) ||
                 vips_cast_uchar(bgs, &u, NULL) || !(mem = vips_image_write_to_memory(u, &len)) ||
-                len != (size_t)W * H * 4;
+                len != (size_t)W * H * 3;
+        vips_area_unref(VIPS_AREA(wb));
         if (bg) g_object_unref(bg);
+        if (bgf) g_object_unref(bgf);
         if (bgs) g_object_unref(bgs);
         if (u) g_object_unref(u);
         free(packed);
@@ -142,7 +150,7 @@ static int put_background(uint8_t *cv, int CW, int x0, int y0, int W, int H, con
             return -1;
         }
         src = mem;
-        sw = W, sh = H, stride = W;
+        sw = W, sh = H, stride = W, bands = 3;
     }
     int *sx = mp_xmalloc(sizeof(int) * (size_t)W);
     for (int x = 0; x < W; x++) sx[x] = (int)fmin(sw - 1, floor((x + 0.5) * sw / W));
@@ -151,7 +159,7 @@ static int put_background(uint8_t *cv, int CW, int x0, int y0, int W, int H, con
         uint8_t *o = cv + ((size_t)(y0 + y) * CW + x0) * 3;
         for (int x = 0; x < W; x++, o += 3) {
             const uint8_t *p = row + (size_t)sx[x] * bands;
-            unsigned a = p[3];
+            unsigned a = bands == 4 ? p[3] : 255;
             if (a == 255) {
                 o[0] = p[0], o[1] = p[1], o[2] = p[2];
             } else {
