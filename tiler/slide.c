@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,16 +389,30 @@ static void thumb_row(uint32_t *acc, uint8_t *out, int w)
     memset(acc, 0, sizeof *acc * 5 * (size_t)w);
 }
 
+static uint8_t thumb_lut[3][4 * 255 + 1]; /* [n - 2][sum]: thumb_row_opaque's quotient for n = 2..4 */
+
+static void thumb_lut_init(void)
+{
+    for (uint32_t n = 2; n <= 4; n++)
+        for (uint32_t a = 0; a <= 255 * n; a++) thumb_lut[n - 2][a] = (uint8_t)((255 * a + 255 * n / 2) / (255 * n));
+}
+
 /* One finished thumbnail row from opaque sums (r, g, b, count per pixel; the direct TIFF path has
  * no transparency): the same values thumb_row gives with alpha 255 per pixel, colour =
- * (255 sum + 255 n / 2) / (255 n) and alpha 255, in integers. Clears the sums. */
+ * (255 sum + 255 n / 2) / (255 n) and alpha 255, in integers (from a table for the common counts
+ * 2..4, a level up to twice as fine as the thumbnail each way). Clears the sums. */
 static void thumb_row_opaque(uint32_t *acc, uint8_t *out, int w)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, thumb_lut_init);
     for (int i = 0; i < w; i++) {
         uint32_t *a = acc + (size_t)i * 4;
         uint32_t n = a[3];
         if (n == 1) {
             out[i * 4] = (uint8_t)a[0], out[i * 4 + 1] = (uint8_t)a[1], out[i * 4 + 2] = (uint8_t)a[2];
+        } else if (n >= 2 && n <= 4) {
+            const uint8_t *l = thumb_lut[n - 2];
+            out[i * 4] = l[a[0]], out[i * 4 + 1] = l[a[1]], out[i * 4 + 2] = l[a[2]];
         } else if (n) {
             uint32_t d = 255 * n, h = d / 2;
             for (int c = 0; c < 3; c++) out[i * 4 + c] = (uint8_t)((255 * a[c] + h) / d);
@@ -409,19 +424,56 @@ static void thumb_row_opaque(uint32_t *acc, uint8_t *out, int w)
     memset(acc, 0, sizeof *acc * 4 * (size_t)w);
 }
 
-/* The box filter of tiler_thumbnail_fast over the direct TIFF path's decoded tiles, a row of
- * tiles at a time: no copy of the level into a band buffer and no widening to ARGB. The sums of
- * the thumbnail rows one tile row touches are kept (a few rows of w), finished once the next
- * tile row starts below them. Same pixels as the band path. */
+/* The box filter of tiler_thumbnail_fast over the direct TIFF path's decoded tiles, in place: no
+ * copy of the level into a band buffer and no widening to ARGB. A row of tiles is fetched at once
+ * (up to ROW_TILES of them, fewer than the reader's cache holds, so their pointers stay valid)
+ * and walked level row by level row into one thumbnail row of sums, as the band path does;
+ * wider levels go tile by tile into a ring of the thumbnail rows one tile row touches. Same
+ * pixels as the band path. */
+#define ROW_TILES 64
 static int thumb_tiles(tiff_fast *fast, int L, int64_t lw, int64_t lh, int w, int h, const int *tx, double fy,
                        uint8_t *rgba, char *err, size_t en)
 {
     int tw, th;
     tiff_fast_tile_size(fast, L, &tw, &th);
     int ntr = (int)((lh + th - 1) / th), ntc = (int)((lw + tw - 1) / tw);
+    size_t rw = (size_t)w * 4;
+    if (ntc <= ROW_TILES) {
+        const uint8_t *row_t[ROW_TILES];
+        uint32_t *acc = mp_try_calloc(rw, sizeof *acc, "the thumbnail's row sums");
+        if (!acc) {
+            snprintf(err, en, "%s", mp_err());
+            return -1;
+        }
+        int cur = 0; /* thumbnail row being summed; rows before it are final */
+        for (int tr = 0; tr < ntr; tr++) {
+            for (int tc = 0; tc < ntc; tc++) {
+                int a, b;
+                if (!(row_t[tc] = tiff_fast_tile(fast, L, (uint32_t)tc, (uint32_t)tr, &a, &b, err, en))) {
+                    free(acc);
+                    return -1;
+                }
+            }
+            int64_t y0 = (int64_t)tr * th, y1 = y0 + th < lh ? y0 + th : lh;
+            for (int64_t y = y0; y < y1; y++) {
+                int ty = (int)fmin(h - 1, floor(y * fy));
+                while (cur < ty) thumb_row_opaque(acc, rgba + (size_t)cur++ * rw, w);
+                for (int tc = 0; tc < ntc; tc++) {
+                    int64_t x0 = (int64_t)tc * tw, x1 = x0 + tw < lw ? x0 + tw : lw;
+                    const uint8_t *p = row_t[tc] + (size_t)(y - y0) * tw * 3;
+                    for (int64_t x = x0; x < x1; x++, p += 3) {
+                        uint32_t *q = acc + (size_t)tx[x] * 4;
+                        q[0] += p[0], q[1] += p[1], q[2] += p[2], q[3] += 1;
+                    }
+                }
+            }
+        }
+        while (cur < h) thumb_row_opaque(acc, rgba + (size_t)cur++ * rw, w);
+        free(acc);
+        return 0;
+    }
     /* a ring of the thumbnail rows one tile row can touch: floor(y fy) over th level rows */
     int span = (int)fmin(ceil(th * fy) + 2, h + 2); /* a tile may be taller than the level */
-    size_t rw = (size_t)w * 4;
     uint32_t *acc = mp_try_calloc((size_t)span * rw, sizeof *acc, "the thumbnail's row sums");
     if (!acc) {
         snprintf(err, en, "%s", mp_err());
