@@ -71,6 +71,8 @@ sqlite3_stmt *db_prepare(mp_db *db, const char *sql)
 int db_begin(mp_db *db) { return db_exec(db, "BEGIN IMMEDIATE"); }
 int db_commit(mp_db *db) { return db_exec(db, "COMMIT"); }
 int db_rollback(mp_db *db) { return db_exec(db, "ROLLBACK"); }
+int db_read_begin(mp_db *db) { return db_exec(db, "BEGIN DEFERRED"); }
+void db_read_end(mp_db *db) { db_exec(db, "COMMIT"); }
 
 int64_t db_query_int(mp_db *db, const char *sql)
 {

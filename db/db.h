@@ -31,6 +31,9 @@ int db_fail(mp_db *db, const char *what);
 int db_begin(mp_db *db);               /* BEGIN IMMEDIATE */
 int db_commit(mp_db *db);
 int db_rollback(mp_db *db);
+/* A read snapshot over several queries (BEGIN DEFERRED ... COMMIT); the end never fails. */
+int db_read_begin(mp_db *db);
+void db_read_end(mp_db *db);
 
 /* meta key/value. db_meta_get returns a malloc'd string or NULL when absent. */
 int db_meta_set(mp_db *db, const char *key, const char *value);
