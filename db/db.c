@@ -18,6 +18,7 @@ struct mp_db {
 
 sqlite3 *db_sqlite(mp_db *db) { return db->h; }
 const char *db_path(const mp_db *db) { return db->path; }
+int64_t db_schema_version(mp_db *db) { return db_query_int(db, "PRAGMA user_version"); }
 
 /* How long a statement waits for another process's write transaction before giving up. */
 #define DB_BUSY_MS 30000

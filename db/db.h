@@ -20,6 +20,7 @@ mp_db *db_open(const char *path, int flags);
 void db_close(mp_db *db);              /* accepts NULL */
 sqlite3 *db_sqlite(mp_db *db);         /* borrowed */
 const char *db_path(const mp_db *db);
+int64_t db_schema_version(mp_db *db); /* PRAGMA user_version; -1 + mp_err */
 
 /* Run SQL with no results. -1 + mp_err ("PATH: sqlite message (in: SQL...)"). */
 int db_exec(mp_db *db, const char *sql);

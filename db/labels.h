@@ -84,4 +84,47 @@ int64_t db_labels_manifest_import(mp_db *db, const char *manifest, int rows);
  * column (slides keeps its value), "" = the column is empty there (cleared). 0, or -1 + mp_err. */
 int db_labels_manifest_slide(mp_db *db, int64_t import_id, const char *path, const char *label, const char *patient);
 
+/* What `db labels list` shows (db/labels_list.c). Each walks its rows in id order, for every slide
+ * (slide_id 0) or one; fn's non-zero return stops the walk and is returned; strings are borrowed
+ * until fn returns, "" where the column is empty. Returns 0, or -1 + mp_err. */
+int db_labels_have_imports(mp_db *db); /* 1: the schema keeps label imports (version 3+), 0, -1 */
+
+typedef struct {
+    int64_t id;
+    const char *kind;      /* csv | geojson */
+    int64_t slide_id;      /* 0: an import for several slides (a CSV) */
+    const char *slide;     /* its name ("" with slide_id 0) */
+    int64_t rows;
+    const char *imported_at, *source;
+} db_label_import;
+/* Imports of the slide: its regions, or a CSV that labelled it. */
+int db_label_imports(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_label_import *r), void *ctx);
+
+typedef struct {
+    int64_t slide_id;
+    const char *name, *label, *patient; /* patient NULL when unknown */
+    int64_t import_id;                  /* 0: set before schema version 3 */
+} db_slide_label;
+/* Labelled slides. */
+int db_slide_labels(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_slide_label *r), void *ctx);
+
+typedef struct {
+    int64_t slide_id;
+    const char *slide;
+    int64_t regions;
+    const char *classes;     /* the classes of its regions, "A, B" in name order */
+    int64_t patches_labelled; /* patches with a region label */
+} db_slide_regions;
+/* Slides with region annotations. */
+int db_slides_regions(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_slide_regions *r), void *ctx);
+
+typedef struct {
+    int64_t id, import_id;
+    const char *slide, *class_name, *name; /* name NULL when the feature had none */
+    const char *geometry;                 /* GeoJSON geometry type */
+    int64_t vertices;
+} db_region;
+/* Region annotations. */
+int db_regions(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_region *r), void *ctx);
+
 #endif

@@ -34,19 +34,51 @@ static int parse_id(const char *s, int64_t *out)
     return 0;
 }
 
-static int print_query(mp_db *db, const char *sql, int64_t slide, const char *head)
+/* The listings print a head line before their first row; ctx counts the rows. */
+typedef struct {
+    const char *head;
+    int n;
+} listing;
+
+static void row_head(listing *l)
 {
-    sqlite3_stmt *st = db_prepare(db, sql);
-    if (!st) return -1;
-    sqlite3_bind_int64(st, 1, slide);
-    int rc, n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n++ == 0) printf("%s\n", head);
-        printf("%s\n", (const char *)sqlite3_column_text(st, 0));
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return db_fail(db, "listing labels");
-    return n;
+    if (l->n++ == 0) printf("%s\n", l->head);
+}
+
+static int print_import(void *ctx, const db_label_import *r)
+{
+    row_head(ctx);
+    char slide[600] = "-";
+    if (r->slide_id) snprintf(slide, sizeof slide, "%s (%lld)", r->slide, (long long)r->slide_id);
+    printf("%6lld  %-7s  %-24s %6lld  %s  %s\n", (long long)r->id, r->kind, slide, (long long)r->rows, r->imported_at,
+           r->source);
+    return 0;
+}
+
+static int print_slide_label(void *ctx, const db_slide_label *r)
+{
+    row_head(ctx);
+    char from[64] = "set before version 3";
+    if (r->import_id) snprintf(from, sizeof from, "import %lld", (long long)r->import_id);
+    printf("%6lld  %-28s %-16s %-16s %s\n", (long long)r->slide_id, r->name, r->label, r->patient ? r->patient : "-",
+           from);
+    return 0;
+}
+
+static int print_slide_regions(void *ctx, const db_slide_regions *r)
+{
+    row_head(ctx);
+    printf("%-28s %6lld region annotations (%s), %6lld patches labelled from them\n", r->slide, (long long)r->regions,
+           r->classes, (long long)r->patches_labelled);
+    return 0;
+}
+
+static int print_region(void *ctx, const db_region *r)
+{
+    row_head(ctx);
+    printf("%6lld  %6lld  %-24s %-16s %-20s %-12s %8lld\n", (long long)r->id, (long long)r->import_id, r->slide,
+           r->class_name, r->name ? r->name : "-", r->geometry, (long long)r->vertices);
+    return 0;
 }
 
 int cmd_db_labels_list(const char *db_path, int argc, char **argv)
@@ -78,54 +110,20 @@ int cmd_db_labels_list(const char *db_path, int argc, char **argv)
         if (m == 0) rc = mp_err_set("%s: no slide '%s' (by path, id or name)", db_path, slide);
         else if (m < 0) rc = -1;
     }
-    if (rc == 0 && db_query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'label_imports'") != 1)
+    int have = rc == 0 ? db_labels_have_imports(db) : 0;
+    if (have < 0) rc = -1;
+    else if (rc == 0 && !have)
         rc = mp_err_set("%s: schema version %lld keeps no label imports (open it once read-write to migrate)", db_path,
-                        (long long)db_query_int(db, "PRAGMA user_version"));
-    int n = 0;
-    if (rc == 0) {
-        n = print_query(db,
-                        "SELECT printf('%6d  %-7s  %-24s %6d  %s  %s', i.id, i.kind, "
-                        "coalesce(s.name || ' (' || s.id || ')', '-'), i.rows, i.imported_at, i.source) "
-                        "FROM label_imports i LEFT JOIN slides s ON s.id = i.slide_id "
-                        "WHERE ?1 = 0 OR i.slide_id = ?1 OR i.id IN (SELECT import_id FROM slide_labels WHERE slide_id = ?1) "
-                        "ORDER BY i.id",
-                        sid, "import  kind     slide                      rows  imported              source");
-        rc = n < 0 ? -1 : 0;
-    }
-    if (rc == 0) {
-        int k = print_query(db,
-                            "SELECT printf('%6d  %-28s %-16s %-16s %s', s.id, s.name, coalesce(s.label, '-'), "
-                            "coalesce(s.patient, '-'), coalesce('import ' || l.import_id, 'set before version 3')) "
-                            "FROM slides s LEFT JOIN slide_labels l ON l.slide_id = s.id "
-                            "WHERE s.label IS NOT NULL AND (?1 = 0 OR s.id = ?1) ORDER BY s.id",
-                            sid, "\n slide  name                         label            patient          from");
-        rc = k < 0 ? -1 : 0;
-        n += k > 0 ? k : 0;
-    }
-    if (rc == 0) {
-        int k = print_query(db,
-                            "SELECT printf('%-28s %6d region annotations (%s), %6d patches labelled from them', s.name, "
-                            "count(DISTINCT r.id), (SELECT group_concat(c, ', ') FROM (SELECT DISTINCT c.name AS c FROM "
-                            "region_annotations r2 JOIN classes c ON c.id = r2.class_id WHERE r2.slide_id = s.id "
-                            "ORDER BY c.name)), (SELECT count(*) FROM patch_labels pl JOIN patches p ON p.id = pl.patch_id "
-                            "WHERE p.slide_id = s.id)) "
-                            "FROM region_annotations r JOIN slides s ON s.id = r.slide_id WHERE ?1 = 0 OR s.id = ?1 "
-                            "GROUP BY s.id ORDER BY s.id",
-                            sid, "\nregions per slide:");
-        rc = k < 0 ? -1 : 0;
-        n += k > 0 ? k : 0;
-    }
-    if (rc == 0 && regions) {
-        int k = print_query(db,
-                            "SELECT printf('%6d  %6d  %-24s %-16s %-20s %-12s %8d', r.id, r.import_id, s.name, c.name, "
-                            "coalesce(r.name, '-'), json_extract(r.geometry, '$.type'), "
-                            "(SELECT count(*) FROM json_tree(r.geometry, '$.coordinates') t WHERE t.type = 'array' AND "
-                            "json_array_length(t.value) >= 2 AND json_type(t.value, '$[0]') IN ('integer', 'real'))) "
-                            "FROM region_annotations r JOIN slides s ON s.id = r.slide_id JOIN classes c ON c.id = r.class_id "
-                            "WHERE ?1 = 0 OR r.slide_id = ?1 ORDER BY r.id",
-                            sid, "\n    id  import  slide                    class            name                 geometry     vertices");
-        rc = k < 0 ? -1 : 0;
-    }
+                        (long long)db_schema_version(db));
+    listing imports = {"import  kind     slide                      rows  imported              source", 0};
+    listing labels = {"\n slide  name                         label            patient          from", 0};
+    listing per_slide = {"\nregions per slide:", 0};
+    listing each = {"\n    id  import  slide                    class            name                 geometry     vertices", 0};
+    if (rc == 0) rc = db_label_imports(db, sid, print_import, &imports);
+    if (rc == 0) rc = db_slide_labels(db, sid, print_slide_label, &labels);
+    if (rc == 0) rc = db_slides_regions(db, sid, print_slide_regions, &per_slide);
+    if (rc == 0 && regions) rc = db_regions(db, sid, print_region, &each);
+    int n = imports.n + labels.n + per_slide.n;
     if (rc == 0 && n == 0) printf("no labels%s\n", slide ? " for this slide" : "");
     if (rc) mp_error("%s", mp_err());
     db_close(db);
