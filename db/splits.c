@@ -80,3 +80,19 @@ int db_fold_sizes(mp_db *db, int (*fn)(void *ctx, const db_fold_size *r), void *
     }
     return done(db, st, rc, stop);
 }
+
+int db_class_split_patches(mp_db *db, int (*fn)(void *ctx, const db_class_patches *r), void *ctx)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT c.name, sum(sp.split = 'train'), sum(sp.split = 'val'), "
+                                      "sum(sp.split = 'test'), sum(sp.split = 'unlabeled') "
+                                      "FROM patches p JOIN slides s ON s.id = p.slide_id JOIN splits sp ON sp.slide_id = "
+                                      "s.id JOIN classes c ON c.name = s.label GROUP BY c.id ORDER BY c.id");
+    if (!st) return -1;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        db_class_patches r = {text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+                              sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4)};
+        stop = fn(ctx, &r);
+    }
+    return done(db, st, rc, stop);
+}

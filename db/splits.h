@@ -43,4 +43,13 @@ typedef struct {
 /* One row per fold in fold order. */
 int db_fold_sizes(mp_db *db, int (*fn)(void *ctx, const db_fold_size *r), void *ctx);
 
+typedef struct {
+    const char *class_name;
+    int64_t train, val, test, unlabeled; /* patches of slides with this label, per split */
+} db_class_patches;
+
+/* Patches per slide label and split, one row per class with patches in a split, in class id
+ * order. */
+int db_class_split_patches(mp_db *db, int (*fn)(void *ctx, const db_class_patches *r), void *ctx);
+
 #endif

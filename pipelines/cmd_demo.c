@@ -19,6 +19,7 @@
 #include "common/opt.h"
 #include "common/util.h"
 #include "db/db.h"
+#include "db/splits.h"
 #include "pipelines/cmds.h"
 #include "trainer/trainer.h"
 
@@ -155,6 +156,28 @@ static int train_step(const char *out, const char *want, char **argv, int argc)
     return rc;
 }
 
+typedef struct {
+    const char *db_path;
+    int rc, n;
+} split_check;
+
+static int print_class(void *ctx, const db_class_patches *r)
+{
+    split_check *c = ctx;
+    c->n++;
+    const int64_t n[3] = {r->train, r->val, r->test};
+    printf("%-10s %6lld %6lld %6lld %10lld\n", r->class_name, (long long)r->train, (long long)r->val,
+           (long long)r->test, (long long)r->unlabeled);
+    for (int k = 0; k < 3; k++)
+        if (n[k] == 0 && c->rc == MP_EXIT_OK) {
+            mp_error("%s: class %s has no patches in the %s split: give more or larger slides (--slides, --width, "
+                     "--height)",
+                     c->db_path, r->class_name, k == 0 ? "train" : k == 1 ? "val" : "test");
+            c->rc = MP_EXIT_FAIL;
+        }
+    return 0;
+}
+
 /* Patches per split and class, printed; every class must have patches in train, val and test,
  * or the numbers that follow would not mean what they say. */
 static int check_splits(const char *db_path)
@@ -164,35 +187,17 @@ static int check_splits(const char *db_path)
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;
     }
-    sqlite3_stmt *q = db_prepare(db, "SELECT c.name, "
-                                     "sum(sp.split = 'train'), sum(sp.split = 'val'), sum(sp.split = 'test'), "
-                                     "sum(sp.split = 'unlabeled') "
-                                     "FROM patches p JOIN slides s ON s.id = p.slide_id JOIN splits sp ON sp.slide_id = s.id "
-                                     "JOIN classes c ON c.name = s.label GROUP BY c.id ORDER BY c.id");
-    int rc = q ? MP_EXIT_OK : MP_EXIT_FAIL, n = 0;
-    if (q) printf("patches     train    val   test  unlabeled\n");
-    while (q && sqlite3_step(q) == SQLITE_ROW) {
-        n++;
-        const char *name = (const char *)sqlite3_column_text(q, 0);
-        int64_t c[4];
-        for (int k = 0; k < 4; k++) c[k] = sqlite3_column_int64(q, k + 1);
-        printf("%-10s %6lld %6lld %6lld %10lld\n", name, (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3]);
-        for (int k = 0; k < 3; k++)
-            if (c[k] == 0 && rc == MP_EXIT_OK) {
-                mp_error("%s: class %s has no patches in the %s split: give more or larger slides (--slides, --width, "
-                         "--height)",
-                         db_path, name, k == 0 ? "train" : k == 1 ? "val" : "test");
-                rc = MP_EXIT_FAIL;
-            }
+    split_check c = {db_path, MP_EXIT_OK, 0};
+    printf("patches     train    val   test  unlabeled\n");
+    if (db_class_split_patches(db, print_class, &c)) {
+        mp_error("%s", mp_err());
+        c.rc = MP_EXIT_FAIL;
+    } else if (c.n < 2) {
+        mp_error("%s: %d class%s with patches; the demo needs at least two", db_path, c.n, c.n == 1 ? "" : "es");
+        c.rc = MP_EXIT_FAIL;
     }
-    if (q && n < 2) {
-        mp_error("%s: %d class%s with patches; the demo needs at least two", db_path, n, n == 1 ? "" : "es");
-        rc = MP_EXIT_FAIL;
-    }
-    if (!q) mp_error("%s", mp_err());
-    sqlite3_finalize(q);
     db_close(db);
-    return rc;
+    return c.rc;
 }
 
 /* `magpie eval DB CKPT --split test --json` with its stdout going to `out` (written beside and
