@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "db/sql.h"
 
 int db_slide_match(mp_db *db, const char *arg, int allow_id, int64_t *id)
 {
@@ -106,4 +107,52 @@ int db_slides_remove(mp_db *db, const int64_t *ids, int n, int64_t *patches_out)
     }
     if (patches_out) *patches_out = patches;
     return 0;
+}
+
+static const char *text_or_null(sqlite3_stmt *st, int c) { return (const char *)sqlite3_column_text(st, c); }
+
+int db_slides_each(mp_db *db, int64_t id, const char *path, int (*fn)(void *ctx, const db_slide_row *r), void *ctx)
+{
+    /* the JSON object is SQLite's (json_quote for names and errors that hold quotes) */
+    sqlite3_stmt *st = db_prepare(
+        db, "SELECT id, name, status, vendor, width, height, mpp_x, mpp_source, n_patches, error, label, patient, "
+            "images, path, kind, n_bad_tiles, json_object('id', id, 'name', name, 'status', status, 'vendor', vendor, "
+            "'width', width, 'height', height, 'mpp', mpp_x, 'mpp_source', mpp_source, 'patches', n_patches, "
+            "'error', nullif(error, ''), 'label', nullif(label, ''), 'patient', nullif(patient, ''), "
+            "'images', images, 'path', path, 'kind', kind), source "
+            "FROM (SELECT s.id, s.name, s.status, coalesce(s.vendor,'-') AS vendor, coalesce(s.width,0) AS width, "
+            "coalesce(s.height,0) AS height, s.mpp_x, coalesce(s.mpp_source,'-') AS mpp_source, s.n_patches, "
+            "coalesce(s.error,'') AS error, coalesce(s.label,'') AS label, coalesce(s.patient,'') AS patient, "
+            "coalesce((SELECT group_concat(printf('%gx:%d', mag, n), ' ') FROM (SELECT i.mag, count(*) n FROM images i "
+            "JOIN patches p ON p.id = i.patch_id WHERE p.slide_id = s.id GROUP BY i.mag ORDER BY i.mag DESC)), '') "
+            "AS images, s.path, s.kind, s.n_bad_tiles, s.mpp_source AS source FROM slides s "
+            "WHERE (?1 = 0 AND ?2 IS NULL) OR s.id = ?1 OR s.path = ?2) ORDER BY id");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, id);
+    if (path) sqlite3_bind_text(st, 2, path, -1, SQLITE_TRANSIENT);
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        db_slide_row r = {.id = sqlite3_column_int64(st, 0),
+                          .name = text_or_null(st, 1),
+                          .status = text_or_null(st, 2),
+                          .vendor = text_or_null(st, 3),
+                          .width = sqlite3_column_int(st, 4),
+                          .height = sqlite3_column_int(st, 5),
+                          .has_mpp = sqlite3_column_type(st, 6) != SQLITE_NULL,
+                          .mpp = sqlite3_column_double(st, 6),
+                          .mpp_source = text_or_null(st, 17),
+                          .patches = sqlite3_column_int64(st, 8),
+                          .error = text_or_null(st, 9),
+                          .label = text_or_null(st, 10),
+                          .patient = text_or_null(st, 11),
+                          .images = text_or_null(st, 12),
+                          .path = text_or_null(st, 13),
+                          .kind = text_or_null(st, 14),
+                          .bad_tiles = sqlite3_column_int64(st, 15),
+                          .json = text_or_null(st, 16)};
+        stop = fn(ctx, &r);
+    }
+    if (!stop && rc != SQLITE_DONE) stop = db_fail(db, "slides");
+    sqlite3_finalize(st);
+    return stop;
 }

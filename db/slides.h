@@ -19,4 +19,26 @@ int db_slide_match(mp_db *db, const char *arg, int allow_id, int64_t *id);
  * -1 + mp_err with nothing removed. *patches_out (may be NULL) gets the patches removed. */
 int db_slides_remove(mp_db *db, const int64_t *ids, int n, int64_t *patches_out);
 
+/* A slide as the slides table records it. Strings are borrowed until the callback returns;
+ * the ones marked may be NULL. */
+typedef struct {
+    int64_t id;
+    const char *name, *path, *status;
+    const char *kind;          /* brightfield | fluorescence; NULL until the slide was read */
+    const char *vendor;        /* "-" when unknown */
+    int width, height;         /* level 0; 0 until read */
+    int has_mpp;
+    double mpp;                /* mpp_x, with has_mpp */
+    const char *mpp_source;    /* NULL when unknown */
+    int64_t patches, bad_tiles;
+    const char *error;         /* "" when none */
+    const char *label, *patient; /* "" when none */
+    const char *images;        /* images per magnification, "10x:120 1.25x:120" (highest first), or "" */
+    const char *json;          /* the row as one JSON object (db slides --json) */
+} db_slide_row;
+
+/* The slides in id order (id 0, path NULL), or the one with this id or path. Calls fn per row;
+ * fn's non-zero return stops the walk and is returned. 0, or -1 + mp_err. */
+int db_slides_each(mp_db *db, int64_t id, const char *path, int (*fn)(void *ctx, const db_slide_row *r), void *ctx);
+
 #endif

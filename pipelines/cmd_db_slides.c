@@ -22,6 +22,13 @@ static const char remove_usage[] =
     "later writes; `magpie db DB vacuum` gives it back to the file system.\n"
     "  --dry-run   print what would be removed\n";
 
+static int print_removal(void *ctx, const db_slide_row *r)
+{
+    mp_info("%s slide %lld %s (%s, %s, %lld patches)", *(const int *)ctx ? "would remove" : "removing", (long long)r->id,
+            r->name, r->path, r->status, (long long)r->patches);
+    return 0;
+}
+
 int cmd_db_slides_remove(const char *db_path, int argc, char **argv)
 {
     int dry = 0, n = 0;
@@ -70,20 +77,7 @@ int cmd_db_slides_remove(const char *db_path, int argc, char **argv)
     int nid = 0;
     for (int i = 0; rc == 0 && i < n; i++)
         if (ids[i]) ids[nid++] = ids[i];
-    for (int i = 0; rc == 0 && i < nid; i++) {
-        sqlite3_stmt *st = db_prepare(db, "SELECT id, name, path, status, n_patches FROM slides WHERE id = ?");
-        if (!st) {
-            rc = -1;
-            break;
-        }
-        sqlite3_bind_int64(st, 1, ids[i]);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            mp_info("%s slide %lld %s (%s, %s, %d patches)", dry ? "would remove" : "removing",
-                    (long long)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-                    (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
-                    sqlite3_column_int(st, 4));
-        sqlite3_finalize(st);
-    }
+    for (int i = 0; rc == 0 && i < nid; i++) rc = db_slides_each(db, ids[i], NULL, print_removal, &dry);
     int64_t patches = 0;
     if (rc == 0 && !dry) {
         rc = db_slides_remove(db, ids, nid, &patches);
