@@ -2,9 +2,11 @@
 #include "db/slides.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "common/util.h"
 #include "db/sql.h"
 
 int db_slide_match(mp_db *db, const char *arg, int allow_id, int64_t *id)
@@ -155,4 +157,23 @@ int db_slides_each(mp_db *db, int64_t id, const char *path, int (*fn)(void *ctx,
     if (!stop && rc != SQLITE_DONE) stop = db_fail(db, "slides");
     sqlite3_finalize(st);
     return stop;
+}
+
+int db_slide_mask(mp_db *db, int64_t id, const char *path, void **png, size_t *len)
+{
+    *png = NULL;
+    *len = 0;
+    sqlite3_stmt *st = db_prepare(db, path ? "SELECT mask FROM slides WHERE path = ?2" : "SELECT mask FROM slides WHERE id = ?1");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, id);
+    if (path) sqlite3_bind_text(st, 2, path, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st), found = rc == SQLITE_ROW;
+    if (found && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *len = (size_t)sqlite3_column_bytes(st, 0);
+        *png = mp_xmalloc(*len ? *len : 1);
+        if (*len) memcpy(*png, sqlite3_column_blob(st, 0), *len);
+    }
+    if (!found && rc != SQLITE_DONE) found = db_fail(db, "reading a tissue mask");
+    sqlite3_finalize(st);
+    return found;
 }

@@ -5,6 +5,7 @@
 #ifndef DB_SLIDES_H
 #define DB_SLIDES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "db/db.h"
@@ -40,5 +41,9 @@ typedef struct {
 /* The slides in id order (id 0, path NULL), or the one with this id or path. Calls fn per row;
  * fn's non-zero return stops the walk and is returned. 0, or -1 + mp_err. */
 int db_slides_each(mp_db *db, int64_t id, const char *path, int (*fn)(void *ctx, const db_slide_row *r), void *ctx);
+
+/* The stored tissue mask (a PNG) of the slide with this id, or (id 0) this path: 1 + *png
+ * (malloc'd, *len bytes; NULL when the slide has no mask yet), 0 no such slide, -1 + mp_err. */
+int db_slide_mask(mp_db *db, int64_t id, const char *path, void **png, size_t *len);
 
 #endif

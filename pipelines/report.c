@@ -19,6 +19,7 @@
 #include "common/util.h"
 #include "common/vipserr.h"
 #include "db/db.h"
+#include "db/slides.h"
 #include "infer/infer.h"
 #include "pipelines/run.h"
 
@@ -183,23 +184,17 @@ static int mask_small(mp_db *db, const char *slide, int box, void **buf, size_t 
 {
     int rc = -1;
     *buf = NULL;
-    sqlite3_stmt *q = db ? db_prepare(db, "SELECT mask FROM slides WHERE path = ?") : NULL;
-    if (q) {
-        sqlite3_bind_text(q, 1, slide, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) > 0) {
-            size_t n = (size_t)sqlite3_column_bytes(q, 0);
-            void *copy = mp_xmalloc(n); /* libvips reads the buffer lazily, past the statement's life */
-            memcpy(copy, sqlite3_column_blob(q, 0), n);
-            VipsImage *im = vips_image_new_from_buffer(copy, n, "", NULL);
-            if (im) {
-                rc = encode_small(im, box, 1, buf, len);
-                g_object_unref(im);
-            }
-            if (rc) free(mp_vips_err_take(NULL)); /* the page says "none" */
-            free(copy);
+    void *png = NULL; /* libvips reads the buffer lazily: it lives until the image is done */
+    size_t n = 0;
+    if (db && db_slide_mask(db, 0, slide, &png, &n) == 1 && png && n > 0) {
+        VipsImage *im = vips_image_new_from_buffer(png, n, "", NULL);
+        if (im) {
+            rc = encode_small(im, box, 1, buf, len);
+            g_object_unref(im);
         }
-        sqlite3_finalize(q);
     }
+    free(png);
+    if (rc) free(mp_vips_err_take(NULL)); /* the page says "none" */
     return rc;
 }
 
