@@ -1,6 +1,7 @@
 /* db/dataset.c — typed reads of a split's patches, labels and image blobs for the trainer's
  * loader. Label rule: a patch label (region annotation) wins over its slide's label. */
 #include "db/dataset.h"
+#include "db/sql.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -175,3 +176,28 @@ int64_t db_count_labels(mp_db *db)
 int64_t db_count_split_rows(mp_db *db) { return db_query_int(db, "SELECT count(*) FROM splits"); }
 
 int64_t db_count_classes(mp_db *db) { return db_query_int(db, "SELECT count(*) FROM classes"); }
+
+int db_slide_patient(mp_db *db, const char *slide_name, char *out, size_t cap)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT patient FROM slides WHERE name = ? AND patient IS NOT NULL AND "
+                                      "patient <> '' LIMIT 1");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, slide_name, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st), found = rc == SQLITE_ROW;
+    if (found) snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    else if (rc != SQLITE_DONE) found = db_fail(db, "reading a patient");
+    sqlite3_finalize(st);
+    return found;
+}
+
+int db_image_mags(mp_db *db, double *mags, int max)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT mag FROM images WHERE patch_id = (SELECT MIN(patch_id) FROM images) "
+                                      "ORDER BY mag LIMIT ?");
+    if (!st) return -1;
+    sqlite3_bind_int(st, 1, max);
+    int n = 0;
+    while (n < max && sqlite3_step(st) == SQLITE_ROW) mags[n++] = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}

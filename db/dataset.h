@@ -39,6 +39,13 @@ int64_t db_count_labels(mp_db *db);
 int64_t db_count_split_rows(mp_db *db);
 int64_t db_count_classes(mp_db *db);
 
+/* The patient recorded for a slide of this name (the first non-empty one), copied into out
+ * (truncated to cap): 1, 0 when none is recorded, -1 + mp_err. */
+int db_slide_patient(mp_db *db, const char *slide_name, char *out, size_t cap);
+/* The magnifications the dataset's first patch has images at, ascending, at most max (the tiler
+ * writes every magnification of a run for each patch). The count, or -1 + mp_err. */
+int db_image_mags(mp_db *db, double *mags, int max);
+
 /* Class names by id; *n receives the count. -1 + mp_err if ids are not 0..n-1. */
 int db_classes_load(mp_db *db, char ***names, int *n);
 

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/opt.h"
 #include "common/util.h"
+#include "db/dataset.h"
 #include "db/split.h"
 #include "infer/infer.h"
 #include "nn/gemm.h"
@@ -39,22 +40,17 @@ static void preds_free(preds *p)
  * whose patient is not recorded count as a patient each. */
 static int patients_of(mp_db *db, const db_itemset *is, preds *out)
 {
-    sqlite3_stmt *st = db_prepare(db, "SELECT patient FROM slides WHERE name = ? AND patient IS NOT NULL AND patient <> '' LIMIT 1");
-    if (!st) return -1;
     char **names = mp_xcalloc(is->nslides + 1, sizeof(char *));
     int *of_slide = mp_xmalloc(sizeof(int) * (is->nslides + 1)), np = 0;
     for (int s = 0; s < is->nslides; s++) {
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, is->slide_names[s], -1, SQLITE_TRANSIENT);
-        char key[1100];
-        if (sqlite3_step(st) == SQLITE_ROW) snprintf(key, sizeof key, "p:%s", (const char *)sqlite3_column_text(st, 0));
+        char key[1100], patient[sizeof key - 2];
+        if (db_slide_patient(db, is->slide_names[s], patient, sizeof patient) == 1) snprintf(key, sizeof key, "p:%s", patient);
         else snprintf(key, sizeof key, "s:%s", is->slide_names[s]);
         int j = 0;
         while (j < np && strcmp(names[j], key)) j++; /* slides per split: hundreds, a scan is fine */
         if (j == np) names[np++] = mp_xstrdup(key);
         of_slide[s] = j;
     }
-    sqlite3_finalize(st);
     for (int j = 0; j < np; j++) free(names[j]);
     free(names);
     out->npatients = np;
@@ -120,11 +116,8 @@ static int predict_split(mp_db *db, nn_model *m, const nn_card *mi, const char *
 static int check_mag(mp_db *db, const nn_card *mi, const char *ck)
 {
     double mags[16];
-    int n = 0;
-    sqlite3_stmt *st = db_prepare(db, "SELECT mag FROM images WHERE patch_id = (SELECT MIN(patch_id) FROM images) ORDER BY mag LIMIT 16");
-    if (!st) return -1;
-    while (sqlite3_step(st) == SQLITE_ROW) mags[n++] = sqlite3_column_double(st, 0);
-    sqlite3_finalize(st);
+    int n = db_image_mags(db, mags, 16);
+    if (n < 0) return -1;
     return nn_card_check_mag(mi, ck, mags, n, db_path(db));
 }
 
