@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "db/sql.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "db/slides.h"
@@ -337,4 +338,18 @@ int db_split_check(mp_db *db)
     if (n < 0) return -1;
     if (n > 0) return mp_err_set("%s: %s", db_path(db), first);
     return 0;
+}
+
+int db_split_set(mp_db *db, const char *path, const char *split)
+{
+    int set = split && split[0];
+    sqlite3_stmt *st = db_prepare(db, set ? "INSERT OR REPLACE INTO splits(slide_id, split) SELECT id, ?2 FROM slides "
+                                            "WHERE path = ?1"
+                                          : "DELETE FROM splits WHERE slide_id IN (SELECT id FROM slides WHERE path = ?1)");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+    if (set) sqlite3_bind_text(st, 2, split, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(db, "manifest split");
+    sqlite3_finalize(st);
+    return rc;
 }

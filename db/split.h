@@ -47,4 +47,9 @@ int db_split_check(mp_db *db);
  * schema version (no folds table: no fold checks). */
 int db_split_leaks(mp_db *db, void (*fn)(void *ctx, const char *msg), void *ctx);
 
+/* The split of the slide at path (as stored): set to split, or cleared when split is NULL or "".
+ * A path no slide has changes nothing. Runs inside the caller's transaction (magpie run's
+ * manifest). 0, or -1 + mp_err. */
+int db_split_set(mp_db *db, const char *path, const char *split);
+
 #endif

@@ -26,6 +26,8 @@
 #include "common/vipserr.h"
 #include "db/db.h"
 #include "db/labels.h"
+#include "db/slides.h"
+#include "db/split.h"
 #include "db/tiling.h"
 #include "nn/ckpt.h"
 #include "nn/gemm.h"
@@ -86,18 +88,7 @@ static int apply_meta(mp_db *db, const mf_list *m, const mf_item *it, int64_t im
     if (m->has_patient || m->has_label)
         rc = db_labels_manifest_slide(db, import_id, it->path, m->has_label ? (it->label ? it->label : "") : NULL,
                                       m->has_patient ? (it->patient ? it->patient : "") : NULL);
-    if (!rc && m->has_split) {
-        sqlite3_stmt *s = db_prepare(db, it->split && it->split[0]
-                                             ? "INSERT OR REPLACE INTO splits(slide_id, split) SELECT id, ?2 FROM slides WHERE path = ?1"
-                                             : "DELETE FROM splits WHERE slide_id IN (SELECT id FROM slides WHERE path = ?1)");
-        if (!s) rc = -1;
-        else {
-            sqlite3_bind_text(s, 1, it->path, -1, SQLITE_STATIC);
-            if (it->split && it->split[0]) sqlite3_bind_text(s, 2, it->split, -1, SQLITE_STATIC);
-            if (sqlite3_step(s) != SQLITE_DONE) rc = db_fail(db, "manifest split");
-            sqlite3_finalize(s);
-        }
-    }
+    if (!rc && m->has_split) rc = db_split_set(db, it->path, it->split);
     if (rc) {
         char keep[1024];
         snprintf(keep, sizeof keep, "%s", mp_err());
@@ -109,21 +100,27 @@ static int apply_meta(mp_db *db, const mf_list *m, const mf_item *it, int64_t im
 
 /* MPP and its source as the dataset recorded them, and the patch counts when the tile step
  * was not part of this run. */
+typedef struct {
+    int counts;
+    run_result *r;
+} mpp_read;
+
+static int take_mpp(void *ctx, const db_slide_row *row)
+{
+    mpp_read *m = ctx;
+    m->r->mpp = row->mpp;
+    snprintf(m->r->mpp_source, sizeof m->r->mpp_source, "%s", row->mpp_source ? row->mpp_source : "");
+    if (m->counts) {
+        m->r->patches = row->patches;
+        m->r->bad_tiles = row->bad_tiles;
+    }
+    return 0;
+}
+
 static void read_mpp(mp_db *db, const char *path, int counts, run_result *r)
 {
-    sqlite3_stmt *q = db_prepare(db, "SELECT mpp_x, mpp_source, n_patches, n_bad_tiles FROM slides WHERE path = ?");
-    if (!q) return;
-    sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        r->mpp = sqlite3_column_double(q, 0);
-        const unsigned char *s = sqlite3_column_text(q, 1);
-        snprintf(r->mpp_source, sizeof r->mpp_source, "%s", s ? (const char *)s : "");
-        if (counts) {
-            r->patches = sqlite3_column_int64(q, 2);
-            r->bad_tiles = sqlite3_column_int64(q, 3);
-        }
-    }
-    sqlite3_finalize(q);
+    mpp_read m = {counts, r};
+    db_slides_each(db, 0, path, take_mpp, &m);
 }
 
 /* The slide-level call of infer's prediction.json (mean probability). */
