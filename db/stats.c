@@ -1,6 +1,10 @@
 /* db/stats.c — the counts behind `db info` and `db stats` (see stats.h). */
 #include "db/stats.h"
 
+#include <stdio.h>
+#include <string.h>
+
+#include "common/error.h"
 #include "db/sql.h"
 
 static const char *text(sqlite3_stmt *st, int c)
@@ -68,5 +72,105 @@ int db_mpp_sources(mp_db *db, int (*fn)(void *ctx, const db_mpp_source *r), void
                            sqlite3_column_double(st, 2), sqlite3_column_double(st, 3)};
         stop = fn(ctx, &r);
     }
+    return done(db, st, rc, stop);
+}
+
+int db_summary_get(mp_db *db, db_summary *o)
+{
+    static const char *const q[] = {
+        "PRAGMA user_version", "SELECT count(*) FROM slides", "SELECT count(*) FROM slides WHERE status='done'",
+        "SELECT count(*) FROM slides WHERE status='failed'", "SELECT count(*) FROM slides WHERE status='tiling'",
+        "SELECT count(*) FROM slides WHERE status='pending'", "SELECT count(*) FROM patches",
+        "SELECT count(*) FROM tile_errors", "SELECT count(*) FROM classes",
+        "SELECT count(*) FROM slides WHERE label IS NOT NULL", "SELECT count(*) FROM patch_labels",
+        "SELECT count(*) FROM splits"};
+    int64_t *v[] = {&o->schema, &o->slides, &o->done, &o->failed, &o->tiling, &o->pending, &o->patches,
+                    &o->tile_errors, &o->classes, &o->labelled_slides, &o->patch_labels, &o->split_rows};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
+        if ((*v[i] = db_query_int(db, q[i])) < 0) rc = -1;
+    return rc;
+}
+
+int db_mag_storage_each(mp_db *db, int (*fn)(void *ctx, const db_mag_storage *r), void *ctx)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT mag, count(*), max(width), max(height), group_concat(DISTINCT codec), "
+                                      "sum(length(data)) / 1024.0, avg(length(data)) / 1024.0, "
+                                      "group_concat(DISTINCT level), min(scale), max(scale) "
+                                      "FROM images GROUP BY mag ORDER BY mag DESC");
+    if (!st) return -1;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        db_mag_storage r = {sqlite3_column_double(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int(st, 2),
+                            sqlite3_column_int(st, 3),    text(st, 4),                 sqlite3_column_double(st, 5),
+                            sqlite3_column_double(st, 6), text(st, 7),                 sqlite3_column_double(st, 8),
+                            sqlite3_column_double(st, 9)};
+        stop = fn(ctx, &r);
+    }
+    return done(db, st, rc, stop);
+}
+
+int db_class_names(mp_db *db, int (*fn)(void *ctx, const char *name), void *ctx)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT name FROM classes ORDER BY id");
+    if (!st) return -1;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, text(st, 0));
+    return done(db, st, rc, stop);
+}
+
+int db_split_patches_each(mp_db *db, int (*fn)(void *ctx, const db_split_patches *r), void *ctx)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT t.split, count(DISTINCT t.slide_id), count(p.id) FROM splits t "
+                                      "LEFT JOIN patches p ON p.slide_id = t.slide_id GROUP BY t.split ORDER BY t.split");
+    if (!st) return -1;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        db_split_patches r = {text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2)};
+        stop = fn(ctx, &r);
+    }
+    return done(db, st, rc, stop);
+}
+
+/* A score name is spliced into SQL: only these. */
+static int score_ok(mp_db *db, const char *score)
+{
+    static const char *const known[] = {"tissue", "blur", "pen", "brightness"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(score, known[i])) return 0;
+    return mp_err_set("%s: no QC score '%s' (tissue, blur, pen, brightness)", db_path(db), score);
+}
+
+int64_t db_qc_scored(mp_db *db, const char *score)
+{
+    if (score_ok(db, score)) return -1;
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM patches WHERE %s IS NOT NULL", score);
+    return db_query_int(db, sql);
+}
+
+int db_qc_at(mp_db *db, const char *score, int64_t offset, double *v)
+{
+    if (score_ok(db, score)) return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM patches WHERE %s IS NOT NULL ORDER BY %s LIMIT 1 OFFSET %lld", score,
+             score, score, (long long)offset);
+    sqlite3_stmt *st = db_prepare(db, sql);
+    if (!st) return -1;
+    int rc = sqlite3_step(st), have = rc == SQLITE_ROW;
+    if (have) *v = sqlite3_column_double(st, 0);
+    rc = done(db, st, have ? SQLITE_DONE : rc, 0);
+    return rc ? rc : have;
+}
+
+int db_class_patches_each(mp_db *db, int (*fn)(void *ctx, const char *class_name, int64_t patches), void *ctx)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT cls, n FROM (SELECT coalesce(c.name, s.label, '(unlabelled)') AS cls, "
+                                      "count(*) AS n FROM patches p JOIN slides s ON s.id = p.slide_id "
+                                      "LEFT JOIN patch_labels l ON l.patch_id = p.id LEFT JOIN classes c ON c.id = "
+                                      "l.class_id GROUP BY cls) ORDER BY cls");
+    if (!st) return -1;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, text(st, 0), sqlite3_column_int64(st, 1));
     return done(db, st, rc, stop);
 }

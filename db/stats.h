@@ -36,4 +36,45 @@ typedef struct {
 /* Slides per MPP source, most slides first (then by name). */
 int db_mpp_sources(mp_db *db, int (*fn)(void *ctx, const db_mpp_source *r), void *ctx);
 
+/* `db info`'s counts. */
+typedef struct {
+    int64_t schema;                                /* PRAGMA user_version */
+    int64_t slides, done, failed, tiling, pending; /* slides by status */
+    int64_t patches, tile_errors, classes;
+    int64_t labelled_slides, patch_labels, split_rows;
+} db_summary;
+int db_summary_get(mp_db *db, db_summary *out);
+
+typedef struct {
+    double mag;
+    int64_t images;
+    int max_width, max_height;
+    const char *codecs;       /* "jpeg,png" */
+    double kib_total, kib_mean; /* of the stored blobs */
+    const char *levels;       /* the slide levels read for it, "0,1" */
+    double scale_min, scale_max;
+} db_mag_storage;
+
+/* Images per magnification, high to low. */
+int db_mag_storage_each(mp_db *db, int (*fn)(void *ctx, const db_mag_storage *r), void *ctx);
+
+/* Class names in id order. */
+int db_class_names(mp_db *db, int (*fn)(void *ctx, const char *name), void *ctx);
+
+/* Slides and patches per split, in split name order (patients and labelled are 0). */
+typedef struct {
+    const char *split;
+    int64_t slides, patches;
+} db_split_patches;
+int db_split_patches_each(mp_db *db, int (*fn)(void *ctx, const db_split_patches *r), void *ctx);
+
+/* The patch QC scores: "tissue", "blur", "pen", "brightness" (another name is an error). */
+/* Patches with a value of the score; -1 + mp_err. */
+int64_t db_qc_scored(mp_db *db, const char *score);
+/* The score's value at rank `offset` (0 = the lowest): 1 + *v, 0 when there is none, -1. */
+int db_qc_at(mp_db *db, const char *score, int64_t offset, double *v);
+
+/* Patches per class (region label, else slide label, else "(unlabelled)"), in class name order. */
+int db_class_patches_each(mp_db *db, int (*fn)(void *ctx, const char *class_name, int64_t patches), void *ctx);
+
 #endif

@@ -12,6 +12,8 @@
 #include "common/vipserr.h"
 #include "db/check.h"
 #include "db/db.h"
+#include "db/slides.h"
+#include "db/stats.h"
 #include "pipelines/cmds.h"
 
 static void usage(FILE *f)
@@ -38,108 +40,77 @@ static void usage(FILE *f)
             "`magpie db DB COMMAND --help` for each.\n");
 }
 
-static int print_rows(mp_db *db, const char *sql, const char *fmt_head)
+static int print_mag_images(void *ctx, const db_mag_storage *r)
 {
-    sqlite3_stmt *st = db_prepare(db, sql);
-    if (!st) return -1;
-    if (fmt_head) printf("%s\n", fmt_head);
-    int rc, nc = sqlite3_column_count(st);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        for (int c = 0; c < nc; c++) {
-            const char *t = (const char *)sqlite3_column_text(st, c);
-            printf("%s%s", c ? "  " : "  ", t ? t : "-");
-        }
-        printf("\n");
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(db, "query");
+    (void)ctx;
+    printf("  %6gx  %8lld images  %4dx%-4d px  %s\n", r->mag, (long long)r->images, r->max_width, r->max_height,
+           r->codecs);
+    return 0;
+}
+
+static int print_class_name(void *ctx, const char *name)
+{
+    printf("%s%s", (*(int *)ctx)++ ? ", " : " (", name);
+    return 0;
+}
+
+static int print_split(void *ctx, const db_split_patches *r)
+{
+    (void)ctx;
+    printf("  %-10s %4lld slides %8lld patches\n", r->split, (long long)r->slides, (long long)r->patches);
+    return 0;
 }
 
 static int do_info(mp_db *db)
 {
     char b[32];
     int64_t size = mp_file_size(db_path(db));
-    printf("dataset   %s (%s, schema %lld)\n", db_path(db), mp_fmt_bytes(b, sizeof b, (double)size),
-           (long long)db_query_int(db, "PRAGMA user_version"));
-    printf("slides    %lld total: %lld done, %lld failed, %lld tiling (interrupted), %lld pending\n",
-           (long long)db_query_int(db, "SELECT count(*) FROM slides"),
-           (long long)db_query_int(db, "SELECT count(*) FROM slides WHERE status='done'"),
-           (long long)db_query_int(db, "SELECT count(*) FROM slides WHERE status='failed'"),
-           (long long)db_query_int(db, "SELECT count(*) FROM slides WHERE status='tiling'"),
-           (long long)db_query_int(db, "SELECT count(*) FROM slides WHERE status='pending'"));
-    printf("patches   %lld (unreadable tiles skipped: %lld)\n", (long long)db_query_int(db, "SELECT count(*) FROM patches"),
-           (long long)db_query_int(db, "SELECT count(*) FROM tile_errors"));
+    db_summary n;
+    db_summary_get(db, &n); /* a count that failed shows as -1, as the others print */
+    printf("dataset   %s (%s, schema %lld)\n", db_path(db), mp_fmt_bytes(b, sizeof b, (double)size), (long long)n.schema);
+    printf("slides    %lld total: %lld done, %lld failed, %lld tiling (interrupted), %lld pending\n", (long long)n.slides,
+           (long long)n.done, (long long)n.failed, (long long)n.tiling, (long long)n.pending);
+    printf("patches   %lld (unreadable tiles skipped: %lld)\n", (long long)n.patches, (long long)n.tile_errors);
     printf("images per magnification:\n");
-    if (print_rows(db,
-                   "SELECT printf('%6gx  %8d images  %4dx%-4d px  %s', mag, count(*), max(width), max(height), "
-                   "group_concat(DISTINCT codec)) FROM images GROUP BY mag ORDER BY mag DESC",
-                   NULL))
-        return -1;
-    int64_t nclasses = db_query_int(db, "SELECT count(*) FROM classes");
-    printf("classes   %lld", (long long)nclasses);
-    if (nclasses > 0) {
-        sqlite3_stmt *st = db_prepare(db, "SELECT group_concat(name, ', ') FROM (SELECT name FROM classes ORDER BY id)");
-        if (st && sqlite3_step(st) == SQLITE_ROW) printf(" (%s)", sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
+    if (db_mag_storage_each(db, print_mag_images, NULL)) return -1;
+    printf("classes   %lld", (long long)n.classes);
+    if (n.classes > 0) {
+        int k = 0;
+        db_class_names(db, print_class_name, &k);
+        if (k) printf(")");
     }
-    printf("\nlabels    %lld slides labelled, %lld patches with region labels\n",
-           (long long)db_query_int(db, "SELECT count(*) FROM slides WHERE label IS NOT NULL"),
-           (long long)db_query_int(db, "SELECT count(*) FROM patch_labels"));
-    if (db_query_int(db, "SELECT count(*) FROM splits") > 0) {
+    printf("\nlabels    %lld slides labelled, %lld patches with region labels\n", (long long)n.labelled_slides,
+           (long long)n.patch_labels);
+    if (n.split_rows > 0) {
         printf("splits:\n");
-        if (print_rows(db,
-                       "SELECT printf('%-10s %4d slides %8d patches', t.split, count(DISTINCT t.slide_id), count(p.id)) "
-                       "FROM splits t LEFT JOIN patches p ON p.slide_id = t.slide_id GROUP BY t.split ORDER BY t.split",
-                       NULL))
-            return -1;
+        if (db_split_patches_each(db, print_split, NULL)) return -1;
     }
+    return 0;
+}
+
+static int print_slide(void *ctx, const db_slide_row *r)
+{
+    if (*(int *)ctx) {
+        printf("%s\n", r->json);
+        return 0;
+    }
+    char size[32], mpp[32] = "-";
+    snprintf(size, sizeof size, "%dx%d", r->width, r->height);
+    if (r->has_mpp) snprintf(mpp, sizeof mpp, "%.4f", r->mpp);
+    printf("%4lld  %-28.28s %-7s %-12s %-10.10s %13s %9s %-17.17s %8lld  %s\n", (long long)r->id, r->name, r->status,
+           r->kind ? r->kind : "-", r->vendor, size, mpp, r->mpp_source ? r->mpp_source : "-", (long long)r->patches,
+           *r->error ? r->error : r->images);
     return 0;
 }
 
 static int do_slides(mp_db *db, int json)
 {
-    const char *sql =
-        "SELECT s.id, s.name, s.status, coalesce(s.vendor,'-'), coalesce(s.width,0), coalesce(s.height,0), s.mpp_x, "
-        "coalesce(s.mpp_source,'-'), s.n_patches, coalesce(s.error,''), coalesce(s.label,''), coalesce(s.patient,''), "
-        "coalesce((SELECT group_concat(printf('%gx:%d', mag, n), ' ') FROM (SELECT i.mag, count(*) n FROM images i "
-        "JOIN patches p ON p.id = i.patch_id WHERE p.slide_id = s.id GROUP BY i.mag ORDER BY i.mag DESC)), ''), s.path, "
-        "s.kind FROM slides s ORDER BY s.id";
-    sqlite3_stmt *st = db_prepare(db, sql);
-    if (!st) return -1;
     if (!json) printf("%4s  %-28s %-7s %-12s %-10s %13s %9s %-17s %8s  %s\n", "id", "name", "status", "kind", "vendor",
                       "size", "mpp", "mpp source", "patches", "images / error");
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        char size[32];
-        snprintf(size, sizeof size, "%dx%d", sqlite3_column_int(st, 4), sqlite3_column_int(st, 5));
-        int has_mpp = sqlite3_column_type(st, 6) != SQLITE_NULL;
-        const char *err = (const char *)sqlite3_column_text(st, 9);
-        const char *imgs = (const char *)sqlite3_column_text(st, 12);
-        if (json) {
-            /* names and errors may hold quotes: print through SQLite's json_quote */
-            sqlite3_stmt *q = db_prepare(db, "SELECT json_object('id', ?1, 'name', ?2, 'status', ?3, 'vendor', ?4, "
-                                             "'width', ?5, 'height', ?6, 'mpp', ?7, 'mpp_source', ?8, 'patches', ?9, "
-                                             "'error', nullif(?10, ''), 'label', nullif(?11, ''), 'patient', nullif(?12, ''), "
-                                             "'images', ?13, 'path', ?14, 'kind', ?15)");
-            if (!q) break;
-            for (int c = 0; c < 15; c++) sqlite3_bind_value(q, c + 1, sqlite3_column_value(st, c));
-            if (sqlite3_step(q) == SQLITE_ROW) printf("%s\n", sqlite3_column_text(q, 0));
-            sqlite3_finalize(q);
-        } else {
-            char mpp[32] = "-";
-            if (has_mpp) snprintf(mpp, sizeof mpp, "%.4f", sqlite3_column_double(st, 6));
-            const char *kind = (const char *)sqlite3_column_text(st, 14); /* NULL until the slide was read */
-            printf("%4d  %-28.28s %-7s %-12s %-10.10s %13s %9s %-17.17s %8d  %s\n", sqlite3_column_int(st, 0),
-                   (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
-                   kind ? kind : "-", (const char *)sqlite3_column_text(st, 3), size, mpp, (const char *)sqlite3_column_text(st, 7),
-                   sqlite3_column_int(st, 8), err && *err ? err : imgs);
-        }
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(db, "slides");
+    return db_slides_each(db, 0, NULL, print_slide, &json);
 }
 
-/* Quantiles of one QC column via ORDER BY + OFFSET (exact, and the tables are indexed enough). */
+/* Quantiles of one QC score over its n scored patches. */
 static void qc_line(mp_db *db, const char *col, int64_t n)
 {
     printf("  %-11s", col);
@@ -149,45 +120,43 @@ static void qc_line(mp_db *db, const char *col, int64_t n)
     }
     const double qs[] = {0.0, 0.05, 0.5, 0.95, 1.0};
     for (int i = 0; i < 5; i++) {
-        char sql[256];
-        int64_t off = (int64_t)(qs[i] * (double)(n - 1) + 0.5);
-        snprintf(sql, sizeof sql, "SELECT %s FROM patches WHERE %s IS NOT NULL ORDER BY %s LIMIT 1 OFFSET %lld", col, col, col,
-                 (long long)off);
-        sqlite3_stmt *st = db_prepare(db, sql);
         double v = 0;
-        int have = st && sqlite3_step(st) == SQLITE_ROW;
-        if (have) v = sqlite3_column_double(st, 0);
-        sqlite3_finalize(st);
-        if (have) printf(" %10.3f", v);
+        if (db_qc_at(db, col, (int64_t)(qs[i] * (double)(n - 1) + 0.5), &v) == 1) printf(" %10.3f", v);
         else printf(" %10s", "-");
     }
     printf("\n");
 }
 
+static int print_storage(void *ctx, const db_mag_storage *r)
+{
+    (void)ctx;
+    printf("  %6gx  %8lld images  %10.1f KiB total  %7.1f KiB/image  level(s) %s  scale %.4f..%.4f\n", r->mag,
+           (long long)r->images, r->kib_total, r->kib_mean, r->levels, r->scale_min, r->scale_max);
+    return 0;
+}
+
+static int print_class_patches(void *ctx, const char *class_name, int64_t patches)
+{
+    (void)ctx;
+    printf("  %-16s %8lld\n", class_name, (long long)patches);
+    return 0;
+}
+
 static int do_stats(mp_db *db)
 {
     printf("storage per magnification:\n");
-    if (print_rows(db,
-                   "SELECT printf('%6gx  %8d images  %10.1f KiB total  %7.1f KiB/image  level(s) %s  scale %.4f..%.4f', "
-                   "mag, count(*), sum(length(data)) / 1024.0, avg(length(data)) / 1024.0, group_concat(DISTINCT level), "
-                   "min(scale), max(scale)) FROM images GROUP BY mag ORDER BY mag DESC",
-                   NULL))
-        return -1;
-    int64_t n = db_query_int(db, "SELECT count(*) FROM patches");
-    printf("patch QC (%lld patches)   %10s %10s %10s %10s %10s\n", (long long)n, "min", "p5", "median", "p95", "max");
-    qc_line(db, "tissue", n);
-    qc_line(db, "blur", db_query_int(db, "SELECT count(*) FROM patches WHERE blur IS NOT NULL"));
-    qc_line(db, "pen", db_query_int(db, "SELECT count(*) FROM patches WHERE pen IS NOT NULL"));
-    qc_line(db, "brightness", db_query_int(db, "SELECT count(*) FROM patches WHERE brightness IS NOT NULL"));
-    if (db_query_int(db, "SELECT count(*) FROM classes") > 0) {
+    if (db_mag_storage_each(db, print_storage, NULL)) return -1;
+    db_summary n;
+    db_summary_get(db, &n);
+    printf("patch QC (%lld patches)   %10s %10s %10s %10s %10s\n", (long long)n.patches, "min", "p5", "median", "p95",
+           "max");
+    qc_line(db, "tissue", n.patches);
+    qc_line(db, "blur", db_qc_scored(db, "blur"));
+    qc_line(db, "pen", db_qc_scored(db, "pen"));
+    qc_line(db, "brightness", db_qc_scored(db, "brightness"));
+    if (n.classes > 0) {
         printf("patches per class (region label, else slide label):\n");
-        if (print_rows(db,
-                       "SELECT printf('%-16s %8d', cls, n) FROM (SELECT coalesce(c.name, s.label, '(unlabelled)') AS cls, "
-                       "count(*) AS n FROM patches p JOIN slides s ON s.id = p.slide_id "
-                       "LEFT JOIN patch_labels l ON l.patch_id = p.id LEFT JOIN classes c ON c.id = l.class_id "
-                       "GROUP BY cls) ORDER BY cls",
-                       NULL))
-            return -1;
+        if (db_class_patches_each(db, print_class_patches, NULL)) return -1;
     }
     return cmd_db_stats_curation(db);
 }
@@ -236,23 +205,29 @@ static int do_check(mp_db *db, int decode)
     return 0;
 }
 
+static int slide_name(void *ctx, const db_slide_row *r)
+{
+    snprintf(ctx, 512, "%s", r->name);
+    return 0;
+}
+
 static int do_mask(mp_db *db, const char *slide, const char *out)
 {
     int64_t id;
     if (db_find_slide(db, slide, &id)) return -1; /* ambiguous names and ids are refused */
-    sqlite3_stmt *st = db_prepare(db, "SELECT mask, name FROM slides WHERE id = ?1");
-    if (!st) return -1;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = -1;
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        mp_err_set("%s: no slide '%s'", db_path(db), slide);
-    } else if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
-        mp_err_set("%s: slide '%s' has no tissue mask (not tiled yet?)", db_path(db), slide);
-    } else {
-        rc = mp_write_file_atomic(out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-        if (rc == 0) mp_info("wrote %s (tissue mask of %s)", out, (const char *)sqlite3_column_text(st, 1));
+    void *png;
+    size_t len;
+    char name[512] = "";
+    int rc = db_slide_mask(db, id, NULL, &png, &len);
+    if (rc < 0) return -1;
+    if (rc == 0) rc = mp_err_set("%s: no slide '%s'", db_path(db), slide);
+    else if (!png) rc = mp_err_set("%s: slide '%s' has no tissue mask (not tiled yet?)", db_path(db), slide);
+    else {
+        rc = mp_write_file_atomic(out, png, len);
+        if (rc == 0 && db_slides_each(db, id, NULL, slide_name, name) == 0)
+            mp_info("wrote %s (tissue mask of %s)", out, name);
     }
-    sqlite3_finalize(st);
+    free(png);
     return rc;
 }
 
