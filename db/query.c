@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "db/sql.h"
 
 #define Q_MAX_LEN 65536  /* expression bytes */
 #define Q_MAX_PARAMS 900 /* under SQLite's oldest default variable limit (999) */
@@ -529,4 +530,77 @@ sqlite3_stmt *db_query_prepare(mp_db *db, const db_query *q, double mag, int cou
     if (mag > 0) sqlite3_bind_double(st, np + 1, mag);
     if (!count_only) sqlite3_bind_int64(st, np + 2, limit > 0 ? limit : -1); /* negative: no limit */
     return st;
+}
+
+struct db_query_rows {
+    mp_db *db;
+    sqlite3_stmt *st;
+    int images;
+};
+
+db_query_rows *db_query_run(mp_db *db, const db_query *q, double mag, int64_t limit)
+{
+    sqlite3_stmt *st = db_query_prepare(db, q, mag, 0, limit);
+    if (!st) return NULL;
+    db_query_rows *r = mp_xcalloc(1, sizeof *r);
+    r->db = db;
+    r->st = st;
+    r->images = mag > 0;
+    return r;
+}
+
+static const char *text_or_null(sqlite3_stmt *st, int c) { return (const char *)sqlite3_column_text(st, c); }
+
+int db_query_next(db_query_rows *r, db_patch_row *row)
+{
+    sqlite3_stmt *st = r->st;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) return 0;
+    if (rc != SQLITE_ROW) return db_fail(r->db, "query");
+    memset(row, 0, sizeof *row);
+    row->id = sqlite3_column_int64(st, DBQ_ID);
+    row->slide_id = sqlite3_column_int64(st, DBQ_SLIDE_ID);
+    row->x0 = sqlite3_column_int64(st, DBQ_X0);
+    row->y0 = sqlite3_column_int64(st, DBQ_Y0);
+    row->slide = text_or_null(st, DBQ_SLIDE);
+    row->patient = text_or_null(st, DBQ_PATIENT);
+    row->label = text_or_null(st, DBQ_LABEL);
+    row->split = text_or_null(st, DBQ_SPLIT);
+    row->mags = text_or_null(st, DBQ_MAGS);
+    row->size0 = sqlite3_column_double(st, DBQ_SIZE0);
+    row->tissue = sqlite3_column_double(st, DBQ_TISSUE);
+    row->has_blur = sqlite3_column_type(st, DBQ_BLUR) != SQLITE_NULL;
+    row->blur = sqlite3_column_double(st, DBQ_BLUR);
+    row->has_pen = sqlite3_column_type(st, DBQ_PEN) != SQLITE_NULL;
+    row->pen = sqlite3_column_double(st, DBQ_PEN);
+    row->has_brightness = sqlite3_column_type(st, DBQ_BRIGHTNESS) != SQLITE_NULL;
+    row->brightness = sqlite3_column_double(st, DBQ_BRIGHTNESS);
+    row->prediction = text_or_null(st, DBQ_PREDICTION);
+    row->has_confidence = sqlite3_column_type(st, DBQ_CONFIDENCE) != SQLITE_NULL;
+    row->confidence = sqlite3_column_double(st, DBQ_CONFIDENCE);
+    if (r->images) {
+        row->codec = text_or_null(st, DBQ_CODEC);
+        row->width = sqlite3_column_int(st, DBQ_WIDTH);
+        row->height = sqlite3_column_int(st, DBQ_HEIGHT);
+        row->data = sqlite3_column_blob(st, DBQ_DATA);
+        row->bytes = (size_t)sqlite3_column_bytes(st, DBQ_DATA);
+    }
+    return 1;
+}
+
+void db_query_rows_free(db_query_rows *r)
+{
+    if (!r) return;
+    sqlite3_finalize(r->st);
+    free(r);
+}
+
+int64_t db_query_count(mp_db *db, const db_query *q, double mag)
+{
+    sqlite3_stmt *st = db_query_prepare(db, q, mag, 1, 0);
+    if (!st) return -1;
+    int rc = sqlite3_step(st);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : db_fail(db, "query");
+    sqlite3_finalize(st);
+    return n;
 }

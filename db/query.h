@@ -50,6 +50,35 @@ enum {
  * NULL + mp_err on failure. */
 sqlite3_stmt *db_query_prepare(mp_db *db, const db_query *q, double mag, int count_only, int64_t limit);
 
+/* A matching patch, as db_query_next gives it. Strings are borrowed until the next call; NULL
+ * where the dataset has no value (patient, label, split, prediction). */
+typedef struct {
+    int64_t id, slide_id, x0, y0;
+    const char *slide, *patient, *label, *split;
+    const char *mags;        /* the magnifications it has images at, high to low: "10,1.25" */
+    double size0, tissue;
+    double blur, pen, brightness; /* each with its has_ flag (a QC score may be missing) */
+    int has_blur, has_pen, has_brightness;
+    const char *prediction;  /* with db_query_uses_predictions: the class and its confidence */
+    double confidence;
+    int has_confidence;
+    /* with mag > 0: its image at that magnification */
+    const char *codec;
+    int width, height;
+    const void *data;
+    size_t bytes;
+} db_patch_row;
+
+typedef struct db_query_rows db_query_rows;
+
+/* The matching patches in id order (at most limit; 0 = all); mag > 0 as db_query_prepare.
+ * NULL + mp_err. db_query_next: 1 + *row, 0 at the end, -1 + mp_err. */
+db_query_rows *db_query_run(mp_db *db, const db_query *q, double mag, int64_t limit);
+int db_query_next(db_query_rows *r, db_patch_row *row);
+void db_query_rows_free(db_query_rows *r); /* accepts NULL */
+/* How many patches match (with mag > 0: that have an image there); -1 + mp_err. */
+int64_t db_query_count(mp_db *db, const db_query *q, double mag);
+
 /* The values that need the dataset to judge: a split value that is neither one magpie makes nor
  * one the dataset holds is "column N: unknown split 'x' (known: train, val, test, unlabeled)". */
 int db_query_check(mp_db *db, const db_query *q);

@@ -85,20 +85,65 @@ static int query_opt(void *ctx, int argc, char **argv, int *i)
     return 0;
 }
 
-static json_t *col_json(sqlite3_stmt *st, int c)
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+static json_t *real_or_null(int has, double v) { return has ? json_real(v) : json_null(); }
+
+/* The row as one JSON object (prediction and confidence only when the expression uses them). */
+static void print_json(const db_patch_row *r, int pred)
 {
-    switch (sqlite3_column_type(st, c)) {
-    case SQLITE_NULL: return json_null();
-    case SQLITE_INTEGER: return json_integer(sqlite3_column_int64(st, c));
-    case SQLITE_FLOAT: return json_real(sqlite3_column_double(st, c));
-    default: return json_string((const char *)sqlite3_column_text(st, c));
+    json_t *obj = json_object(), *mags = json_array();
+    for (const char *m = r->mags, *e; m && *m; m = *e ? e + 1 : e) {
+        char *end;
+        double v = strtod(m, &end);
+        if (end == m) break;
+        json_array_append_new(mags, json_real(v));
+        e = end;
     }
+    json_object_set_new(obj, "id", json_integer(r->id));
+    json_object_set_new(obj, "slide", str_or_null(r->slide));
+    json_object_set_new(obj, "patient", str_or_null(r->patient));
+    json_object_set_new(obj, "x0", json_integer(r->x0));
+    json_object_set_new(obj, "y0", json_integer(r->y0));
+    json_object_set_new(obj, "size0", json_real(r->size0));
+    json_object_set_new(obj, "tissue", json_real(r->tissue));
+    json_object_set_new(obj, "blur", real_or_null(r->has_blur, r->blur));
+    json_object_set_new(obj, "pen", real_or_null(r->has_pen, r->pen));
+    json_object_set_new(obj, "brightness", real_or_null(r->has_brightness, r->brightness));
+    json_object_set_new(obj, "label", str_or_null(r->label));
+    json_object_set_new(obj, "split", str_or_null(r->split));
+    json_object_set_new(obj, "mags", mags);
+    if (pred) {
+        json_object_set_new(obj, "prediction", str_or_null(r->prediction));
+        json_object_set_new(obj, "confidence", real_or_null(r->has_confidence, r->confidence));
+    }
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    printf("%s\n", s);
+    free(s);
+    json_decref(obj);
 }
 
-static const char *txt(sqlite3_stmt *st, int c)
+static const char *dash(const char *s) { return s ? s : "-"; }
+
+static void print_line(const db_patch_row *r, int pred)
 {
-    const char *t = (const char *)sqlite3_column_text(st, c);
-    return t ? t : "-";
+    const int has[4] = {1, r->has_blur, r->has_pen, r->has_brightness};
+    const double v[4] = {r->tissue, r->blur, r->pen, r->brightness};
+    char num[4][32];
+    for (int k = 0; k < 4; k++) {
+        if (!has[k]) snprintf(num[k], 32, "-");
+        else snprintf(num[k], 32, k == 1 ? "%.1f" : "%.3f", v[k]);
+    }
+    char esc[3][160];
+    printf("%8lld  %-24s %-12s %8lld %8lld %7.1f %6s %9s %6s %6s  %-14s %-9s %s", (long long)r->id,
+           mp_escape_ctrl(dash(r->slide), esc[0], 160), mp_escape_ctrl(dash(r->patient), esc[1], 160), (long long)r->x0,
+           (long long)r->y0, r->size0, num[0], num[1], num[2], num[3], mp_escape_ctrl(dash(r->label), esc[2], 160),
+           dash(r->split), dash(r->mags));
+    if (pred) {
+        printf("  %-14s ", dash(r->prediction));
+        if (!r->has_confidence) printf("-");
+        else printf("%.3f", r->confidence);
+    }
+    printf("\n");
 }
 
 int cmd_db_query(const char *db_path, int argc, char **argv)
@@ -135,70 +180,30 @@ int cmd_db_query(const char *db_path, int argc, char **argv)
         db_close(db);
         return MP_EXIT_USAGE;
     }
-    sqlite3_stmt *st = db_query_prepare(db, q, 0, o.count, o.limit);
-    int rc = st ? SQLITE_OK : SQLITE_ERROR;
-    if (st && o.count) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) printf("%lld\n", (long long)sqlite3_column_int64(st, 0)), rc = SQLITE_DONE;
-    } else if (st) {
-        static const char *names[DBQ_NCOLS] = {"id", "slide", "patient", "x0", "y0", "size0", "tissue", "blur",
-                                               "pen", "brightness", "label", "split", "mags", "prediction",
-                                               "confidence", "slide_id"};
+    int ok = 1;
+    if (o.count) {
+        int64_t n = db_query_count(db, q, 0);
+        if (n >= 0) printf("%lld\n", (long long)n);
+        ok = n >= 0;
+    } else {
+        db_query_rows *rows = db_query_run(db, q, 0, o.limit);
         int pred = db_query_uses_predictions(q);
-        if (!o.json) {
+        if (rows && !o.json) {
             printf("%8s  %-24s %-12s %8s %8s %7s %6s %9s %6s %6s  %-14s %-9s %s", "id", "slide", "patient", "x0", "y0",
                    "size0", "tissue", "blur", "pen", "bright", "label", "split", "mags");
             if (pred) printf("  %-14s %s", "prediction", "conf");
             printf("\n");
         }
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (o.json) {
-                json_t *obj = json_object();
-                for (int c = 0; c < DBQ_NCOLS; c++) {
-                    if ((c == DBQ_PREDICTION || c == DBQ_CONFIDENCE) && !pred) continue;
-                    if (c == DBQ_SLIDE_ID) continue;
-                    if (c == DBQ_MAGS) {
-                        json_t *a = json_array();
-                        const char *m = (const char *)sqlite3_column_text(st, c);
-                        for (char *e; m && *m; m = *e ? e + 1 : e) {
-                            double v = strtod(m, &e);
-                            if (e == m) break;
-                            json_array_append_new(a, json_real(v));
-                        }
-                        json_object_set_new(obj, names[c], a);
-                    } else json_object_set_new(obj, names[c], col_json(st, c));
-                }
-                char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-                printf("%s\n", s);
-                free(s);
-                json_decref(obj);
-            } else {
-                char num[4][32];
-                for (int k = 0; k < 4; k++) {
-                    int c = DBQ_TISSUE + k;
-                    if (sqlite3_column_type(st, c) == SQLITE_NULL) snprintf(num[k], 32, "-");
-                    else snprintf(num[k], 32, k == 1 ? "%.1f" : "%.3f", sqlite3_column_double(st, c));
-                }
-                char esc[3][160];
-                printf("%8lld  %-24s %-12s %8lld %8lld %7.1f %6s %9s %6s %6s  %-14s %-9s %s",
-                       (long long)sqlite3_column_int64(st, DBQ_ID), mp_escape_ctrl(txt(st, DBQ_SLIDE), esc[0], 160),
-                       mp_escape_ctrl(txt(st, DBQ_PATIENT), esc[1], 160), (long long)sqlite3_column_int64(st, DBQ_X0),
-                       (long long)sqlite3_column_int64(st, DBQ_Y0), sqlite3_column_double(st, DBQ_SIZE0), num[0],
-                       num[1], num[2], num[3], mp_escape_ctrl(txt(st, DBQ_LABEL), esc[2], 160), txt(st, DBQ_SPLIT),
-                       txt(st, DBQ_MAGS));
-                if (pred) {
-                    printf("  %-14s ", txt(st, DBQ_PREDICTION));
-                    if (sqlite3_column_type(st, DBQ_CONFIDENCE) == SQLITE_NULL) printf("-");
-                    else printf("%.3f", sqlite3_column_double(st, DBQ_CONFIDENCE));
-                }
-                printf("\n");
-            }
+        db_patch_row r;
+        int rc = rows ? 1 : -1;
+        while (rows && (rc = db_query_next(rows, &r)) == 1) {
+            if (o.json) print_json(&r, pred);
+            else print_line(&r, pred);
         }
+        ok = rc == 0;
+        db_query_rows_free(rows);
     }
-    if (st && rc != SQLITE_DONE) db_fail(db, "query");
-    sqlite3_finalize(st);
     db_query_free(q);
-    int ok = rc == SQLITE_DONE;
     if (!ok) mp_error("%s", mp_err());
     db_close(db);
     return ok ? MP_EXIT_OK : MP_EXIT_FAIL;
