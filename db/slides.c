@@ -177,3 +177,18 @@ int db_slide_mask(mp_db *db, int64_t id, const char *path, void **png, size_t *l
     sqlite3_finalize(st);
     return found;
 }
+
+int db_slide_mpp_path(mp_db *db, int64_t id, int *has_mpp, double *mpp, char *path, size_t cap)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT mpp_x, path FROM slides WHERE id = ?1");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st), found = rc == SQLITE_ROW;
+    if (found) {
+        *has_mpp = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        *mpp = sqlite3_column_double(st, 0);
+        snprintf(path, cap, "%s", (const char *)sqlite3_column_text(st, 1));
+    } else if (rc != SQLITE_DONE) found = db_fail(db, "reading a slide");
+    sqlite3_finalize(st);
+    return found;
+}

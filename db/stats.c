@@ -110,13 +110,36 @@ int db_mag_storage_each(mp_db *db, int (*fn)(void *ctx, const db_mag_storage *r)
     return done(db, st, rc, stop);
 }
 
-int db_class_names(mp_db *db, int (*fn)(void *ctx, const char *name), void *ctx)
+int db_classes_each(mp_db *db, int (*fn)(void *ctx, int64_t id, const char *name), void *ctx)
 {
-    sqlite3_stmt *st = db_prepare(db, "SELECT name FROM classes ORDER BY id");
+    sqlite3_stmt *st = db_prepare(db, "SELECT id, name FROM classes ORDER BY id");
     if (!st) return -1;
     int rc, stop = 0;
-    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, text(st, 0));
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, sqlite3_column_int64(st, 0), text(st, 1));
     return done(db, st, rc, stop);
+}
+
+int64_t db_mags_count(mp_db *db) { return db_query_int(db, "SELECT count(DISTINCT mag) FROM images"); }
+
+int db_mag_any(mp_db *db, double *mag)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT mag FROM images LIMIT 1");
+    if (!st) return -1;
+    int rc = sqlite3_step(st), have = rc == SQLITE_ROW;
+    if (have) *mag = sqlite3_column_double(st, 0);
+    rc = done(db, st, have ? SQLITE_DONE : rc, 0);
+    return rc ? rc : have;
+}
+
+int64_t db_mag_images(mp_db *db, double mag)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT count(*) FROM images WHERE abs(mag - ?1) < 1e-3");
+    if (!st) return -1;
+    sqlite3_bind_double(st, 1, mag);
+    int rc = sqlite3_step(st);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    rc = done(db, st, rc == SQLITE_ROW ? SQLITE_DONE : rc, 0);
+    return rc ? rc : n;
 }
 
 int db_split_patches_each(mp_db *db, int (*fn)(void *ctx, const db_split_patches *r), void *ctx)

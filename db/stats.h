@@ -58,8 +58,14 @@ typedef struct {
 /* Images per magnification, high to low. */
 int db_mag_storage_each(mp_db *db, int (*fn)(void *ctx, const db_mag_storage *r), void *ctx);
 
-/* Class names in id order. */
-int db_class_names(mp_db *db, int (*fn)(void *ctx, const char *name), void *ctx);
+/* The classes in id order. */
+int db_classes_each(mp_db *db, int (*fn)(void *ctx, int64_t id, const char *name), void *ctx);
+
+/* Magnifications stored: how many distinct (-1 + mp_err); one of them (1 + *mag, 0 when there
+ * are no images, -1); the images at mag (within 1e-3; -1 + mp_err). */
+int64_t db_mags_count(mp_db *db);
+int db_mag_any(mp_db *db, double *mag);
+int64_t db_mag_images(mp_db *db, double mag);
 
 /* Slides and patches per split, in split name order (patients and labelled are 0). */
 typedef struct {

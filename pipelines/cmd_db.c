@@ -48,8 +48,9 @@ static int print_mag_images(void *ctx, const db_mag_storage *r)
     return 0;
 }
 
-static int print_class_name(void *ctx, const char *name)
+static int print_class_name(void *ctx, int64_t id, const char *name)
 {
+    (void)id;
     printf("%s%s", (*(int *)ctx)++ ? ", " : " (", name);
     return 0;
 }
@@ -76,7 +77,7 @@ static int do_info(mp_db *db)
     printf("classes   %lld", (long long)n.classes);
     if (n.classes > 0) {
         int k = 0;
-        db_class_names(db, print_class_name, &k);
+        db_classes_each(db, print_class_name, &k);
         if (k) printf(")");
     }
     printf("\nlabels    %lld slides labelled, %lld patches with region labels\n", (long long)n.labelled_slides,

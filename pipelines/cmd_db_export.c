@@ -23,6 +23,8 @@
 #include "common/vipserr.h"
 #include "db/db.h"
 #include "db/query.h"
+#include "db/slides.h"
+#include "db/stats.h"
 #include "nn/npy.h"
 #include "pipelines/cmds.h"
 
@@ -202,8 +204,15 @@ typedef struct {
     mp_db *db;
     const export_opts *o;
     const char *stage;
-    sqlite3_stmt *st;
-    sqlite3_stmt *cls; /* class id by name */
+    db_query_rows *rows;
+    db_patch_row row;  /* the current row */
+    int nclasses;
+    int64_t *class_ids;
+    char **class_names;
+    int64_t slide_id;  /* the slide whose MPP and path are below (0: none yet) */
+    int slide_found, has_mpp;
+    double mpp;
+    char slide_path[4096];
     int64_t n; /* rows the query selects */
     mp_progress *prog;
 } exporter;
@@ -214,54 +223,64 @@ static void csv_field(FILE *f, const char *s, int last)
     fputc(last ? '\n' : ',', f);
 }
 
-static const char *col_text(sqlite3_stmt *st, int c, char *buf, size_t cap)
+static const char *real_text(int has, double v, char *buf, size_t cap)
 {
-    switch (sqlite3_column_type(st, c)) {
-    case SQLITE_NULL: return "";
-    case SQLITE_FLOAT: snprintf(buf, cap, "%.10g", sqlite3_column_double(st, c)); return buf;
-    default: return (const char *)sqlite3_column_text(st, c);
-    }
+    if (!has) return "";
+    snprintf(buf, cap, "%.10g", v);
+    return buf;
+}
+
+static int add_class(void *ctx, int64_t id, const char *name)
+{
+    exporter *E = ctx;
+    E->class_ids = mp_xrealloc(E->class_ids, sizeof(int64_t) * (E->nclasses + 1));
+    E->class_names = mp_xrealloc(E->class_names, sizeof(char *) * (E->nclasses + 1));
+    E->class_ids[E->nclasses] = id;
+    E->class_names[E->nclasses++] = mp_xstrdup(name);
+    return 0;
 }
 
 /* Class id of the row's label (the classes table), -1 when unlabelled or unknown. */
 static int64_t class_id(exporter *E)
 {
-    if (sqlite3_column_type(E->st, DBQ_LABEL) == SQLITE_NULL || !E->cls) return -1;
-    sqlite3_reset(E->cls);
-    sqlite3_bind_value(E->cls, 1, sqlite3_column_value(E->st, DBQ_LABEL));
-    int64_t id = sqlite3_step(E->cls) == SQLITE_ROW ? sqlite3_column_int64(E->cls, 0) : -1;
-    sqlite3_reset(E->cls);
-    return id;
+    for (int i = 0; E->row.label && i < E->nclasses; i++)
+        if (!strcmp(E->class_names[i], E->row.label)) return E->class_ids[i];
+    return -1;
 }
 
 static const char *csv_head[] = {"id", "slide", "patient", "split", "label", "label_id", "x0", "y0", "size0", "mpp",
                                  "tissue", "blur", "pen", "brightness", "slide_path"};
 
 /* One CSV row of the current result row (mpp and path looked up by slide id). */
-static void csv_row(exporter *E, FILE *f, sqlite3_stmt *slide_q)
+static void csv_row(exporter *E, FILE *f)
 {
-    sqlite3_stmt *st = E->st;
+    const db_patch_row *r = &E->row;
+    if (r->slide_id != E->slide_id) {
+        E->slide_id = r->slide_id;
+        E->slide_found = db_slide_mpp_path(E->db, r->slide_id, &E->has_mpp, &E->mpp, E->slide_path,
+                                           sizeof E->slide_path) == 1;
+    }
     char b[8][64];
-    sqlite3_reset(slide_q);
-    sqlite3_bind_int64(slide_q, 1, sqlite3_column_int64(st, DBQ_SLIDE_ID));
-    int have = sqlite3_step(slide_q) == SQLITE_ROW;
     snprintf(b[0], 64, "%lld", (long long)class_id(E));
-    csv_field(f, col_text(st, DBQ_ID, b[1], 64), 0);
-    csv_field(f, (const char *)sqlite3_column_text(st, DBQ_SLIDE), 0);
-    csv_field(f, (const char *)sqlite3_column_text(st, DBQ_PATIENT), 0);
-    csv_field(f, (const char *)sqlite3_column_text(st, DBQ_SPLIT), 0);
-    csv_field(f, (const char *)sqlite3_column_text(st, DBQ_LABEL), 0);
+    snprintf(b[1], 64, "%lld", (long long)r->id);
+    snprintf(b[2], 64, "%lld", (long long)r->x0);
+    snprintf(b[3], 64, "%lld", (long long)r->y0);
+    csv_field(f, b[1], 0);
+    csv_field(f, r->slide, 0);
+    csv_field(f, r->patient, 0);
+    csv_field(f, r->split, 0);
+    csv_field(f, r->label, 0);
     csv_field(f, b[0], 0);
-    csv_field(f, col_text(st, DBQ_X0, b[2], 64), 0);
-    csv_field(f, col_text(st, DBQ_Y0, b[3], 64), 0);
-    csv_field(f, col_text(st, DBQ_SIZE0, b[4], 64), 0);
-    csv_field(f, have ? col_text(slide_q, 0, b[5], 64) : "", 0);
-    csv_field(f, col_text(st, DBQ_TISSUE, b[6], 64), 0);
-    csv_field(f, col_text(st, DBQ_BLUR, b[7], 64), 0);
+    csv_field(f, b[2], 0);
+    csv_field(f, b[3], 0);
+    csv_field(f, real_text(1, r->size0, b[4], 64), 0);
+    csv_field(f, E->slide_found ? real_text(E->has_mpp, E->mpp, b[5], 64) : "", 0);
+    csv_field(f, real_text(1, r->tissue, b[6], 64), 0);
+    csv_field(f, real_text(r->has_blur, r->blur, b[7], 64), 0);
     char c[3][64];
-    csv_field(f, col_text(st, DBQ_PEN, c[0], 64), 0);
-    csv_field(f, col_text(st, DBQ_BRIGHTNESS, c[1], 64), 0);
-    csv_field(f, have ? (const char *)sqlite3_column_text(slide_q, 1) : "", 1);
+    csv_field(f, real_text(r->has_pen, r->pen, c[0], 64), 0);
+    csv_field(f, real_text(r->has_brightness, r->brightness, c[1], 64), 0);
+    csv_field(f, E->slide_found ? E->slide_path : "", 1);
 }
 
 static FILE *csv_open(const char *stage, const char *name, char *path, size_t cap)
@@ -289,21 +308,15 @@ static int export_csv(exporter *E, const char *name)
     char path[4096];
     FILE *f = csv_open(E->stage, name, path, sizeof path);
     if (!f) return -1;
-    sqlite3_stmt *sq = db_prepare(E->db, "SELECT mpp_x, path FROM slides WHERE id = ?1");
-    if (!sq) {
-        fclose(f);
-        return -1;
-    }
     int rc;
     int64_t done = 0;
-    while ((rc = sqlite3_step(E->st)) == SQLITE_ROW) {
-        csv_row(E, f, sq);
+    while ((rc = db_query_next(E->rows, &E->row)) == 1) {
+        csv_row(E, f);
         mp_progress_update(E->prog, (uint64_t)++done, NULL);
     }
-    sqlite3_finalize(sq);
-    if (rc != SQLITE_DONE) {
+    if (rc) {
         fclose(f);
-        return db_fail(E->db, "export");
+        return -1;
     }
     return csv_close(f, path);
 }
@@ -344,29 +357,28 @@ static int export_imagefolder(exporter *E)
     name_map splits = {0}, classes = {0};
     int rc, fail = 0;
     int64_t done = 0;
-    while (!fail && (rc = sqlite3_step(E->st)) == SQLITE_ROW) {
-        sqlite3_stmt *st = E->st;
-        const char *split = (const char *)sqlite3_column_text(st, DBQ_SPLIT);
-        const char *label = (const char *)sqlite3_column_text(st, DBQ_LABEL);
+    while (!fail && (rc = db_query_next(E->rows, &E->row)) == 1) {
+        const db_patch_row *r = &E->row;
+        const char *split = r->split, *label = r->label;
         char sdir[MP_SAFE_NAME_MAX + 8], cdir[MP_SAFE_NAME_MAX + 8], slide[MP_SAFE_NAME_MAX + 8];
         if (map_name(&splits, split ? split : "unsplit", "split", sdir, sizeof sdir) ||
             map_name(&classes, label ? label : "unlabelled", "class", cdir, sizeof cdir)) {
             fail = 1;
             break;
         }
-        mp_safe_name((const char *)sqlite3_column_text(st, DBQ_SLIDE), slide, sizeof slide);
+        mp_safe_name(r->slide, slide, sizeof slide);
         char path[4096];
         snprintf(path, sizeof path, "%s/%s/%s", E->stage, sdir, cdir);
         if (mp_mkdir_p(path)) {
             fail = 1;
             break;
         }
-        int64_t pid = sqlite3_column_int64(st, DBQ_ID);
+        int64_t pid = r->id;
         snprintf(path, sizeof path, "%s/%s/%s/%s_%lld_%lld_%lld.png", E->stage, sdir, cdir, slide, (long long)pid,
-                 (long long)sqlite3_column_int64(st, DBQ_X0), (long long)sqlite3_column_int64(st, DBQ_Y0));
-        const char *codec = (const char *)sqlite3_column_text(st, DBQ_CODEC);
-        const void *data = sqlite3_column_blob(st, DBQ_DATA);
-        size_t len = (size_t)sqlite3_column_bytes(st, DBQ_DATA);
+                 (long long)r->x0, (long long)r->y0);
+        const char *codec = r->codec;
+        const void *data = r->data;
+        size_t len = r->bytes;
         if (codec && !strcmp(codec, "png")) {
             fail = write_all(path, data, len) != 0; /* stored PNG: the same bytes */
         } else {
@@ -392,9 +404,7 @@ static int export_imagefolder(exporter *E)
     }
     map_free(&splits);
     map_free(&classes);
-    if (fail) return -1;
-    if (rc != SQLITE_DONE) return db_fail(E->db, "export");
-    return 0;
+    return fail || rc ? -1 : 0;
 }
 
 static int export_npy(exporter *E)
@@ -408,20 +418,17 @@ static int export_npy(exporter *E)
     FILE *fi = NULL, *fx = NULL;
     int64_t *labels = mp_xmalloc(sizeof(int64_t) * (size_t)(N ? N : 1));
     fx = csv_open(E->stage, "index.csv", xpath, sizeof xpath);
-    sqlite3_stmt *sq = db_prepare(E->db, "SELECT mpp_x, path FROM slides WHERE id = ?1");
-    int rc = SQLITE_DONE, fail = !fx || !sq;
+    int rc = 0, fail = !fx;
     int64_t i = 0;
-    while (!fail && (rc = sqlite3_step(E->st)) == SQLITE_ROW) {
-        sqlite3_stmt *st = E->st;
-        int64_t pid = sqlite3_column_int64(st, DBQ_ID);
+    while (!fail && (rc = db_query_next(E->rows, &E->row)) == 1) {
+        int64_t pid = E->row.id;
         uint8_t *rgb;
         int w, h;
         if (i >= N) { /* cannot happen inside one read transaction */
             fail = mp_err_set("%s: the dataset changed during the export", db_path(E->db));
             break;
         }
-        if (decode_rgb(sqlite3_column_blob(st, DBQ_DATA), (size_t)sqlite3_column_bytes(st, DBQ_DATA), pid, E->o->mag,
-                       &rgb, &w, &h)) {
+        if (decode_rgb(E->row.data, E->row.bytes, pid, E->o->mag, &rgb, &w, &h)) {
             fail = 1;
             break;
         }
@@ -451,11 +458,10 @@ static int export_npy(exporter *E)
         }
         free(rgb);
         labels[i++] = class_id(E);
-        csv_row(E, fx, sq);
+        csv_row(E, fx);
         mp_progress_update(E->prog, (uint64_t)i, NULL);
     }
-    sqlite3_finalize(sq);
-    if (!fail && rc != SQLITE_DONE) fail = db_fail(E->db, "export") != 0;
+    if (!fail && rc) fail = 1;
     if (fi && fclose(fi) != 0 && !fail) fail = mp_err_set("%s: write failed: %s", ipath, strerror(errno)) != 0;
     if (fx && csv_close(fx, xpath) && !fail) fail = 1;
     if (!fail && H < 0) { /* nothing selected: an empty (0, 0, 0, 3) array */
@@ -476,16 +482,14 @@ static int export_npy(exporter *E)
     free(labels);
     if (!fail) {
         /* classes.txt: line k is class k (the ids labels.npy holds) */
-        sqlite3_stmt *cq = db_prepare(E->db, "SELECT id, name FROM classes ORDER BY id");
-        FILE *fc = cq ? fopen(cpath, "wx") : NULL;
+        FILE *fc = fopen(cpath, "wx");
         int64_t next = 0;
-        while (fc && sqlite3_step(cq) == SQLITE_ROW) {
-            for (; next < sqlite3_column_int64(cq, 0); next++) fputc('\n', fc);
+        for (int k = 0; fc && k < E->nclasses; k++) {
+            for (; next < E->class_ids[k]; next++) fputc('\n', fc);
             char esc[512];
-            fprintf(fc, "%s\n", mp_escape_ctrl((const char *)sqlite3_column_text(cq, 1), esc, sizeof esc));
+            fprintf(fc, "%s\n", mp_escape_ctrl(E->class_names[k], esc, sizeof esc));
             next++;
         }
-        sqlite3_finalize(cq);
         if (!fc || fclose(fc) != 0) fail = mp_err_set("%s: write failed", cpath) != 0;
     }
     return fail ? -1 : 0;
@@ -539,8 +543,8 @@ int cmd_db_export(const char *db_path, int argc, char **argv)
         goto out;
     }
     /* one snapshot: the count and the rows agree even if a tiler writes meanwhile */
-    if (db_exec(db, "BEGIN")) goto fail;
-    int64_t nmags = db_query_int(db, "SELECT count(DISTINCT mag) FROM images");
+    if (db_read_begin(db)) goto fail;
+    int64_t nmags = db_mags_count(db);
     char mags[256];
     db_query_mags(db, mags, sizeof mags);
     if (o.mag <= 0 && strcmp(o.format, "csv")) {
@@ -549,29 +553,20 @@ int cmd_db_export(const char *db_path, int argc, char **argv)
             code = MP_EXIT_USAGE;
             goto out;
         }
-        sqlite3_stmt *m = db_prepare(db, "SELECT mag FROM images LIMIT 1");
-        if (m && sqlite3_step(m) == SQLITE_ROW) o.mag = sqlite3_column_double(m, 0);
-        sqlite3_finalize(m);
+        db_mag_any(db, &o.mag);
         if (o.mag <= 0) {
             mp_error("db export: %s holds no images (tile or import patches first)", db_path);
             goto out;
         }
     } else if (o.mag > 0) {
-        sqlite3_stmt *m = db_prepare(db, "SELECT count(*) FROM images WHERE abs(mag - ?1) < 1e-3");
-        int have = 0;
-        if (m) sqlite3_bind_double(m, 1, o.mag);
-        if (m && sqlite3_step(m) == SQLITE_ROW) have = sqlite3_column_int64(m, 0) > 0;
-        sqlite3_finalize(m);
+        int have = db_mag_images(db, o.mag) > 0;
         if (!have) {
             mp_error("db export: %s has no images at %gx (it holds %s)", db_path, o.mag, mags);
             code = MP_EXIT_USAGE;
             goto out;
         }
     }
-    sqlite3_stmt *cnt = db_query_prepare(db, q, o.mag, 1, 0);
-    if (!cnt) goto fail;
-    if (sqlite3_step(cnt) == SQLITE_ROW) E.n = sqlite3_column_int64(cnt, 0);
-    sqlite3_finalize(cnt);
+    if ((E.n = db_query_count(db, q, o.mag)) < 0) goto fail;
     if (prepare_out(o.out)) goto fail;
     snprintf(stage, sizeof stage, "%s/" STAGE_PREFIX "%d", o.out, (int)getpid());
     if (mkdir(stage, 0755) != 0) {
@@ -580,8 +575,8 @@ int cmd_db_export(const char *db_path, int argc, char **argv)
         goto fail;
     }
     E.stage = stage;
-    if (!(E.st = db_query_prepare(db, q, o.mag, 0, 0))) goto fail;
-    if (!(E.cls = db_prepare(db, "SELECT id FROM classes WHERE name = ?1"))) goto fail;
+    if (!(E.rows = db_query_run(db, q, o.mag, 0))) goto fail;
+    if (db_classes_each(db, add_class, &E)) goto fail;
     if (strcmp(o.format, "csv") && VIPS_INIT("magpie")) {
         char why[400];
         mp_err_set("libvips: %s", mp_vips_err_take_into(why, sizeof why, NULL));
@@ -603,8 +598,10 @@ fail:
 out:
     if (stage[0]) rm_tree(stage); /* a failed export leaves DIR as it found it */
     mp_progress_free(E.prog);
-    sqlite3_finalize(E.st);
-    sqlite3_finalize(E.cls);
+    db_query_rows_free(E.rows);
+    for (int k = 0; k < E.nclasses; k++) free(E.class_names[k]);
+    free(E.class_names);
+    free(E.class_ids);
     db_query_free(q);
     db_close(db);
     return code;
