@@ -1,6 +1,7 @@
 /* db/check.c — the integrity check behind `magpie db DB check`. Each rule is one SQL query
  * that lists offending rows; blob decoding walks the images table once. */
 #include "db/check.h"
+#include "db/sql.h"
 #include "db/split.h"
 
 #include <stdarg.h>

@@ -1,5 +1,6 @@
 /* db/db.c — open/create/migrate the dataset, and small helpers over the SQLite API. */
 #include "db/db.h"
+#include "db/sql.h"
 
 #include <errno.h>
 #include <stdio.h>

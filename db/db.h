@@ -1,11 +1,20 @@
 /* db/db.h — the magpie dataset handle: one SQLite file in WAL mode (schema in db/schema.sql).
  * Opening creates or migrates the schema. A failed call returns -1 (or NULL) and leaves mp_err()
  * "DB.sqlite: reason"; the handle keeps no error of its own (no sticky error: every call stands
- * alone, and a failed one may be retried). */
+ * alone, and a failed one may be retried).
+ *
+ * The contract: SQL lives in db/ only. The rest of magpie reads and writes the dataset through
+ * typed functions named after what they return, one header per topic (slides.h, split.h and
+ * splits.h, labels.h, stats.h, dataset.h, query.h, tiling.h, predictions.h, ...): numbers and
+ * structs, listings through a row callback or a cursor (db_query_run), never a statement. This
+ * header and those include no SQLite header; db/sql.h (the connection and statements) is for db/'s
+ * own files and the tests that build fixtures (view/ still includes it: moving its reads behind
+ * typed functions is open, issue 16). What remains here for callers outside db/ is the
+ * handle, transactions, meta and naming a slide; db_exec and db_query_int take SQL and are
+ * for db/ and tests (pipelines/shard.c, cmd_db_vacuum.c, cmd_db_merge.c still call them). */
 #ifndef MP_DB_H
 #define MP_DB_H
 
-#include <sqlite3.h>
 #include <stdint.h>
 
 #define DB_SCHEMA_VERSION 4 /* 2: predictions; 3: labels kept apart from patches, folds; 4: slides.kind */
@@ -18,16 +27,11 @@ typedef struct mp_db mp_db;
  * NULL + mp_err on failure: not a SQLite file, newer schema than this magpie, ... */
 mp_db *db_open(const char *path, int flags);
 void db_close(mp_db *db);              /* accepts NULL */
-sqlite3 *db_sqlite(mp_db *db);         /* borrowed */
 const char *db_path(const mp_db *db);
 int64_t db_schema_version(mp_db *db); /* PRAGMA user_version; -1 + mp_err */
 
 /* Run SQL with no results. -1 + mp_err ("PATH: sqlite message (in: SQL...)"). */
 int db_exec(mp_db *db, const char *sql);
-/* Prepare; NULL + mp_err on failure. */
-sqlite3_stmt *db_prepare(mp_db *db, const char *sql);
-/* Set mp_err from the connection's last SQLite error, prefixed with the db path and `what`. */
-int db_fail(mp_db *db, const char *what);
 
 int db_begin(mp_db *db);               /* BEGIN IMMEDIATE */
 int db_commit(mp_db *db);

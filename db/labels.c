@@ -2,6 +2,7 @@
  * into the dataset. Patch coverage is measured on a 16×16 grid of sample points per patch, each
  * tested against the class polygons with the even-odd rule (holes are inner rings). */
 #include "db/labels.h"
+#include "db/sql.h"
 
 #include <csv.h>
 #include <errno.h>

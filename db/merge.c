@@ -4,6 +4,7 @@
  * one by one: a shard's slide k becomes k + (the target's largest slide id), and likewise for
  * patches and predictions, so order is kept and no id map is needed whatever the size. */
 #include "db/merge.h"
+#include "db/sql.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,7 @@
 /* db/patchimport.c — the rows of an imported patch set (see db/patchimport.h), written with
  * statements prepared once per import. */
 #include "db/patchimport.h"
+#include "db/sql.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 /* db/predictions.c — writes and counts of the predictions table. */
 #include "db/predictions.h"
+#include "db/sql.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -34,7 +34,7 @@ const char *db_query_where(const db_query *q);
 /* Whether the expression uses prediction/confidence (they need db_query_prepare's temp table). */
 int db_query_uses_predictions(const db_query *q);
 
-/* Columns of a db_query_prepare row. */
+/* Columns of the compiled query's rows (db/sql.h's db_query_prepare; db_patch_row below holds them). */
 enum {
     DBQ_ID, DBQ_SLIDE, DBQ_PATIENT, DBQ_X0, DBQ_Y0, DBQ_SIZE0, DBQ_TISSUE, DBQ_BLUR, DBQ_PEN,
     DBQ_BRIGHTNESS, DBQ_LABEL, DBQ_SPLIT, DBQ_MAGS, DBQ_PREDICTION, DBQ_CONFIDENCE, DBQ_SLIDE_ID,
@@ -43,12 +43,6 @@ enum {
     DBQ_CODEC = DBQ_NCOLS, DBQ_WIDTH, DBQ_HEIGHT, DBQ_DATA
 };
 
-/* The matching patches ordered by id, with the columns above (DBQ_PREDICTION/CONFIDENCE NULL
- * unless the expression uses them). mag > 0 keeps only patches with an image at that
- * magnification and adds its columns. count_only: one row, the count. Checks split values
- * against the splits the dataset and magpie know ("unknown split 'x' (known: ...)").
- * NULL + mp_err on failure. */
-sqlite3_stmt *db_query_prepare(mp_db *db, const db_query *q, double mag, int count_only, int64_t limit);
 
 /* A matching patch, as db_query_next gives it. Strings are borrowed until the next call; NULL
  * where the dataset has no value (patient, label, split, prediction). */

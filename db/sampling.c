@@ -1,5 +1,6 @@
 /* db/sampling.c — class-balanced sampling weights and their CSV file (see db/sampling.h). */
 #include "db/sampling.h"
+#include "db/sql.h"
 
 #include <csv.h>
 #include <errno.h>

@@ -7,5 +7,19 @@
 #include <sqlite3.h>
 
 #include "db/db.h"
+#include "db/query.h"
+
+sqlite3 *db_sqlite(mp_db *db); /* borrowed */
+/* Prepare; NULL + mp_err on failure. */
+sqlite3_stmt *db_prepare(mp_db *db, const char *sql);
+/* Set mp_err from the connection's last SQLite error, prefixed with the db path and `what`. */
+int db_fail(mp_db *db, const char *what);
+
+/* The statement behind db_query_run and db_query_count: the columns of query.h's DBQ_ enum.
+ * The matching patches ordered by id (DBQ_PREDICTION/CONFIDENCE NULL unless the expression
+ * uses them). mag > 0 keeps only patches with an image at that magnification and adds its
+ * columns. count_only: one row, the count. Checks split values against the splits the dataset
+ * and magpie know ("unknown split 'x' (known: ...)"). NULL + mp_err on failure. */
+sqlite3_stmt *db_query_prepare(mp_db *db, const db_query *q, double mag, int count_only, int64_t limit);
 
 #endif

@@ -2,6 +2,7 @@
  * batched patch + image inserts, tile errors. Status moves pending -> tiling -> done|failed,
  * each step in its own transaction; patches and their images always commit together. */
 #include "db/labels.h"
+#include "db/sql.h"
 #include "db/tiling.h"
 
 #include <errno.h>

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
+#include "db/sql.h" /* still steps SQLite statements itself: not yet behind typed reads */
 #include "view/internal.h"
 
 static char *join(const char *a, const char *b)

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "db/db.h"
+#include "db/sql.h" /* still steps SQLite statements itself: not yet behind typed reads */
 #include "db/query.h"
 #include "view/assets.h"
 #include "view/internal.h"

@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "common/vipserr.h"
 #include "db/db.h"
+#include "db/sql.h" /* still steps SQLite statements itself: not yet behind typed reads */
 #include "view/internal.h"
 
 int view_dz_max_level(int64_t w, int64_t h)

@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "common/vipserr.h"
 #include "db/db.h"
+#include "db/sql.h"
 #include "nn/npy.h"
 
 #define S 12 /* patch side at 10x */

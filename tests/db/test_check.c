@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/vipserr.h"
 #include "db/check.h"
+#include "db/sql.h"
 
 static int decode(const void *data, size_t len, const char *codec, int *w, int *h)
 {

@@ -11,6 +11,7 @@
 #include "db/slides.h"
 #include "db/split.h"
 #include "db/tiling.h"
+#include "db/sql.h"
 
 static void write_text(const char *path, const char *text)
 {

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "db/db.h"
+#include "db/sql.h"
 #include "db/predictions.h"
 
 TEST(create_and_reopen)

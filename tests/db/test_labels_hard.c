@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/rng.h"
 #include "db/labels.h"
+#include "db/sql.h"
 
 /* n slides s0000.. with a gx x gx grid of `size`-px patches each */
 static mp_db *make_db(const char *name, int n, int grid, double size)

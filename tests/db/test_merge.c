@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "db/db.h"
+#include "db/sql.h"
 #include "db/merge.h"
 
 TEST(knows_every_table)

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "db/db.h"
+#include "db/sql.h"
 #include "db/query.h"
 
 static mp_db *D;

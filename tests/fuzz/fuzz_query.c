@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "db/db.h"
+#include "db/sql.h"
 #include "db/query.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "db/db.h"
+#include "db/sql.h"
 
 static mp_db *fuzz_db(void)
 {

@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "db/db.h"
+#include "db/sql.h"
 #include "infer/infer.h"
 #include "infer/internal.h"
 

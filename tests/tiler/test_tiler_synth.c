@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "db/db.h"
+#include "db/sql.h"
 #include "tiler/tiler.h"
 
 static char dir[64];

@@ -9,6 +9,7 @@
 #include "db/dataset.h"
 #include "db/labels.h"
 #include "db/split.h"
+#include "db/sql.h"
 
 static void write_text(const char *path, const char *text)
 {

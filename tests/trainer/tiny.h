@@ -14,6 +14,7 @@
 
 #include "common/rng.h"
 #include "db/db.h"
+#include "db/sql.h"
 
 typedef struct {
     int slides, per_slide, classes;
