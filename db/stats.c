@@ -75,6 +75,9 @@ int db_mpp_sources(mp_db *db, int (*fn)(void *ctx, const db_mpp_source *r), void
     return done(db, st, rc, stop);
 }
 
+int64_t db_slides_count(mp_db *db) { return db_query_int(db, "SELECT count(*) FROM slides"); }
+int64_t db_patches_count(mp_db *db) { return db_query_int(db, "SELECT count(*) FROM patches"); }
+
 int db_summary_get(mp_db *db, db_summary *o)
 {
     static const char *const q[] = {

@@ -36,6 +36,10 @@ typedef struct {
 /* Slides per MPP source, most slides first (then by name). */
 int db_mpp_sources(mp_db *db, int (*fn)(void *ctx, const db_mpp_source *r), void *ctx);
 
+/* Rows of the slides and patches tables; -1 + mp_err. */
+int64_t db_slides_count(mp_db *db);
+int64_t db_patches_count(mp_db *db);
+
 /* `db info`'s counts. */
 typedef struct {
     int64_t schema;                                /* PRAGMA user_version */

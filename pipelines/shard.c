@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "db/db.h"
+#include "db/stats.h"
 
 #define SHARD_MAX 100000
 
@@ -89,7 +90,7 @@ int shard_check_folder(const char *db_path, const run_shard *s)
     if (!db) return -1;
     char *have = db_meta_get(db, "shard");
     int rc = 0;
-    if (have ? strcmp(have, want) != 0 : want[0] && db_query_int(db, "SELECT count(*) FROM slides") > 0)
+    if (have ? strcmp(have, want) != 0 : want[0] && db_slides_count(db) > 0)
         rc = mp_err_set("%s: this folder holds %s%s of its manifest, and this run is %s%s (%s); give each shard "
                         "its own folder and keep N the same between submissions",
                         db_path, have ? "shard " : "", have ? have : "an unsharded run", want[0] ? "shard " : "",
