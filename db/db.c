@@ -73,6 +73,7 @@ sqlite3_stmt *db_prepare(mp_db *db, const char *sql)
 int db_begin(mp_db *db) { return db_exec(db, "BEGIN IMMEDIATE"); }
 int db_commit(mp_db *db) { return db_exec(db, "COMMIT"); }
 int db_rollback(mp_db *db) { return db_exec(db, "ROLLBACK"); }
+int db_vacuum(mp_db *db) { return db_exec(db, "VACUUM") || db_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)") ? -1 : 0; }
 int db_read_begin(mp_db *db) { return db_exec(db, "BEGIN DEFERRED"); }
 void db_read_end(mp_db *db) { db_exec(db, "COMMIT"); }
 

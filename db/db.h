@@ -40,6 +40,9 @@ int db_rollback(mp_db *db);
 int db_read_begin(mp_db *db);
 void db_read_end(mp_db *db);
 
+/* Rebuild the file without its free pages (VACUUM) and fold the WAL back into it. */
+int db_vacuum(mp_db *db);
+
 /* meta key/value. db_meta_get returns a malloc'd string or NULL when absent. */
 int db_meta_set(mp_db *db, const char *key, const char *value);
 char *db_meta_get(mp_db *db, const char *key);

@@ -39,8 +39,7 @@ int cmd_db_vacuum(const char *db_path, int argc, char **argv)
     }
     int lock = db_tile_lock(db_path, 1.0);
     int64_t before = mp_file_size(db_path);
-    int rc = lock < 0 ? -1 : db_exec(db, "VACUUM");
-    if (rc == 0) rc = db_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+    int rc = lock < 0 ? -1 : db_vacuum(db);
     if (rc == 0) {
         char a[32], b[32];
         mp_info("%s: %s -> %s", db_path, mp_fmt_bytes(a, sizeof a, (double)before),
