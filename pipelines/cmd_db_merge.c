@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "db/db.h"
 #include "db/merge.h"
+#include "db/stats.h"
 #include "pipelines/cmds.h"
 
 static void usage(FILE *f)
@@ -69,8 +70,8 @@ int cmd_db_merge(const char *out, int argc, char **argv)
     mp_db *db = db_open(out, DB_OPEN_READONLY);
     if (db) {
         mp_info("%s: %lld slides, %lld patches after merging %d dataset%s (%.1f s)", out,
-                (long long)db_query_int(db, "SELECT count(*) FROM slides"),
-                (long long)db_query_int(db, "SELECT count(*) FROM patches"), n, n == 1 ? "" : "s", mp_now() - t0);
+                (long long)db_slides_count(db),
+                (long long)db_patches_count(db), n, n == 1 ? "" : "s", mp_now() - t0);
         db_close(db);
     }
     return MP_EXIT_OK;
