@@ -192,3 +192,18 @@ int db_slide_mpp_path(mp_db *db, int64_t id, int *has_mpp, double *mpp, char *pa
     sqlite3_finalize(st);
     return found;
 }
+
+int db_tiled_slides(mp_db *db, int (*fn)(void *ctx, int64_t id, const char *path), void *ctx)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT id, path FROM slides WHERE status = 'done' AND "
+                                      "coalesce(vendor, '') != 'patch-import' ORDER BY id");
+    if (!st) return -1;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *path = (const char *)sqlite3_column_text(st, 1);
+        if (path) stop = fn(ctx, sqlite3_column_int64(st, 0), path);
+    }
+    if (!stop && rc != SQLITE_DONE) stop = db_fail(db, "slides");
+    sqlite3_finalize(st);
+    return stop;
+}

@@ -46,6 +46,11 @@ int db_slides_each(mp_db *db, int64_t id, const char *path, int (*fn)(void *ctx,
  * (malloc'd, *len bytes; NULL when the slide has no mask yet), 0 no such slide, -1 + mp_err. */
 int db_slide_mask(mp_db *db, int64_t id, const char *path, void **png, size_t *len);
 
+/* The slides the tiler finished, not patch imports (their "path" is a patch image), in id
+ * order: fn(ctx, id, path) per slide, its non-zero return stops the walk and is returned.
+ * 0, or -1 + mp_err. */
+int db_tiled_slides(mp_db *db, int (*fn)(void *ctx, int64_t id, const char *path), void *ctx);
+
 /* The MPP (*has_mpp 0 when unknown) and path of the slide with this id: 1, 0 no such slide, -1. */
 int db_slide_mpp_path(mp_db *db, int64_t id, int *has_mpp, double *mpp, char *path, size_t cap);
 

@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
-#include "db/sql.h" /* still steps SQLite statements itself: not yet behind typed reads */
+#include "db/slides.h"
 #include "view/internal.h"
 
 static char *join(const char *a, const char *b)
@@ -134,6 +134,23 @@ static int infer_dir_add(view_server *v, const char *dir)
     return 0;
 }
 
+typedef struct {
+    view_server *v;
+    const char *real; /* the dataset */
+} slide_walk;
+
+/* A slide of the dataset: the viewer shows it with the dataset's mask and patches. */
+static int take_slide(void *ctx, int64_t id, const char *path)
+{
+    slide_walk *w = ctx;
+    view_slide *s = slide_ref(w->v, path, w->real);
+    if (s && !s->db_path) {
+        s->db_path = mp_xstrdup(w->real);
+        s->db_slide_id = id;
+    }
+    return 0;
+}
+
 static int dataset_add(view_server *v, const char *real)
 {
     for (int i = 0; i < v->ndatasets; i++)
@@ -147,21 +164,11 @@ static int dataset_add(view_server *v, const char *real)
     v->datasets = mp_xrealloc(v->datasets, (v->ndatasets + 1) * sizeof *v->datasets);
     v->datasets[v->ndatasets++] = d;
     /* its slides (patch imports are not slides: their "path" is a patch image) */
-    sqlite3_stmt *st = db_prepare(db, "SELECT id, path FROM slides WHERE status = 'done' AND "
-                                      "coalesce(vendor, '') != 'patch-import' ORDER BY id");
-    if (!st) {
+    slide_walk w = {v, real};
+    if (db_tiled_slides(db, take_slide, &w)) {
         db_close(db);
         return -1;
     }
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *p = (const char *)sqlite3_column_text(st, 1);
-        view_slide *s = p ? slide_ref(v, p, real) : NULL;
-        if (s && !s->db_path) {
-            s->db_path = mp_xstrdup(real);
-            s->db_slide_id = sqlite3_column_int64(st, 0);
-        }
-    }
-    sqlite3_finalize(st);
     db_close(db);
     return 0;
 }
