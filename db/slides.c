@@ -207,3 +207,15 @@ int db_tiled_slides(mp_db *db, int (*fn)(void *ctx, int64_t id, const char *path
     sqlite3_finalize(st);
     return stop;
 }
+
+double db_slide_mask_downsample(mp_db *db, int64_t id)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT mask_downsample FROM slides WHERE id = ?1");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    double ds = rc == SQLITE_ROW ? sqlite3_column_double(st, 0) : 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) ds = db_fail(db, "reading a tissue mask");
+    sqlite3_finalize(st);
+    return ds;
+}

@@ -45,6 +45,8 @@ int db_slides_each(mp_db *db, int64_t id, const char *path, int (*fn)(void *ctx,
 /* The stored tissue mask (a PNG) of the slide with this id, or (id 0) this path: 1 + *png
  * (malloc'd, *len bytes; NULL when the slide has no mask yet), 0 no such slide, -1 + mp_err. */
 int db_slide_mask(mp_db *db, int64_t id, const char *path, void **png, size_t *len);
+/* The level-0 pixels per mask pixel of that slide's mask (0 when unknown), or -1 + mp_err. */
+double db_slide_mask_downsample(mp_db *db, int64_t id);
 
 /* The slides the tiler finished, not patch imports (their "path" is a patch image), in id
  * order: fn(ctx, id, path) per slide, its non-zero return stops the walk and is returned.

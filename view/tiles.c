@@ -14,7 +14,7 @@
 #include "common/util.h"
 #include "common/vipserr.h"
 #include "db/db.h"
-#include "db/sql.h" /* still steps SQLite statements itself: not yet behind typed reads */
+#include "db/slides.h"
 #include "view/internal.h"
 
 int view_dz_max_level(int64_t w, int64_t h)
@@ -453,17 +453,16 @@ static int mask_from_db(view_slide *s)
         return -1;
     }
     int rc = -1;
-    sqlite3_stmt *st = db_prepare(db, "SELECT mask, mask_width, mask_height, mask_downsample FROM slides WHERE id = ?");
-    if (!st) {
+    void *png;
+    size_t len;
+    int found = db_slide_mask(db, s->db_slide_id, NULL, &png, &len);
+    if (found < 0) {
         snprintf(s->mask_err, sizeof s->mask_err, "%s", mp_err());
         db_close(db);
         return -1;
     }
-    sqlite3_bind_int64(st, 1, s->db_slide_id);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB) {
-        const void *png = sqlite3_column_blob(st, 0);
-        int len = sqlite3_column_bytes(st, 0);
-        double ds = sqlite3_column_double(st, 3);
+    if (found == 1 && png) {
+        double ds = db_slide_mask_downsample(db, s->db_slide_id);
         VipsImage *im = vips_image_new_from_buffer(png, len, "", NULL), *g = NULL;
         if (im && !vips_extract_band(im, &g, 0, NULL)) {
             size_t n;
@@ -476,7 +475,7 @@ static int mask_from_db(view_slide *s)
         if (rc) snprintf(s->mask_err, sizeof s->mask_err, "%s: slide %lld: unreadable mask", s->db_path,
                          (long long)s->db_slide_id);
     } else snprintf(s->mask_err, sizeof s->mask_err, "%s: slide %lld has no mask", s->db_path, (long long)s->db_slide_id);
-    sqlite3_finalize(st);
+    free(png);
     db_close(db);
     return rc;
 }
