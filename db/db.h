@@ -8,8 +8,7 @@
  * splits.h, labels.h, stats.h, dataset.h, query.h, tiling.h, predictions.h, ...): numbers and
  * structs, listings through a row callback or a cursor (db_query_run), never a statement. This
  * header and those include no SQLite header; db/sql.h (the connection and statements) is for db/'s
- * own files and the tests that build fixtures (view/ still includes it: moving its reads behind
- * typed functions is open, issue 16). What remains here for callers outside db/ is the
+ * own files and the tests that build fixtures. What remains here for callers outside db/ is the
  * handle, transactions, meta and naming a slide; db_exec and db_query_int take SQL and are
  * for db/ and tests (pipelines/shard.c, cmd_db_vacuum.c, cmd_db_merge.c still call them). */
 #ifndef MP_DB_H

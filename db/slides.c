@@ -219,3 +219,42 @@ double db_slide_mask_downsample(mp_db *db, int64_t id)
     sqlite3_finalize(st);
     return ds;
 }
+
+int db_slide_patches(mp_db *db, int64_t slide_id, int limit, int (*fn)(void *ctx, const db_patch_place *p), void *ctx)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT id, x0, y0, size0, tissue FROM patches WHERE slide_id = ? ORDER BY id "
+                                      "LIMIT ?");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, slide_id);
+    sqlite3_bind_int(st, 2, limit);
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        db_patch_place p = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+                            sqlite3_column_double(st, 3), sqlite3_column_double(st, 4)};
+        stop = fn(ctx, &p);
+    }
+    if (!stop && rc != SQLITE_DONE) stop = db_fail(db, "patches");
+    sqlite3_finalize(st);
+    return stop;
+}
+
+int db_patch_image(mp_db *db, int64_t patch_id, double mag, char *codec, size_t cap, void **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    sqlite3_stmt *st = db_prepare(db, "SELECT codec, data FROM images WHERE patch_id = ?1 AND (?2 = 0 OR "
+                                      "abs(mag - ?2) < 1e-6) ORDER BY mag DESC LIMIT 1");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, patch_id);
+    sqlite3_bind_double(st, 2, mag);
+    int rc = sqlite3_step(st), found = rc == SQLITE_ROW;
+    if (found) {
+        const char *c = (const char *)sqlite3_column_text(st, 0);
+        snprintf(codec, cap, "%s", c ? c : "");
+        *len = (size_t)sqlite3_column_bytes(st, 1);
+        *data = mp_xmalloc(*len ? *len : 1);
+        if (*len) memcpy(*data, sqlite3_column_blob(st, 1), *len);
+    } else if (rc != SQLITE_DONE) found = db_fail(db, "reading a patch image");
+    sqlite3_finalize(st);
+    return found;
+}

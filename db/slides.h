@@ -53,6 +53,19 @@ double db_slide_mask_downsample(mp_db *db, int64_t id);
  * 0, or -1 + mp_err. */
 int db_tiled_slides(mp_db *db, int (*fn)(void *ctx, int64_t id, const char *path), void *ctx);
 
+typedef struct {
+    int64_t id, x0, y0;
+    double size0, tissue;
+} db_patch_place;
+
+/* The first `limit` patches of a slide in id order, where they sit: fn per patch (its non-zero
+ * return stops the walk and is returned). 0, or -1 + mp_err. */
+int db_slide_patches(mp_db *db, int64_t slide_id, int limit, int (*fn)(void *ctx, const db_patch_place *p), void *ctx);
+
+/* A patch's stored image at mag (within 1e-6), or (mag 0) its finest: 1 + *data (malloc'd, *len
+ * bytes) and its codec ("jpeg", "png") in codec, 0 when there is none, -1 + mp_err. */
+int db_patch_image(mp_db *db, int64_t patch_id, double mag, char *codec, size_t cap, void **data, size_t *len);
+
 /* The MPP (*has_mpp 0 when unknown) and path of the slide with this id: 1, 0 no such slide, -1. */
 int db_slide_mpp_path(mp_db *db, int64_t id, int *has_mpp, double *mpp, char *path, size_t cap);
 

@@ -20,8 +20,8 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "db/db.h"
-#include "db/sql.h" /* still steps SQLite statements itself: not yet behind typed reads */
 #include "db/query.h"
+#include "db/slides.h"
 #include "view/assets.h"
 #include "view/internal.h"
 
@@ -235,27 +235,33 @@ static enum MHD_Result route_grid(struct MHD_Connection *c, view_slide *s)
     return send_json(c, j, 1);
 }
 
+typedef struct {
+    json_t *a;
+    int n;
+} patch_list;
+
+static int add_patch(void *ctx, const db_patch_place *p)
+{
+    patch_list *l = ctx;
+    if (l->n++ >= MAX_PATCH_ROWS) return 1; /* one past the cap: the list is truncated */
+    json_array_append_new(l->a, json_pack("[I, I, I, f, f]", (json_int_t)p->id, (json_int_t)p->x0, (json_int_t)p->y0,
+                                          p->size0, p->tissue));
+    return 0;
+}
+
 static enum MHD_Result route_patches(struct MHD_Connection *c, view_slide *s)
 {
     if (!s->db_path) return send_text(c, 404, "this slide is in no dataset");
     mp_db *db = db_open(s->db_path, DB_OPEN_READONLY);
     if (!db) return send_text(c, 500, mp_err());
-    sqlite3_stmt *st = db_prepare(db, "SELECT id, x0, y0, size0, tissue FROM patches WHERE slide_id = ? ORDER BY id "
-                                      "LIMIT ?");
-    if (!st) {
+    patch_list l = {json_array(), 0};
+    if (db_slide_patches(db, s->db_slide_id, MAX_PATCH_ROWS + 1, add_patch, &l) < 0) {
+        json_decref(l.a);
         db_close(db);
         return send_text(c, 500, mp_err());
     }
-    sqlite3_bind_int64(st, 1, s->db_slide_id);
-    sqlite3_bind_int(st, 2, MAX_PATCH_ROWS + 1);
-    json_t *a = json_array();
-    int n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW && n++ < MAX_PATCH_ROWS)
-        json_array_append_new(a, json_pack("[I, I, I, f, f]", (json_int_t)sqlite3_column_int64(st, 0),
-                                           (json_int_t)sqlite3_column_int64(st, 1),
-                                           (json_int_t)sqlite3_column_int64(st, 2), sqlite3_column_double(st, 3),
-                                           sqlite3_column_double(st, 4)));
-    sqlite3_finalize(st);
+    json_t *a = l.a;
+    int n = l.n;
     db_close(db);
     return send_json(c, json_pack("{s:o, s:b}", "patches", a, "truncated", n > MAX_PATCH_ROWS), 1);
 }
@@ -268,14 +274,30 @@ static enum MHD_Result route_mask(view_server *v, struct MHD_Connection *c, view
                      1);
 }
 
-static json_t *col_json(sqlite3_stmt *st, int i)
+static json_t *str_or_null(const char *t) { return t ? json_string(t) : json_null(); }
+static json_t *real_or_null(int has, double v) { return has ? json_real(v) : json_null(); }
+
+/* A query row as the page reads it (mags as the text "10,1.25"). */
+static json_t *row_json(const db_patch_row *r)
 {
-    switch (sqlite3_column_type(st, i)) {
-    case SQLITE_NULL: return json_null();
-    case SQLITE_INTEGER: return json_integer(sqlite3_column_int64(st, i));
-    case SQLITE_FLOAT: return json_real(sqlite3_column_double(st, i));
-    default: return json_string((const char *)sqlite3_column_text(st, i));
-    }
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(r->id));
+    json_object_set_new(o, "slide", str_or_null(r->slide));
+    json_object_set_new(o, "patient", str_or_null(r->patient));
+    json_object_set_new(o, "x0", json_integer(r->x0));
+    json_object_set_new(o, "y0", json_integer(r->y0));
+    json_object_set_new(o, "size0", json_real(r->size0));
+    json_object_set_new(o, "tissue", json_real(r->tissue));
+    json_object_set_new(o, "blur", real_or_null(r->has_blur, r->blur));
+    json_object_set_new(o, "pen", real_or_null(r->has_pen, r->pen));
+    json_object_set_new(o, "brightness", real_or_null(r->has_brightness, r->brightness));
+    json_object_set_new(o, "label", str_or_null(r->label));
+    json_object_set_new(o, "split", str_or_null(r->split));
+    json_object_set_new(o, "mags", str_or_null(r->mags));
+    json_object_set_new(o, "prediction", str_or_null(r->prediction));
+    json_object_set_new(o, "confidence", real_or_null(r->has_confidence, r->confidence));
+    json_object_set_new(o, "slide_id", json_integer(r->slide_id));
+    return o;
 }
 
 static enum MHD_Result route_query(view_server *v, struct MHD_Connection *c, view_dataset *d)
@@ -299,31 +321,25 @@ static enum MHD_Result route_query(view_server *v, struct MHD_Connection *c, vie
         return send_text(c, 400, mp_err());
     }
     enum MHD_Result r;
-    int64_t count = -1;
-    sqlite3_stmt *st = db_query_prepare(db, dq, 0, 1, 0);
-    if (st && sqlite3_step(st) == SQLITE_ROW) count = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    st = count >= 0 ? db_query_prepare(db, dq, 0, 0, off + lim) : NULL;
-    if (!st) {
+    int64_t count = db_query_count(db, dq, 0);
+    db_query_rows *qr = count >= 0 ? db_query_run(db, dq, 0, off + lim) : NULL;
+    if (!qr) {
         r = send_text(c, 500, mp_err());
     } else {
-        static const char *names[DBQ_NCOLS] = {"id", "slide", "patient", "x0", "y0", "size0", "tissue", "blur",
-                                               "pen", "brightness", "label", "split", "mags", "prediction",
-                                               "confidence", "slide_id"};
         json_t *rows = json_array();
         int64_t k = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
+        db_patch_row row;
+        while (db_query_next(qr, &row) == 1) {
             if (k++ < off) continue;
-            json_t *o = json_object();
-            for (int i = 0; i < DBQ_NCOLS; i++) json_object_set_new(o, names[i], col_json(st, i));
+            json_t *o = row_json(&row);
             /* the slide in the viewer, when the catalog holds it */
-            int64_t sid = sqlite3_column_int64(st, DBQ_SLIDE_ID);
+            int64_t sid = row.slide_id;
             for (int i = 0; i < v->nslides; i++)
                 if (v->slides[i]->db_path && !strcmp(v->slides[i]->db_path, d->path) && v->slides[i]->db_slide_id == sid)
                     json_object_set_new(o, "view_slide", json_integer(v->slides[i]->id));
             json_array_append_new(rows, o);
         }
-        sqlite3_finalize(st);
+        db_query_rows_free(qr);
         char mags[256];
         db_query_mags(db, mags, sizeof mags);
         r = send_json(c, json_pack("{s:I, s:I, s:o, s:s}", "count", (json_int_t)count, "offset", (json_int_t)off,
@@ -342,25 +358,16 @@ static enum MHD_Result route_image(struct MHD_Connection *c, view_dataset *d, in
     mp_db *db = db_open(d->path, DB_OPEN_READONLY);
     if (!db) return send_text(c, 500, mp_err());
     /* the asked magnification, else the finest stored */
-    sqlite3_stmt *st = db_prepare(db, "SELECT codec, data FROM images WHERE patch_id = ?1 AND (?2 = 0 OR "
-                                      "abs(mag - ?2) < 1e-6) ORDER BY mag DESC LIMIT 1");
-    if (!st) {
-        db_close(db);
-        return send_text(c, 500, mp_err());
-    }
-    sqlite3_bind_int64(st, 1, pid);
-    sqlite3_bind_double(st, 2, mag);
+    char codec[16];
+    void *data;
+    size_t n;
+    int found = db_patch_image(db, pid, mag, codec, sizeof codec, &data, &n);
     enum MHD_Result r;
-    if (sqlite3_step(st) != SQLITE_ROW) r = send_text(c, 404, "no such patch image");
-    else {
-        const char *codec = (const char *)sqlite3_column_text(st, 0);
-        size_t n = (size_t)sqlite3_column_bytes(st, 1);
-        if (n > VIEW_MAX_RESPONSE) r = send_text(c, 413, "patch image too large to send");
-        else
-            r = send_bytes(c, 200, sqlite3_column_blob(st, 1), n,
-                           codec && !strcmp(codec, "png") ? "image/png" : "image/jpeg", 1);
-    }
-    sqlite3_finalize(st);
+    if (found < 0) r = send_text(c, 500, mp_err());
+    else if (!found) r = send_text(c, 404, "no such patch image");
+    else if (n > VIEW_MAX_RESPONSE) r = send_text(c, 413, "patch image too large to send");
+    else r = send_bytes(c, 200, data, n, !strcmp(codec, "png") ? "image/png" : "image/jpeg", 1);
+    free(data);
     db_close(db);
     return r;
 }
