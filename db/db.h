@@ -8,9 +8,9 @@
  * splits.h, labels.h, stats.h, dataset.h, query.h, tiling.h, predictions.h, ...): numbers and
  * structs, listings through a row callback or a cursor (db_query_run), never a statement. This
  * header and those include no SQLite header; db/sql.h (the connection and statements) is for db/'s
- * own files and the tests that build fixtures. What remains here for callers outside db/ is the
- * handle, transactions, meta and naming a slide; db_exec and db_query_int take SQL and are
- * for db/ and tests (pipelines/shard.c, cmd_db_vacuum.c, cmd_db_merge.c still call them). */
+ * own files and the tests that build fixtures, and holds the two calls that take SQL text
+ * (db_exec, db_query_int). What remains here is the handle, transactions, meta, vacuum and
+ * naming a slide. */
 #ifndef MP_DB_H
 #define MP_DB_H
 
@@ -28,9 +28,6 @@ mp_db *db_open(const char *path, int flags);
 void db_close(mp_db *db);              /* accepts NULL */
 const char *db_path(const mp_db *db);
 int64_t db_schema_version(mp_db *db); /* PRAGMA user_version; -1 + mp_err */
-
-/* Run SQL with no results. -1 + mp_err ("PATH: sqlite message (in: SQL...)"). */
-int db_exec(mp_db *db, const char *sql);
 
 int db_begin(mp_db *db);               /* BEGIN IMMEDIATE */
 int db_commit(mp_db *db);
@@ -51,8 +48,5 @@ char *db_meta_get(mp_db *db, const char *key);
  * and the name of another, or a name two slides share — is an error listing every candidate
  * with its id and path (naming a slide by its path always works). 0 + *id, or -1 + mp_err. */
 int db_find_slide(mp_db *db, const char *arg, int64_t *id);
-
-/* Single integer result of a query (e.g. "SELECT count(*) FROM patches"); -1 on error. */
-int64_t db_query_int(mp_db *db, const char *sql);
 
 #endif

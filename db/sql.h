@@ -1,6 +1,6 @@
 /* db/sql.h — the SQLite side of the dataset handle, for db/'s own files only (and tests that
- * build fixtures): the connection, prepared statements, and errors from the connection. Nothing
- * outside db/ includes it; the rest of magpie asks db/'s typed functions. */
+ * build fixtures): the connection, SQL text, prepared statements, and errors from the
+ * connection. Nothing else includes it; the rest of magpie asks db/'s typed functions. */
 #ifndef DB_SQL_H
 #define DB_SQL_H
 
@@ -10,6 +10,10 @@
 #include "db/query.h"
 
 sqlite3 *db_sqlite(mp_db *db); /* borrowed */
+/* Run SQL with no results. -1 + mp_err ("PATH: sqlite message (in: SQL...)"). */
+int db_exec(mp_db *db, const char *sql);
+/* Single integer result of a query (e.g. "SELECT count(*) FROM patches"); -1 on error. */
+int64_t db_query_int(mp_db *db, const char *sql);
 /* Prepare; NULL + mp_err on failure. */
 sqlite3_stmt *db_prepare(mp_db *db, const char *sql);
 /* Set mp_err from the connection's last SQLite error, prefixed with the db path and `what`. */

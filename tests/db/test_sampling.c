@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "db/db.h"
 #include "db/sampling.h"
+#include "db/sql.h"
 
 static mp_db *D;
 

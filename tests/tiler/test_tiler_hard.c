@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "db/db.h"
+#include "db/sql.h"
 #include "tests/tiler/mkslide.h"
 #include "tiler/tiler.h"
 
