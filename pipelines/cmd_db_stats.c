@@ -72,8 +72,7 @@ static int print_source(void *ctx, const db_mpp_source *r)
 int cmd_db_stats_curation(mp_db *db)
 {
     /* the split columns: magpie's four in their order, then any other the dataset holds */
-    static table t;
-    memset(&t, 0, sizeof t);
+    table t = {.ns = 0};
     const char *mine[] = {"train", "val", "test", "unlabeled"};
     for (int k = 0; k < 4; k++) snprintf(t.splits[t.ns++], 64, "%s", mine[k]);
     if (db_other_splits(db, add_split, &t)) return -1;
