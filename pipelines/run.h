@@ -19,7 +19,7 @@
 #include "pipelines/manifest.h"
 #include "tiler/tiler.h"
 
-typedef struct mp_db mp_db; /* db/db.h, whose sqlite3.h a door of pipelines/ does not need */
+typedef struct mp_db mp_db; /* db/db.h: a door names the handle, it need not include db/ */
 
 enum { RUN_STEP_TILE = 1, RUN_STEP_INFER = 2 };
 
