@@ -1,11 +1,13 @@
 /* pipelines/cmd_db_merge.c — `magpie db merge OUT SHARD...` (also `magpie db OUT merge SHARD...`):
  * the shard datasets of a job array into one (db/merge.h does the work and the refusing). */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/util.h"
 #include "db/db.h"
 #include "db/merge.h"
@@ -39,30 +41,23 @@ int cmd_db_merge(const char *out, int argc, char **argv)
         usage(stdout);
         return MP_EXIT_OK;
     }
-    char **shards = mp_xcalloc((size_t)argc + 1, sizeof *shards);
-    int n = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const struct option lo[] = {{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    optind = 1;
+    int ch;
+    while ((ch = mp_getopt_long(argc, argv, "qh", lo, NULL)) != -1) {
+        if (ch == 'h') {
             usage(stdout);
-            free(shards);
             return MP_EXIT_OK;
         }
-        if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) mp_log_set_quiet(1);
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            mp_error("db merge: unknown option '%s'", argv[i]);
-            free(shards);
-            return MP_EXIT_USAGE;
-        } else shards[n++] = argv[i];
+        if (ch == 'q') mp_log_set_quiet(1);
+        else return mp_usage_error("db merge", "db merge", "%s", mp_err());
     }
-    if (!out || n == 0) {
-        usage(stderr);
-        free(shards);
-        return MP_EXIT_USAGE;
-    }
+    if (!out || optind >= argc) return mp_usage_error("db merge", "db merge", "wants OUT and at least one SHARD");
+    char **shards = argv + optind;
+    int n = argc - optind;
     double t0 = mp_now();
     db_merge_counts c;
     int rc = db_merge(out, shards, n, on_shard, NULL, &c);
-    free(shards);
     if (rc) {
         mp_error("%s", mp_err());
         return MP_EXIT_FAIL;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "nn/gemm.h"
 #include "pipelines/cmds.h"
@@ -57,7 +58,6 @@ int main(int argc, char **argv)
             if (!cmds[i].blas) nn_blas_park();
             return cmds[i].fn(argc - 1, argv + 1);
         }
-    fprintf(stderr, "magpie: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    mp_error("unknown command '%s' (see magpie --help)", argv[1]);
     return MP_EXIT_USAGE;
 }

@@ -44,4 +44,12 @@ line "magpie: error: demo: unexpected argument 'other' (one DIR) (see magpie dem
 [ ! -e "$T/demo" ] || { echo "FAIL: a demo usage error created its folder"; fail=1; }
 "$MAGPIE_BIN" demo "$T/demo" --slides 2 --help | grep -q '^usage: magpie demo ' || { echo "FAIL: demo --help"; fail=1; }
 [ ! -e "$T/demo" ] || { echo "FAIL: demo --help created its folder"; fail=1; }
+# the top level and db merge give the same one line
+line "magpie: error: unknown command 'frobnicate' (see magpie --help)" frobnicate
+line "magpie: error: db merge: unknown option '--qui' (did you mean '--quiet'?) (see magpie db merge --help)" \
+    db merge "$T/m.db" "$T/a.db" --qui
+line "magpie: error: db merge: wants OUT and at least one SHARD (see magpie db merge --help)" db merge "$T/m.db"
+line "magpie: error: db merge: wants OUT and at least one SHARD (see magpie db merge --help)" db "$T/m.db" merge -q
+[ ! -e "$T/m.db" ] || { echo "FAIL: a db merge usage error created OUT"; fail=1; }
+"$MAGPIE_BIN" db merge --help | grep -q '^usage: magpie db merge ' || { echo "FAIL: db merge --help"; fail=1; }
 exit $fail
