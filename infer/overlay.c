@@ -392,9 +392,10 @@ int infer_overlay_write(const char *path, const infer_overlay_spec *s)
     free(cv);
     return r;
 
-vfail:
+vfail: {
     /* copied and cleared at once: the buffer is the process's, and magpie run infers on threads */
     char why[400];
     mp_err_set("%s: cannot render the overlay: %s", path, mp_vips_err_take_into(why, sizeof why, NULL));
     return -1;
+}
 }
