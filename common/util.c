@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,6 +87,19 @@ void *mp_try_realloc(void *p, size_t n, const char *what)
     if (alloc_injected()) return oom(n, 1, what, 1);
     void *q = realloc(p, n ? n : 1);
     return q ? q : oom(n, 1, what, 0);
+}
+
+void *mp_alloc_big(size_t n)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (n <= 2 * huge) return aligned_alloc(64, (n + 63) & ~(size_t)63);
+    if (n > SIZE_MAX - huge) return NULL;
+    n = (n + huge - 1) & ~(huge - 1);
+    void *p = aligned_alloc(huge, n);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
+    return p;
 }
 
 char *mp_xstrdup(const char *s)

@@ -24,6 +24,12 @@ char *mp_xstrdup(const char *s);
 void *mp_try_malloc(size_t n, const char *what);
 void *mp_try_calloc(size_t n, size_t sz, const char *what);
 void *mp_try_realloc(void *p, size_t n, const char *what);
+/* A large working buffer (an activation arena, parameters), freed with free(); NULL on failure,
+ * no mp_err (the caller says what it was for). Up to 4 MiB it is aligned_alloc(64, n); above, it
+ * is aligned to 2 MiB, rounded up to 2 MiB and offered to transparent huge pages (madvise), so
+ * that its first touch costs one page fault per 2 MiB instead of one per 4 KiB where the kernel
+ * allows it (THP "madvise" or "always"); elsewhere the hint is ignored. */
+void *mp_alloc_big(size_t n);
 
 /* Open PATH read-only if it is a regular file (symlinks followed). A FIFO, device, socket or
  * directory is refused without blocking: the open is O_NONBLOCK (a FIFO with no writer would

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/util.h"
 
 static const char *entry_name(const void *ps, int i) { return ((const nn_params *)ps)->p[i].name; }
 
@@ -46,8 +47,8 @@ int nn_params_alloc(nn_params *ps) { return nn_params_alloc_ex(ps, 1); }
 int nn_params_alloc_ex(nn_params *ps, int grads)
 {
     size_t bytes = (ps->total ? ps->total : 16) * sizeof(float);
-    ps->data = aligned_alloc(64, bytes);
-    ps->grad = grads ? aligned_alloc(64, bytes) : NULL;
+    ps->data = mp_alloc_big(bytes);
+    ps->grad = grads ? mp_alloc_big(bytes) : NULL;
     if (!ps->data || (grads && !ps->grad)) {
         free(ps->data);
         free(ps->grad);

@@ -225,6 +225,25 @@ TEST(try_alloc)
     unsetenv("MAGPIE_ALLOC_FAIL");
 }
 
+/* mp_alloc_big: small sizes 64-byte aligned, large ones on a 2 MiB boundary and usable to the
+ * last byte asked for; a size that cannot be had is NULL, not a crash. */
+TEST(alloc_big)
+{
+    unsigned char *s = mp_alloc_big(100);
+    CHECK(s && ((uintptr_t)s & 63) == 0);
+    if (s) memset(s, 1, 100);
+    free(s);
+    size_t n = ((size_t)9 << 20) + 5;
+    unsigned char *b = mp_alloc_big(n);
+    CHECK(b && ((uintptr_t)b & (((size_t)2 << 20) - 1)) == 0);
+    if (b) {
+        memset(b, 7, n);
+        CHECK_INT(b[n - 1], 7);
+    }
+    free(b);
+    CHECK(mp_alloc_big(SIZE_MAX - 100) == NULL);
+}
+
 int main(void)
 {
     RUN(rng_deterministic);
@@ -238,5 +257,6 @@ int main(void)
     RUN(escaped_messages);
     RUN(open_regular);
     RUN(try_alloc);
+    RUN(alloc_big);
     return test_done();
 }
