@@ -67,10 +67,13 @@ static void *oom(size_t n, size_t sz, const char *what, int injected)
     return NULL;
 }
 
+/* Slide-sized buffers (thumbnails, masks, rasters) take mp_alloc_big's huge pages too. */
+#define BIG_FROM ((size_t)4 << 20)
+
 void *mp_try_malloc(size_t n, const char *what)
 {
     if (alloc_injected()) return oom(n, 1, what, 1);
-    void *p = malloc(n ? n : 1);
+    void *p = n > BIG_FROM ? mp_alloc_big(n) : malloc(n ? n : 1);
     return p ? p : oom(n, 1, what, 0);
 }
 
@@ -78,7 +81,12 @@ void *mp_try_calloc(size_t n, size_t sz, const char *what)
 {
     if (alloc_injected()) return oom(n, sz, what, 1);
     if (sz && n > SIZE_MAX / sz) return oom(n, sz, what, 0);
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    void *p;
+    if (n * sz > BIG_FROM) {
+        if ((p = mp_alloc_big(n * sz))) memset(p, 0, n * sz);
+    } else {
+        p = calloc(n ? n : 1, sz ? sz : 1);
+    }
     return p ? p : oom(n, sz, what, 0);
 }
 
@@ -92,7 +100,7 @@ void *mp_try_realloc(void *p, size_t n, const char *what)
 void *mp_alloc_big(size_t n)
 {
     const size_t huge = (size_t)2 << 20;
-    if (n <= 2 * huge) return aligned_alloc(64, (n + 63) & ~(size_t)63);
+    if (n <= BIG_FROM) return aligned_alloc(64, (n + 63) & ~(size_t)63);
     if (n > SIZE_MAX - huge) return NULL;
     n = (n + huge - 1) & ~(huge - 1);
     void *p = aligned_alloc(huge, n);

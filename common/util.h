@@ -20,7 +20,8 @@ char *mp_xstrdup(const char *s);
  * that one input (prefixing its name) and the process goes on with the others. n*sz overflowing
  * fails the same way. mp_try_realloc leaves p untouched on failure.
  * Fault injection for tests: MAGPIE_ALLOC_FAIL=N makes the Nth mp_try_* call of the process fail
- * (counted from 1, every thread together); unset, the check is one relaxed load. */
+ * (counted from 1, every thread together); unset, the check is one relaxed load. Above 4 MiB the
+ * memory comes from mp_alloc_big (below); all of it is released with free(). */
 void *mp_try_malloc(size_t n, const char *what);
 void *mp_try_calloc(size_t n, size_t sz, const char *what);
 void *mp_try_realloc(void *p, size_t n, const char *what);
