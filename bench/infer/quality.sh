@@ -7,8 +7,9 @@
 # stride = patch and stride = half a patch. Validation slides (a third seed) are inferred too:
 # they are where a cascade threshold may be chosen, never the scored slides.
 # Usage: sh bench/infer/quality.sh [WORKDIR]   (needs ./build; env: SLIDES, TEACHER_EPOCHS,
-#        RBD_EPOCHS, VIEWS, TEST_SLIDES, TEST_SIDE, THREADS; STAGE=student reuses the data and
-#        the teacher, STAGE=infer both models)
+#        RBD_EPOCHS, VIEWS, TEST_SLIDES, TEST_SIDE, THREADS, NUISANCE (synth's preset for every
+#        slide: mild, the default, or strong); STAGE=student reuses the data and the teacher,
+#        STAGE=infer both models)
 set -eu
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -19,6 +20,7 @@ M=$W/magpie
 TH=${THREADS:-2}
 export OPENBLAS_NUM_THREADS=$TH
 STAGE=${STAGE:-all}
+NU=${NUISANCE:-mild}
 now() { date +%s.%N; }
 
 if [ "$STAGE" = all ]; then
@@ -26,7 +28,7 @@ if [ "$STAGE" = all ]; then
     rm -rf "$W/slides" "$W/train.db" "$W/train.db-wal" "$W/train.db-shm"
     # bench/distill/run.sh's data, same seed
     "$M" synth "$W/slides" --slides "${SLIDES:-318}" --width 1792 --height 1792 --mpp 1.0 --purity 1 --pen 0 --dust 0 \
-        --nuisance mild --seed 1 --jobs "$TH" --quiet
+        --nuisance "$NU" --seed 1 --jobs "$TH" --quiet
     "$M" tile "$W/train.db" "$W"/slides/*.tiff --mags 10,1.25 --size 256 --jobs "$TH" -q
     "$M" db "$W/train.db" labels import "$W/slides/slides.csv" >/dev/null
     "$M" db "$W/train.db" split --by patient --ratios 2,2,9 --stratify label --unlabeled-ratio 0.755 --seed 1 >/dev/null
@@ -51,7 +53,7 @@ for set in test:101 val:202; do
     name=${set%%:*} seed=${set#*:}
     if [ ! -f "$W/$name/slides.csv" ]; then
         "$M" synth "$W/$name" --slides "$N" --width "$SIDE" --height "$SIDE" --mpp 1.0 --purity 0.6 --pen 0 --dust 0 \
-            --nuisance mild --seed "$seed" --jobs "$TH" --quiet
+            --nuisance "$NU" --seed "$seed" --jobs "$TH" --quiet
     fi
 done
 
