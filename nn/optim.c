@@ -247,17 +247,18 @@ static void onecycle_phase(const nn_sched *s, int64_t t, int *phase, double *pct
 
 double nn_sched_lr(const nn_sched *s, int64_t t)
 {
+    double w = s->kind != NN_SCHED_ONECYCLE && s->warmup > 0 && t < s->warmup ? (double)(t + 1) / (double)s->warmup : 1.0;
     switch (s->kind) {
-    case NN_SCHED_STEP: return s->base_lr * pow(s->gamma, (double)(t / s->step_size));
+    case NN_SCHED_STEP: return w * s->base_lr * pow(s->gamma, (double)(t / s->step_size));
     case NN_SCHED_COSINE:
-        return s->eta_min + (s->base_lr - s->eta_min) * (1 + cos(M_PI * (double)t / (double)s->t_max)) / 2;
+        return w * (s->eta_min + (s->base_lr - s->eta_min) * (1 + cos(M_PI * (double)t / (double)s->t_max)) / 2);
     case NN_SCHED_ONECYCLE: {
         double initial = s->max_lr / s->div_factor, min_lr = initial / s->final_div_factor, pct;
         int phase;
         onecycle_phase(s, t, &phase, &pct);
         return phase == 0 ? anneal_cos(initial, s->max_lr, pct) : anneal_cos(s->max_lr, min_lr, pct);
     }
-    default: return s->base_lr;
+    default: return w * s->base_lr;
     }
 }
 

@@ -68,6 +68,7 @@ typedef struct {
     double pct_start, div_factor, final_div_factor;
     int cycle_momentum;
     double base_momentum, max_momentum;
+    int64_t warmup;        /* constant, step, cosine: lr x (t + 1) / warmup for t < warmup (0 = none) */
 } nn_sched;
 
 /* Schedules with PyTorch's defaults for the other fields (StepLR gamma 0.1; CosineAnnealingLR

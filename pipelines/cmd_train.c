@@ -24,6 +24,8 @@ static void usage(FILE *f)
             "                     epochs inside the one-cycle warm-up do not count\n"
             "  --lr F --wd F      rbd/supervised: Adam 1e-3, wd 1e-4; crckd: Adam 1e-4, wd 5e-4, one-cycle\n"
             "  --max-lr F         crckd one-cycle peak (3e-4)\n"
+            "  --warmup N         rbd/supervised: raise the LR linearly over the first N steps (0, none);\n"
+            "                     epochs inside it do not count towards --patience\n"
             "  --seed S\n"
             "  --threads N        compute threads (default: the CPUs this process may use, here %d);\n"
             "                     decoding and augmentation use one more\n"
@@ -77,7 +79,7 @@ int cmd_train(int argc, char **argv)
     o.progress = MP_PROGRESS_AUTO;
     enum { O_RESUME = 256, O_L1, O_NOUNL, O_NOAUG, O_NOFLIP, O_METHOD, O_PROG, O_MAG, O_OUT, O_TEACHER, O_ARCH,
            O_EPOCHS, O_BATCH, O_PATIENCE, O_THREADS, O_SEED, O_TVIEWS, O_TCACHE, O_SAMPLING, O_STOP, O_MAXTRAIN, O_P,
-           O_K, O_FEAT, O_RAMP, O_LR, O_WD, O_MAXLR, O_CEW, O_TEMP, O_BETA, O_AVG, O_LCCD, O_LCRP, O_EMA, O_TAU };
+           O_K, O_FEAT, O_RAMP, O_LR, O_WD, O_MAXLR, O_CEW, O_TEMP, O_BETA, O_AVG, O_LCCD, O_LCRP, O_EMA, O_TAU, O_WARMUP };
     static const struct option lo[] = {
         {"resume", no_argument, 0, O_RESUME}, {"l1", no_argument, 0, O_L1}, {"no-unlabeled", no_argument, 0, O_NOUNL},
         {"no-augment", no_argument, 0, O_NOAUG}, {"no-extra-flips", no_argument, 0, O_NOFLIP},
@@ -96,7 +98,7 @@ int cmd_train(int argc, char **argv)
         {"temperature", required_argument, 0, O_TEMP}, {"beta", required_argument, 0, O_BETA},
         {"avg-epochs", required_argument, 0, O_AVG}, {"lambda-ccd", required_argument, 0, O_LCCD},
         {"lambda-crp", required_argument, 0, O_LCRP}, {"ema", required_argument, 0, O_EMA},
-        {"tau", required_argument, 0, O_TAU}, {0, 0, 0, 0}};
+        {"tau", required_argument, 0, O_TAU}, {"warmup", required_argument, 0, O_WARMUP}, {0, 0, 0, 0}};
     optind = 1;
     int ch, li;
     while ((ch = mp_getopt_long(argc, argv, "qh", lo, &li)) != -1) {
@@ -138,6 +140,7 @@ int cmd_train(int argc, char **argv)
         case O_RAMP: bad = mp_parse_long(v, &lv) < 0 || lv < 1 || lv > TR_MAX_EPOCHS, o.rampup = (int)lv; break;
         case O_LR: bad = mp_parse_double(v, &o.lr) < 0 || o.lr <= 0; break;
         case O_WD: bad = mp_parse_double(v, &o.wd) < 0 || o.wd < 0; break;
+        case O_WARMUP: bad = mp_parse_long(v, &lv) < 0 || lv < 0 || lv > INT_MAX, o.warmup = (int)lv; break;
         case O_MAXLR: bad = mp_parse_double(v, &o.max_lr) < 0 || o.max_lr <= 0; break;
         case O_CEW: bad = mp_parse_double(v, &o.ce_weight) < 0 || o.ce_weight < 0; break;
         case O_TEMP: bad = mp_parse_double(v, &o.temperature) < 0 || o.temperature <= 0; break;
@@ -159,6 +162,8 @@ int cmd_train(int argc, char **argv)
         usage(stderr);
         return mp_usage_error("train", NULL, "DB, --method, --mag and --out are required");
     }
+    if (o.warmup > 0 && m == TR_CRCKD)
+        return mp_usage_error("train", NULL, "--warmup is for rbd and supervised (crckd warms up in its one-cycle schedule)");
     o.db_path = db;
     o.mag = mag;
     tr_train_result r;

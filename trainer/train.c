@@ -176,7 +176,7 @@ static int load_sets(tr_run *R)
  * stopped CRCKD at chance before it had started to learn). */
 static int64_t warmup_steps(const nn_sched *s)
 {
-    return s->kind == NN_SCHED_ONECYCLE ? (int64_t)(s->pct_start * (double)s->total_steps) : 0;
+    return s->kind == NN_SCHED_ONECYCLE ? (int64_t)(s->pct_start * (double)s->total_steps) : s->warmup;
 }
 
 /* Patience does not count inside a one-cycle warm-up, nor while the best validation is still the
@@ -315,6 +315,7 @@ static int run_open(tr_run *R, const char *last, const char *logp)
     int nb = tr_loader_batches(R->loader);
     R->sched = o->method & TR_CRCKD && !(o->method & TR_RBD) ? nn_sched_onecycle(o->max_lr, (int64_t)o->epochs * nb)
                                                              : nn_sched_constant(o->lr);
+    if (R->sched.kind != NN_SCHED_ONECYCLE) R->sched.warmup = o->warmup;
     if (o->avg_epochs > 0) {
         /* validate and keep an exponential average of the weights over about avg_epochs epochs:
          * at a constant learning rate (RBD's) the raw weights' validation accuracy swings by

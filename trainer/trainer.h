@@ -168,6 +168,7 @@ typedef struct {
     int epochs, batch, patience, threads, resume, use_unlabeled, max_train; /* max_train: cap items (0 = all) */
     uint64_t seed;
     double lr, wd;
+    int warmup;              /* rbd/supervised: linear LR warm-up over this many steps (0 = none) */
     double ce_weight;        /* rbd: weight of a CE term on labelled patches (default 0) */
     double temperature, beta;
     int l1;

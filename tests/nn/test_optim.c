@@ -201,6 +201,16 @@ TEST(clip_and_errors)
     CHECK_NEAR(nn_sched_lr(&s, 0), 0.04, 1e-15);
     CHECK_NEAR(nn_sched_lr(&s, 100), 0.04 / 1e4, 1e-15);
     CHECK_NEAR(nn_sched_momentum(&s, 0, 0.9), 0.95, 1e-15);
+    /* linear warm-up of a constant schedule: lr x (t + 1) / N for t < N, then lr; none by default */
+    nn_sched c = nn_sched_constant(1e-3);
+    CHECK_NEAR(nn_sched_lr(&c, 0), 1e-3, 1e-18);
+    c.warmup = 4;
+    CHECK_NEAR(nn_sched_lr(&c, 0), 0.25e-3, 1e-18);
+    CHECK_NEAR(nn_sched_lr(&c, 2), 0.75e-3, 1e-18);
+    CHECK_NEAR(nn_sched_lr(&c, 3), 1e-3, 1e-18);
+    CHECK_NEAR(nn_sched_lr(&c, 1000), 1e-3, 1e-18);
+    s.warmup = 50; /* one-cycle has its own warm-up: the field is ignored */
+    CHECK_NEAR(nn_sched_lr(&s, 0), 0.04, 1e-15);
     nn_params_free(&ps);
 }
 

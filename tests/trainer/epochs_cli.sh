@@ -47,4 +47,12 @@ for f in m.svg m.png; do [ -s "$T/$f" ] || no "no $f beside the checkpoint"; don
 want "epoch (1-based)" "$T/m.svg"
 want "training curve: supervised @ 1.25x, m.mpk" "$T/m.svg"
 [ "$(head -c 8 "$T/m.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || no "m.png is not a PNG"
+# --warmup: a linear LR ramp for supervised/rbd; crckd's one-cycle has its own, so it is refused
+"$B" train "$D" --method supervised --mag 1.25 --out "$T/w.mpk" --epochs 1 --warmup 3 --progress=none >"$T/o" 2>&1 ||
+    no "--warmup 3: $(cat "$T/o")"
+[ -s "$T/w.mpk" ] || no "no checkpoint with --warmup"
+"$B" train "$D" --method crckd --mag 1.25 --out "$T/w2.mpk" --warmup 3 >"$T/o" 2>&1 && no "crckd --warmup accepted"
+want "magpie: error: train: --warmup is for rbd and supervised (crckd warms up in its one-cycle schedule) (see magpie train --help)" "$T/o"
+"$B" train "$D" --method supervised --mag 1.25 --out "$T/w2.mpk" --warmup -1 >"$T/o" 2>&1 && no "--warmup -1 accepted"
+want "magpie: error: train: bad value for --warmup: '-1'" "$T/o"
 exit $fail
