@@ -111,6 +111,18 @@ static void esc(FILE *f, const char *s)
     }
 }
 
+/* esc, with a line-break opportunity (<wbr>) after each '_', '-', '.' and '/': slide names and
+ * paths in the narrow slide column wrap between their parts, never inside one. */
+static void esc_wbr(FILE *f, const char *s)
+{
+    char one[2] = {0, 0};
+    for (; s && *s; s++) {
+        one[0] = *s;
+        esc(f, one);
+        if (strchr("_-./", *s)) fputs("<wbr>", f);
+    }
+}
+
 /* im scaled to fit box x box (alpha over white), as JPEG or PNG: *buf g_malloc'd. */
 static int encode_small(VipsImage *im, int box, int png, void **buf, size_t *len)
 {
@@ -412,11 +424,15 @@ static const char style_js[] =
     "th.asc::after{content:' \\25B2'}th.desc::after{content:' \\25BC'}\n"
     "td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
     /* the slides' table fits a 1400 px window: pictures at 112 px (stored at 200 for sharp
-     * screens), status and error in one column with the error wrapping, long names broken */
+     * screens), status and error in one column with the error wrapping, long names broken
+     * between their parts */
     "td img{display:block;max-width:112px;max-height:112px}#slides th{font-size:.85em}#slides td{padding:4px 5px}\n"
+    /* names and paths there wrap at the <wbr> after '_', '-', '.', '/' (and spaces) in a column
+     * wide enough for the usual parts; only a part wider than the column breaks inside */
+    "td.slide{min-width:10em}td.slide b,td.slide .path{overflow-wrap:anywhere;word-break:normal}\n"
     ".failed{color:#b00020;font-weight:600}.done{color:#1b7e3c;font-weight:600}\n"
     ".err{color:#b00020;font-weight:400;font-size:.85em;min-width:12em;max-width:22em;overflow-wrap:anywhere}\n"
-    ".path{color:#666;font-size:.85em;word-break:break-all}td b{overflow-wrap:anywhere}\n"
+    ".path{color:#666;font-size:.85em;word-break:break-all}\n"
     ".none{color:#aaa}\n"
     "h2{font-size:1.15em;margin:1.2em 0 .4em}\n"
     ".legend{margin:.2em 0 .6em;color:#444}.legend .bar{display:inline-block;width:10em;height:.9em;"
@@ -547,10 +563,10 @@ int run_report_write(const char *out_html, char *const *dirs, int n)
             mp_safe_name(name, safe, sizeof safe); /* the name is text from a file: never a path out */
             fprintf(f, "<tr><td class=n>%d</td><td data-v=\"", ++idx);
             esc(f, name);
-            fputs("\"><b>", f);
-            esc(f, name);
+            fputs("\" class=slide><b>", f);
+            esc_wbr(f, name);
             fputs("</b><div class=path>", f);
-            esc(f, cell(t, r, cs));
+            esc_wbr(f, cell(t, r, cs));
             fprintf(f, "</div></td><td class=%s data-v=\"", !strcmp(status, "done") ? "done" : "failed");
             esc(f, status);
             fputs("\">", f);
