@@ -434,6 +434,45 @@ db_query *db_query_parse(const char *expr)
 const char *db_query_where(const db_query *q) { return q->sql; }
 int db_query_uses_predictions(const db_query *q) { return q->uses_pred; }
 
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+static json_t *real_or_null(int has, double v) { return has ? json_real(v) : json_null(); }
+
+json_t *db_patch_row_json(const db_patch_row *r, int flags)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(r->id));
+    json_object_set_new(o, "slide", str_or_null(r->slide));
+    json_object_set_new(o, "patient", str_or_null(r->patient));
+    json_object_set_new(o, "x0", json_integer(r->x0));
+    json_object_set_new(o, "y0", json_integer(r->y0));
+    json_object_set_new(o, "size0", json_real(r->size0));
+    json_object_set_new(o, "tissue", json_real(r->tissue));
+    json_object_set_new(o, "blur", real_or_null(r->has_blur, r->blur));
+    json_object_set_new(o, "pen", real_or_null(r->has_pen, r->pen));
+    json_object_set_new(o, "brightness", real_or_null(r->has_brightness, r->brightness));
+    json_object_set_new(o, "label", str_or_null(r->label));
+    json_object_set_new(o, "split", str_or_null(r->split));
+    if (flags & DB_ROW_JSON_MAGS_TEXT) {
+        json_object_set_new(o, "mags", str_or_null(r->mags));
+    } else {
+        json_t *mags = json_array();
+        for (const char *m = r->mags, *e; m && *m; m = *e ? e + 1 : e) {
+            char *end;
+            double v = strtod(m, &end);
+            if (end == m) break;
+            json_array_append_new(mags, json_real(v));
+            e = end;
+        }
+        json_object_set_new(o, "mags", mags);
+    }
+    if (flags & DB_ROW_JSON_PREDICTION) {
+        json_object_set_new(o, "prediction", str_or_null(r->prediction));
+        json_object_set_new(o, "confidence", real_or_null(r->has_confidence, r->confidence));
+    }
+    if (flags & DB_ROW_JSON_SLIDE_ID) json_object_set_new(o, "slide_id", json_integer(r->slide_id));
+    return o;
+}
+
 void db_query_mags(mp_db *db, char *out, size_t cap)
 {
     out[0] = 0;

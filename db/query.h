@@ -19,6 +19,7 @@
 #ifndef MP_DB_QUERY_H
 #define MP_DB_QUERY_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,16 @@ typedef struct {
     const void *data;
     size_t bytes;
 } db_patch_row;
+
+/* The row as a JSON object for `db query --json` and the viewer's /d/N/query: id, slide,
+ * patient, x0, y0, size0, tissue, blur, pen, brightness, label, split, mags (null where the
+ * dataset has no value), then what the flags add, in this order. */
+enum {
+    DB_ROW_JSON_MAGS_TEXT = 1,  /* mags as the text "10,1.25" (else an array of numbers) */
+    DB_ROW_JSON_PREDICTION = 2, /* prediction and confidence */
+    DB_ROW_JSON_SLIDE_ID = 4,   /* slide_id */
+};
+json_t *db_patch_row_json(const db_patch_row *r, int flags);
 
 typedef struct db_query_rows db_query_rows;
 

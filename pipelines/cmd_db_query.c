@@ -85,37 +85,10 @@ static int query_opt(void *ctx, int argc, char **argv, int *i)
     return 0;
 }
 
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
-static json_t *real_or_null(int has, double v) { return has ? json_real(v) : json_null(); }
-
 /* The row as one JSON object (prediction and confidence only when the expression uses them). */
 static void print_json(const db_patch_row *r, int pred)
 {
-    json_t *obj = json_object(), *mags = json_array();
-    for (const char *m = r->mags, *e; m && *m; m = *e ? e + 1 : e) {
-        char *end;
-        double v = strtod(m, &end);
-        if (end == m) break;
-        json_array_append_new(mags, json_real(v));
-        e = end;
-    }
-    json_object_set_new(obj, "id", json_integer(r->id));
-    json_object_set_new(obj, "slide", str_or_null(r->slide));
-    json_object_set_new(obj, "patient", str_or_null(r->patient));
-    json_object_set_new(obj, "x0", json_integer(r->x0));
-    json_object_set_new(obj, "y0", json_integer(r->y0));
-    json_object_set_new(obj, "size0", json_real(r->size0));
-    json_object_set_new(obj, "tissue", json_real(r->tissue));
-    json_object_set_new(obj, "blur", real_or_null(r->has_blur, r->blur));
-    json_object_set_new(obj, "pen", real_or_null(r->has_pen, r->pen));
-    json_object_set_new(obj, "brightness", real_or_null(r->has_brightness, r->brightness));
-    json_object_set_new(obj, "label", str_or_null(r->label));
-    json_object_set_new(obj, "split", str_or_null(r->split));
-    json_object_set_new(obj, "mags", mags);
-    if (pred) {
-        json_object_set_new(obj, "prediction", str_or_null(r->prediction));
-        json_object_set_new(obj, "confidence", real_or_null(r->has_confidence, r->confidence));
-    }
+    json_t *obj = db_patch_row_json(r, pred ? DB_ROW_JSON_PREDICTION : 0);
     char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     printf("%s\n", s);
     free(s);

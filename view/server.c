@@ -274,32 +274,6 @@ static enum MHD_Result route_mask(view_server *v, struct MHD_Connection *c, view
                      1);
 }
 
-static json_t *str_or_null(const char *t) { return t ? json_string(t) : json_null(); }
-static json_t *real_or_null(int has, double v) { return has ? json_real(v) : json_null(); }
-
-/* A query row as the page reads it (mags as the text "10,1.25"). */
-static json_t *row_json(const db_patch_row *r)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(r->id));
-    json_object_set_new(o, "slide", str_or_null(r->slide));
-    json_object_set_new(o, "patient", str_or_null(r->patient));
-    json_object_set_new(o, "x0", json_integer(r->x0));
-    json_object_set_new(o, "y0", json_integer(r->y0));
-    json_object_set_new(o, "size0", json_real(r->size0));
-    json_object_set_new(o, "tissue", json_real(r->tissue));
-    json_object_set_new(o, "blur", real_or_null(r->has_blur, r->blur));
-    json_object_set_new(o, "pen", real_or_null(r->has_pen, r->pen));
-    json_object_set_new(o, "brightness", real_or_null(r->has_brightness, r->brightness));
-    json_object_set_new(o, "label", str_or_null(r->label));
-    json_object_set_new(o, "split", str_or_null(r->split));
-    json_object_set_new(o, "mags", str_or_null(r->mags));
-    json_object_set_new(o, "prediction", str_or_null(r->prediction));
-    json_object_set_new(o, "confidence", real_or_null(r->has_confidence, r->confidence));
-    json_object_set_new(o, "slide_id", json_integer(r->slide_id));
-    return o;
-}
-
 static enum MHD_Result route_query(view_server *v, struct MHD_Connection *c, view_dataset *d)
 {
     const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
@@ -331,7 +305,7 @@ static enum MHD_Result route_query(view_server *v, struct MHD_Connection *c, vie
         db_patch_row row;
         while (db_query_next(qr, &row) == 1) {
             if (k++ < off) continue;
-            json_t *o = row_json(&row);
+            json_t *o = db_patch_row_json(&row, DB_ROW_JSON_MAGS_TEXT | DB_ROW_JSON_PREDICTION | DB_ROW_JSON_SLIDE_ID);
             /* the slide in the viewer, when the catalog holds it */
             int64_t sid = row.slide_id;
             for (int i = 0; i < v->nslides; i++)
