@@ -4,59 +4,14 @@
  * than MAX_READ comes from the thumbnail (X-Magpie-Tile: thumbnail), has the tile's exact size,
  * and is close to the tiler's read of the same region done here without the limit; any other
  * tile has no such header and is exactly that read. */
-#include <arpa/inet.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <vips/vips.h>
 
 #include "common/error.h"
 #include "tests/test.h"
+#include "tests/view/http_png.h"
 #include "tiler/tiler.h"
 #include "view/view.h"
-
-static int port;
-
-/* GET path: the status; *body malloc'd, *thumb = 1 when X-Magpie-Tile: thumbnail came with it */
-static int get(const char *path, unsigned char **body, size_t *len, int *thumb)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    if (write(fd, req, n) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t cap = 1 << 16, got = 0;
-    unsigned char *buf = malloc(cap);
-    ssize_t r;
-    while ((r = read(fd, buf + got, cap - got)) > 0) {
-        got += r;
-        if (got == cap) buf = realloc(buf, cap *= 2);
-    }
-    close(fd);
-    int status = -1;
-    buf = realloc(buf, got + 1);
-    buf[got] = 0;
-    sscanf((char *)buf, "HTTP/1.%*d %d", &status);
-    unsigned char *b = memmem(buf, got, "\r\n\r\n", 4);
-    size_t off = b ? (size_t)(b + 4 - buf) : got;
-    if (b) *b = 0; /* headers as a string */
-    const char *h = strcasestr((char *)buf, "\r\nX-Magpie-Tile: thumbnail");
-    *thumb = h && (h[26] == '\r' || h[26] == 0);
-    *len = got - off;
-    *body = malloc(*len + 1);
-    memcpy(*body, buf + off, *len);
-    free(buf);
-    return status;
-}
 
 int main(int argc, char **argv)
 {
@@ -64,7 +19,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_view_coarse PORT ID SLIDE MAX_READ\n");
         return 2;
     }
-    port = atoi(argv[1]);
+    int port = atoi(argv[1]);
     int id = atoi(argv[2]), max_read = atoi(argv[4]);
     if (tiler_global_init(argv[0])) return 2;
     tiler_slide s;
@@ -110,13 +65,12 @@ int main(int argc, char **argv)
                 int thumb;
                 snprintf(path, sizeof path, "/s/%d/slide_files/%d/%lld_%lld.png", id, L, (long long)cols[a],
                          (long long)rows[b]);
-                CHECK_INT(get(path, &body, &len, &thumb), 200);
+                CHECK_INT(http_get(port, path, &body, &len, &thumb), 200);
                 CHECK_INT(thumb, want_thumb);
-                VipsImage *im = vips_image_new_from_buffer(body, len, "", NULL);
-                size_t pn;
-                uint8_t *px = im ? vips_image_write_to_memory(im, &pn) : NULL;
-                CHECK(px && im->Xsize == tw && im->Ysize == th && im->Bands == 3);
-                if (px && im->Xsize == tw && im->Ysize == th && im->Bands == 3) {
+                int w, h, bands;
+                uint8_t *px = image_decode(body, len, &w, &h, &bands);
+                CHECK(px && w == tw && h == th && bands == 3);
+                if (px && w == tw && h == th && bands == 3) {
                     double sum = 0;
                     size_t diff = 0;
                     for (int j = 0; j < th; j++)
@@ -141,12 +95,11 @@ int main(int argc, char **argv)
                     }
                 }
                 g_free(px);
-                if (im) g_object_unref(im);
                 free(body);
                 free(sq);
                 snprintf(path, sizeof path, "/s/%d/slide_files/%d/%lld_%lld.jpeg", id, L, (long long)cols[a],
                          (long long)rows[b]);
-                CHECK_INT(get(path, &body, &len, &thumb), 200);
+                CHECK_INT(http_get(port, path, &body, &len, &thumb), 200);
                 CHECK_INT(thumb, want_thumb);
                 free(body);
             }

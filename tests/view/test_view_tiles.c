@@ -7,68 +7,14 @@
  * INFER_DIR (prediction.json + heatmap.tif of that slide), the heatmap tile pixel over each
  * cell's centre has heatmap.tif's colour for that cell, and is clear where heatmap.tif's
  * alpha is 0. */
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <vips/vips.h>
 
 #include "common/error.h"
 #include "tests/test.h"
+#include "tests/view/http_png.h"
 #include "tiler/tiler.h"
-
-static int port;
-
-/* GET path; returns the status, *body malloc'd */
-static int get(const char *path, unsigned char **body, size_t *len)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    if (write(fd, req, n) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t cap = 1 << 16, got = 0;
-    unsigned char *buf = malloc(cap);
-    ssize_t r;
-    while ((r = read(fd, buf + got, cap - got)) > 0) {
-        got += r;
-        if (got == cap) buf = realloc(buf, cap *= 2);
-    }
-    close(fd);
-    int status = -1;
-    sscanf((char *)buf, "HTTP/1.%*d %d", &status);
-    unsigned char *b = memmem(buf, got, "\r\n\r\n", 4);
-    size_t off = b ? (size_t)(b + 4 - buf) : got;
-    *len = got - off;
-    *body = malloc(*len + 1);
-    memcpy(*body, buf + off, *len);
-    (*body)[*len] = 0;
-    free(buf);
-    return status;
-}
-
-static uint8_t *decode(const unsigned char *data, size_t len, int *w, int *h, int *bands)
-{
-    VipsImage *im = vips_image_new_from_buffer(data, len, "", NULL);
-    if (!im) return NULL;
-    size_t n;
-    uint8_t *px = vips_image_write_to_memory(im, &n);
-    *w = im->Xsize;
-    *h = im->Ysize;
-    *bands = im->Bands;
-    g_object_unref(im);
-    return px;
-}
 
 /* the expected tile: the Deep Zoom rule, then the tiler's read of that square */
 static uint8_t *expected(tiler_slide *s, tiler_reader *r, int max, int L, int64_t c, int64_t row, int *tw, int *th)
@@ -105,7 +51,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_view_tiles PORT ID SLIDE [INFER_DIR]\n");
         return 2;
     }
-    port = atoi(argv[1]);
+    int port = atoi(argv[1]);
     int id = atoi(argv[2]);
     if (tiler_global_init(argv[0])) return 2;
     tiler_slide s;
@@ -120,7 +66,7 @@ int main(int argc, char **argv)
 
     t_case = "dzi";
     snprintf(path, sizeof path, "/s/%d/slide.dzi", id);
-    CHECK_INT(get(path, &body, &len), 200);
+    CHECK_INT(http_get(port, path, &body, &len, NULL), 200);
     long long W = -1, H = -1;
     const char *sz = strstr((char *)body, "<Size");
     if (sz) sscanf(sz, "<Size Width=\"%lld\" Height=\"%lld\"", &W, &H);
@@ -158,8 +104,8 @@ int main(int argc, char **argv)
                 int w, h, bands;
                 snprintf(path, sizeof path, "/s/%d/slide_files/%d/%lld_%lld.png", id, L, (long long)cols[a],
                          (long long)rows[b]);
-                CHECK_INT(get(path, &body, &len), 200);
-                uint8_t *png = decode(body, len, &w, &h, &bands);
+                CHECK_INT(http_get(port, path, &body, &len, NULL), 200);
+                uint8_t *png = image_decode(body, len, &w, &h, &bands);
                 free(body);
                 CHECK(png != NULL);
                 if (png) {
@@ -197,8 +143,8 @@ int main(int argc, char **argv)
                 }
                 snprintf(path, sizeof path, "/s/%d/slide_files/%d/%lld_%lld.jpeg", id, L, (long long)cols[a],
                          (long long)rows[b]);
-                CHECK_INT(get(path, &body, &len), 200);
-                uint8_t *jpg = decode(body, len, &w, &h, &bands);
+                CHECK_INT(http_get(port, path, &body, &len, NULL), 200);
+                uint8_t *jpg = image_decode(body, len, &w, &h, &bands);
                 free(body);
                 CHECK(jpg && w == tw && h == th && bands == 3);
                 if (jpg && w == tw && h == th && bands == 3) {
@@ -218,10 +164,10 @@ int main(int argc, char **argv)
     CHECK(tiles >= (quick ? 7 : 20));
     t_case = "outside the pyramid";
     snprintf(path, sizeof path, "/s/%d/slide_files/%d/0_0.png", id, max + 1);
-    CHECK_INT(get(path, &body, &len), 404);
+    CHECK_INT(http_get(port, path, &body, &len, NULL), 404);
     free(body);
     snprintf(path, sizeof path, "/s/%d/slide_files/%d/%d_0.jpeg", id, max, (int)((s.width + 253) / 254));
-    CHECK_INT(get(path, &body, &len), 404);
+    CHECK_INT(http_get(port, path, &body, &len, NULL), 404);
     free(body);
 
     if (argc > 4 && strcmp(argv[4], "-")) { /* the heatmap layer against infer's own heatmap.tif */
@@ -249,10 +195,10 @@ int main(int argc, char **argv)
                 int64_t col = (int64_t)X / 254, row = (int64_t)Y / 254;
                 snprintf(path, sizeof path, "/s/%d/heat/%d_files/%d/%lld_%lld.png", id, klass, max, (long long)col,
                          (long long)row);
-                int st = get(path, &body, &len);
+                int st = http_get(port, path, &body, &len, NULL);
                 CHECK_INT(st, 200);
                 int w, h, bands;
-                uint8_t *px = st == 200 ? decode(body, len, &w, &h, &bands) : NULL;
+                uint8_t *px = st == 200 ? image_decode(body, len, &w, &h, &bands) : NULL;
                 free(body);
                 if (!px || bands != 4) {
                     CHECK(px && bands == 4);

@@ -4,11 +4,12 @@
 # ones from reads (test_view_coarse); a bad limit is refused.
 set -u
 T=$(mktemp -d /tmp/mp_view_coarse.XXXXXX)
-PID=""
-trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$T"' EXIT
+PIDS=""
+trap 'for p in $PIDS; do kill "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 B="$MAGPIE_BIN"
 fail=0
 no() { echo "FAIL: $*"; fail=1; }
+. "$MAGPIE_SRC/tests/view/serve.sh" # serve LOG ARGS...: sets PORT, adds to PIDS
 # 3001 x 2003: the thumbnail's pixels do not line up with the tiles' (the harder case)
 "$B" synth "$T/s" --slides 1 --width 3001 --height 2003 --mpp 0.5 --seed 4 -q || { echo "synth failed"; exit 1; }
 vips tiffsave "$T/s/synth_000.tiff" "$T/flat.tif" --tile --tile-width 256 --tile-height 256 --compression jpeg --Q 90 ||
@@ -17,14 +18,6 @@ vips tiffsave "$T/s/synth_000.tiff" "$T/flat.tif" --tile --tile-width 256 --tile
 MAGPIE_VIEW_MAX_READ=8 "$B" view "$T/flat.tif" --port 0 2>"$T/e" >/dev/null; [ $? -eq 2 ] || no "MAGPIE_VIEW_MAX_READ=8 should exit 2"
 grep -q "^magpie: error: MAGPIE_VIEW_MAX_READ=8: wants a whole number from 16 to 4096" "$T/e" || no "bad limit: $(cat "$T/e")"
 
-MAGPIE_VIEW_MAX_READ=600 "$B" view "$T/flat.tif" --port 0 >"$T/log" 2>"$T/err" &
-PID=$!
-PORT=""
-for i in $(seq 1 100); do
-    PORT=$(sed -n 's|^magpie view: http://127.0.0.1:\([0-9]*\)/$|\1|p' "$T/log")
-    [ -n "$PORT" ] && break
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "magpie view did not start: $(cat "$T/err")"; exit 1; }
+MAGPIE_VIEW_MAX_READ=600 serve "$T/log" "$T/flat.tif" || exit 1
 "$VIEW_COARSE" "$PORT" 0 "$T/flat.tif" 600 || no "coarse tiles"
 exit $fail

@@ -13,20 +13,7 @@ no() { echo "FAIL: $*"; fail=1; }
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
-# start `magpie view ARGS... --port 0` in the background, wait (bounded) for its address; sets PORT
-serve() {
-    log=$1; shift
-    "$B" view "$@" --port 0 >"$log" 2>"$log.err" &
-    PIDS="$PIDS $!"
-    PORT=""
-    for i in $(seq 1 100); do
-        PORT=$(sed -n 's|^magpie view: http://127.0.0.1:\([0-9]*\)/$|\1|p' "$log")
-        [ -n "$PORT" ] && return 0
-        sleep 0.1
-    done
-    echo "magpie view did not start: $(cat "$log.err")"
-    return 1
-}
+. "$MAGPIE_SRC/tests/view/serve.sh" # serve LOG ARGS...: sets PORT, adds to PIDS
 
 "$B" synth "$T/s" --slides 2 --width 4096 --height 3072 --mpp 0.5 --seed 4 -q || { echo "synth failed"; exit 1; }
 "$B" model init --out "$T/r.mpk" --classes 3 --widths 32,32,32,32 >/dev/null &&
