@@ -267,6 +267,32 @@ __attribute__((target("avx2,fma"))) static void maxpool332_avx2(float *out, int3
 }
 #endif
 
+/* The stem's 3x3/2/1 pool without an argmax (inference), every plane in one call: only the value
+ * matters, which is the window's maximum or a NaN when the window holds one, so the order of the
+ * comparisons is free and both passes are plain selects. cm holds a row of column maxima between
+ * two −∞ sentinels (they lose to every number and to a NaN). */
+static inline __attribute__((always_inline)) float mp_max(float best, float v)
+{
+    return (v > best) | (v != v) ? v : best;
+}
+
+NN_VEC_FN(static, void, maxpool332_value, (float *out, const float *in, long planes, int H, int W, int OH, int OW, float *cm),
+          (out, in, planes, H, W, OH, OW, cm), )
+{
+    cm[0] = cm[W + 1] = -INFINITY;
+    float *c = cm + 1;
+    for (long pl = 0; pl < planes; pl++) {
+        const float *x = in + pl * H * W;
+        float *o = out + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *r0 = x + (long)(2 * oh) * W, *rt = oh ? r0 - W : r0, *rb = 2 * oh + 1 < H ? r0 + W : r0;
+            for (int w = 0; w < W; w++) c[w] = mp_max(mp_max(r0[w], rt[w]), rb[w]);
+            for (int ow = 0; ow < OW; ow++) o[ow] = mp_max(mp_max(c[2 * ow], c[2 * ow - 1]), c[2 * ow + 1]);
+            o += OW;
+        }
+    }
+}
+
 void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                         int k, int s, int p)
 {
@@ -278,6 +304,11 @@ void nn_maxpool_forward(float *out, int32_t *argmax, const float *in, int N, int
         return;
     }
 #endif
+    if (k == 3 && s == 2 && p == 1 && H >= 2 && W >= 2 && !argmax) {
+        float cm[W + 2];
+        maxpool332_value(out, in, (long)N * C, H, W, OH, OW, cm);
+        return;
+    }
     float cm[W > 0 ? W : 1]; /* one row of column maxima and their rows: 2·W words of stack */
     int ri[W > 0 ? W : 1];
     for (long pl = 0; pl < (long)N * C; pl++)
