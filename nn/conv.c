@@ -284,17 +284,6 @@ NN_VEC_FN(static, void, scatter_images, (float *o, const float *tmp, int gn, int
         }
 }
 
-/* pixel-major (image, pixel) × OC → NCHW, image by image */
-NN_VEC_FN(static, void, transpose_images, (float *o, const float *tmp, int gn, int OC, long hw), (o, tmp, gn, OC, hw), NN_NOLIBCALL)
-{
-    for (int j = 0; j < gn; j++) {
-        float *dj = o + (long)j * OC * hw;
-        const float *sj = tmp + (long)j * hw * OC;
-        for (long p = 0; p < hw; p++)
-            for (int oc = 0; oc < OC; oc++) dj[oc * hw + p] = sj[p * OC + oc];
-    }
-}
-
 NN_VEC_FN(static, void, gather_images, (float *tmp, const float *dy, int gn, int OC, long hw, long ld), (tmp, dy, gn, OC, hw, ld), NN_NOLIBCALL)
 {
     for (int j = 0; j < gn; j++)
@@ -496,10 +485,13 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
             long ld = gn * hw;
             float *col = ws, *tmp = ws + (size_t)ckk * hw * g;
             if (small) {
-                /* pixel-major output (ld × OC): on a 1x1 map that is NCHW already */
                 im2col_flat(col, in + (long)n0 * d->C * ihw, (long)d->C * ihw, sc.idx, hw * sc.kk, gn);
-                nn_sgemm(0, 1, (int)ld, d->OC, sc.kk, 1.0f, col, sc.kk, sc.wk, sc.kk, 0.0f, hw == 1 ? o : tmp, d->OC);
-                if (hw > 1) transpose_images(o, tmp, gn, d->OC, hw);
+                if (hw == 1) /* pixel-major output (ld × OC): on a 1x1 map that is NCHW already */
+                    nn_sgemm(0, 1, (int)ld, d->OC, sc.kk, 1.0f, col, sc.kk, sc.wk, sc.kk, 0.0f, o, d->OC);
+                else { /* OC × ld, images side by side: each image's rows are then contiguous copies */
+                    nn_sgemm(0, 1, d->OC, (int)ld, sc.kk, 1.0f, sc.wk, sc.kk, col, sc.kk, 0.0f, gn == 1 ? o : tmp, (int)ld);
+                    if (gn > 1) scatter_images(o, tmp, gn, d->OC, hw, ld);
+                }
             } else {
                 for (int j = 0; j < gn; j++)
                     im2col(col + j * hw, ld, in + (long)(n0 + j) * d->C * ihw, d->C, d->H, d->W, d->KH, d->KW, d->sh,
