@@ -322,21 +322,25 @@ static small_conv small_setup(float *ws, int *taps, int *nv, const float *w, con
 }
 
 #if NN_X86
-/* Few input channels, stride 2, output rows of at most 16 pixels (the stem below 32 px): a
- * direct convolution. Each image is copied once into a zero-padded buffer whose rows are split
- * into even and odd columns, so the 16 output pixels of a row read contiguous vectors per tap.
+/* Few input channels, stride 2 (the stem): a direct convolution over tiles of 16 output pixels
+ * of a row. Each image is copied once into a zero-padded buffer whose rows are split into even
+ * and odd columns, so the 16 output pixels of a tile read contiguous vectors per tap.
  * Writes NCHW with no im2col, GEMM packing or transpose. Every output is the sum over
  * (c, kh, kw) in that order of fused multiply-adds from zero, at both levels: AVX-512 and AVX2
  * give the same bits. ws: the weight as ckk × OC, then the padded image. */
 static int stem_direct_ok(const nn_conv_dims *d, int OW)
 {
-    return level() >= NN_KERNELS_AVX2 && d->C <= 4 && d->sh == 2 && d->sw == 2 && OW <= 16 && d->OC % 8 == 0 &&
+    (void)OW;
+    return level() >= NN_KERNELS_AVX2 && d->C <= 4 && d->sh == 2 && d->sw == 2 && d->OC % 8 == 0 &&
            d->KH * d->KW >= 9;
 }
 
-static size_t stem_direct_ws(const nn_conv_dims *d, int OH)
+/* floats per parity half of a padded row: every tile's vector loads stay inside the half */
+static int stem_pw2(const nn_conv_dims *d, int OW) { return (OW + 15) / 16 * 16 + d->KW / 2 + 1; }
+
+static size_t stem_direct_ws(const nn_conv_dims *d, int OH, int OW)
 {
-    size_t rows = 2 * (size_t)(OH - 1) + d->KH + 2, pw2 = d->KW / 2 + 17;
+    size_t rows = 2 * (size_t)(OH - 1) + d->KH + 2, pw2 = (size_t)stem_pw2(d, OW);
     return (size_t)d->C * d->KH * d->KW * d->OC + (size_t)d->C * rows * 2 * pw2 + 16;
 }
 
@@ -349,34 +353,35 @@ __attribute__((target("avx512f"))) static void stem_image_avx512(float *o, const
                                                                  const stem_geom *g)
 {
     const int C = g->C, KH = g->KH, KW = g->KW, OC = g->OC, OH = g->OH, OW = g->OW, PR = g->PR, rs = g->rs;
-    const __mmask16 km = (__mmask16)((1u << OW) - 1);
     const long ohw = (long)OH * OW;
-    for (int oh = 0; oh < OH; oh += 2) {
-        int two = oh + 1 < OH;
-        for (int ob = 0; ob < OC; ob += 8) {
-            __m512 a0[8], a1[8];
-            for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
-            for (int c = 0; c < C; c++)
-                for (int kh = 0; kh < KH; kh++) {
-                    const float *r0 = buf + ((long)c * PR + 2 * oh + kh) * rs, *r1 = r0 + 2 * rs;
-                    const float *wp = wt + ((long)(c * KH + kh) * KW) * OC + ob;
-                    for (int kw = 0; kw < KW; kw++, wp += OC) {
-                        int q = (kw & 1) * g->pw2 + (kw >> 1);
-                        __m512 x0 = _mm512_loadu_ps(r0 + q), x1 = _mm512_loadu_ps(r1 + q);
-                        for (int j = 0; j < 8; j++) {
-                            __m512 bw = _mm512_set1_ps(wp[j]);
-                            a0[j] = _mm512_fmadd_ps(x0, bw, a0[j]);
-                            a1[j] = _mm512_fmadd_ps(x1, bw, a1[j]);
+    for (int oh = 0; oh < OH; oh += 2)
+        for (int ow0 = 0; ow0 < OW; ow0 += 16) {
+            int two = oh + 1 < OH;
+            const __mmask16 km = OW - ow0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (OW - ow0)) - 1);
+            for (int ob = 0; ob < OC; ob += 8) {
+                __m512 a0[8], a1[8];
+                for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+                for (int c = 0; c < C; c++)
+                    for (int kh = 0; kh < KH; kh++) {
+                        const float *r0 = buf + ((long)c * PR + 2 * oh + kh) * rs + ow0, *r1 = r0 + 2 * rs;
+                        const float *wp = wt + ((long)(c * KH + kh) * KW) * OC + ob;
+                        for (int kw = 0; kw < KW; kw++, wp += OC) {
+                            int q = (kw & 1) * g->pw2 + (kw >> 1);
+                            __m512 x0 = _mm512_loadu_ps(r0 + q), x1 = _mm512_loadu_ps(r1 + q);
+                            for (int j = 0; j < 8; j++) {
+                                __m512 bw = _mm512_set1_ps(wp[j]);
+                                a0[j] = _mm512_fmadd_ps(x0, bw, a0[j]);
+                                a1[j] = _mm512_fmadd_ps(x1, bw, a1[j]);
+                            }
                         }
                     }
+                for (int j = 0; j < 8; j++) {
+                    float *oj = o + (long)(ob + j) * ohw + (long)oh * OW + ow0;
+                    _mm512_mask_storeu_ps(oj, km, a0[j]);
+                    if (two) _mm512_mask_storeu_ps(oj + OW, km, a1[j]);
                 }
-            for (int j = 0; j < 8; j++) {
-                float *oj = o + (long)(ob + j) * ohw + (long)oh * OW;
-                _mm512_mask_storeu_ps(oj, km, a0[j]);
-                if (two) _mm512_mask_storeu_ps(oj + OW, km, a1[j]);
             }
         }
-    }
 }
 
 /* AVX2 (16 registers of 8 floats): one row of 16 pixels (two vectors) × 4 channels, 8 accumulators;
@@ -386,31 +391,33 @@ __attribute__((target("avx2,fma"))) static void stem_image_avx2(float *o, const 
 {
     const int C = g->C, KH = g->KH, KW = g->KW, OC = g->OC, OH = g->OH, OW = g->OW, PR = g->PR, rs = g->rs;
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW), lane),
-                  m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW - 8), lane);
     const long ohw = (long)OH * OW;
     for (int oh = 0; oh < OH; oh++)
-        for (int ob = 0; ob < OC; ob += 4) {
-            __m256 a0[4], a1[4];
-            for (int j = 0; j < 4; j++) a0[j] = a1[j] = _mm256_setzero_ps();
-            for (int c = 0; c < C; c++)
-                for (int kh = 0; kh < KH; kh++) {
-                    const float *r0 = buf + ((long)c * PR + 2 * oh + kh) * rs;
-                    const float *wp = wt + ((long)(c * KH + kh) * KW) * OC + ob;
-                    for (int kw = 0; kw < KW; kw++, wp += OC) {
-                        int q = (kw & 1) * g->pw2 + (kw >> 1);
-                        __m256 x0 = _mm256_loadu_ps(r0 + q), x1 = _mm256_loadu_ps(r0 + q + 8);
-                        for (int j = 0; j < 4; j++) {
-                            __m256 bw = _mm256_broadcast_ss(wp + j);
-                            a0[j] = _mm256_fmadd_ps(x0, bw, a0[j]);
-                            a1[j] = _mm256_fmadd_ps(x1, bw, a1[j]);
+        for (int ow0 = 0; ow0 < OW; ow0 += 16) {
+            const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW - ow0), lane),
+                          m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW - ow0 - 8), lane);
+            for (int ob = 0; ob < OC; ob += 4) {
+                __m256 a0[4], a1[4];
+                for (int j = 0; j < 4; j++) a0[j] = a1[j] = _mm256_setzero_ps();
+                for (int c = 0; c < C; c++)
+                    for (int kh = 0; kh < KH; kh++) {
+                        const float *r0 = buf + ((long)c * PR + 2 * oh + kh) * rs + ow0;
+                        const float *wp = wt + ((long)(c * KH + kh) * KW) * OC + ob;
+                        for (int kw = 0; kw < KW; kw++, wp += OC) {
+                            int q = (kw & 1) * g->pw2 + (kw >> 1);
+                            __m256 x0 = _mm256_loadu_ps(r0 + q), x1 = _mm256_loadu_ps(r0 + q + 8);
+                            for (int j = 0; j < 4; j++) {
+                                __m256 bw = _mm256_broadcast_ss(wp + j);
+                                a0[j] = _mm256_fmadd_ps(x0, bw, a0[j]);
+                                a1[j] = _mm256_fmadd_ps(x1, bw, a1[j]);
+                            }
                         }
                     }
+                for (int j = 0; j < 4; j++) {
+                    float *oj = o + (long)(ob + j) * ohw + (long)oh * OW + ow0;
+                    _mm256_maskstore_ps(oj, m0, a0[j]);
+                    _mm256_maskstore_ps(oj + 8, m1, a1[j]);
                 }
-            for (int j = 0; j < 4; j++) {
-                float *oj = o + (long)(ob + j) * ohw + (long)oh * OW;
-                _mm256_maskstore_ps(oj, m0, a0[j]);
-                _mm256_maskstore_ps(oj + 8, m1, a1[j]);
             }
         }
 }
@@ -418,7 +425,8 @@ __attribute__((target("avx2,fma"))) static void stem_image_avx2(float *o, const 
 static void stem_direct(float *out, float *ws, const float *in, const float *w, const nn_conv_dims *d, int OH, int OW)
 {
     const int C = d->C, H = d->H, W = d->W, KH = d->KH, KW = d->KW, OC = d->OC, ckk = C * KH * KW;
-    stem_geom g = {C, KH, KW, OC, OH, OW, 2 * (OH - 1) + KH + 2, KW / 2 + 17, 2 * (KW / 2 + 17)};
+    int pw2 = stem_pw2(d, OW);
+    stem_geom g = {C, KH, KW, OC, OH, OW, 2 * (OH - 1) + KH + 2, pw2, 2 * pw2};
     float *wt = ws, *buf = ws + (size_t)ckk * OC;
     for (int oc = 0; oc < OC; oc++)
         for (int t = 0; t < ckk; t++) wt[(long)t * OC + oc] = w[(long)oc * ckk + t];
@@ -452,7 +460,7 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
     long hw = (long)OH * OW, ihw = (long)d->H * d->W;
     int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
 #if NN_X86
-    if (stem_direct_ok(d, OW) && stem_direct_ws(d, OH) <= nn_conv2d_workspace(d)) {
+    if (stem_direct_ok(d, OW) && stem_direct_ws(d, OH, OW) <= nn_conv2d_workspace(d)) {
         stem_direct(out, ws, in, w, d, OH, OW);
         if (b)
             for (int n = 0; n < d->N; n++)

@@ -107,8 +107,11 @@ TEST(conv_small_maps)
 
 TEST(conv_stem)
 {
-    /* few channels, stride 2, output rows ≤ 16: the direct convolution at avx2 and avx512 */
+    /* few channels, stride 2: the direct convolution at avx2 and avx512, in tiles of 16 output pixels */
     conv_case("stem 28 px", (nn_conv_dims){5, 3, 28, 28, 32, 7, 7, 2, 2, 3, 3}, 0, 1);
+    conv_case("stem 64 px (two whole tiles a row)", (nn_conv_dims){2, 3, 64, 64, 32, 7, 7, 2, 2, 3, 3}, 0, 1);
+    conv_case("stem 75x41 (a partial last tile, odd output rows)", (nn_conv_dims){2, 3, 75, 41, 16, 7, 7, 2, 2, 3, 3}, 0, 1);
+    conv_case("stem 33x70, 2 channels, 5x5", (nn_conv_dims){3, 2, 33, 70, 8, 5, 5, 2, 2, 2, 2}, 0, 1);
     conv_case("stem 32 px (16-pixel rows)", (nn_conv_dims){3, 3, 32, 32, 32, 7, 7, 2, 2, 3, 3}, 0, 1);
     conv_case("stem 12 px (6-pixel rows)", (nn_conv_dims){4, 3, 12, 12, 16, 7, 7, 2, 2, 3, 3}, 0, 1);
     conv_case("stem 19x23, 1 channel", (nn_conv_dims){2, 1, 19, 23, 8, 3, 3, 2, 2, 1, 1}, 0, 1);
