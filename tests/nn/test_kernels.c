@@ -101,6 +101,9 @@ TEST(conv_small_maps)
     /* hw ≤ 256 and several images per GEMM: the index-table gather (AVX-512 / AVX2 / scalar) */
     conv_case("3x3 on 7x7", (nn_conv_dims){24, 16, 7, 7, 8, 3, 3, 1, 1, 1, 1}, 1, 1);
     conv_case("3x3/2 on 14x14", (nn_conv_dims){12, 8, 14, 14, 16, 3, 3, 2, 2, 1, 1}, 1, 1);
+    /* 14x14 out: the forward batches im2col across images, the backward keeps the table */
+    conv_case("3x3 on 14x14", (nn_conv_dims){7, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1}, 1, 1);
+    conv_case("1x1/2 on 31x31", (nn_conv_dims){9, 8, 31, 31, 16, 1, 1, 2, 2, 0, 0}, 1, 1);
     conv_case("3x3 on 1x1 (8 taps dropped)", (nn_conv_dims){40, 32, 1, 1, 16, 3, 3, 1, 1, 1, 1}, 1, 1);
     conv_case("3x3 on 2x2, 5 channels (gather tail)", (nn_conv_dims){33, 5, 2, 2, 8, 3, 3, 1, 1, 1, 1}, 1, 1);
 }
