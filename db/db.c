@@ -77,6 +77,39 @@ int db_vacuum(mp_db *db) { return db_exec(db, "VACUUM") || db_exec(db, "PRAGMA w
 int db_read_begin(mp_db *db) { return db_exec(db, "BEGIN DEFERRED"); }
 void db_read_end(mp_db *db) { db_exec(db, "COMMIT"); }
 
+int db_walk_end(mp_db *db, sqlite3_stmt *st, int rc, int stop, const char *what)
+{
+    if (!stop && rc != SQLITE_DONE) stop = db_fail(db, what);
+    sqlite3_finalize(st);
+    return stop;
+}
+
+int db_each_row(mp_db *db, sqlite3_stmt *st, const char *what, int (*row)(void *ctx, sqlite3_stmt *st), void *ctx)
+{
+    if (!st) return -1;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = row(ctx, st);
+    return db_walk_end(db, st, rc, stop, what);
+}
+
+const char *db_text(sqlite3_stmt *st, int c)
+{
+    const char *t = (const char *)sqlite3_column_text(st, c);
+    return t ? t : "";
+}
+
+int db_row_double(void *ctx, sqlite3_stmt *st)
+{
+    *(double *)ctx = sqlite3_column_double(st, 0);
+    return 1;
+}
+
+int db_row_int64(void *ctx, sqlite3_stmt *st)
+{
+    *(int64_t *)ctx = sqlite3_column_int64(st, 0);
+    return 1;
+}
+
 int64_t db_query_int(mp_db *db, const char *sql)
 {
     sqlite3_stmt *st = db_prepare(db, sql);

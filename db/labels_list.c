@@ -9,12 +9,6 @@ int db_labels_have_imports(mp_db *db)
     return n < 0 ? -1 : n == 1;
 }
 
-static const char *text(sqlite3_stmt *st, int c)
-{
-    const char *t = (const char *)sqlite3_column_text(st, c);
-    return t ? t : "";
-}
-
 /* Prepare sql with ?1 = slide_id; NULL + mp_err. */
 static sqlite3_stmt *prepare(mp_db *db, const char *sql, int64_t slide_id)
 {
@@ -24,13 +18,6 @@ static sqlite3_stmt *prepare(mp_db *db, const char *sql, int64_t slide_id)
 }
 
 static const char *text_or_null(sqlite3_stmt *st, int c) { return (const char *)sqlite3_column_text(st, c); }
-
-static int done(mp_db *db, sqlite3_stmt *st, int rc, int stop)
-{
-    if (!stop && rc != SQLITE_DONE) stop = db_fail(db, "listing labels");
-    sqlite3_finalize(st);
-    return stop;
-}
 
 int db_label_imports(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_label_import *r), void *ctx)
 {
@@ -43,11 +30,11 @@ int db_label_imports(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_label_import r = {sqlite3_column_int64(st, 0), text(st, 1), sqlite3_column_int64(st, 2), text(st, 3),
-                             sqlite3_column_int64(st, 4), text(st, 5), text(st, 6)};
+        db_label_import r = {sqlite3_column_int64(st, 0), db_text(st, 1), sqlite3_column_int64(st, 2), db_text(st, 3),
+                             sqlite3_column_int64(st, 4), db_text(st, 5), db_text(st, 6)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "listing labels");
 }
 
 int db_slide_labels(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_slide_label *r), void *ctx)
@@ -60,11 +47,11 @@ int db_slide_labels(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_s
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_slide_label r = {sqlite3_column_int64(st, 0), text(st, 1), text(st, 2), text_or_null(st, 3),
+        db_slide_label r = {sqlite3_column_int64(st, 0), db_text(st, 1), db_text(st, 2), text_or_null(st, 3),
                             sqlite3_column_int64(st, 4)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "listing labels");
 }
 
 int db_slides_regions(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_slide_regions *r), void *ctx)
@@ -80,11 +67,11 @@ int db_slides_regions(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_slide_regions r = {sqlite3_column_int64(st, 0), text(st, 1), sqlite3_column_int64(st, 2), text(st, 3),
+        db_slide_regions r = {sqlite3_column_int64(st, 0), db_text(st, 1), sqlite3_column_int64(st, 2), db_text(st, 3),
                               sqlite3_column_int64(st, 4)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "listing labels");
 }
 
 int db_regions(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_region *r), void *ctx)
@@ -99,9 +86,9 @@ int db_regions(mp_db *db, int64_t slide_id, int (*fn)(void *ctx, const db_region
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_region r = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), text(st, 2), text(st, 3),
-                       text_or_null(st, 4), text(st, 5), sqlite3_column_int64(st, 6)};
+        db_region r = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), db_text(st, 2), db_text(st, 3),
+                       text_or_null(st, 4), db_text(st, 5), sqlite3_column_int64(st, 6)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "listing labels");
 }

@@ -14,20 +14,6 @@ int64_t db_splits_folds(mp_db *db)
     return db_query_int(db, "SELECT count(*) FROM folds");
 }
 
-static const char *text(sqlite3_stmt *st, int c)
-{
-    const char *t = (const char *)sqlite3_column_text(st, c);
-    return t ? t : "";
-}
-
-/* The end of a walk: fn's stop value, else 0 at the last row, else the SQLite error. */
-static int done(mp_db *db, sqlite3_stmt *st, int rc, int stop)
-{
-    if (!stop && rc != SQLITE_DONE) stop = db_fail(db, "splits");
-    sqlite3_finalize(st);
-    return stop;
-}
-
 int db_split_sizes(mp_db *db, int (*fn)(void *ctx, const db_split_size *r), void *ctx)
 {
     sqlite3_stmt *st = db_prepare(
@@ -40,11 +26,11 @@ int db_split_sizes(mp_db *db, int (*fn)(void *ctx, const db_split_size *r), void
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_split_size r = {text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+        db_split_size r = {db_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
                            sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "splits");
 }
 
 int db_split_classes(mp_db *db, int (*fn)(void *ctx, const db_split_class *r), void *ctx)
@@ -56,10 +42,10 @@ int db_split_classes(mp_db *db, int (*fn)(void *ctx, const db_split_class *r), v
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_split_class r = {text(st, 0), text(st, 1), sqlite3_column_int64(st, 2)};
+        db_split_class r = {db_text(st, 0), db_text(st, 1), sqlite3_column_int64(st, 2)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "splits");
 }
 
 int db_fold_sizes(mp_db *db, int (*fn)(void *ctx, const db_fold_size *r), void *ctx)
@@ -75,10 +61,10 @@ int db_fold_sizes(mp_db *db, int (*fn)(void *ctx, const db_fold_size *r), void *
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         db_fold_size r = {sqlite3_column_int(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
-                          sqlite3_column_int(st, 3), text(st, 4)};
+                          sqlite3_column_int(st, 3), db_text(st, 4)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "splits");
 }
 
 int db_class_split_patches(mp_db *db, int (*fn)(void *ctx, const db_class_patches *r), void *ctx)
@@ -90,9 +76,9 @@ int db_class_split_patches(mp_db *db, int (*fn)(void *ctx, const db_class_patche
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_class_patches r = {text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+        db_class_patches r = {db_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
                               sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "splits");
 }

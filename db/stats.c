@@ -7,27 +7,14 @@
 #include "common/error.h"
 #include "db/sql.h"
 
-static const char *text(sqlite3_stmt *st, int c)
-{
-    const char *t = (const char *)sqlite3_column_text(st, c);
-    return t ? t : "";
-}
-
-static int done(mp_db *db, sqlite3_stmt *st, int rc, int stop)
-{
-    if (!stop && rc != SQLITE_DONE) stop = db_fail(db, "stats");
-    sqlite3_finalize(st);
-    return stop;
-}
-
 int db_other_splits(mp_db *db, int (*fn)(void *ctx, const char *split), void *ctx)
 {
     sqlite3_stmt *st = db_prepare(db, "SELECT DISTINCT split FROM splits WHERE split NOT IN ('train', 'val', 'test', "
                                       "'unlabeled') ORDER BY split");
     if (!st) return -1;
     int rc, stop = 0;
-    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, text(st, 0));
-    return done(db, st, rc, stop);
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, db_text(st, 0));
+    return db_walk_end(db, st, rc, stop, "stats");
 }
 
 int db_class_split_mags(mp_db *db, int (*fn)(void *ctx, const db_class_split_mag *r), void *ctx)
@@ -41,24 +28,26 @@ int db_class_split_mags(mp_db *db, int (*fn)(void *ctx, const db_class_split_mag
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_class_split_mag r = {sqlite3_column_double(st, 0), text(st, 1), text(st, 2), sqlite3_column_int64(st, 3)};
+        db_class_split_mag r = {sqlite3_column_double(st, 0), db_text(st, 1), db_text(st, 2),
+                                sqlite3_column_int64(st, 3)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "stats");
+}
+
+static int bin_row(void *bins, sqlite3_stmt *st)
+{
+    int b = sqlite3_column_int(st, 0);
+    if (b >= 0 && b < 10) ((int64_t *)bins)[b] += sqlite3_column_int64(st, 1);
+    return 0;
 }
 
 int db_tissue_histogram(mp_db *db, int64_t bins[10])
 {
     for (int b = 0; b < 10; b++) bins[b] = 0;
-    sqlite3_stmt *st = db_prepare(db, "SELECT min(CAST(tissue * 10 AS INTEGER), 9), count(*) FROM patches "
-                                      "GROUP BY 1 ORDER BY 1");
-    if (!st) return -1;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int b = sqlite3_column_int(st, 0);
-        if (b >= 0 && b < 10) bins[b] += sqlite3_column_int64(st, 1);
-    }
-    return done(db, st, rc, 0);
+    return db_each_row(db, db_prepare(db, "SELECT min(CAST(tissue * 10 AS INTEGER), 9), count(*) FROM patches "
+                                          "GROUP BY 1 ORDER BY 1"),
+                       "stats", bin_row, bins);
 }
 
 int db_mpp_sources(mp_db *db, int (*fn)(void *ctx, const db_mpp_source *r), void *ctx)
@@ -68,11 +57,11 @@ int db_mpp_sources(mp_db *db, int (*fn)(void *ctx, const db_mpp_source *r), void
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_mpp_source r = {text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_type(st, 2) != SQLITE_NULL,
+        db_mpp_source r = {db_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_type(st, 2) != SQLITE_NULL,
                            sqlite3_column_double(st, 2), sqlite3_column_double(st, 3)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "stats");
 }
 
 int64_t db_slides_count(mp_db *db) { return db_query_int(db, "SELECT count(*) FROM slides"); }
@@ -105,12 +94,12 @@ int db_mag_storage_each(mp_db *db, int (*fn)(void *ctx, const db_mag_storage *r)
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         db_mag_storage r = {sqlite3_column_double(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int(st, 2),
-                            sqlite3_column_int(st, 3),    text(st, 4),                 sqlite3_column_double(st, 5),
-                            sqlite3_column_double(st, 6), text(st, 7),                 sqlite3_column_double(st, 8),
+                            sqlite3_column_int(st, 3),    db_text(st, 4),                 sqlite3_column_double(st, 5),
+                            sqlite3_column_double(st, 6), db_text(st, 7),                 sqlite3_column_double(st, 8),
                             sqlite3_column_double(st, 9)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "stats");
 }
 
 int db_classes_each(mp_db *db, int (*fn)(void *ctx, int64_t id, const char *name), void *ctx)
@@ -118,31 +107,23 @@ int db_classes_each(mp_db *db, int (*fn)(void *ctx, int64_t id, const char *name
     sqlite3_stmt *st = db_prepare(db, "SELECT id, name FROM classes ORDER BY id");
     if (!st) return -1;
     int rc, stop = 0;
-    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, sqlite3_column_int64(st, 0), text(st, 1));
-    return done(db, st, rc, stop);
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, sqlite3_column_int64(st, 0), db_text(st, 1));
+    return db_walk_end(db, st, rc, stop, "stats");
 }
 
 int64_t db_mags_count(mp_db *db) { return db_query_int(db, "SELECT count(DISTINCT mag) FROM images"); }
 
 int db_mag_any(mp_db *db, double *mag)
 {
-    sqlite3_stmt *st = db_prepare(db, "SELECT mag FROM images LIMIT 1");
-    if (!st) return -1;
-    int rc = sqlite3_step(st), have = rc == SQLITE_ROW;
-    if (have) *mag = sqlite3_column_double(st, 0);
-    rc = done(db, st, have ? SQLITE_DONE : rc, 0);
-    return rc ? rc : have;
+    return db_each_row(db, db_prepare(db, "SELECT mag FROM images LIMIT 1"), "stats", db_row_double, mag);
 }
 
 int64_t db_mag_images(mp_db *db, double mag)
 {
     sqlite3_stmt *st = db_prepare(db, "SELECT count(*) FROM images WHERE abs(mag - ?1) < 1e-3");
-    if (!st) return -1;
-    sqlite3_bind_double(st, 1, mag);
-    int rc = sqlite3_step(st);
-    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    rc = done(db, st, rc == SQLITE_ROW ? SQLITE_DONE : rc, 0);
-    return rc ? rc : n;
+    if (st) sqlite3_bind_double(st, 1, mag);
+    int64_t n = 0;
+    return db_each_row(db, st, "stats", db_row_int64, &n) < 0 ? -1 : n;
 }
 
 int db_split_patches_each(mp_db *db, int (*fn)(void *ctx, const db_split_patches *r), void *ctx)
@@ -152,10 +133,10 @@ int db_split_patches_each(mp_db *db, int (*fn)(void *ctx, const db_split_patches
     if (!st) return -1;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        db_split_patches r = {text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2)};
+        db_split_patches r = {db_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2)};
         stop = fn(ctx, &r);
     }
-    return done(db, st, rc, stop);
+    return db_walk_end(db, st, rc, stop, "stats");
 }
 
 /* A score name is spliced into SQL: only these. */
@@ -181,12 +162,7 @@ int db_qc_at(mp_db *db, const char *score, int64_t offset, double *v)
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT %s FROM patches WHERE %s IS NOT NULL ORDER BY %s LIMIT 1 OFFSET %lld", score,
              score, score, (long long)offset);
-    sqlite3_stmt *st = db_prepare(db, sql);
-    if (!st) return -1;
-    int rc = sqlite3_step(st), have = rc == SQLITE_ROW;
-    if (have) *v = sqlite3_column_double(st, 0);
-    rc = done(db, st, have ? SQLITE_DONE : rc, 0);
-    return rc ? rc : have;
+    return db_each_row(db, db_prepare(db, sql), "stats", db_row_double, v);
 }
 
 int db_class_patches_each(mp_db *db, int (*fn)(void *ctx, const char *class_name, int64_t patches), void *ctx)
@@ -197,6 +173,6 @@ int db_class_patches_each(mp_db *db, int (*fn)(void *ctx, const char *class_name
                                       "l.class_id GROUP BY cls) ORDER BY cls");
     if (!st) return -1;
     int rc, stop = 0;
-    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, text(st, 0), sqlite3_column_int64(st, 1));
-    return done(db, st, rc, stop);
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) stop = fn(ctx, db_text(st, 0), sqlite3_column_int64(st, 1));
+    return db_walk_end(db, st, rc, stop, "stats");
 }
