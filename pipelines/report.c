@@ -429,7 +429,7 @@ static const char style_js[] =
     "td img{display:block;max-width:112px;max-height:112px}#slides th{font-size:.85em}#slides td{padding:4px 5px}\n"
     /* names and paths there wrap at the <wbr> after '_', '-', '.', '/' (and spaces) in a column
      * wide enough for the usual parts; only a part wider than the column breaks inside */
-    "td.slide{min-width:10em}td.slide b,td.slide .path{overflow-wrap:anywhere;word-break:normal}\n"
+    "td.slide{min-width:9em}td.slide b,td.slide .path{overflow-wrap:anywhere;word-break:normal}\n"
     ".failed{color:#b00020;font-weight:600}.done{color:#1b7e3c;font-weight:600}\n"
     ".err{color:#b00020;font-weight:400;font-size:.85em;min-width:12em;max-width:22em;overflow-wrap:anywhere}\n"
     ".path{color:#666;font-size:.85em;word-break:break-all}\n"

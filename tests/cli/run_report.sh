@@ -91,7 +91,8 @@ var split=[],parts=0;document.querySelectorAll('td.slide b').forEach(function(b)
   parts++;var rs=r.getClientRects(),lines={},wide=0;for(var i=0;i<rs.length;i++){lines[Math.round(rs[i].top)]=1;wide+=rs[i].width;}
   if(Object.keys(lines).length>1&&wide<=w)split.push(m[0]);}});});
 document.body.setAttribute('data-split',split.join('|'));document.body.setAttribute('data-parts',parts);
-document.body.setAttribute('data-sw',document.documentElement.scrollWidth)})</script>
+document.body.setAttribute('data-sw',document.documentElement.scrollWidth);
+document.body.setAttribute('data-over',Math.round(document.getElementById('slides').getBoundingClientRect().right-document.body.getBoundingClientRect().right))})</script>
 EOF
 cat "$T/both.html" "$T/measure.js" >"$T/wide.html"
 run_browser "file://$T/wide.html" --window-size=1400,1200 --dump-dom >"$T/domw"
@@ -100,6 +101,9 @@ sw=$(grep -o 'data-sw="[0-9]*"' "$T/domw" | grep -o '[0-9]*')
 [ -n "$sw" ] && [ "$sw" -le 1400 ] || no "the page is ${sw:-?} px wide in a 1400 px window (horizontal scrolling)"
 # parts: synth_, 000, synth_, 001, synth_, 002, 3 of the markup name, 9 of the long name
 grep -q 'data-parts="18"' "$T/domw" || no "name parts measured: $(grep -o 'data-parts="[^"]*"' "$T/domw"), want 18"
+# nor does the table reach into the page's right margin
+over=$(sed -n 's/.*data-over="\(-\{0,1\}[0-9]*\)".*/\1/p' "$T/domw")
+[ -n "$over" ] && [ "$over" -le 0 ] || no "the slides' table passes the body's right edge by ${over:-?} px"
 grep -q 'data-split=""' "$T/domw" || no "slide names broken inside a part: $(grep -o 'data-split="[^"]*"' "$T/domw")"
 # the error is in the status column, under a failed status
 grep -q '<td class=failed data-v="failed">failed<div class=err>' "$T/both.html" || no "no error under the failed status"
