@@ -102,10 +102,20 @@ TEST(conv_small_maps)
     conv_case("3x3 on 7x7", (nn_conv_dims){24, 16, 7, 7, 8, 3, 3, 1, 1, 1, 1}, 1, 1);
     conv_case("3x3/2 on 14x14", (nn_conv_dims){12, 8, 14, 14, 16, 3, 3, 2, 2, 1, 1}, 1, 1);
     /* 14x14 out: the forward batches im2col across images, the backward keeps the table */
-    conv_case("3x3 on 14x14", (nn_conv_dims){7, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1}, 1, 1);
+    conv_case("3x3 on 14x14", (nn_conv_dims){7, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1}, 0, 1);
     conv_case("1x1/2 on 31x31", (nn_conv_dims){9, 8, 31, 31, 16, 1, 1, 2, 2, 0, 0}, 1, 1);
     conv_case("3x3 on 1x1 (8 taps dropped)", (nn_conv_dims){40, 32, 1, 1, 16, 3, 3, 1, 1, 1, 1}, 1, 1);
     conv_case("3x3 on 2x2, 5 channels (gather tail)", (nn_conv_dims){33, 5, 2, 2, 8, 3, 3, 1, 1, 1, 1}, 1, 1);
+}
+
+TEST(conv_direct3)
+{
+    /* 3x3 stride 1, ≥ 8 channels, ≥ 64 output pixels: the direct convolution at avx2 and avx512
+     * (tiles of 32 / 16 pixels along the flattened map, partial last tiles, several chunks) */
+    conv_case("direct 3x3 on 8x8", (nn_conv_dims){3, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1}, 0, 1);
+    conv_case("direct 3x3 on 13x9", (nn_conv_dims){2, 8, 13, 9, 24, 3, 3, 1, 1, 1, 1}, 0, 1);
+    conv_case("direct 3x3 on 37x61 (two chunks)", (nn_conv_dims){1, 8, 37, 61, 8, 3, 3, 1, 1, 1, 1}, 0, 1);
+    conv_case("direct 3x3 on 20x20, 40 channels", (nn_conv_dims){2, 40, 20, 20, 32, 3, 3, 1, 1, 1, 1}, 0, 1);
 }
 
 TEST(conv_stem)
@@ -468,6 +478,7 @@ int main(void)
     if (nlevels < 3) fprintf(stderr, " (this CPU or build runs no higher level)");
     fprintf(stderr, "\n");
     RUN(conv_small_maps);
+    RUN(conv_direct3);
     RUN(conv_stem);
     RUN(maxpool_stem);
     RUN(vec_loops);
