@@ -42,7 +42,7 @@ size_t nn_conv2d_workspace(const nn_conv_dims *d)
     int OH = nn_conv_out(d->H, d->KH, d->sh, d->ph), OW = nn_conv_out(d->W, d->KW, d->sw, d->pw);
     size_t hw = (size_t)OH * OW, ckk = (size_t)d->C * d->KH * d->KW;
     int g = nn_conv2d_group(d);
-    if (g == 1) return is_direct(d) ? 0 : ckk * hw;
+    if (g == 1) return is_direct(d) ? 0 : ckk * hw + 32; /* colk reads up to 31 floats past a band */
     /* col + gathered output (+ on small maps the tap-compacted weight, its gradient and the
      * flat index table) */
     return (ckk + (size_t)d->OC) * hw * (size_t)g + (hw <= NN_TAB_MAX ? (2 * (size_t)d->OC + hw) * ckk : 0);
@@ -456,14 +456,129 @@ static void stem_direct(float *out, float *ws, const float *in, const float *w, 
     }
 }
 
-/* 3x3 stride 1 pad 1 with 8 or more input channels: a direct convolution (no im2col, no GEMM
- * packing; on this CPU's 512-bit FMA units it runs well above OpenBLAS's 256-bit sgemm). Each
- * image is copied once into three planes per channel, one per kernel column kw, holding the
- * input shifted by kw − 1 with zeros where that leaves the map and a zero row above and below:
- * output pixel p = oh·W + ow then reads element p + kh·W of plane kw for tap (kh, kw), so tiles
- * of output pixels run along the flattened map with no waste at any width. Every output is the
- * sum over (c, kh, kw) in that order of fused multiply-adds from zero at both levels, so AVX-512
- * and AVX2 give the same bits. The weight is read in place (eight output channels' rows). */
+/* Output pixels against a column matrix on the vector units, instead of OpenBLAS (whose sgemm
+ * runs 256-bit kernels on this CPU, half of what its 512-bit FMA units do):
+ * out[oc·ldo + p] = Σ_t w[oc·ckk + t] · rows[t][p] over t = 0 .. ckk−1 in that order, fused
+ * multiply-adds from zero, so AVX-512 and AVX2 give the same bits. rows[t] is where row t of the
+ * column matrix starts: an im2col band, or shifted views of the input (direct3). The weight is
+ * read in place, eight (AVX2: four) output channels' rows at a time. Pixels go in chunks whose
+ * ckk rows stay in L2 while every output channel block passes over them; rows are read up to 31
+ * floats past p1 (those lanes are computed and dropped). */
+static long colk_chunk(int ckk)
+{
+    long p = 65536 / ckk / 32 * 32;
+    return p < 32 ? 32 : p;
+}
+
+/* AVX-512: 32 pixels (two vectors) × 8 output channels, 16 accumulators */
+__attribute__((target("avx512f"))) static void colk_avx512(float *o, long ldo, const float *const *rows, long p0,
+                                                           long p1, const float *w, int ckk, int OC)
+{
+    const long chunk = colk_chunk(ckk);
+    for (long q0 = p0; q0 < p1; q0 += chunk) {
+        long q1 = q0 + chunk < p1 ? q0 + chunk : p1;
+        for (int ob = 0; ob < OC; ob += 8) {
+            const float *wb = w + (long)ob * ckk;
+            for (long p = q0; p < q1; p += 32) {
+                __m512 a0[8], a1[8];
+                for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+                for (int t = 0; t < ckk; t++) {
+                    const float *r = rows[t] + p;
+                    __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + 16);
+                    for (int j = 0; j < 8; j++) {
+                        __m512 bw = _mm512_set1_ps(wb[(long)j * ckk + t]);
+                        a0[j] = _mm512_fmadd_ps(x0, bw, a0[j]);
+                        a1[j] = _mm512_fmadd_ps(x1, bw, a1[j]);
+                    }
+                }
+                long n0 = q1 - p, n1 = n0 - 16;
+                __mmask16 k0 = n0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n0) - 1);
+                __mmask16 k1 = n1 >= 16 ? (__mmask16)0xffff : n1 <= 0 ? 0 : (__mmask16)((1u << n1) - 1);
+                for (int j = 0; j < 8; j++) {
+                    float *oj = o + (long)(ob + j) * ldo + p;
+                    _mm512_mask_storeu_ps(oj, k0, a0[j]);
+                    _mm512_mask_storeu_ps(oj + 16, k1, a1[j]);
+                }
+            }
+        }
+    }
+}
+
+/* AVX2: 16 pixels (two vectors) × 4 output channels, 8 accumulators; the same sums */
+__attribute__((target("avx2,fma"))) static void colk_avx2(float *o, long ldo, const float *const *rows, long p0,
+                                                         long p1, const float *w, int ckk, int OC)
+{
+    const long chunk = colk_chunk(ckk);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (long q0 = p0; q0 < p1; q0 += chunk) {
+        long q1 = q0 + chunk < p1 ? q0 + chunk : p1;
+        for (int ob = 0; ob < OC; ob += 4) {
+            const float *wb = w + (long)ob * ckk;
+            for (long p = q0; p < q1; p += 16) {
+                __m256 a0[4], a1[4];
+                for (int j = 0; j < 4; j++) a0[j] = a1[j] = _mm256_setzero_ps();
+                for (int t = 0; t < ckk; t++) {
+                    const float *r = rows[t] + p;
+                    __m256 x0 = _mm256_loadu_ps(r), x1 = _mm256_loadu_ps(r + 8);
+                    for (int j = 0; j < 4; j++) {
+                        __m256 bw = _mm256_broadcast_ss(wb + (long)j * ckk + t);
+                        a0[j] = _mm256_fmadd_ps(x0, bw, a0[j]);
+                        a1[j] = _mm256_fmadd_ps(x1, bw, a1[j]);
+                    }
+                }
+                long n = q1 - p > 16 ? 16 : q1 - p;
+                const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane),
+                              m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n - 8), lane);
+                for (int j = 0; j < 4; j++) {
+                    float *oj = o + (long)(ob + j) * ldo + p;
+                    _mm256_maskstore_ps(oj, m0, a0[j]);
+                    _mm256_maskstore_ps(oj + 8, m1, a1[j]);
+                }
+            }
+        }
+    }
+}
+
+static void colk(float *o, long ldo, const float *const *rows, long p0, long p1, const float *w, int ckk, int OC)
+{
+    if (level() >= NN_KERNELS_AVX512) colk_avx512(o, ldo, rows, p0, p1, w, ckk, OC);
+    else colk_avx2(o, ldo, rows, p0, p1, w, ckk, OC);
+}
+
+/* any convolution with a multiple of 8 output channels and at least 64 output pixels per image
+ * (smaller maps batch images through the index tables and OpenBLAS) */
+static int colk_ok(const nn_conv_dims *d, long hw)
+{
+    return level() >= NN_KERNELS_AVX2 && d->OC % 8 == 0 && hw >= 64 && !is_direct(d);
+}
+
+/* per image, bands of output rows: im2col into ws (about NN_COLK_BAND floats, L2), then colk */
+#define NN_COLK_BAND (128 * 1024)
+
+static void colk_conv(float *out, float *ws, const float *in, const float *w, const nn_conv_dims *d, int OH, int OW)
+{
+    const int ckk = d->C * d->KH * d->KW;
+    const long hw = (long)OH * OW, ihw = (long)d->H * d->W;
+    long r = NN_COLK_BAND / ((long)ckk * OW);
+    int br = r < 1 ? 1 : r > OH ? OH : (int)r;
+    const float *rows[ckk];
+    for (int n = 0; n < d->N; n++) {
+        const float *src = in + (long)n * d->C * ihw;
+        float *o = out + (long)n * d->OC * hw;
+        for (int r0 = 0; r0 < OH; r0 += br) {
+            int r1 = r0 + br < OH ? r0 + br : OH, cols = (r1 - r0) * OW;
+            im2col_rows(ws, cols, src, d->C, d->H, d->W, d->KH, d->KW, d->sh, d->sw, d->ph, d->pw, r0, r1, OW);
+            for (int t = 0; t < ckk; t++) rows[t] = ws + (long)t * cols;
+            colk(o + (long)r0 * OW, hw, rows, 0, cols, w, ckk, d->OC);
+        }
+    }
+}
+
+/* 3x3 stride 1 pad 1 with 8 or more input channels: no im2col either. Each image is copied once
+ * into three planes per channel, one per kernel column kw, holding the input shifted by kw − 1
+ * with zeros where that leaves the map and a zero row above and below: output pixel
+ * p = oh·W + ow then reads element p + kh·W of plane kw for tap (kh, kw), so colk's rows are
+ * views of these planes and its tiles run along the flattened map with no waste at any width. */
 static int direct3_ok(const nn_conv_dims *d, long hw)
 {
     return level() >= NN_KERNELS_AVX2 && d->KH == 3 && d->KW == 3 && d->sh == 1 && d->sw == 1 && d->ph == 1 &&
@@ -474,98 +589,14 @@ static size_t direct3_plane(const nn_conv_dims *d) { return (size_t)(d->H + 2) *
 
 static size_t direct3_ws(const nn_conv_dims *d) { return 3 * (size_t)d->C * direct3_plane(d) + 64; }
 
-/* pixels per chunk: the chunk's input rows (3 planes per channel) stay in L2 while every
- * output channel block passes over them */
-static long direct3_chunk(const nn_conv_dims *d)
-{
-    long p = 65536 / (3L * d->C) / 32 * 32;
-    return p < 32 ? 32 : p;
-}
-
-/* AVX-512: 32 pixels (two vectors) × 8 output channels, 16 accumulators */
-__attribute__((target("avx512f"))) static void direct3_avx512(float *o, const float *buf, const float *w,
-                                                              const nn_conv_dims *d)
-{
-    const int C = d->C, W = d->W, OC = d->OC, ckk = C * 9;
-    const long hw = (long)d->H * W, pl = (long)direct3_plane(d), ks = (long)C * pl, chunk = direct3_chunk(d);
-    for (long q0 = 0; q0 < hw; q0 += chunk) {
-        long q1 = q0 + chunk < hw ? q0 + chunk : hw;
-        for (int ob = 0; ob < OC; ob += 8) {
-            const float *wb = w + (long)ob * ckk;
-            for (long p = q0; p < q1; p += 32) {
-                __m512 a0[8], a1[8];
-                for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
-                for (int c = 0; c < C; c++)
-                    for (int kh = 0; kh < 3; kh++) {
-                        const float *r = buf + c * pl + p + (long)kh * W;
-                        const float *wp = wb + c * 9 + kh * 3;
-                        for (int kw = 0; kw < 3; kw++) {
-                            __m512 x0 = _mm512_loadu_ps(r + kw * ks), x1 = _mm512_loadu_ps(r + kw * ks + 16);
-                            for (int j = 0; j < 8; j++) {
-                                __m512 bw = _mm512_set1_ps(wp[(long)j * ckk + kw]);
-                                a0[j] = _mm512_fmadd_ps(x0, bw, a0[j]);
-                                a1[j] = _mm512_fmadd_ps(x1, bw, a1[j]);
-                            }
-                        }
-                    }
-                long n0 = q1 - p, n1 = n0 - 16;
-                __mmask16 k0 = n0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n0) - 1);
-                __mmask16 k1 = n1 >= 16 ? (__mmask16)0xffff : n1 <= 0 ? 0 : (__mmask16)((1u << n1) - 1);
-                for (int j = 0; j < 8; j++) {
-                    float *oj = o + (long)(ob + j) * hw + p;
-                    _mm512_mask_storeu_ps(oj, k0, a0[j]);
-                    _mm512_mask_storeu_ps(oj + 16, k1, a1[j]);
-                }
-            }
-        }
-    }
-}
-
-/* AVX2: 16 pixels (two vectors) × 4 output channels, 8 accumulators; the same sums */
-__attribute__((target("avx2,fma"))) static void direct3_avx2(float *o, const float *buf, const float *w,
-                                                            const nn_conv_dims *d)
-{
-    const int C = d->C, W = d->W, OC = d->OC, ckk = C * 9;
-    const long hw = (long)d->H * W, pl = (long)direct3_plane(d), ks = (long)C * pl, chunk = direct3_chunk(d);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (long q0 = 0; q0 < hw; q0 += chunk) {
-        long q1 = q0 + chunk < hw ? q0 + chunk : hw;
-        for (int ob = 0; ob < OC; ob += 4) {
-            const float *wb = w + (long)ob * ckk;
-            for (long p = q0; p < q1; p += 16) {
-                __m256 a0[4], a1[4];
-                for (int j = 0; j < 4; j++) a0[j] = a1[j] = _mm256_setzero_ps();
-                for (int c = 0; c < C; c++)
-                    for (int kh = 0; kh < 3; kh++) {
-                        const float *r = buf + c * pl + p + (long)kh * W;
-                        const float *wp = wb + c * 9 + kh * 3;
-                        for (int kw = 0; kw < 3; kw++) {
-                            __m256 x0 = _mm256_loadu_ps(r + kw * ks), x1 = _mm256_loadu_ps(r + kw * ks + 8);
-                            for (int j = 0; j < 4; j++) {
-                                __m256 bw = _mm256_broadcast_ss(wp + (long)j * ckk + kw);
-                                a0[j] = _mm256_fmadd_ps(x0, bw, a0[j]);
-                                a1[j] = _mm256_fmadd_ps(x1, bw, a1[j]);
-                            }
-                        }
-                    }
-                long n = q1 - p > 16 ? 16 : q1 - p;
-                const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane),
-                              m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n - 8), lane);
-                for (int j = 0; j < 4; j++) {
-                    float *oj = o + (long)(ob + j) * hw + p;
-                    _mm256_maskstore_ps(oj, m0, a0[j]);
-                    _mm256_maskstore_ps(oj + 8, m1, a1[j]);
-                }
-            }
-        }
-    }
-}
-
 static void direct3(float *out, float *ws, const float *in, const float *w, const nn_conv_dims *d)
 {
     const int C = d->C, H = d->H, W = d->W;
-    const long hw = (long)H * W, pl = (long)direct3_plane(d);
-    int avx512 = level() >= NN_KERNELS_AVX512;
+    const long hw = (long)H * W, pl = (long)direct3_plane(d), ks = (long)C * pl;
+    const float *rows[C * 9];
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) rows[(c * 3 + kh) * 3 + kw] = ws + kw * ks + c * pl + (long)kh * W;
     /* the zero rows, the zero columns and the tail are never written below */
     memset(ws, 0, sizeof(float) * direct3_ws(d));
     for (int n = 0; n < d->N; n++) {
@@ -573,15 +604,13 @@ static void direct3(float *out, float *ws, const float *in, const float *w, cons
         for (int c = 0; c < C; c++)
             for (int h = 0; h < H; h++) {
                 const float *src = x + (long)c * hw + (long)h * W;
-                float *r0 = ws + (long)c * pl + (long)(h + 1) * W, *r1 = r0 + (long)C * pl, *r2 = r1 + (long)C * pl;
+                float *r0 = ws + (long)c * pl + (long)(h + 1) * W, *r1 = r0 + ks, *r2 = r1 + ks;
                 /* plane kw holds x[.][w + kw − 1] at column w */
                 memcpy(r0 + 1, src, sizeof(float) * (size_t)(W - 1));
                 memcpy(r1, src, sizeof(float) * (size_t)W);
                 memcpy(r2, src + 1, sizeof(float) * (size_t)(W - 1));
             }
-        float *o = out + (long)n * d->OC * hw;
-        if (avx512) direct3_avx512(o, ws, w, d);
-        else direct3_avx2(o, ws, w, d);
+        colk(out + (long)n * d->OC * hw, hw, rows, 0, hw, w, C * 9, d->OC);
     }
 }
 #endif
@@ -603,8 +632,9 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
                 }
         return;
     }
-    if (direct3_ok(d, hw) && direct3_ws(d) <= nn_conv2d_workspace(d)) {
-        direct3(out, ws, in, w, d);
+    if ((direct3_ok(d, hw) && direct3_ws(d) <= nn_conv2d_workspace(d)) || colk_ok(d, hw)) {
+        if (direct3_ok(d, hw) && direct3_ws(d) <= nn_conv2d_workspace(d)) direct3(out, ws, in, w, d);
+        else colk_conv(out, ws, in, w, d, OH, OW);
         if (b)
             for (int n = 0; n < d->N; n++)
                 for (int oc = 0; oc < d->OC; oc++) {

@@ -103,7 +103,7 @@ TEST(conv_small_maps)
     conv_case("3x3/2 on 14x14", (nn_conv_dims){12, 8, 14, 14, 16, 3, 3, 2, 2, 1, 1}, 1, 1);
     /* 14x14 out: the forward batches im2col across images, the backward keeps the table */
     conv_case("3x3 on 14x14", (nn_conv_dims){7, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1}, 0, 1);
-    conv_case("1x1/2 on 31x31", (nn_conv_dims){9, 8, 31, 31, 16, 1, 1, 2, 2, 0, 0}, 1, 1);
+    conv_case("1x1/2 on 31x31", (nn_conv_dims){9, 8, 31, 31, 16, 1, 1, 2, 2, 0, 0}, 0, 1);
     conv_case("3x3 on 1x1 (8 taps dropped)", (nn_conv_dims){40, 32, 1, 1, 16, 3, 3, 1, 1, 1, 1}, 1, 1);
     conv_case("3x3 on 2x2, 5 channels (gather tail)", (nn_conv_dims){33, 5, 2, 2, 8, 3, 3, 1, 1, 1, 1}, 1, 1);
 }
@@ -116,6 +116,11 @@ TEST(conv_direct3)
     conv_case("direct 3x3 on 13x9", (nn_conv_dims){2, 8, 13, 9, 24, 3, 3, 1, 1, 1, 1}, 0, 1);
     conv_case("direct 3x3 on 37x61 (two chunks)", (nn_conv_dims){1, 8, 37, 61, 8, 3, 3, 1, 1, 1, 1}, 0, 1);
     conv_case("direct 3x3 on 20x20, 40 channels", (nn_conv_dims){2, 40, 20, 20, 32, 3, 3, 1, 1, 1, 1}, 0, 1);
+    /* other shapes with ≥ 64 output pixels: im2col bands into the same kernel */
+    conv_case("3x3/2 on 32x32", (nn_conv_dims){3, 16, 32, 32, 24, 3, 3, 2, 2, 1, 1}, 0, 1);
+    conv_case("3x3/2 on 29x35, 5 channels", (nn_conv_dims){2, 5, 29, 35, 8, 3, 3, 2, 2, 1, 1}, 0, 1);
+    conv_case("5x5 on 12x12 (one band)", (nn_conv_dims){2, 6, 12, 12, 16, 5, 5, 1, 1, 2, 2}, 0, 1);
+    conv_case("3x3/2 on 130x130, 40 channels (several bands)", (nn_conv_dims){1, 40, 130, 130, 8, 3, 3, 2, 2, 1, 1}, 0, 1);
 }
 
 TEST(conv_stem)
