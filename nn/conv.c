@@ -545,11 +545,15 @@ static void colk(float *o, long ldo, const float *const *rows, long p0, long p1,
     else colk_avx2(o, ldo, rows, p0, p1, w, ckk, OC);
 }
 
+/* colk's row table lives on the stack: at most this many taps (36 KiB; 512 channels × 3x3) */
+#define NN_COLK_MAX_CKK 4608
+
 /* any convolution with a multiple of 8 output channels and at least 64 output pixels per image
  * (smaller maps batch images through the index tables and OpenBLAS) */
 static int colk_ok(const nn_conv_dims *d, long hw)
 {
-    return level() >= NN_KERNELS_AVX2 && d->OC % 8 == 0 && hw >= 64 && !is_direct(d);
+    return level() >= NN_KERNELS_AVX2 && d->OC % 8 == 0 && hw >= 64 && !is_direct(d) &&
+           (long)d->C * d->KH * d->KW <= NN_COLK_MAX_CKK;
 }
 
 /* per image, bands of output rows: im2col into ws (about NN_COLK_BAND floats, L2), then colk */
@@ -582,7 +586,7 @@ static void colk_conv(float *out, float *ws, const float *in, const float *w, co
 static int direct3_ok(const nn_conv_dims *d, long hw)
 {
     return level() >= NN_KERNELS_AVX2 && d->KH == 3 && d->KW == 3 && d->sh == 1 && d->sw == 1 && d->ph == 1 &&
-           d->pw == 1 && d->C >= 8 && d->OC % 8 == 0 && hw >= 64;
+           d->pw == 1 && d->C >= 8 && d->C * 9 <= NN_COLK_MAX_CKK && d->OC % 8 == 0 && hw >= 64;
 }
 
 static size_t direct3_plane(const nn_conv_dims *d) { return (size_t)(d->H + 2) * d->W; }
