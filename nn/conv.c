@@ -1,7 +1,8 @@
 /* nn/conv.c — 2-D convolution (groups 1), forward and backward: im2col + one sgemm per image or
  * per group of small images (darknet's scheme), an index-table gather on maps of at most 64
- * pixels (256 in the backward), and a direct AVX2 / AVX-512 stem convolution. nn/ref.c has the plain loop nest every
- * path is tested against. */
+ * pixels (256 in the backward), and at AVX2 / AVX-512 forward kernels of magpie's own on larger
+ * maps: a direct stem convolution, a direct 3x3, and im2col bands through the same column
+ * kernel. nn/ref.c has the plain loop nest every path is tested against. */
 #include <assert.h>
 #include <float.h>
 #include <math.h>

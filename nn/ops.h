@@ -18,9 +18,11 @@
  * The best this CPU runs by default. MAGPIE_KERNELS=avx512|avx2|generic (read once, on the first
  * op) forces a lower one, so every level can be tested and timed on one machine; a level above
  * the CPU's, or an unknown value, gives a one-line warning and the CPU's best. It covers magpie's
- * own loops: the small-map gather, the stem's direct convolution and 3x3/2 max-pool, and every
- * elementwise/normalisation loop compiled per level (AVX-512F; AVX2+FMA; baseline x86-64).
- * OpenBLAS picks its GEMM kernels by itself (OPENBLAS_CORETYPE=Haswell forces its AVX2 ones).
+ * own loops: the small-map gather, the forward convolutions on maps of 64 pixels or more (the
+ * stem's direct convolution, a direct 3x3, and im2col bands through the same kernel instead of
+ * OpenBLAS), the 3x3/2 max-pool, and every elementwise/normalisation loop compiled per level
+ * (AVX-512F; AVX2+FMA; baseline x86-64). At the generic level those convolutions are im2col +
+ * OpenBLAS, which picks its GEMM kernels by itself (OPENBLAS_CORETYPE=Haswell forces its AVX2 ones).
  * Sanitizer builds and non-x86 builds have the generic level only. */
 typedef enum { NN_KERNELS_GENERIC = 0, NN_KERNELS_AVX2 = 1, NN_KERNELS_AVX512 = 2 } nn_kernels;
 nn_kernels nn_kernels_level(void); /* the level in use */
@@ -30,7 +32,7 @@ const char *nn_kernels_name(nn_kernels k);
  * benchmarks comparing levels in one process; not while ops run in other threads. */
 nn_kernels nn_kernels_set(nn_kernels k);
 
-/* ---- conv2d (groups = 1): im2col + sgemm ---- */
+/* ---- conv2d (groups = 1): im2col + sgemm, or the direct / column kernels (conv.c) ---- */
 typedef struct {
     int N, C, H, W;       /* input */
     int OC, KH, KW;       /* weight OC×C×KH×KW */
