@@ -468,6 +468,22 @@ static float *stats_(const share *s, const layer *l, int rstd)
     return rstd ? mean + (size_t)s->m->max_batch * sc : mean;
 }
 
+/* Without gradients, a GroupNorm whose only reader is the next layer's 3x3/2/1 max-pool (the
+ * stem's pair) runs fused with it: its map, the largest of the network, is never written. Only
+ * on maps of 1024 pixels or more: a smaller map stays in cache anyway, and the per-group calls
+ * would cost more than they save. */
+static int norm_pool_fused(const nn_model *m, int i)
+{
+    const layer *l = &m->L[i], *p = i + 1 < m->nl ? &m->L[i + 1] : NULL;
+    if (m->with_grad || m->cfg.norm != NN_NORM_GROUP || !p || p->kind != L_MAXPOOL || p->in != l->out || p->k != 3 ||
+        p->s != 2 || p->p != 1 || l->out == m->t_feat)
+        return 0;
+    for (int j = 0; j < m->nl; j++)
+        if (j != i + 1 && (m->L[j].in == l->out || m->L[j].in2 == l->out)) return 0;
+    const tensor *a = &m->T[l->in];
+    return a->H * a->W >= 1024 && (size_t)(a->C / m->cfg.groups) * a->H * a->W <= m->ws_cap;
+}
+
 static void forward_share(share *s)
 {
     nn_model *m = s->m;
@@ -484,7 +500,11 @@ static void forward_share(share *s)
             break;
         }
         case L_NORM:
-            if (m->cfg.norm == NN_NORM_GROUP)
+            if (norm_pool_fused(m, i)) {
+                i++; /* the pool's output is written here */
+                nn_groupnorm_maxpool_forward(T_(s, m->L[i].out), stats_(s, l, 0), stats_(s, l, 1), s->ws, in, P_(m, l->w),
+                                             P_(m, l->b), N, a->C, a->H, a->W, m->cfg.groups, m->cfg.norm_eps, l->relu);
+            } else if (m->cfg.norm == NN_NORM_GROUP)
                 nn_groupnorm_forward(out, stats_(s, l, 0), stats_(s, l, 1), in, P_(m, l->w), P_(m, l->b), N, a->C, HW,
                                      m->cfg.groups, m->cfg.norm_eps, l->relu);
             else

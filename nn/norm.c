@@ -128,6 +128,23 @@ void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
     groupnorm_forward_all(out, mean, rstd, in, gamma, beta, N, C, HW, G, eps, relu);
 }
 
+void nn_groupnorm_maxpool_forward(float *out, float *mean, float *rstd, float *tmp, const float *in,
+                                  const float *gamma, const float *beta, int N, int C, int H, int W, int G,
+                                  float eps, int relu)
+{
+    assert((C / G) * G == C);
+    int cpg = C / G, OH = nn_conv_out(H, 3, 2, 1), OW = nn_conv_out(W, 3, 2, 1);
+    long HW = (long)H * W;
+    for (int n = 0; n < N; n++)
+        for (int g = 0; g < G; g++) {
+            long c0 = (long)n * C + (long)g * cpg;
+            /* one group as a GroupNorm of one group: the same sums in the same order */
+            groupnorm_forward_all(tmp, mean + n * G + g, rstd + n * G + g, in + c0 * HW, gamma ? gamma + g * cpg : NULL,
+                                  beta ? beta + g * cpg : NULL, 1, cpg, (int)HW, 1, eps, relu);
+            nn_maxpool_forward(out + c0 * OH * OW, NULL, tmp, 1, cpg, H, W, 3, 2, 1);
+        }
+}
+
 static inline __attribute__((always_inline)) void norm_dx(float *dx, const float *dy, const float *x, const float *o, long n, float k, float mean,
                            float c2, float c3, int set)
 {

@@ -58,6 +58,12 @@ void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float
 /* ---- GroupNorm (PyTorch nn.GroupNorm): stats per (n, group); mean/rstd hold N×G ---- */
 void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
                           const float *beta, int N, int C, int HW, int G, float eps, int relu);
+/* GroupNorm (+ReLU) then the 3x3/2/1 max-pool (the stem's pair), group by group through tmp
+ * (C/G·H·W floats): the normalised map is never written, so the pool reads it from cache.
+ * Inference only (no argmax); out, mean and rstd are bit-identical to the two ops in turn. */
+void nn_groupnorm_maxpool_forward(float *out, float *mean, float *rstd, float *tmp, const float *in,
+                                  const float *gamma, const float *beta, int N, int C, int H, int W, int G,
+                                  float eps, int relu);
 /* out: the forward output, needed only when relu was fused (else NULL). */
 void nn_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
                            const float *out, const float *mean, const float *rstd, const float *gamma,

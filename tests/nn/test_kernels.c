@@ -194,6 +194,30 @@ TEST(maxpool_stem)
     }
 }
 
+/* GroupNorm (+ReLU) fused with the 3x3/2/1 max-pool: the same bits as the two ops in turn */
+TEST(groupnorm_maxpool)
+{
+    enum { N = 2, C = 8, H = 17, W = 12, G = 4 };
+    int OH = nn_conv_out(H, 3, 2, 1), OW = nn_conv_out(W, 3, 2, 1);
+    size_t n = (size_t)N * C * H * W, no = (size_t)N * C * OH * OW;
+    mp_rng r;
+    mp_rng_seed(&r, 21);
+    float *x = randv(n, &r, 0), *gm = randv(C, &r, 0), *bt = randv(C, &r, 0);
+    float *y = malloc(n * sizeof(float)), *o1 = malloc(no * sizeof(float)), *o2 = malloc(no * sizeof(float));
+    float *tmp = malloc((size_t)(C / G) * H * W * sizeof(float));
+    float m1[N * G], r1[N * G], m2[N * G], r2[N * G];
+    for (int li = 0; li < nlevels; li++)
+        for (int relu = 0; relu < 2; relu++) {
+            nn_kernels_set(levels[li]);
+            nn_groupnorm_forward(y, m1, r1, x, gm, bt, N, C, H * W, G, 1e-5f, relu);
+            nn_maxpool_forward(o1, NULL, y, N, C, H, W, 3, 2, 1);
+            nn_groupnorm_maxpool_forward(o2, m2, r2, tmp, x, gm, bt, N, C, H, W, G, 1e-5f, relu);
+            CHECK(memcmp(o1, o2, no * sizeof(float)) == 0);
+            CHECK(memcmp(m1, m2, sizeof m1) == 0 && memcmp(r1, r2, sizeof r1) == 0);
+        }
+    free(x), free(gm), free(bt), free(y), free(o1), free(o2), free(tmp);
+}
+
 /* the loops compiled per level: GroupNorm (+ReLU) forward/backward, ReLU, residual add */
 TEST(vec_loops)
 {
@@ -486,6 +510,7 @@ int main(void)
     RUN(conv_direct3);
     RUN(conv_stem);
     RUN(maxpool_stem);
+    RUN(groupnorm_maxpool);
     RUN(vec_loops);
     RUN(refs_conv);
     RUN(refs_norm);

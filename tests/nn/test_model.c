@@ -126,6 +126,32 @@ TEST(errors)
     free(x);
 }
 
+TEST(inference_fuses_stem_norm_pool)
+{
+    /* an inference-only model runs the stem's GroupNorm+ReLU and max-pool fused; the same weights
+     * in a model with gradients run them apart: the same bits either way */
+    nn_model_cfg cfg;
+    nn_model_cfg_resnet_gn(&cfg, 3);
+    nn_model *a = nn_model_create(&cfg, 3, 96, 96, 0), *b = nn_model_create(&cfg, 3, 96, 96, 1);
+    nn_model_init(a, 5);
+    nn_model_init(b, 5);
+    mp_rng r;
+    mp_rng_seed(&r, 11);
+    size_t nx = 3 * 3 * 96 * 72; /* the stem's map: 48x36 */
+    float *x = malloc(nx * 4);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)mp_rng_normal(&r);
+    CHECK(nn_model_forward(a, x, 3, 96, 72, 0) == 0);
+    CHECK(nn_model_forward(b, x, 3, 96, 72, 0) == 0);
+    CHECK(memcmp(nn_model_logits(a), nn_model_logits(b), 3 * 3 * 4) == 0);
+    int C, FH, FW, C2, FH2, FW2;
+    const float *fa = nn_model_feature_map(a, &C, &FH, &FW), *fb = nn_model_feature_map(b, &C2, &FH2, &FW2);
+    CHECK(C == C2 && FH == FH2 && FW == FW2);
+    CHECK(memcmp(fa, fb, (size_t)3 * C * FH * FW * 4) == 0);
+    nn_model_free(a);
+    nn_model_free(b);
+    free(x);
+}
+
 TEST(golden_resnet_gn)
 {
     gold_file g;
@@ -323,6 +349,7 @@ int main(void)
     nn_set_threads(1);
     RUN(names_and_sizes);
     RUN(errors);
+    RUN(inference_fuses_stem_norm_pool);
     RUN(golden_resnet_gn);
     RUN(golden_resnet18_bn);
     RUN(golden_adam_10_steps);
