@@ -606,8 +606,17 @@ static void direct3(float *out, float *ws, const float *in, const float *w, cons
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < 3; kh++)
             for (int kw = 0; kw < 3; kw++) rows[(c * 3 + kh) * 3 + kw] = ws + kw * ks + c * pl + (long)kh * W;
-    /* the zero rows, the zero columns and the tail are never written below */
-    memset(ws, 0, sizeof(float) * direct3_ws(d));
+    /* the zero rows, the zero columns and the tail are never written below: cleared once */
+    for (int k = 0; k < 3 * C; k++) {
+        float *pk = ws + k * pl;
+        memset(pk, 0, sizeof(float) * (size_t)W);
+        memset(pk + (long)(H + 1) * W, 0, sizeof(float) * (size_t)W);
+        if (k < C)
+            for (int h = 1; h <= H; h++) pk[(long)h * W] = 0.0f;
+        else if (k >= 2 * C)
+            for (int h = 1; h <= H; h++) pk[(long)h * W + W - 1] = 0.0f;
+    }
+    memset(ws + 3 * ks, 0, sizeof(float) * (direct3_ws(d) - 3 * (size_t)ks));
     for (int n = 0; n < d->N; n++) {
         const float *x = in + (long)n * C * hw;
         for (int c = 0; c < C; c++)
