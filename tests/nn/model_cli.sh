@@ -76,10 +76,13 @@ cmp -s "$T/logits.npy" "$T/logits2.npy" && ok "import/export round trip: identic
 "$M" model grad "$T/a.mpk" "$G/interop_x.npy" "$G/interop_y.npy" "$T/g.safetensors" >"$T/loss" || bad "model grad"
 "$CLOSE" "$T/g.safetensors" "$G/interop_grads.safetensors" 1e-4 1e-3 && ok "grad: gradients match PyTorch" || bad "grad vs PyTorch"
 grep -q "^loss 1.3192" "$T/loss" && ok "grad: loss printed" || bad "grad loss: $(cat "$T/loss")"
-# --threads: 1 and 2 give the same logits and gradients (the batch split is by whole images)
+# --threads: 1 and 2 give the same logits and gradients up to float rounding. The batch split is by
+# whole images, but maps under 1024 pixels are batched across the images of a share into one
+# GEMM whose width follows the share's size, and OpenBLAS may sum a wider GEMM in another order
+# (measured at the generic level: 3.3e-6 on logits near 0.06, where AVX2 and AVX-512 give 4e-7)
 expect 0 "" "$M" model run "$T/a.mpk" "$G/interop_x.npy" "$T/l1.npy" --threads 1
 expect 0 "" "$M" model run "$T/a.mpk" "$G/interop_x.npy" "$T/l2.npy" --threads=2
-"$CLOSE" "$T/l1.npy" "$T/l2.npy" 1e-6 1e-5 && ok "run: --threads 1 and 2 agree" || bad "run: thread counts differ"
+"$CLOSE" "$T/l1.npy" "$T/l2.npy" 1e-5 1e-4 && ok "run: --threads 1 and 2 agree" || bad "run: thread counts differ"
 "$M" model grad "$T/a.mpk" "$G/interop_x.npy" "$G/interop_y.npy" "$T/g2.safetensors" --threads 2 >/dev/null || bad "grad --threads 2"
 "$CLOSE" "$T/g2.safetensors" "$G/interop_grads.safetensors" 1e-4 1e-3 && ok "grad --threads 2: gradients match PyTorch" || bad "grad --threads 2 vs PyTorch"
 expect 1 "model run: --threads wants 1..1024, got '0'" "$M" model run "$T/a.mpk" "$G/interop_x.npy" "$T/x.npy" --threads 0
