@@ -641,19 +641,13 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, c
     long hw = (long)OH * OW, ihw = (long)d->H * d->W;
     int ckk = d->C * d->KH * d->KW, g = nn_conv2d_group(d), direct = is_direct(d);
 #if NN_X86
-    if (stem_direct_ok(d, OW) && stem_direct_ws(d, OH, OW) <= nn_conv2d_workspace(d)) {
+    int own = 1; /* one of magpie's own kernels below; then the bias, if any, is added here */
+    if (stem_direct_ok(d, OW) && stem_direct_ws(d, OH, OW) <= nn_conv2d_workspace(d))
         stem_direct(out, ws, in, w, d, OH, OW);
-        if (b)
-            for (int n = 0; n < d->N; n++)
-                for (int oc = 0; oc < d->OC; oc++) {
-                    float *p = out + ((long)n * d->OC + oc) * hw, bv = b[oc];
-                    for (long i = 0; i < hw; i++) p[i] += bv;
-                }
-        return;
-    }
-    if ((direct3_ok(d, hw) && direct3_ws(d) <= nn_conv2d_workspace(d)) || colk_ok(d, hw)) {
-        if (direct3_ok(d, hw) && direct3_ws(d) <= nn_conv2d_workspace(d)) direct3(out, ws, in, w, d);
-        else colk_conv(out, ws, in, w, d, OH, OW);
+    else if (direct3_ok(d, hw) && direct3_ws(d) <= nn_conv2d_workspace(d)) direct3(out, ws, in, w, d);
+    else if (colk_ok(d, hw)) colk_conv(out, ws, in, w, d, OH, OW);
+    else own = 0;
+    if (own) {
         if (b)
             for (int n = 0; n < d->N; n++)
                 for (int oc = 0; oc < d->OC; oc++) {
