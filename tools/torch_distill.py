@@ -233,7 +233,8 @@ def evaluate(model, d, key, mean, std, k):
 
 
 # ---- training ----
-def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30, patience=8, lr=1e-3, wd=1e-4):
+def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30, patience=8, lr=1e-3, wd=1e-4,
+          warmup=0):
     seed = args["seed"]
     if args.get("quick"):
         epochs = 1
@@ -300,6 +301,10 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
                     z, f, _ = teacher(xp)
                     cz[a, idx] = z
                     cf[a, idx] = F.adaptive_max_pool2d(f, (hs, ws))
+    # magpie's --warmup N: the lr rises linearly over the first N steps (lr x (t + 1) / N at step t)
+    wsched = None
+    if warmup > 0 and sched is None:
+        wsched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / warmup))
     best, best_state, bad = -1, None, 0
     t0 = time.time()
     step = 0
@@ -392,6 +397,8 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
             if sched is not None:
                 sched.step()
                 hsched.step()
+            if wsched is not None:
+                wsched.step()
             step += 1
         vm = avg if avg is not None else model
         p, yv = evaluate(vm, va, key, mean, std, k)
@@ -400,7 +407,7 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
         if v > best + 1e-9:
             best, bad = v, 0
             best_state = {kk: t.clone() for kk, t in vm.state_dict().items()}
-        elif sched is None or step > int(0.3 * epochs * nb):  # one-cycle warm-up epochs do not count
+        elif (sched is None or step > int(0.3 * epochs * nb)) and step > warmup:  # warm-up epochs do not count
             bad += 1
             if bad >= patience:
                 break
@@ -429,7 +436,8 @@ def main():
     auto = min(200, max(30, -(-1000 // nb)))
     for row in ("teacher", "baseline", "crckd"):
         ep[row], pa[row] = auto, max(8, auto // 4)
-    for flag, d in (("--epochs", ep), ("--patience", pa)):
+    wu = {}  # "--warmup teacher=30": magpie's --warmup per row (steps)
+    for flag, d in (("--epochs", ep), ("--patience", pa), ("--warmup", wu)):
         if flag in sys.argv:
             for kv in sys.argv[sys.argv.index(flag) + 1].split(","):
                 kk, vv = kv.split("=")
@@ -469,7 +477,8 @@ def main():
         teacher.eval()
         tnorm = saved["norm"]
     else:
-        teacher, tnorm, s = train("teacher", args, data, k, 10, "supervised", epochs=ep["teacher"], patience=pa["teacher"])
+        teacher, tnorm, s = train("teacher", args, data, k, 10, "supervised", epochs=ep["teacher"], patience=pa["teacher"],
+                                  warmup=wu.get("teacher", 0))
         torch.save({"state": teacher.state_dict(), "norm": tnorm}, os.path.join(out, "teacher.pt"))
         report("teacher", teacher, tnorm, 10, s)
     if want("rbd"):
