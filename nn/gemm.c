@@ -23,12 +23,22 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
                 alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* Exported by OpenBLAS's pthread server (its fork handler calls it); not in cblas.h. */
+extern int blas_thread_shutdown_(void);
+
+/* OpenBLAS starts its threads in a library constructor (one per CPU unless OPENBLAS_NUM_THREADS
+ * says otherwise), and openblas_set_num_threads starts them too; each then spins (sched_yield)
+ * for about 0.1 s after it starts or finishes a job before it sleeps. magpie's compute runs in
+ * nn/pool.c's shares on one BLAS thread each, so those spinning threads only took a CPU from
+ * the pool's second worker during the first tenth of a second of every process. They are
+ * stopped here; a GEMM outside the shares that wants more threads restarts them. */
 void nn_set_threads(int n)
 {
     if (n < 1) n = 1;
     g_threads = n;
-    openblas_set_num_threads(n);
-    g_blas_cur = n;
+    blas_thread_shutdown_();
+    openblas_set_num_threads(1);
+    g_blas_cur = 1;
 }
 
 int nn_get_threads(void) { return g_threads; }
@@ -46,8 +56,5 @@ void nn_gemm_blas_threads(int n)
 }
 
 void nn_gemm_in_share(int on) { tl_share = on; }
-
-/* Exported by OpenBLAS's pthread server (its fork handler calls it); not in cblas.h. */
-extern int blas_thread_shutdown_(void);
 
 void nn_blas_park(void) { blas_thread_shutdown_(); }

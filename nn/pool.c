@@ -1,6 +1,9 @@
 /* nn/pool.c — see pool.h. One generation counter: a run bumps it and wakes every sleeping
- * thread; thread k works if k < the run's count, and the last one to finish signals the
- * caller. */
+ * thread. Shares are claimed, not assigned: the caller and every awake pool thread take the next
+ * unclaimed share until none is left, so a thread that wakes late (its CPU busy, a hypervisor
+ * delay) costs only what it has claimed, never a wait for work it has not started. A share's
+ * state belongs to the share (fn's k), not to the thread that runs it, so results do not depend
+ * on which thread ran what. */
 #include "nn/pool.h"
 
 #include <pthread.h>
@@ -11,9 +14,23 @@ static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER; /* one run at a time 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv_go = PTHREAD_COND_INITIALIZER, cv_done = PTHREAD_COND_INITIALIZER;
 static unsigned gen, start_gen[NN_POOL_MAX];
-static int nthreads, pending, job_n;
+static int nthreads, job_n, job_next, job_done;
 static void (*job_fn)(void *, int);
 static void *job_arg;
+
+/* Claims and runs shares of the current run until none is left; mu held on entry and exit. */
+static void work(void)
+{
+    while (job_next < job_n) {
+        int k = job_next++;
+        void (*fn)(void *, int) = job_fn;
+        void *arg = job_arg;
+        pthread_mutex_unlock(&mu);
+        fn(arg, k);
+        pthread_mutex_lock(&mu);
+        if (++job_done == job_n) pthread_cond_signal(&cv_done);
+    }
+}
 
 static void *pool_main(void *p)
 {
@@ -23,13 +40,7 @@ static void *pool_main(void *p)
     for (;;) {
         while (gen == seen) pthread_cond_wait(&cv_go, &mu);
         seen = gen;
-        if (k >= job_n) continue;
-        void (*fn)(void *, int) = job_fn;
-        void *arg = job_arg;
-        pthread_mutex_unlock(&mu);
-        fn(arg, k);
-        pthread_mutex_lock(&mu);
-        if (--pending == 0) pthread_cond_signal(&cv_done);
+        work(); /* a run that is over (or taken by others) leaves nothing to claim */
     }
     return NULL;
 }
@@ -52,18 +63,14 @@ void nn_pool_run(int n, void (*fn)(void *arg, int k), void *arg)
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
         int rc = pthread_create(&th, &at, pool_main, (void *)(intptr_t)k);
         pthread_attr_destroy(&at);
-        if (rc) break;
+        if (rc) break; /* fewer threads: the caller claims the rest */
         nthreads++;
     }
-    int m = nthreads + 1 < n ? nthreads + 1 : n; /* shares the pool runs: 0..m-1 */
-    job_fn = fn, job_arg = arg, job_n = m, pending = m - 1;
+    job_fn = fn, job_arg = arg, job_n = n, job_next = 0, job_done = 0;
     gen++;
     pthread_cond_broadcast(&cv_go);
-    pthread_mutex_unlock(&mu);
-    fn(arg, 0);
-    for (int k = m; k < n; k++) fn(arg, k); /* threads that could not start */
-    pthread_mutex_lock(&mu);
-    while (pending > 0) pthread_cond_wait(&cv_done, &mu);
+    work();
+    while (job_done < job_n) pthread_cond_wait(&cv_done, &mu);
     pthread_mutex_unlock(&mu);
     pthread_mutex_unlock(&run_mu);
 }

@@ -7,9 +7,10 @@
 
 #define NN_POOL_MAX 16 /* most shares per run (more are clamped) */
 
-/* Runs fn(arg, k) for k = 0..n-1: k = 0 on the calling thread, the rest on pool threads (any k
- * whose thread cannot be started also runs on the caller, after k = 0). Returns when all are
- * done. One run at a time: concurrent callers wait for each other. fn must not call it. */
+/* Runs fn(arg, k) once for each k = 0..n-1 and returns when all are done. The calling thread and
+ * the pool's threads claim the k in order, so any of them may run any k (all of them, if the
+ * others are slow to wake or could not be started): fn's state must belong to k, not to the
+ * thread. One run at a time: concurrent callers wait for each other. fn must not call it. */
 void nn_pool_run(int n, void (*fn)(void *arg, int k), void *arg);
 
 #endif
