@@ -29,6 +29,8 @@
 # with: rerunning it with another is refused.
 # Results: WORKDIR/results.md, results.json, results.svg/.png (and results-sweep.svg/.png with
 # --sweep). A rerun with the same WORKDIR and seeds skips every cell and row already evaluated.
+# A grid longer than one machine's life: bench/distill/keep.py WORKDIR bench/distill/ledger/rRECIPE copies
+# its finished cells (evaluations and logs, no checkpoints) into the repository; report.py reads a ledger.
 # A smoke test of the whole flow in minutes (the 2,2,9 split needs 13 labelled patients per class,
 # so at least 120 slides): SLIDES=120 UNLABELED_RATIO=0.3 TEACHER_EPOCHS=1 LABEL_EPOCHS=1
 # RBD_EPOCHS=1 sh bench/distill/run.sh /tmp/smoke --sweep --data-seeds 5,6 --train-seeds 1
@@ -56,7 +58,7 @@ while [ $# -gt 0 ]; do
     --sweep) SWEEP=1 ;;
     --crckd) CRCKD=1 ;;
     --torch) TORCH=1 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 1 ;;
     *) W=$1 ;;
     esac

@@ -1,0 +1,96 @@
+"""bench/distill/keep.py — copy the finished cells of a run.sh WORKDIR into a ledger folder kept in
+the repository, so that a seed grid that takes longer than one machine lives can be finished on
+another and reported as one table.
+
+    /usr/bin/python3 bench/distill/keep.py WORKDIR LEDGER
+
+A cell (regime/dSEED/tSEED) is copied only when every row it ran has its evaluation (the
+*.eval.json that run.sh writes last): per row the evaluation, the training output and its
+per-epoch log, and the cell's times.txt; no checkpoint, no dataset. LEDGER/config.json is
+WORKDIR's with the data seeds, training seeds and regimes of every cell the ledger holds; a
+ledger refuses cells from a WORKDIR of another recipe or other magnifications. The ledger is a
+WORKDIR to report.py: `python3 bench/distill/report.py LEDGER` prints the table of all its
+cells. To continue a grid elsewhere, run run.sh with the ledger's seeds in a new WORKDIR, then
+keep.py again (cells already in the ledger are left as they are)."""
+import glob, json, os, shutil, sys
+
+ROWS = ("teacher", "baseline", "rbd", "all_labels", "crckd", "rbd_crckd")
+SAME = ("teacher_mag", "student_mag", "recipe", "slides", "dataset", "dev_data_seeds")
+
+
+def die(msg):
+    print(f"keep.py: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def merge_list(a, b, key=int):
+    out = []
+    for s in (a + "," + b).split(","):
+        if s and s not in out:
+            out.append(s)
+    return ",".join(sorted(out, key=key))
+
+
+def main():
+    if len(sys.argv) != 3:
+        die("usage: keep.py WORKDIR LEDGER")
+    w, led = sys.argv[1], sys.argv[2]
+    try:
+        cfg = json.load(open(f"{w}/config.json"))
+    except (OSError, ValueError) as e:
+        die(f"{w}/config.json: {e}")
+    cfg.setdefault("recipe", 1)
+    old = None
+    if os.path.exists(f"{led}/config.json"):
+        old = json.load(open(f"{led}/config.json"))
+        old.setdefault("recipe", 1)
+        for k in SAME:
+            if old.get(k) != cfg.get(k):
+                die(f"{led} holds cells with {k} = {old.get(k)!r}, {w} has {cfg.get(k)!r}")
+        if old.get("quick") != cfg.get("quick"):
+            die(f"{led} and {w} differ in --quick")
+    kept = []
+    for c in sorted(glob.glob(f"{w}/*/d*/t*")):
+        rel = os.path.relpath(c, w)
+        regime = rel.split("/")[0]
+        rows = [r for r in ROWS if os.path.exists(f"{c}/{r}.train.txt")]
+        if not rows or any(not os.path.exists(f"{c}/{r}.eval.json") for r in rows) or \
+                not os.path.exists(f"{c}/{ROWS[3]}.eval.json"):
+            continue  # still training, or stopped before its last row
+        dst = f"{led}/{rel}"
+        if os.path.exists(dst):
+            continue
+        tmp = os.path.join(os.path.dirname(dst), "." + os.path.basename(dst) + ".tmp")  # not a t* for report.py
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        for r in rows:
+            for ext in ("eval.json", "train.txt", "log.jsonl"):
+                if os.path.exists(f"{c}/{r}.{ext}"):
+                    shutil.copyfile(f"{c}/{r}.{ext}", f"{tmp}/{r}.{ext}")
+        if os.path.exists(f"{c}/times.txt"):
+            shutil.copyfile(f"{c}/times.txt", f"{tmp}/times.txt")
+        os.rename(tmp, dst)
+        kept.append((regime, rel))
+    held = sorted(glob.glob(f"{led}/*/d*/t*"))
+    if not held:
+        die(f"no finished cell in {w} (a cell is kept once its all-labels row is evaluated)")
+    new = dict(old or cfg)
+    new["regimes"] = merge_list("", ",".join(sorted({os.path.relpath(h, led).split("/")[0] for h in held})), key=str)
+    new["data_seeds"] = merge_list("", ",".join(h.split("/d")[-1].split("/")[0] for h in held))
+    new["train_seeds"] = merge_list("", ",".join(h.rsplit("/t", 1)[-1] for h in held))
+    new["threads"] = cfg["threads"]
+    tmp = f"{led}/config.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(new, f, indent=1)
+        f.write("\n")
+    os.rename(tmp, f"{led}/config.json")
+    if kept and os.path.exists(f"{w}/machine.txt"):
+        with open(f"{led}/machines.txt", "a") as f:
+            f.write(f"{os.path.abspath(w)}: " + open(f"{w}/machine.txt").read().replace("\n", "; ").rstrip("; ") + "\n")
+    for regime, rel in kept:
+        print(f"kept {rel}")
+    print(f"{led}: {len(held)} cells")
+
+
+if __name__ == "__main__":
+    main()
