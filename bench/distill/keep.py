@@ -54,8 +54,9 @@ def main():
         rel = os.path.relpath(c, w)
         regime = rel.split("/")[0]
         rows = [r for r in ROWS if os.path.exists(f"{c}/{r}.train.txt")]
+        last = "rbd" if "-" in regime else "all_labels"  # REGIME-20x / REGIME-40x cells end with RBD
         if not rows or any(not os.path.exists(f"{c}/{r}.eval.json") for r in rows) or \
-                not os.path.exists(f"{c}/{ROWS[3]}.eval.json"):
+                not os.path.exists(f"{c}/{last}.eval.json"):
             continue  # still training, or stopped before its last row
         dst = f"{led}/{rel}"
         if os.path.exists(dst):
@@ -75,7 +76,10 @@ def main():
     if not held:
         die(f"no finished cell in {w} (a cell is kept once its all-labels row is evaluated)")
     new = dict(old or cfg)
-    new["regimes"] = merge_list("", ",".join(sorted({os.path.relpath(h, led).split("/")[0] for h in held})), key=str)
+    new["regimes"] = merge_list("", ",".join(sorted({os.path.relpath(h, led).split("/")[0].split("-")[0] for h in held})),
+                                key=str)
+    for k in ("sweep", "at_40x"):  # the optional rows the ledger holds from any of its WORKDIRs
+        new[k] = max(int(cfg.get(k, 0)), int((old or {}).get(k, 0)))
     new["data_seeds"] = merge_list("", ",".join(h.split("/d")[-1].split("/")[0] for h in held))
     new["train_seeds"] = merge_list("", ",".join(h.rsplit("/t", 1)[-1] for h in held))
     new["threads"] = cfg["threads"]

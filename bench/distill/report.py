@@ -209,6 +209,20 @@ if cfg.get("sweep") and sw_cells:
                          "sd": [None] + [s["sd"] if s and s["n"] > 1 else None for s in series["rbd"]]}]}
     res["sweep"] = sweep
 
+# the same slides at 40x level 0 (run.sh --at-40x): the pyramid and resampling path of real 40x slides
+at40 = sorted(glob.glob(f"{W}/{R0}-40x/d*/t*"))
+if at40:
+    P(f"## Slides at 40x ({R0}): the same physical slides at 0.25 µm/px, 10x and 1.25x read through the pyramid\n")
+    P("| row | slides at 1.0 µm/px (10x level 0) | slides at 0.25 µm/px (40x level 0) |")
+    P("|---|---|---|")
+    res["at_40x"] = {}
+    for k, label in ROWS[:3]:
+        lo = stats([100 * j["balanced_accuracy"]["value"] for j in (load(c, k) for c in sw_cells) if j])
+        hi = stats([100 * j["balanced_accuracy"]["value"] for j in (load(c, k) for c in at40) if j])
+        P(f"| {label} | {fmt(lo)} | {fmt(hi)} |")
+        res["at_40x"][k] = {"level0_10x": lo, "level0_40x": hi}
+    P("")
+
 def clean(o):  # JSON has no NaN: missing numbers are null
     if isinstance(o, float) and not math.isfinite(o):
         return None

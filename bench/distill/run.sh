@@ -18,9 +18,12 @@
 #                        it is copied, and split per data seed when it has no train/val/test split
 #   --mags T,S           teacher and student magnification for --dataset (default 10,1.25)
 #   --sweep              also students at 5x, 2.5x and 0.625x (and the 20x → 5x pair), first regime only
+#   --at-40x             also teacher, baseline and RBD on the same slides made at 0.25 µm/px (40x level 0,
+#                        4 x SIDE px a side): 10x and 1.25x come through the pyramid, as on real 40x slides;
+#                        first regime only, in WORKDIR/REGIME-40x
 #   --crckd              also the CRCKD and RBD+CRCKD rows
 #   --torch              also tools/torch_distill.py on each cell's patches (needs python3-torch)
-# Environment: SLIDES (318), TEACHER_EPOCHS (40; recipe 1: 25), TEACHER_WARMUP (30 steps; recipe 1: 0),
+# Environment: SLIDES (318), SIDE (1792 px at 1 µm/px), TEACHER_EPOCHS (40; recipe 1: 25), TEACHER_WARMUP (30 steps; recipe 1: 0),
 # LABEL_EPOCHS/LABEL_PATIENCE, RBD_EPOCHS/RBD_PATIENCE, VIEWS (4), THREADS (2), UNLABELED_RATIO (0.755:
 # the share of patients held out unlabeled), RECIPE (2; 1 = the recipe of the 2026-12-04 mild grid).
 # Recipe 2 (BENCHMARKS.md 'Why the teachers start slowly'): the teachers warm up for 30 steps and
@@ -33,12 +36,12 @@
 # its finished cells (evaluations and logs, no checkpoints) into the repository; report.py reads a ledger.
 # A smoke test of the whole flow in minutes (the 2,2,9 split needs 13 labelled patients per class,
 # so at least 120 slides): SLIDES=120 UNLABELED_RATIO=0.3 TEACHER_EPOCHS=1 LABEL_EPOCHS=1
-# RBD_EPOCHS=1 sh bench/distill/run.sh /tmp/smoke --sweep --data-seeds 5,6 --train-seeds 1
+# RBD_EPOCHS=1 SIDE=768 sh bench/distill/run.sh /tmp/smoke --sweep --at-40x --data-seeds 5,6 --train-seeds 1
 set -eu
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 W=/tmp/magpie-distill
-QUICK=0 DSEEDS= TSEEDS=1,2 REGIMES=mild,strong DATASET= MAGS=10,1.25 SWEEP=0 CRCKD=0 TORCH=0
+QUICK=0 DSEEDS= TSEEDS=1,2 REGIMES=mild,strong DATASET= MAGS=10,1.25 SWEEP=0 CRCKD=0 TORCH=0 AT40=0
 # Data seeds the recipe was shaped on (BENCHMARKS.md: every distillation run and the student seed
 # sweeps 1-5 used data seed 1); the issue's "fresh seed" run did not record its seed.
 DEV_DATA_SEEDS=1
@@ -56,9 +59,10 @@ while [ $# -gt 0 ]; do
     --dataset) DATASET=$2; shift ;;
     --mags) MAGS=$2; shift ;;
     --sweep) SWEEP=1 ;;
+    --at-40x) AT40=1 ;;
     --crckd) CRCKD=1 ;;
     --torch) TORCH=1 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 1 ;;
     *) W=$1 ;;
     esac
@@ -94,6 +98,7 @@ mkdir -p "$W"
 cp "${MAGPIE:-$ROOT/build/pipelines/magpie}" "$W/magpie" # a private copy: rebuilding the tree changes nothing
 M=$W/magpie
 THREADS=${THREADS:-2}
+SIDE=${SIDE:-1792} # slide side in px at 1 µm/px (smaller only for smoke tests)
 export OPENBLAS_NUM_THREADS=$THREADS
 t_start=$(date +%s)
 {
@@ -103,7 +108,7 @@ t_start=$(date +%s)
 cat > "$W/config.json" <<EOF
 {"quick": $QUICK, "data_seeds": "$DSEEDS", "train_seeds": "$TSEEDS", "regimes": "$REGIMES",
  "dev_data_seeds": "$DEV_DATA_SEEDS", "dev_train_seeds": "$DEV_TRAIN_SEEDS", "dataset": "$DATASET",
- "teacher_mag": $TMAG, "student_mag": $SMAG, "sweep": $SWEEP, "slides": ${SLIDES:-318}, "threads": $THREADS,
+ "teacher_mag": $TMAG, "student_mag": $SMAG, "sweep": $SWEEP, "at_40x": $AT40, "slides": ${SLIDES:-318}, "threads": $THREADS,
  "recipe": $RECIPE}
 EOF
 
@@ -176,8 +181,8 @@ for R in $(echo "$REGIMES" | tr , ' '); do
         mkdir -p "$D"
         t0=$(date +%s)
         if [ -n "$DATASET" ]; then given_data "$D" "$DS"
-        elif [ "$SWEEP" = 1 ] && [ "$R" = "$first_regime" ]; then synth_data "$D" "$R" "$DS" 1.0 1792 10,5,2.5,1.25,0.625
-        else synth_data "$D" "$R" "$DS" 1.0 1792 10,1.25
+        elif [ "$SWEEP" = 1 ] && [ "$R" = "$first_regime" ]; then synth_data "$D" "$R" "$DS" 1.0 "$SIDE" 10,5,2.5,1.25,0.625
+        else synth_data "$D" "$R" "$DS" 1.0 "$SIDE" 10,1.25
         fi
         echo "$R data seed $DS: data $(($(date +%s) - t0)) s"
         for TS in $(echo "$TSEEDS" | tr , ' '); do
@@ -216,7 +221,7 @@ for R in $(echo "$REGIMES" | tr , ' '); do
         for DS in $(echo "$DSEEDS" | tr , ' '); do
             D=$W/$R-20x/d$DS
             mkdir -p "$D"
-            synth_data "$D" "$R" "$DS" 0.5 3584 20,5
+            synth_data "$D" "$R" "$DS" 0.5 $((SIDE * 2)) 20,5
             for TS in $(echo "$TSEEDS" | tr , ' '); do
                 C=$D/t$TS
                 mkdir -p "$C"
@@ -224,6 +229,24 @@ for R in $(echo "$REGIMES" | tr , ' '); do
                 train "$C" "$D/distill.db" baseline "$TS" --method supervised --mag 5 $LAB
                 train "$C" "$D/distill.db" rbd "$TS" --method rbd --mag 5 --teacher "$C/teacher.mpk" --teacher-views "${VIEWS:-4}" $RBDO
                 rm -f "$C"/*.last.mpk
+            done
+        done
+    fi
+    # the same physical slides at 0.25 µm/px: the tiler takes 10x (downsample 4) and 1.25x (32) from
+    # the pyramid; the rows teacher, baseline, RBD per data seed × training seed of the first regime
+    if [ "$AT40" = 1 ] && [ "$R" = "$first_regime" ] && [ -z "$DATASET" ]; then
+        for DS in $(echo "$DSEEDS" | tr , ' '); do
+            D=$W/$R-40x/d$DS
+            mkdir -p "$D"
+            synth_data "$D" "$R" "$DS" 0.25 $((SIDE * 4)) 10,1.25
+            for TS in $(echo "$TSEEDS" | tr , ' '); do
+                C=$D/t$TS
+                mkdir -p "$C"
+                train "$C" "$D/distill.db" teacher "$TS" --method supervised --mag 10 $TEACH
+                train "$C" "$D/distill.db" baseline "$TS" --method supervised --mag 1.25 $LAB
+                train "$C" "$D/distill.db" rbd "$TS" --method rbd --mag 1.25 --teacher "$C/teacher.mpk" --teacher-views "${VIEWS:-4}" \
+                    --teacher-cache "$C/tcache.mpk" $RBDO
+                rm -f "$C/tcache.mpk" "$C"/*.last.mpk
             done
         done
     fi
