@@ -10,7 +10,8 @@ per-epoch log, and the cell's times.txt; no checkpoint, no dataset. LEDGER/confi
 WORKDIR's with the data seeds, training seeds and regimes of every cell the ledger holds; a
 ledger refuses cells from a WORKDIR of another recipe or other magnifications. The ledger is a
 WORKDIR to report.py: `python3 bench/distill/report.py LEDGER` prints the table of all its
-cells. To continue a grid elsewhere, run run.sh with the ledger's seeds in a new WORKDIR, then
+cells. A cell the ledger already holds gets only the rows it lacks (run.sh --sweep-only over
+kept seeds adds the magnification sweep). To continue a grid elsewhere, run run.sh with the ledger's seeds in a new WORKDIR, then
 keep.py again (cells already in the ledger are left as they are)."""
 import glob, json, os, shutil, sys
 
@@ -50,16 +51,48 @@ def main():
         if old.get("quick") != cfg.get("quick"):
             die(f"{led} and {w} differ in --quick")
     kept = []
+    first = cfg.get("regimes", "").split(",")[0]
     for c in sorted(glob.glob(f"{w}/*/d*/t*")):
         rel = os.path.relpath(c, w)
         regime = rel.split("/")[0]
-        rows = [r for r in ROWS if os.path.exists(f"{c}/{r}.train.txt")]
-        last = "rbd" if "-" in regime else "all_labels"  # REGIME-20x / REGIME-40x cells end with RBD
+        swept = [os.path.basename(p)[:-len(".train.txt")] for p in sorted(glob.glob(f"{c}/*@*.train.txt"))]
+        rows = [r for r in ROWS if os.path.exists(f"{c}/{r}.train.txt")] + swept
+        if "-" in regime:
+            last = "rbd"  # REGIME-20x / REGIME-40x cells end with RBD
+        elif cfg.get("sweep") and regime == first:
+            last = "rbd@0.625"  # --sweep cells end with the smallest student
+        else:
+            last = "all_labels"
         if not rows or any(not os.path.exists(f"{c}/{r}.eval.json") for r in rows) or \
                 not os.path.exists(f"{c}/{last}.eval.json"):
             continue  # still training, or stopped before its last row
         dst = f"{led}/{rel}"
         if os.path.exists(dst):
+            # a cell the ledger holds: add the rows it lacks (a --sweep-only run over kept seeds)
+            add = [r for r in rows if not os.path.exists(f"{dst}/{r}.eval.json")]
+            if not add:
+                continue
+            for r in rows:
+                if r not in add and r in ROWS:
+                    a = json.load(open(f"{c}/{r}.eval.json"))["balanced_accuracy"]["value"]
+                    b = json.load(open(f"{dst}/{r}.eval.json"))["balanced_accuracy"]["value"]
+                    if abs(a - b) > 1e-9:
+                        print(f"keep.py: note: {rel} {r} was retrained to {100 * a:.2f}, the ledger's is {100 * b:.2f}; "
+                              f"the added rows came from the retrained one", file=sys.stderr)
+            times = {}
+            if os.path.exists(f"{c}/times.txt"):
+                times = dict(line.split() for line in open(f"{c}/times.txt") if line.strip())
+            had = {line.split()[0] for line in open(f"{dst}/times.txt") if line.strip()} \
+                if os.path.exists(f"{dst}/times.txt") else set()
+            for r in add:
+                for ext in ("train.txt", "log.jsonl", "eval.json"):  # the evaluation last: it marks the row done
+                    if os.path.exists(f"{c}/{r}.{ext}"):
+                        shutil.copyfile(f"{c}/{r}.{ext}", f"{dst}/.{r}.{ext}.tmp")
+                        os.rename(f"{dst}/.{r}.{ext}.tmp", f"{dst}/{r}.{ext}")
+                if r in times and r not in had:
+                    with open(f"{dst}/times.txt", "a") as f:
+                        f.write(f"{r} {times[r]}\n")
+            kept.append((regime, f"{rel} (+{', '.join(add)})"))
             continue
         tmp = os.path.join(os.path.dirname(dst), "." + os.path.basename(dst) + ".tmp")  # not a t* for report.py
         shutil.rmtree(tmp, ignore_errors=True)
@@ -78,6 +111,7 @@ def main():
     new = dict(old or cfg)
     new["regimes"] = merge_list("", ",".join(sorted({os.path.relpath(h, led).split("/")[0].split("-")[0] for h in held})),
                                 key=str)
+    new.pop("sweep_only", None)  # a ledger's rows are what its cells hold
     for k in ("sweep", "at_40x"):  # the optional rows the ledger holds from any of its WORKDIRs
         new[k] = max(int(cfg.get(k, 0)), int((old or {}).get(k, 0)))
     new["data_seeds"] = merge_list("", ",".join(h.split("/d")[-1].split("/")[0] for h in held))

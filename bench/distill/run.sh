@@ -18,6 +18,8 @@
 #                        it is copied, and split per data seed when it has no train/val/test split
 #   --mags T,S           teacher and student magnification for --dataset (default 10,1.25)
 #   --sweep              also students at 5x, 2.5x and 0.625x (and the 20x → 5x pair), first regime only
+#   --sweep-only         the sweep's rows alone (the teacher, the students at 5x, 2.5x, 0.625x, the 20x → 5x
+#                        pair), to add the sweep to a ledger that already holds the main rows of those seeds
 #   --at-40x             also teacher, baseline and RBD on the same slides made at 0.25 µm/px (40x level 0,
 #                        4 x SIDE px a side): 10x and 1.25x come through the pyramid, as on real 40x slides;
 #                        first regime only, in WORKDIR/REGIME-40x
@@ -41,7 +43,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 W=/tmp/magpie-distill
-QUICK=0 DSEEDS= TSEEDS=1,2 REGIMES=mild,strong DATASET= MAGS=10,1.25 SWEEP=0 CRCKD=0 TORCH=0 AT40=0
+QUICK=0 DSEEDS= TSEEDS=1,2 REGIMES=mild,strong DATASET= MAGS=10,1.25 SWEEP=0 SWEEP_ONLY=0 CRCKD=0 TORCH=0 AT40=0
 # Data seeds the recipe was shaped on (BENCHMARKS.md: every distillation run and the student seed
 # sweeps 1-5 used data seed 1); the issue's "fresh seed" run did not record its seed.
 DEV_DATA_SEEDS=1
@@ -59,10 +61,11 @@ while [ $# -gt 0 ]; do
     --dataset) DATASET=$2; shift ;;
     --mags) MAGS=$2; shift ;;
     --sweep) SWEEP=1 ;;
+    --sweep-only) SWEEP=1 SWEEP_ONLY=1 ;;
     --at-40x) AT40=1 ;;
     --crckd) CRCKD=1 ;;
     --torch) TORCH=1 ;;
-    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 1 ;;
     *) W=$1 ;;
     esac
@@ -109,7 +112,7 @@ cat > "$W/config.json" <<EOF
 {"quick": $QUICK, "data_seeds": "$DSEEDS", "train_seeds": "$TSEEDS", "regimes": "$REGIMES",
  "dev_data_seeds": "$DEV_DATA_SEEDS", "dev_train_seeds": "$DEV_TRAIN_SEEDS", "dataset": "$DATASET",
  "teacher_mag": $TMAG, "student_mag": $SMAG, "sweep": $SWEEP, "at_40x": $AT40, "slides": ${SLIDES:-318}, "threads": $THREADS,
- "recipe": $RECIPE}
+ "sweep_only": $SWEEP_ONLY, "recipe": $RECIPE}
 EOF
 
 opt() { [ -n "$2" ] && echo "$1 $2" || true; }
@@ -189,11 +192,13 @@ for R in $(echo "$REGIMES" | tr , ' '); do
             C=$D/t$TS
             mkdir -p "$C"
             train "$C" "$D/distill.db" teacher "$TS" --method supervised --mag "$TMAG" $TEACH
-            train "$C" "$D/distill.db" baseline "$TS" --method supervised --mag "$SMAG" $LAB
-            train "$C" "$D/distill.db" rbd "$TS" --method rbd --mag "$SMAG" --teacher "$C/teacher.mpk" --teacher-views "${VIEWS:-4}" \
-                --teacher-cache "$C/tcache.mpk" $RBDO
-            train "$C" "$D/all.db" all_labels "$TS" --method supervised --mag "$SMAG" $ALL
-            if [ "$CRCKD" = 1 ]; then
+            if [ "$SWEEP_ONLY" = 0 ]; then
+                train "$C" "$D/distill.db" baseline "$TS" --method supervised --mag "$SMAG" $LAB
+                train "$C" "$D/distill.db" rbd "$TS" --method rbd --mag "$SMAG" --teacher "$C/teacher.mpk" --teacher-views "${VIEWS:-4}" \
+                    --teacher-cache "$C/tcache.mpk" $RBDO
+                train "$C" "$D/all.db" all_labels "$TS" --method supervised --mag "$SMAG" $ALL
+            fi
+            if [ "$CRCKD" = 1 ] && [ "$SWEEP_ONLY" = 0 ]; then
                 train "$C" "$D/distill.db" crckd "$TS" --method crckd --mag "$SMAG" $LAB
                 train "$C" "$D/distill.db" rbd_crckd "$TS" --method rbd+crckd --mag "$SMAG" --teacher "$C/teacher.mpk" \
                     --teacher-views "${VIEWS:-4}" --teacher-cache "$C/tcache.mpk" $RBDO
