@@ -344,6 +344,7 @@ nn_model *nn_model_from_ckpt(const nn_ckpt *ck, int max_batch, int max_h, int ma
         nn_model_free(m);
         return NULL;
     }
+    nn_model_freeze(m); /* loaded for inference (ignored with gradients): weights fixed from here */
     return m;
 }
 

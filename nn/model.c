@@ -56,6 +56,9 @@ struct nn_model {
      * parameter table's grad; worker k > 0 has its own workspace and gradient buffer */
     int workers;
     float *wws[NN_MAX_WORKERS], *wgrad[NN_MAX_WORKERS];
+    /* nn_model_freeze: per layer, the conv's small-map prep for the input size prep_h × prep_w */
+    int frozen, prep_h, prep_w;
+    nn_conv_prep **prep;
 };
 
 /* ------------------------------------------------------------------ config */
@@ -376,9 +379,43 @@ int nn_model_set_workers(nn_model *m, int n)
 
 int nn_model_workers(const nn_model *m) { return m->workers; }
 
+static void drop_preps(nn_model *m)
+{
+    if (m->prep)
+        for (int i = 0; i < m->nl; i++) nn_conv2d_prep_free(m->prep[i]);
+    free(m->prep);
+    m->prep = NULL, m->prep_h = m->prep_w = 0;
+}
+
+void nn_model_freeze(nn_model *m)
+{
+    if (!m->with_grad) m->frozen = 1;
+}
+
+static void unfreeze(nn_model *m)
+{
+    m->frozen = 0;
+    drop_preps(m);
+}
+
+/* Called before the shares run, in the calling thread: the shares only read the preps. */
+static void refresh_preps(nn_model *m, int H, int W)
+{
+    if (!m->frozen || (m->prep && m->prep_h == H && m->prep_w == W)) return;
+    drop_preps(m);
+    if (!(m->prep = calloc((size_t)m->nl, sizeof *m->prep))) return; /* no prep: built per call, as unfrozen */
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].kind == L_CONV) {
+            nn_conv_dims d = conv_dims(m, &m->L[i], 1);
+            m->prep[i] = nn_conv2d_prepare(m->params.p[m->L[i].w].data, &d);
+        }
+    m->prep_h = H, m->prep_w = W;
+}
+
 void nn_model_free(nn_model *m)
 {
     if (!m) return;
+    drop_preps(m);
     free_workers(m);
     nn_params_free(&m->params);
     free(m->L);
@@ -390,6 +427,7 @@ void nn_model_free(nn_model *m)
 
 void nn_model_init(nn_model *m, uint64_t seed)
 {
+    unfreeze(m);
     mp_rng r;
     mp_rng_seed(&r, seed);
     for (int i = 0; i < m->params.n; i++) {
@@ -412,7 +450,11 @@ void nn_model_init(nn_model *m, uint64_t seed)
     }
 }
 
-nn_params *nn_model_params(nn_model *m) { return &m->params; }
+nn_params *nn_model_params(nn_model *m)
+{
+    unfreeze(m); /* the caller may change the weights */
+    return &m->params;
+}
 const nn_model_cfg *nn_model_config(const nn_model *m) { return &m->cfg; }
 size_t nn_model_param_count(const nn_model *m) { return nn_params_count_trainable(&m->params); }
 size_t nn_model_arena_bytes(const nn_model *m) { return m->arena_floats * 4 + m->iarena_n * 4; }
@@ -496,7 +538,7 @@ static void forward_share(share *s)
         switch (l->kind) {
         case L_CONV: {
             nn_conv_dims d = conv_dims(m, l, N);
-            nn_conv2d_forward(out, s->ws, in, P_(m, l->w), NULL, &d);
+            nn_conv2d_forward_prep(out, s->ws, in, P_(m, l->w), NULL, &d, m->prep ? m->prep[i] : NULL);
             break;
         }
         case L_NORM:
@@ -622,6 +664,7 @@ int nn_model_forward(nn_model *m, const float *x, int N, int H, int W, int train
                 return mp_err_set("model: conv workspace exceeds the plan");
         }
     m->x = x, m->N = N, m->H = H, m->W = W, m->train = train;
+    refresh_preps(m, H, W);
     run_shares(m, 0, NULL, NULL, NULL);
     m->ready = 1;
     return 0;

@@ -71,7 +71,14 @@ int nn_model_workers(const nn_model *m);
  * running_var 1, num_batches_tracked 0. Deterministic for a seed. */
 void nn_model_init(nn_model *m, uint64_t seed);
 
-nn_params *nn_model_params(nn_model *m);     /* borrowed; names are PyTorch state_dict names */
+/* Borrowed; names are PyTorch state_dict names. The caller may change the weights, so this
+ * undoes nn_model_freeze. */
+nn_params *nn_model_params(nn_model *m);
+/* Promise that the weights stay as they are (an inference-only model, loaded): forwards then
+ * keep each small-map convolution's tables and compacted weight from one call to the next
+ * (rebuilt when the input size changes) instead of rebuilding them per call. Ignored for a
+ * model with gradients. nn_model_params or nn_model_init ends the promise. */
+void nn_model_freeze(nn_model *m);
 const nn_model_cfg *nn_model_config(const nn_model *m);
 size_t nn_model_param_count(const nn_model *m); /* trainable floats */
 size_t nn_model_arena_bytes(const nn_model *m);

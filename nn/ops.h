@@ -51,6 +51,17 @@ size_t nn_conv2d_workspace_max(const nn_conv_dims *d);
 /* out N×OC×OH×OW; bias may be NULL. */
 void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w, const float *b,
                        const nn_conv_dims *d);
+/* A layer's small-map tables and the weight compacted to its valid taps, made once for a weight
+ * that will not change and one input size (nn_model_freeze): the forward then skips rebuilding
+ * them per call. NULL when the layer has no small-map path at this size, or out of memory
+ * (the forward then builds them per call, as without). The weight is copied: a prep is stale
+ * once w changes. */
+typedef struct nn_conv_prep nn_conv_prep;
+nn_conv_prep *nn_conv2d_prepare(const float *w, const nn_conv_dims *d);
+void nn_conv2d_prep_free(nn_conv_prep *p); /* accepts NULL */
+/* nn_conv2d_forward with a prep (NULL, or made for other dimensions: ignored). */
+void nn_conv2d_forward_prep(float *out, float *ws, const float *in, const float *w, const float *b,
+                            const nn_conv_dims *d, const nn_conv_prep *prep);
 /* din, dw, db may each be NULL. */
 void nn_conv2d_backward(float *din, float *dw, float *db, float *ws, const float *dout,
                         const float *in, const float *w, const nn_conv_dims *d);

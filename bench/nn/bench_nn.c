@@ -79,6 +79,7 @@ int main(int argc, char **argv)
         return 2;
     }
     nn_model_init(m, 0);
+    nn_model_freeze(m); /* as a model loaded for inference is (nn_model_from_ckpt); no-op when training */
     mp_rng r;
     mp_rng_seed(&r, 1);
     size_t nx = (size_t)batch * 3 * size * size;

@@ -102,7 +102,8 @@ static void conv_case(const char *what, nn_conv_dims d, int exact_all, int backw
 TEST(conv_small_maps)
 {
     /* hw ≤ 256 and several images per GEMM: the index-table gather (AVX-512 / AVX2 / scalar) */
-    conv_case("3x3 on 7x7", (nn_conv_dims){24, 16, 7, 7, 8, 3, 3, 1, 1, 1, 1}, 1, 1);
+    conv_case("3x3 on 6x6", (nn_conv_dims){24, 16, 6, 6, 8, 3, 3, 1, 1, 1, 1}, 1, 1);
+    conv_case("3x3 on 7x7, 4 channels (too few for the direct kernel)", (nn_conv_dims){24, 4, 7, 7, 8, 3, 3, 1, 1, 1, 1}, 1, 1);
     conv_case("3x3/2 on 14x14", (nn_conv_dims){12, 8, 14, 14, 16, 3, 3, 2, 2, 1, 1}, 1, 1);
     /* 14x14 out: the forward batches im2col across images, the backward keeps the table */
     conv_case("3x3 on 14x14", (nn_conv_dims){7, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1}, 0, 1);
@@ -113,8 +114,9 @@ TEST(conv_small_maps)
 
 TEST(conv_direct3)
 {
-    /* 3x3 stride 1, ≥ 8 channels, ≥ 64 output pixels: the direct convolution at avx2 and avx512
+    /* 3x3 stride 1, ≥ 8 channels, ≥ 48 output pixels: the direct convolution at avx2 and avx512
      * (tiles of 32 / 16 pixels along the flattened map, partial last tiles, several chunks) */
+    conv_case("direct 3x3 on 7x7 (a 28 px ResNet's first stage)", (nn_conv_dims){24, 16, 7, 7, 8, 3, 3, 1, 1, 1, 1}, 0, 1);
     conv_case("direct 3x3 on 8x8", (nn_conv_dims){3, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1}, 0, 1);
     conv_case("direct 3x3 on 13x9", (nn_conv_dims){2, 8, 13, 9, 24, 3, 3, 1, 1, 1, 1}, 0, 1);
     conv_case("direct 3x3 on 37x61 (two chunks)", (nn_conv_dims){1, 8, 37, 61, 8, 3, 3, 1, 1, 1, 1}, 0, 1);

@@ -152,6 +152,49 @@ TEST(inference_fuses_stem_norm_pool)
     free(x);
 }
 
+TEST(frozen_model_keeps_preps)
+{
+    /* nn_model_freeze keeps each small-map conv's tables and compacted weight across forwards:
+     * the same bits as rebuilding them per call, at the planned size and at a smaller one (the
+     * preps are remade), with 1 and 2 workers; nn_model_params ends the freeze, so a weight
+     * changed after it is seen by the next forward (no stale compacted copy). */
+    nn_model_cfg cfg;
+    nn_model_cfg_resnet_gn(&cfg, 3);
+    nn_model *a = nn_model_create(&cfg, 6, 40, 40, 0), *b = nn_model_create(&cfg, 6, 40, 40, 0);
+    nn_model_init(a, 9);
+    nn_model_init(b, 9);
+    nn_model_freeze(a);
+    mp_rng r;
+    mp_rng_seed(&r, 12);
+    size_t nx = 6 * 3 * 40 * 40;
+    float *x = malloc(nx * 4);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)mp_rng_normal(&r);
+    int sizes[] = {40, 28, 40, 28}; /* ends at 28: the weight change below meets preps of its size */
+    for (int k = 0; k < 4; k++)
+        for (int workers = 1; workers <= 2; workers++) {
+            CHECK(nn_model_set_workers(a, workers) == 0 && nn_model_set_workers(b, workers) == 0);
+            CHECK(nn_model_forward(a, x, 6, sizes[k], sizes[k], 0) == 0);
+            CHECK(nn_model_forward(b, x, 6, sizes[k], sizes[k], 0) == 0);
+            CHECK(memcmp(nn_model_logits(a), nn_model_logits(b), 6 * 3 * 4) == 0);
+        }
+    /* change the last stage's conv weight (a 1x1 map at 28 px: its compacted copy is 1/9 of it) */
+    nn_param *w = nn_params_find(nn_model_params(a), "layers.3.c2.weight");
+    nn_param *w2 = nn_params_find(nn_model_params(b), "layers.3.c2.weight");
+    CHECK(w && w2);
+    if (w && w2)
+        for (size_t i = 0; i < w->numel; i++) w->data[i] *= -2.0f, w2->data[i] *= -2.0f;
+    float before[18];
+    memcpy(before, nn_model_logits(a), sizeof before);
+    nn_model_freeze(a);
+    CHECK(nn_model_forward(a, x, 6, 28, 28, 0) == 0);
+    CHECK(nn_model_forward(b, x, 6, 28, 28, 0) == 0);
+    CHECK(memcmp(nn_model_logits(a), nn_model_logits(b), 6 * 3 * 4) == 0);
+    CHECK(memcmp(nn_model_logits(a), before, sizeof before) != 0);
+    nn_model_free(a);
+    nn_model_free(b);
+    free(x);
+}
+
 TEST(golden_resnet_gn)
 {
     gold_file g;
@@ -350,6 +393,7 @@ int main(void)
     RUN(names_and_sizes);
     RUN(errors);
     RUN(inference_fuses_stem_norm_pool);
+    RUN(frozen_model_keeps_preps);
     RUN(golden_resnet_gn);
     RUN(golden_resnet18_bn);
     RUN(golden_adam_10_steps);
