@@ -243,3 +243,62 @@ int infer_cascade_calibrate(infer_model *student, infer_model *teacher, const ch
     db_close(db);
     return rc;
 }
+
+/* ---- calibration on slides, against the teacher ---- */
+
+typedef struct {
+    float *ps, *pt;
+    int64_t n, cap;
+    int K;
+} cal_cells;
+
+static int take_cells(void *arg, const float *first, const float *final, const uint8_t *valid, int64_t ncell, int K)
+{
+    cal_cells *c = arg;
+    c->K = K;
+    for (int64_t i = 0; i < ncell; i++) {
+        if (!valid[i]) continue;
+        if (c->n == c->cap) {
+            int64_t cap = c->cap ? 2 * c->cap : 4096;
+            float *a = realloc(c->ps, sizeof(float) * (size_t)cap * K), *b = a ? realloc(c->pt, sizeof(float) * (size_t)cap * K) : NULL;
+            if (a) c->ps = a;
+            if (b) c->pt = b;
+            if (!a || !b) return mp_err_set("out of memory for %lld calibration cells", (long long)cap);
+            c->cap = cap;
+        }
+        memcpy(c->ps + (size_t)c->n * K, first + (size_t)i * K, sizeof(float) * K);
+        memcpy(c->pt + (size_t)c->n * K, final + (size_t)i * K, sizeof(float) * K);
+        c->n++;
+    }
+    return 0;
+}
+
+int infer_cascade_calibrate_slides(infer_model *student, const char *student_path, const infer_cascade *cas,
+                                   char *const *slides, int nslides, const infer_opts *base, double tol,
+                                   infer_calibration *cal)
+{
+    memset(cal, 0, sizeof *cal);
+    if (nslides < 1) return mp_err_set("calibration: no slides");
+    cal_cells c = {0};
+    infer_cascade all = *cas;
+    all.threshold = INFER_CASCADE_ALL; /* the teacher on every cell: its answer is the reference */
+    infer_opts o = *base;
+    o.cascade = &all;
+    o.capture = take_cells, o.capture_arg = &c;
+    o.db = NULL, o.name = NULL, o.force = 1, o.on_batch = NULL;
+    o.progress = MP_PROGRESS_NONE;
+    int rc = 0;
+    for (int i = 0; i < nslides && !rc; i++) {
+        infer_result res;
+        if (infer_slide(student, student_path, slides[i], "", &o, &res)) rc = mp_err_prefix("calibration slide");
+    }
+    if (!rc && c.n == 0)
+        rc = mp_err_set("calibration: no tissue cell on the %d calibration slide%s", nslides, nslides == 1 ? "" : "s");
+    int *labels = rc ? NULL : mp_xmalloc(sizeof(int) * (size_t)c.n);
+    for (int64_t i = 0; !rc && i < c.n; i++) labels[i] = argmax_of(c.pt + (size_t)i * c.K, c.K);
+    if (!rc && infer_cascade_choose(c.ps, c.pt, labels, c.n, c.K, tol, cal)) rc = mp_err_prefix("calibration");
+    free(labels);
+    free(c.ps);
+    free(c.pt);
+    return rc;
+}

@@ -221,7 +221,23 @@ typedef struct {
     void *on_batch_arg;
     const char *ckpt_fingerprint; /* tiler_fingerprint of ckpt_path when the caller has it (magpie
                                    * run, once per run), NULL: computed per slide */
+    /* Calibration (infer_cascade_calibrate_slides): when set, the slide writes no outputs; the
+     * per-cell probabilities of the model (before any cascade pass) and the final ones (after
+     * it) are handed to capture, with the cells evaluated. Its non-zero return fails the slide. */
+    int (*capture)(void *arg, const float *first, const float *final, const uint8_t *valid, int64_t ncell, int K);
+    void *capture_arg;
 } infer_opts;
+
+/* The cascade's threshold chosen on slides, with no labels: the student and the teacher (cas)
+ * run on every tissue cell of the calibration slides (the options' stride and tissue rules,
+ * no outputs written), the teacher's class is each cell's reference, and the rule is
+ * infer_cascade_choose's: the lowest threshold whose cascade agrees with the teacher within
+ * tol (balanced over the teacher's classes). The cells a user's slides have, boundaries and
+ * all, rather than a dataset's patches. cal's bacc_* are agreements with the teacher
+ * (bacc_teacher = 1). -1 + mp_err naming the slide that failed. */
+int infer_cascade_calibrate_slides(infer_model *student, const char *student_path, const infer_cascade *cas,
+                                   char *const *slides, int nslides, const infer_opts *base, double tol,
+                                   infer_calibration *cal);
 
 void infer_opts_default(infer_opts *o);
 /* Default batch for a patch side: 8 at >= 112 px (memory), 64 below (GEMM efficiency). */

@@ -446,7 +446,7 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     snprintf(key, sizeof key, "v%d %s %s stride=%d mpp=%.9g min_tissue=%.6g threshold=%.6g float32=%d class=%d overlay=%d",
              INFER_KEY_VERSION, fp, model_fp, o->stride, mpp, o->min_tissue, o->threshold, o->float32, klass,
              o->overlay_size);
-    if (!o->force && outputs_current(dir, key, o->db, fp, model_fp, o->allow_fluorescence)) {
+    if (!o->force && !o->capture && outputs_current(dir, key, o->db, fp, model_fp, o->allow_fluorescence)) {
         infer_src_close(&src);
         res->outcome = INFER_SKIPPED;
         res->seconds = mp_now() - t_start;
@@ -507,15 +507,15 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
 
     int rc = 0;
     char err[4400] = "";
-    if (mp_mkdir_p(dir)) {
+    if (!o->capture && mp_mkdir_p(dir)) {
         snprintf(err, sizeof err, "%s", mp_err());
         rc = -1;
     }
     char pj[4200];
     snprintf(pj, sizeof pj, "%s/prediction.json", dir);
-    if (!rc) remove_stale_tmp(dir);
+    if (!rc && !o->capture) remove_stale_tmp(dir);
     /* an old prediction.json must not vouch for outputs this run is about to replace */
-    if (!rc && unlink(pj) && errno != ENOENT) {
+    if (!rc && !o->capture && unlink(pj) && errno != ENOENT) {
         snprintf(err, sizeof err, "%s: %s", pj, strerror(errno));
         rc = -1;
     }
@@ -532,8 +532,32 @@ int infer_slide(infer_model *m, const char *ckpt_path, const char *path, const c
     /* the cascade: the teacher on the cells where the student is unsure, the same squares */
     cascade_stats cs;
     memset(&cs, 0, sizeof cs);
+    float *first = NULL; /* calibration: the student's answers, before the teacher replaces some */
+    if (!rc && o->capture && o->cascade) {
+        if (!(first = mp_try_malloc(sizeof(float) * (size_t)ncell * K + 1, "the grid"))) {
+            snprintf(err, sizeof err, "%s: %s", path, mp_err());
+            rc = -1;
+        } else {
+            memcpy(first, prob, sizeof(float) * (size_t)ncell * K);
+        }
+    }
     if (!rc && o->cascade && cascade_pass(o->cascade, &src, &g, prob, valid, K, o, name, path, &cs, err, sizeof err))
         rc = -1;
+    if (o->capture) {
+        if (!rc && o->capture(o->capture_arg, first ? first : prob, prob, valid, ncell, K)) {
+            snprintf(err, sizeof err, "%s: %s", path, mp_err());
+            rc = -1;
+        }
+        free(first);
+        free(prob);
+        free(valid);
+        free(cells);
+        infer_src_close(&src);
+        res->seconds = mp_now() - t_start;
+        if (rc) return mp_err_set("%s", err);
+        res->outcome = INFER_DONE;
+        return 0;
+    }
     res->n_read_errors = P.read_errors;
     int64_t nval = 0;
     for (int64_t c = 0; c < ncell; c++) nval += valid[c];

@@ -81,6 +81,12 @@ static void usage(FILE *f)
             "                     --cascade-tolerance points (default 1) of the teacher's alone\n"
             "  --cascade-split S  the split to calibrate on; only val is accepted (test must stay held\n"
             "                     out, and the models were fit on train)\n"
+            "  --cascade-calibrate-slides A,B,...  choose it on these slides, no labels needed: student\n"
+            "                     and teacher run on every tissue cell (this run's --stride and\n"
+            "                     --min-tissue), and the threshold is the lowest whose cascade agrees\n"
+            "                     with the teacher alone on all but --cascade-tolerance points of the\n"
+            "                     cells (balanced over the teacher's classes). Slides like the ones to\n"
+            "                     infer, but not the ones reported as a test; may be repeated\n"
             "  --force            recompute even when the outputs are current\n"
             "  --progress MODE    auto|tty|json|none (default auto); --progress=json for JSON lines\n"
             "  -q, --quiet        only errors\n"
@@ -97,10 +103,12 @@ int cmd_infer(int argc, char **argv)
     o.threads = mp_cpu_count();
     const char *out = NULL;
     int quiet = 0;
-    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB, O_FLUO, O_MAG, O_CAS, O_CAS_T, O_CAS_CAL, O_CAS_SPLIT, O_CAS_TOL };
+    enum { O_OUT = 256, O_STRIDE, O_CLASS, O_BATCH, O_THREADS, O_MPP, O_MIN, O_THR, O_F32, O_FORCE, O_PROG, O_OVSIZE, O_DB, O_FLUO, O_MAG, O_CAS, O_CAS_T, O_CAS_CAL, O_CAS_SPLIT, O_CAS_TOL, O_CAS_SL };
     const char *class_arg = NULL;
     double want_mag = 0;
     const char *cas_path = NULL, *cas_db = NULL, *cas_split = "val";
+    char **cal_slides = NULL; /* --cascade-calibrate-slides, split at commas */
+    int ncal = 0;
     double cas_t = -1, cas_tol = 0.01;
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT},         {"stride", required_argument, 0, O_STRIDE},
@@ -113,7 +121,7 @@ int cmd_infer(int argc, char **argv)
         {"allow-fluorescence", no_argument, 0, O_FLUO}, {"mag", required_argument, 0, O_MAG},
         {"cascade", required_argument, 0, O_CAS},     {"cascade-threshold", required_argument, 0, O_CAS_T},
         {"cascade-calibrate", required_argument, 0, O_CAS_CAL}, {"cascade-split", required_argument, 0, O_CAS_SPLIT},
-        {"cascade-tolerance", required_argument, 0, O_CAS_TOL},
+        {"cascade-tolerance", required_argument, 0, O_CAS_TOL}, {"cascade-calibrate-slides", required_argument, 0, O_CAS_SL},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -167,6 +175,14 @@ int cmd_infer(int argc, char **argv)
             break;
         case O_CAS_CAL: cas_db = optarg; break;
         case O_CAS_SPLIT: cas_split = optarg; break;
+        case O_CAS_SL:
+            for (char *t = strtok(optarg, ","); t; t = strtok(NULL, ","))
+                if (*t) {
+                    cal_slides = mp_xrealloc(cal_slides, sizeof(char *) * (size_t)(ncal + 1));
+                    cal_slides[ncal++] = t;
+                }
+            if (!ncal) return mp_usage_error("infer", NULL, "--cascade-calibrate-slides wants slide paths, got '%s'", optarg);
+            break;
         case O_CAS_TOL:
             if (mp_parse_double(optarg, &d) || d < 0 || d > 100) return mp_usage_error("infer", NULL, "--cascade-tolerance wants 0..100 points, got '%s'", optarg);
             cas_tol = d / 100;
@@ -188,10 +204,16 @@ int cmd_infer(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
     if (!out) return mp_usage_error("infer", NULL, "--out DIR is required");
-    if (cas_path && (cas_t >= 0) == (cas_db != NULL))
-        return mp_usage_error("infer", NULL, "--cascade %s wants one of --cascade-threshold X and --cascade-calibrate DB", cas_path);
-    if (!cas_path && (cas_t >= 0 || cas_db))
-        return mp_usage_error("infer", NULL, "--cascade-threshold and --cascade-calibrate go with --cascade TEACHER");
+    if (cas_path && (cas_t >= 0) + (cas_db != NULL) + (ncal > 0) != 1) {
+        free(cal_slides);
+        return mp_usage_error("infer", NULL, "--cascade %s wants one of --cascade-threshold X, --cascade-calibrate DB and "
+                              "--cascade-calibrate-slides A,B,...", cas_path);
+    }
+    if (!cas_path && (cas_t >= 0 || cas_db || ncal)) {
+        free(cal_slides);
+        return mp_usage_error("infer", NULL, "--cascade-threshold, --cascade-calibrate and --cascade-calibrate-slides go "
+                              "with --cascade TEACHER");
+    }
     if (cas_db && infer_cascade_split_ok(cas_db, cas_split)) {
         mp_error("%s", mp_err());
         return MP_EXIT_USAGE;
@@ -259,10 +281,28 @@ int cmd_infer(int argc, char **argv)
                  cas_db, cas_split, (long long)cal.n, cal.bacc_student, cal.bacc_teacher, cal.bacc_cascade,
                  100 * cal.fraction, 100 * cas_tol);
         mp_info("cascade threshold %.6g, %s", cas.threshold, cas.source);
+    } else if (cas_path && ncal) {
+        infer_calibration cal;
+        if (infer_cascade_calibrate_slides(m, ckpt, &cas, cal_slides, ncal, &o, cas_tol, &cal)) {
+            mp_error("%s", mp_err());
+            free(cal_slides);
+            infer_model_free(cas.teacher);
+            infer_model_free(m);
+            return MP_EXIT_FAIL;
+        }
+        cas.threshold = cal.threshold;
+        snprintf(cas.source, sizeof cas.source,
+                 "calibrated on %d slide%s (%s%s): %lld tissue cells, the teacher's class as reference; agreement "
+                 "(balanced) student %.4f, cascade %.4f with %.1f%% of the cells to the teacher; rule: the lowest "
+                 "threshold within %g points of the teacher",
+                 ncal, ncal == 1 ? "" : "s", cal_slides[0], ncal > 1 ? ", ..." : "", (long long)cal.n, cal.bacc_student,
+                 cal.bacc_cascade, 100 * cal.fraction, 100 * cas_tol);
+        mp_info("cascade threshold %.6g, %s", cas.threshold, cas.source);
     } else if (cas_path) {
         cas.threshold = cas_t;
         snprintf(cas.source, sizeof cas.source, "--cascade-threshold");
     }
+    free(cal_slides); /* strings in argv */
     if (mp_mkdir_p(out)) {
         mp_error("%s", mp_err());
         infer_model_free(cas.teacher);

@@ -67,6 +67,51 @@ far() { q "SELECT count(*) $J AND s.confidence < $thr AND (SELECT max(abs(a.valu
           JOIN json_each($1.probs) b ON a.key = b.key) > $2"; }
 [ "$(far t 1e-6)" = 0 ] || no "$(far t 1e-6) sent cells differ from the teacher"
 [ "$(far s 1e-3)" = "$below" ] || no "sent cells should not hold the student's probabilities"
+# --cascade-calibrate-slides: no labels, the teacher's class per cell is the reference. Calibrated
+# on s0 itself, the cascade sends exactly the cells that an independent walk of the rule (lowest
+# threshold whose balanced agreement with the teacher is within the tolerance) over --db's rows
+# sends. These untrained models never agree (one class each), so agreement is the share sent: a
+# 50-point tolerance sends half the cells.
+CTOL=50
+"$B" infer "$T/st.mpk" "$s0" --out "$T/cs" --cascade "$T/te.mpk" --cascade-calibrate-slides "$s0" --cascade-tolerance $CTOL \
+    --float32 2>"$T/e" ||
+    no "slide-calibrated run: $(cat "$T/e")"
+grep -q "^cascade threshold [0-9.e-]*, calibrated on 1 slide ($s0): $n tissue cells, the teacher's class as reference; agreement (balanced) student 0\.[0-9]*, cascade [01]\.[0-9]* with [0-9.]*% of the cells to the teacher; rule: the lowest threshold within $CTOL points of the teacher" "$T/e" ||
+    no "slide calibration line: $(cat "$T/e")"
+want=$(python3 - "$D" "$hs" "$ht" "$CTOL" <<'PY'
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = lambda fp: {(gx, gy): json.loads(p) for gx, gy, p in
+                   db.execute("SELECT gx, gy, probs FROM predictions WHERE model_fingerprint = ?", (fp,))}
+s, t = rows(sys.argv[2]), rows(sys.argv[3])
+am = lambda p: max(range(len(p)), key=lambda k: (p[k], -k))
+cells = sorted(s, key=lambda c: max(s[c]))
+lab = {c: am(t[c]) for c in cells}
+tot, cur = {}, {}
+for c in cells:
+    tot[lab[c]] = tot.get(lab[c], 0) + 1
+    cur[lab[c]] = cur.get(lab[c], 0) + (am(s[c]) == lab[c])
+bacc = lambda: sum(cur[k] / tot[k] for k in tot) / len(tot)
+k = 0
+while bacc() < 1 - float(sys.argv[4]) / 100 - 1e-12 and k < len(cells):
+    v = max(s[cells[k]])
+    while k < len(cells) and max(s[cells[k]]) == v:
+        c = cells[k]
+        cur[lab[c]] += 1 - (am(s[c]) == lab[c])
+        k += 1
+print(k)
+PY
+)
+got=$(jnum cells_to_teacher "$T/cs/synth_000/prediction.json")
+[ -n "$want" ] && [ "$want" -gt 0 ] && [ "$want" -lt "$n" ] || no "the rule should send some cells, not $want of $n"
+[ "$got" = "$want" ] || no "slide calibration sent $got cells, the rule $want"
+grep -q "\"threshold_source\": \"calibrated on 1 slide ($s0): " "$T/cs/synth_000/prediction.json" || no "slide-calibrated source"
+"$B" infer "$T/st.mpk" "$s0" --out "$T/x" --cascade "$T/te.mpk" --cascade-calibrate-slides "$T/none.tiff" -q 2>"$T/e"
+[ $? -eq 2 ] || no "missing calibration slide: exit"
+grep -q "^magpie: error: calibration slide: $T/none.tiff: " "$T/e" || no "missing calibration slide: $(cat "$T/e")"
+"$B" infer "$T/st.mpk" "$s0" --out "$T/x" --cascade "$T/te.mpk" --cascade-calibrate-slides "$s0" --cascade-threshold 0.5 -q 2>/dev/null
+[ $? -eq 1 ] || no "both slides and threshold: exit"
+[ -e "$T/x" ] && no "a refused slide calibration left --out behind"
 # the cascade's outputs are keyed by the pair and the threshold: a rerun skips, another threshold redoes
 "$B" infer "$T/st.mpk" "$s0" --out "$T/pc" --db "$D" --cascade "$T/te.mpk" --cascade-threshold "$thr" 2>"$T/e" || no "rerun"
 grep -q "outputs current, skipped" "$T/e" || no "cascade rerun should skip: $(cat "$T/e")"
