@@ -50,7 +50,9 @@ def bench_level(a, exe, torch_py, level):
                 for t in (1, 2):
                     work = batch * size * size * (3 if mode == "train" else 1)
                     steps = max(1, min(40, int(3.0e6 / work)))  # the tiny cells (a few ms a step) need more samples
-                    rounds = 1 if work > 4e6 or a.quick else 2
+                    # the small cells' steps take a few ms, which the host's noise moves by ±20% from
+                    # one minute to the next: several alternations, the median over all their steps
+                    rounds = 1 if work > 4e6 else 3 if a.quick else 4
                     ours, theirs, flops = [], [], 0
                     # 1 thread: CPU seconds per step (robust to a shared, oversubscribed machine);
                     # 2 threads: wall seconds (CPU time would hide poor scaling)

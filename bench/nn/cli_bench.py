@@ -13,7 +13,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.environ.get("MAGPIE_PEERS", os.path.join(ROOT, "..", "shared", "peers")))
 from torch_resnet_gn import ResNetGN  # noqa: E402
 
-CASES = [("run", 28, 2048), ("run", 224, 64), ("grad", 28, 256), ("grad", 224, 32)]
+CASES = [("run", 28, 2048), ("run", 224, 64), ("grad", 28, 256), ("grad", 28, 2048), ("grad", 224, 32)]
 
 
 def main():
