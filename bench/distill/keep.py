@@ -10,8 +10,8 @@ per-epoch log, and the cell's times.txt; no checkpoint, no dataset. LEDGER/confi
 WORKDIR's with the data seeds, training seeds and regimes of every cell the ledger holds; a
 ledger refuses cells from a WORKDIR of another recipe or other magnifications. The ledger is a
 WORKDIR to report.py: `python3 bench/distill/report.py LEDGER` prints the table of all its
-cells. A cell the ledger already holds gets only the rows it lacks (run.sh --sweep-only over
-kept seeds adds the magnification sweep). To continue a grid elsewhere, run run.sh with the ledger's seeds in a new WORKDIR, then
+cells. A cell the ledger already holds gets the evaluated rows it lacks, even while the cell is
+still training (run.sh --sweep-only over kept seeds adds the magnification sweep row by row). To continue a grid elsewhere, run run.sh with the ledger's seeds in a new WORKDIR, then
 keep.py again (cells already in the ledger are left as they are)."""
 import glob, json, os, shutil, sys
 
@@ -63,12 +63,11 @@ def main():
             last = "rbd@0.625"  # --sweep cells end with the smallest student
         else:
             last = "all_labels"
-        if not rows or any(not os.path.exists(f"{c}/{r}.eval.json") for r in rows) or \
-                not os.path.exists(f"{c}/{last}.eval.json"):
-            continue  # still training, or stopped before its last row
         dst = f"{led}/{rel}"
         if os.path.exists(dst):
-            # a cell the ledger holds: add the rows it lacks (a --sweep-only run over kept seeds)
+            # a cell the ledger holds: add the evaluated rows it lacks (a --sweep-only run over kept
+            # seeds); each row is whole once evaluated, so a cell still training gives what it has
+            rows = [r for r in rows if os.path.exists(f"{c}/{r}.eval.json")]
             add = [r for r in rows if not os.path.exists(f"{dst}/{r}.eval.json")]
             if not add:
                 continue
@@ -94,6 +93,9 @@ def main():
                         f.write(f"{r} {times[r]}\n")
             kept.append((regime, f"{rel} (+{', '.join(add)})"))
             continue
+        if not rows or any(not os.path.exists(f"{c}/{r}.eval.json") for r in rows) or \
+                not os.path.exists(f"{c}/{last}.eval.json"):
+            continue  # a new cell: still training, or stopped before its last row
         tmp = os.path.join(os.path.dirname(dst), "." + os.path.basename(dst) + ".tmp")  # not a t* for report.py
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
