@@ -245,4 +245,3 @@ if sweep:
     plot["sweep"] = sweep
 json.dump(clean(plot), open(f"{W}/plot.json", "w"), indent=1)
 print("\n".join(out))
-print("Plots: results.svg / results.png" + (", results-sweep.svg / results-sweep.png" if sweep else "") + " beside this file.")

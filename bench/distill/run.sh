@@ -260,8 +260,11 @@ echo "load at end: $(uptime | sed 's/.*load average/load average/')" >> "$W/mach
 echo "total: $(($(date +%s) - t_start)) s" >> "$W/machine.txt"
 
 /usr/bin/python3 bench/distill/report.py "$W" > "$W/results.md"
-PLOT=${DISTILL_PLOT:-$ROOT/build/bench/distill_plot}
-if [ -x "$PLOT" ]; then "$PLOT" "$W/plot.json" "$W/results"
-else echo "run.sh: $PLOT not built: no results.svg/.png" >&2
+# the chart tool of the build MAGPIE came from (build*/pipelines/magpie -> build*/bench/distill_plot)
+PLOT=${DISTILL_PLOT:-$(dirname "$(dirname "${MAGPIE:-$ROOT/build/pipelines/magpie}")")/bench/distill_plot}
+rm -f "$W/results.svg" "$W/results.png" "$W/results-sweep.svg" "$W/results-sweep.png"
+if [ -x "$PLOT" ] && "$PLOT" "$W/plot.json" "$W/results"; then
+    echo "Plots: results.svg / results.png$([ -f "$W/results-sweep.svg" ] && echo ", results-sweep.svg / results-sweep.png") beside this file." >> "$W/results.md"
+else echo "run.sh: no results.svg/.png: $PLOT did not run (not built?)" >&2
 fi
 cat "$W/results.md"
