@@ -15,7 +15,8 @@
 #   --regimes R,...      synth nuisance presets; default mild,strong
 #   --dataset DB         use this labelled dataset instead of synthesizing (slides tiled by magpie or
 #                        imported patches: any dataset with labels and images at both magnifications);
-#                        it is copied, and split per data seed when it has no train/val/test split
+#                        it is only read (a copy is split per data seed when it has no train/val/test split),
+#                        e.g. `magpie db DB import-patches DIR --mpp X` of a Kather-style class-folder set
 #   --mags T,S           teacher and student magnification for --dataset (default 10,1.25)
 #   --sweep              also students at 5x, 2.5x and 0.625x (and the 20x → 5x pair), first regime only
 #   --sweep-only         the sweep's rows alone (the teacher, the students at 5x, 2.5x, 0.625x, the 20x → 5x
@@ -91,6 +92,18 @@ for s in $(echo "$DSEEDS" | tr , ' '); do
 done
 TMAG=${MAGS%,*} SMAG=${MAGS#*,}
 [ -n "$DATASET" ] && REGIMES=dataset
+case "$MAGS" in *[!0-9.,]* | ,* | *, | *,*,* | *..* | [!0-9]*) bad_mags=1 ;; *,*) bad_mags=0 ;; *) bad_mags=1 ;; esac
+[ "$bad_mags" = 0 ] && awk "BEGIN { exit !($TMAG > $SMAG && $SMAG > 0) }" ||
+    { echo "run.sh: --mags $MAGS: want the teacher's and the student's magnification T,S with T > S > 0, e.g. 10,1.25" >&2; exit 2; }
+if [ -n "$DATASET" ]; then # checked before anything is written; the dataset is only ever read
+    [ -f "$DATASET" ] && [ -r "$DATASET" ] || { echo "run.sh: $DATASET: no such readable file (--dataset)" >&2; exit 2; }
+    sqlite3 -readonly "$DATASET" "SELECT count(*) FROM images LIMIT 1" >/dev/null 2>&1 ||
+        { echo "run.sh: $DATASET: not a magpie dataset (no images table)" >&2; exit 2; }
+    for m in "$TMAG" "$SMAG"; do
+        n=$(sqlite3 -readonly "$DATASET" "SELECT count(*) FROM images WHERE abs(mag - $m) < 1e-3")
+        [ "$n" -gt 0 ] || { echo "run.sh: $DATASET has no images at ${m}x (--mags T,S)" >&2; exit 2; }
+    done
+fi
 [ -z "$DATASET" ] && { TMAG=10 SMAG=1.25; }
 
 if [ -f "$W/config.json" ]; then
@@ -164,14 +177,11 @@ given_data() { # DIR SEED
     d=$1
     [ -f "$d/.done" ] && return 0
     rm -f "$d/distill.db"
-    sqlite3 "$DATASET" ".backup '$d/distill.db'" || { echo "run.sh: cannot read $DATASET" >&2; exit 2; }
-    for m in "$TMAG" "$SMAG"; do
-        n=$(sqlite3 "$d/distill.db" "SELECT count(*) FROM images WHERE abs(mag - $m) < 1e-3")
-        [ "$n" -gt 0 ] || { echo "run.sh: $DATASET has no images at ${m}x (--mags T,S)" >&2; exit 2; }
-    done
+    sqlite3 -readonly "$DATASET" ".backup '$d/distill.db'" || { echo "run.sh: cannot read $DATASET" >&2; exit 2; }
     if [ "$(sqlite3 "$d/distill.db" "SELECT count(DISTINCT split) FROM splits WHERE split IN ('train','val','test')")" != 3 ]; then
         "$M" db "$d/distill.db" split --by patient --ratios 2,2,9 --stratify label --unlabeled-ratio "${UNLABELED_RATIO:-0.755}" \
-            --seed "$2" >/dev/null
+            --seed "$2" >/dev/null ||
+            { echo "run.sh: $DATASET has no train/val/test split and cannot be split 2:2:9 by patient (above): split it first (magpie db DB split)" >&2; exit 2; }
     fi
     all_labels_db "$d/distill.db" "$d/all.db"
     touch "$d/.done"
