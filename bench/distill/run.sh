@@ -66,7 +66,7 @@ while [ $# -gt 0 ]; do
     --at-40x) AT40=1 ;;
     --crckd) CRCKD=1 ;;
     --torch) TORCH=1 ;;
-    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -eu/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 1 ;;
     *) W=$1 ;;
     esac
