@@ -8,7 +8,7 @@
 #
 # Usage: sh bench/distill/run.sh [WORKDIR] [options]      (needs a built ./build; MAGPIE=... to use another)
 #   --quick              one fresh data seed × training seed 1, mild regime only, the four rows
-#                        (about 12 minutes on 2 quiet cores; the budget is 20)
+#                        (11 minutes measured on 2 quiet cores, BENCHMARKS.md; the budget is 20)
 #   --data-seeds S,...   data seeds (synth + split); default: 3 drawn fresh from /dev/urandom, never a
 #                        seed used while the recipe was built (DEV_DATA_SEEDS below)
 #   --train-seeds S,...  training seeds (init, shuffling, augmentation); default 1,2
