@@ -24,6 +24,7 @@
 #   --at-40x             also teacher, baseline and RBD on the same slides made at 0.25 µm/px (40x level 0,
 #                        4 x SIDE px a side): 10x and 1.25x come through the pyramid, as on real 40x slides;
 #                        first regime only, in WORKDIR/REGIME-40x
+#   --at-40x-only        the 40x rows alone (no slides at 1 µm/px), for seeds whose other rows a ledger holds
 #   --crckd              also the CRCKD and RBD+CRCKD rows
 #   --torch              also tools/torch_distill.py on each cell's patches (needs python3-torch)
 # Environment: SLIDES (318), SIDE (1792 px at 1 µm/px), TEACHER_EPOCHS (40; recipe 1: 25), TEACHER_WARMUP (30 steps; recipe 1: 0),
@@ -44,7 +45,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 W=/tmp/magpie-distill
-QUICK=0 DSEEDS= TSEEDS=1,2 REGIMES=mild,strong DATASET= MAGS=10,1.25 SWEEP=0 SWEEP_ONLY=0 CRCKD=0 TORCH=0 AT40=0
+QUICK=0 DSEEDS= TSEEDS=1,2 REGIMES=mild,strong DATASET= MAGS=10,1.25 SWEEP=0 SWEEP_ONLY=0 CRCKD=0 TORCH=0 AT40=0 AT40_ONLY=0
 # Data seeds the recipe was shaped on (BENCHMARKS.md: every distillation run and the student seed
 # sweeps 1-5 used data seed 1); the issue's "fresh seed" run did not record its seed.
 DEV_DATA_SEEDS=1
@@ -64,6 +65,7 @@ while [ $# -gt 0 ]; do
     --sweep) SWEEP=1 ;;
     --sweep-only) SWEEP=1 SWEEP_ONLY=1 ;;
     --at-40x) AT40=1 ;;
+    --at-40x-only) AT40=1 AT40_ONLY=1 ;;
     --crckd) CRCKD=1 ;;
     --torch) TORCH=1 ;;
     -h|--help) sed -n '2,/^set -eu/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
@@ -124,7 +126,7 @@ t_start=$(date +%s)
 cat > "$W/config.json" <<EOF
 {"quick": $QUICK, "data_seeds": "$DSEEDS", "train_seeds": "$TSEEDS", "regimes": "$REGIMES",
  "dev_data_seeds": "$DEV_DATA_SEEDS", "dev_train_seeds": "$DEV_TRAIN_SEEDS", "dataset": "$DATASET",
- "teacher_mag": $TMAG, "student_mag": $SMAG, "sweep": $SWEEP, "at_40x": $AT40, "slides": ${SLIDES:-318}, "threads": $THREADS,
+ "teacher_mag": $TMAG, "student_mag": $SMAG, "sweep": $SWEEP, "at_40x": $AT40, "at_40x_only": $AT40_ONLY, "slides": ${SLIDES:-318}, "threads": $THREADS,
  "sweep_only": $SWEEP_ONLY, "recipe": $RECIPE}
 EOF
 
@@ -190,6 +192,7 @@ given_data() { # DIR SEED
 first_regime=${REGIMES%%,*}
 for R in $(echo "$REGIMES" | tr , ' '); do
     for DS in $(echo "$DSEEDS" | tr , ' '); do
+        [ "$AT40_ONLY" = 1 ] && continue # only the 40x block below
         D=$W/$R/d$DS
         mkdir -p "$D"
         t0=$(date +%s)
