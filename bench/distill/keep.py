@@ -6,7 +6,8 @@ another and reported as one table.
 
 A cell (regime/dSEED/tSEED) is copied only when every row it ran has its evaluation (the
 *.eval.json that run.sh writes last): per row the evaluation, the training output and its
-per-epoch log, and the cell's times.txt; no checkpoint, no dataset. LEDGER/config.json is
+per-epoch log, the cell's times.txt and, after run.sh --torch, the PyTorch rows (torch/results.json
+and the script's output); no checkpoint, no dataset. LEDGER/config.json is
 WORKDIR's with the data seeds, training seeds and regimes of every cell the ledger holds; a
 ledger refuses cells from a WORKDIR of another recipe or other magnifications. The ledger is a
 WORKDIR to report.py: `python3 bench/distill/report.py LEDGER` prints the table of all its
@@ -30,6 +31,16 @@ def merge_list(a, b, key=int):
         if s and s not in out:
             out.append(s)
     return ",".join(sorted(out, key=key))
+
+
+def keep_torch(c, dst):
+    """run.sh --torch's finished PyTorch rows of cell c: results.json (last: it marks them kept) and
+    the script's output."""
+    os.makedirs(f"{dst}/torch", exist_ok=True)
+    for name in ("train.txt", "results.json"):
+        if os.path.exists(f"{c}/torch/{name}"):
+            shutil.copyfile(f"{c}/torch/{name}", f"{dst}/torch/.{name}.tmp")
+            os.rename(f"{dst}/torch/.{name}.tmp", f"{dst}/torch/{name}")
 
 
 def main():
@@ -69,7 +80,8 @@ def main():
             # seeds); each row is whole once evaluated, so a cell still training gives what it has
             rows = [r for r in rows if os.path.exists(f"{c}/{r}.eval.json")]
             add = [r for r in rows if not os.path.exists(f"{dst}/{r}.eval.json")]
-            if not add:
+            torch_new = os.path.exists(f"{c}/torch/.done") and not os.path.exists(f"{dst}/torch/results.json")
+            if not add and not torch_new:
                 continue
             for r in rows:
                 if r not in add and r in ROWS:
@@ -91,7 +103,12 @@ def main():
                 if r in times and r not in had:
                     with open(f"{dst}/times.txt", "a") as f:
                         f.write(f"{r} {times[r]}\n")
-            kept.append((regime, f"{rel} (+{', '.join(add)})"))
+            if torch_new:
+                keep_torch(c, dst)
+                if "torch" in times and "torch" not in had:
+                    with open(f"{dst}/times.txt", "a") as f:
+                        f.write(f"torch {times['torch']}\n")
+            kept.append((regime, f"{rel} (+{', '.join(add + (['PyTorch rows'] if torch_new else []))})"))
             continue
         if not rows or any(not os.path.exists(f"{c}/{r}.eval.json") for r in rows) or \
                 not os.path.exists(f"{c}/{last}.eval.json"):
@@ -105,6 +122,8 @@ def main():
                     shutil.copyfile(f"{c}/{r}.{ext}", f"{tmp}/{r}.{ext}")
         if os.path.exists(f"{c}/times.txt"):
             shutil.copyfile(f"{c}/times.txt", f"{tmp}/times.txt")
+        if os.path.exists(f"{c}/torch/.done"):
+            keep_torch(c, tmp)
         os.rename(tmp, dst)
         kept.append((regime, rel))
     held = sorted(glob.glob(f"{led}/*/d*/t*"))

@@ -223,6 +223,49 @@ if at40:
         res["at_40x"][k] = {"level0_10x": lo, "level0_40x": hi}
     P("")
 
+# run.sh --torch: tools/torch_distill.py on each cell's own patches; each row compared on the cells
+# that have both, as the means over those cells (the target: within 2 points on every row's mean)
+def torch_side(cs):
+    out = {}
+    for k, _ in ROWS[:3]:
+        mine, theirs, seeds = [], [], []
+        for c in cs:
+            j, tj = load(c, k), f"{c}/torch/results.json"
+            if not j or not os.path.exists(tj):
+                continue
+            tv = json.load(open(tj)).get(k, {}).get("balanced_accuracy")
+            if tv is None:
+                continue
+            mine.append(100 * j["balanced_accuracy"]["value"])
+            theirs.append(100 * tv)
+            seeds.append("d%d/t%d" % seeds_of(c))
+        if mine:
+            out[k] = {"cells": seeds, "magpie": stats(mine), "torch": stats(theirs),
+                      "difference": statistics.fmean(mine) - statistics.fmean(theirs)}
+    return out
+
+
+groups = [(R, cells(R)) for R in regimes] + ([(f"{R0}, slides at 40x", at40)] if at40 else [])
+side = {g: torch_side(cs) for g, cs in groups}
+if any(side.values()):
+    P("## PyTorch side by side (tools/torch_distill.py on the same patches, run.sh --torch)\n")
+    P("Each row on the cells that ran both; magpie − PyTorch on the means (target: within 2 points).\n")
+    P("| cells | row | n | magpie | PyTorch | magpie − PyTorch | within 2 |")
+    P("|---|---|---|---|---|---|---|")
+    for g, _ in groups:
+        for k, label in ROWS[:3]:
+            x = side[g].get(k)
+            if x:
+                P(f"| {g} | {label} | {x['magpie']['n']} | {fmt(x['magpie'])} | {fmt(x['torch'])} | "
+                  f"{round(x['difference'], 1) + 0.0:+.1f} | {'yes' if abs(x['difference']) <= 2 else '**no**'} |")  # + 0.0: no "-0.0"
+    P("")
+    P("Per cell (magpie / PyTorch): " + "; ".join(
+        f"{g} {label} " + ", ".join(f"{s} {a:.1f}/{b:.1f}" for s, a, b in
+                                    zip(x["cells"], x["magpie"]["values"], x["torch"]["values"]))
+        for g, _ in groups for k, label in ROWS[:3] for x in [side[g].get(k)] if x) + "\n")
+    res["torch"] = side
+
+
 def clean(o):  # JSON has no NaN: missing numbers are null
     if isinstance(o, float) and not math.isfinite(o):
         return None

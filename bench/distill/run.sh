@@ -26,7 +26,8 @@
 #                        first regime only, in WORKDIR/REGIME-40x
 #   --at-40x-only        the 40x rows alone (no slides at 1 µm/px), for seeds whose other rows a ledger holds
 #   --crckd              also the CRCKD and RBD+CRCKD rows
-#   --torch              also tools/torch_distill.py on each cell's patches (needs python3-torch)
+#   --torch              also tools/torch_distill.py on each cell's patches (needs python3-torch): teacher,
+#                        baseline and RBD in PyTorch, main and 40x cells; report.py sets them side by side
 # Environment: SLIDES (318), SIDE (1792 px at 1 µm/px), TEACHER_EPOCHS (40; recipe 1: 25), TEACHER_WARMUP (30 steps; recipe 1: 0),
 # LABEL_EPOCHS/LABEL_PATIENCE, RBD_EPOCHS/RBD_PATIENCE, VIEWS (4), THREADS (2), UNLABELED_RATIO (0.755:
 # the share of patients held out unlabeled), RECIPE (2; 1 = the recipe of the 2026-12-04 mild grid).
@@ -150,6 +151,28 @@ train() { # DIR DB NAME SEED args...
     mv "$d/$name.eval.json.tmp" "$d/$name.eval.json"
 }
 
+# --torch: tools/torch_distill.py on the cell's own patches (teacher, baseline, RBD; the same recipe
+# and schedules), its results in C/torch/results.json and its output in C/torch/train.txt; a row is
+# in results.json once it is evaluated, so an interrupted run is redone whole
+kv() { [ -n "$2" ] && printf ',%s=%s' "$1" "$2"; } # ",row=N" when N is set (the schedule overrides, for PyTorch too)
+torch_rows() { # CELLDIR DB SEED
+    [ "$TORCH" = 1 ] || return 0
+    [ -f "$1/torch/.done" ] && return 0
+    rm -rf "$1/export" "$1/torch"
+    mkdir -p "$1/torch"
+    /usr/bin/python3 tools/export_patches.py "$2" "$1/export" > "$1/torch/export.txt" 2>&1 ||
+        { echo "run.sh: exporting $2 for PyTorch failed: $(tail -1 "$1/torch/export.txt")" >&2; exit 2; }
+    s=$(date +%s.%N)
+    /usr/bin/python3 tools/torch_distill.py "$1/export" "$1/torch" --threads "$THREADS" --seed "$3" --views "${VIEWS:-4}" \
+        --only teacher,baseline,rbd --epochs "teacher=$TE$(kv baseline "${LABEL_EPOCHS:-}")$(kv rbd "${RBD_EPOCHS:-}")" \
+        --patience "teacher=8$(kv baseline "${LABEL_PATIENCE:-}")$(kv rbd "${RBD_PATIENCE:-}")" --warmup "teacher=$TW" \
+        > "$1/torch/train.txt" 2>&1 ||
+        { echo "run.sh: tools/torch_distill.py failed on $1: $(tail -1 "$1/torch/train.txt")" >&2; exit 2; }
+    echo "torch $(echo "$(date +%s.%N) - $s" | bc)" >> "$1/times.txt"
+    rm -rf "$1/export"
+    touch "$1/torch/.done"
+}
+
 # A labelled dataset with every unlabeled patch's label put back (the "all labels" row): the same
 # slides, train = train + unlabeled, val and test untouched.
 all_labels_db() { # SRC DST
@@ -224,12 +247,7 @@ for R in $(echo "$REGIMES" | tr , ' '); do
                 done
             fi
             rm -f "$C/tcache.mpk" "$C"/*.last.mpk # large, and not needed for the table
-            if [ "$TORCH" = 1 ] && [ ! -f "$C/torch/results.json" ]; then
-                /usr/bin/python3 tools/export_patches.py "$D/distill.db" "$C/export"
-                /usr/bin/python3 tools/torch_distill.py "$C/export" "$C/torch" --threads "$THREADS" --seed "$TS" --views "${VIEWS:-4}" \
-                    --only teacher,baseline,rbd --epochs "teacher=$TE" --patience teacher=8 --warmup "teacher=$TW"
-                rm -rf "$C/export"
-            fi
+            torch_rows "$C" "$D/distill.db" "$TS"
             echo "$R data seed $DS training seed $TS: done at $(($(date +%s) - t_start)) s"
         done
     done
@@ -265,6 +283,7 @@ for R in $(echo "$REGIMES" | tr , ' '); do
                 train "$C" "$D/distill.db" rbd "$TS" --method rbd --mag 1.25 --teacher "$C/teacher.mpk" --teacher-views "${VIEWS:-4}" \
                     --teacher-cache "$C/tcache.mpk" $RBDO
                 rm -f "$C/tcache.mpk" "$C"/*.last.mpk
+                torch_rows "$C" "$D/distill.db" "$TS"
             done
         done
     fi

@@ -46,6 +46,28 @@ want "54 slides)" "$W/results.md"
 want "RBD − baseline +23.0" "$W/results.md"
 want "do not overlap" "$W/results.md"
 grep -q "QUICK RUN" "$W/results.md" && no "a four-cell run is marked as the quick run"
+grep -q "PyTorch side by side" "$W/results.md" && no "a PyTorch section without any PyTorch rows"
+# run.sh --torch: PyTorch rows of two mild cells and one 40x cell, compared on the cells that ran both
+mkdir -p "$W/mild/d11/t1/torch" "$W/mild/d11/t2/torch"
+echo '{"teacher":{"balanced_accuracy":0.98},"baseline":{"balanced_accuracy":0.74},"rbd":{"balanced_accuracy":0.92}}' \
+    > "$W/mild/d11/t1/torch/results.json"
+echo '{"teacher":{"balanced_accuracy":0.99},"baseline":{"balanced_accuracy":0.75},"rbd":{"balanced_accuracy":0.93}}' \
+    > "$W/mild/d11/t2/torch/results.json"
+c=$W/mild-40x/d11/t1
+cell "$c" teacher 0.99 10 256
+cell "$c" baseline 0.6 1.25 32
+cell "$c" rbd 0.9 1.25 32
+mkdir -p "$c/torch"
+echo '{"teacher":{"balanced_accuracy":0.99},"baseline":{"balanced_accuracy":0.61}}' > "$c/torch/results.json"
+python3 "$REPORT" "$W" > "$W/results.md" 2>"$T/e" || no "report.py with PyTorch rows: $(cat "$T/e")"
+want "| mild | teacher @10x | 2 | 99.0 ± 0.0 (n = 2) | 98.5 ± 0.7 (n = 2) | +0.5 | yes |" "$W/results.md"
+want "| mild | baseline @1.25x | 2 | 70.0 ± 0.0 (n = 2) | 74.5 ± 0.7 (n = 2) | -4.5 | **no** |" "$W/results.md"
+want "| mild | RBD @1.25x | 2 | 91.0 ± 1.4 (n = 2) | 92.5 ± 0.7 (n = 2) | -1.5 | yes |" "$W/results.md"
+want "| mild, slides at 40x | baseline @1.25x | 1 | 60.0 (n = 1, no sd) | 61.0 (n = 1, no sd) | -1.0 | yes |" "$W/results.md"
+want "mild RBD @1.25x d11/t1 90.0/92.0, d11/t2 92.0/93.0" "$W/results.md"
+grep -q "| mild, slides at 40x | RBD" "$W/results.md" && no "a 40x RBD row without a PyTorch RBD result"
+want '"difference": -4.5' "$W/results.json"
+rm -rf "$W/mild-40x" "$W/mild/d11/t1/torch" "$W/mild/d11/t2/torch"
 if [ -x "$PLOT" ]; then
     "$PLOT" "$W/plot.json" "$W/results" 2>"$T/e" || no "distill_plot: $(cat "$T/e")"
     want "RBD @1.25x" "$W/results.svg"
