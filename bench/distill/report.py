@@ -222,6 +222,30 @@ if at40:
         P(f"| {label} | {fmt(lo)} | {fmt(hi)} |")
         res["at_40x"][k] = {"level0_10x": lo, "level0_40x": hi}
     P("")
+    # paired: each 40x cell against the cell of the same data and training seeds at 1 µm/px
+    same = {seeds_of(c): c for c in sw_cells}
+    pairs = []
+    for c in at40:
+        for k, label in ROWS[:3]:
+            a, b = load(same[seeds_of(c)], k) if seeds_of(c) in same else None, load(c, k)
+            if a and b:
+                pairs.append((seeds_of(c), k, label, 100 * a["balanced_accuracy"]["value"], 100 * b["balanced_accuracy"]["value"]))
+    if pairs:
+        P("Paired by cell (the same data and training seeds; 40x − 1 µm/px):\n")
+        P("| data seed | training seed | row | 1.0 µm/px | 0.25 µm/px | 40x − 1 µm/px |")
+        P("|---|---|---|---|---|---|")
+        for (ds, ts), k, label, a, b in pairs:
+            P(f"| {ds} | {ts} | {label} | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
+        P("")
+        res["at_40x"]["paired"] = {}
+        for k, label in ROWS[:3]:
+            d = [b - a for _, kk, _, a, b in pairs if kk == k]
+            if d:
+                st = stats(d)
+                res["at_40x"]["paired"][k] = st
+                P(f"- {label}: 40x − 1 µm/px {fmt(st)}" + (f", 95% t-interval [{st['ci95_of_mean'][0]:+.1f}, "
+                                                            f"{st['ci95_of_mean'][1]:+.1f}]" if st["n"] > 1 else ""))
+        P("")
 
 # run.sh --torch: tools/torch_distill.py on each cell's own patches; each row compared on the cells
 # that have both, as the means over those cells (the target: within 2 points on every row's mean)

@@ -67,6 +67,9 @@ want "| mild, slides at 40x | baseline @1.25x | 1 | 60.0 (n = 1, no sd) | 61.0 (
 want "mild RBD @1.25x d11/t1 90.0/92.0, d11/t2 92.0/93.0" "$W/results.md"
 grep -q "| mild, slides at 40x | RBD" "$W/results.md" && no "a 40x RBD row without a PyTorch RBD result"
 want '"difference": -4.5' "$W/results.json"
+# the 40x cell paired with the cell of the same seeds at 1 µm/px
+want "| 11 | 1 | baseline @1.25x | 70.0 | 60.0 | -10.0 |" "$W/results.md"
+want "| 11 | 1 | RBD @1.25x | 90.0 | 90.0 | +0.0 |" "$W/results.md"
 rm -rf "$W/mild-40x" "$W/mild/d11/t1/torch" "$W/mild/d11/t2/torch"
 if [ -x "$PLOT" ]; then
     "$PLOT" "$W/plot.json" "$W/results" 2>"$T/e" || no "distill_plot: $(cat "$T/e")"
