@@ -152,8 +152,8 @@ train() { # DIR DB NAME SEED args...
 }
 
 # --torch: tools/torch_distill.py on the cell's own patches (teacher, baseline, RBD; the same recipe
-# and schedules), its results in C/torch/results.json and its output in C/torch/train.txt; a row is
-# in results.json once it is evaluated, so an interrupted run is redone whole
+# and schedules), its results in C/torch/results.json and its output in C/torch/train.txt;
+# C/torch/.done marks a finished run (keep.py copies only those), an interrupted one is redone whole
 kv() { [ -n "$2" ] && printf ',%s=%s' "$1" "$2"; } # ",row=N" when N is set (the schedule overrides, for PyTorch too)
 torch_rows() { # CELLDIR DB SEED
     [ "$TORCH" = 1 ] || return 0
