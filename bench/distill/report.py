@@ -122,17 +122,21 @@ P(f"- seeds used while the recipe was built: data seed {cfg['dev_data_seeds']} (
 P("- each row: test balanced accuracy (%) as mean ± sd over the cells (data seed × training seed); "
   "per cell, `magpie eval`'s 95% CI from 10,000 class-balanced bootstrap resamples of whole slides\n")
 
-P("## Table\n")
-hdr = "| row | what it is | input px | GFLOPs/patch | " + " | ".join(regimes) + " |"
-P(hdr)
-P("|" + "---|" * (4 + len(regimes)))
-for key, label in ROWS:
-    have = [res["regimes"][R]["rows"].get(key) for R in regimes]
-    if not any(have):
-        continue
-    one = next(h for h in have if h)
-    P(f"| {label} | {DESC[key]} | {one['px']} | {one['gflops']:.4f} | " + " | ".join(fmt(h) for h in have) + " |")
-P("")
+main_rows = any(res["regimes"][R]["cells"] for R in regimes)
+if not main_rows:
+    P("No finished rows on slides at 1.0 µm/px in this WORKDIR (run.sh --at-40x-only runs only the 40x rows).\n")
+else:
+    P("## Table\n")
+    hdr = "| row | what it is | input px | GFLOPs/patch | " + " | ".join(regimes) + " |"
+    P(hdr)
+    P("|" + "---|" * (4 + len(regimes)))
+    for key, label in ROWS:
+        have = [res["regimes"][R]["rows"].get(key) for R in regimes]
+        if not any(have):
+            continue
+        one = next(h for h in have if h)
+        P(f"| {label} | {DESC[key]} | {one['px']} | {one['gflops']:.4f} | " + " | ".join(fmt(h) for h in have) + " |")
+    P("")
 
 for R in regimes:
     rows = res["regimes"][R]["rows"]
@@ -151,16 +155,17 @@ for R in regimes:
         P("  One cell: no interval over seeds, so the target on non-overlapping intervals cannot be judged here.")
     P("")
 
-P("## Per cell\n")
-P("| regime | data seed | training seed | row | balanced accuracy (95% CI, by slide) | slide vote | epochs run | best epoch | train s |")
-P("|---|---|---|---|---|---|---|---|---|")
-for R in regimes:
-    for x in res["regimes"][R]["cells"]:
-        ci = x["ci"]
-        cis = f"{ci[0]:.1f}–{ci[1]:.1f}, {x['ci_units']} {x['ci_unit']}s" if ci[0] is not None else "—"
-        P(f"| {R} | {x['data_seed']} | {x['train_seed']} | {x['row']} | {x['balanced_accuracy']:.1f} ({cis}) | "
-          f"{x['slide_vote']:.1f} | {x['epochs_run']} | {x['best_epoch']} | {x['train_s']:.0f} |")
-P("")
+if main_rows:
+    P("## Per cell\n")
+    P("| regime | data seed | training seed | row | balanced accuracy (95% CI, by slide) | slide vote | epochs run | best epoch | train s |")
+    P("|---|---|---|---|---|---|---|---|---|")
+    for R in regimes:
+        for x in res["regimes"][R]["cells"]:
+            ci = x["ci"]
+            cis = f"{ci[0]:.1f}–{ci[1]:.1f}, {x['ci_units']} {x['ci_unit']}s" if ci[0] is not None else "—"
+            P(f"| {R} | {x['data_seed']} | {x['train_seed']} | {x['row']} | {x['balanced_accuracy']:.1f} ({cis}) | "
+              f"{x['slide_vote']:.1f} | {x['epochs_run']} | {x['best_epoch']} | {x['train_s']:.0f} |")
+    P("")
 
 # the sweep: students at several magnifications from the same teacher (first regime's cells)
 sweep = None
@@ -228,18 +233,20 @@ if at40:
     for c in at40:
         for k, label in ROWS[:3]:
             a, b = load(same[seeds_of(c)], k) if seeds_of(c) in same else None, load(c, k)
-            if a and b:
-                pairs.append((seeds_of(c), k, label, 100 * a["balanced_accuracy"]["value"], 100 * b["balanced_accuracy"]["value"]))
+            if b:
+                pairs.append((seeds_of(c), k, label, 100 * a["balanced_accuracy"]["value"] if a else None,
+                              100 * b["balanced_accuracy"]["value"]))
     if pairs:
-        P("Paired by cell (the same data and training seeds; 40x − 1 µm/px):\n")
+        P("Per cell, paired with the cell of the same data and training seeds at 1 µm/px where there is one:\n")
         P("| data seed | training seed | row | 1.0 µm/px | 0.25 µm/px | 40x − 1 µm/px |")
         P("|---|---|---|---|---|---|")
         for (ds, ts), k, label, a, b in pairs:
-            P(f"| {ds} | {ts} | {label} | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
+            P(f"| {ds} | {ts} | {label} | {'—' if a is None else f'{a:.1f}'} | {b:.1f} | "
+              f"{'—' if a is None else f'{b - a:+.1f}'} |")
         P("")
         res["at_40x"]["paired"] = {}
         for k, label in ROWS[:3]:
-            d = [b - a for _, kk, _, a, b in pairs if kk == k]
+            d = [b - a for _, kk, _, a, b in pairs if kk == k and a is not None]
             if d:
                 st = stats(d)
                 res["at_40x"]["paired"][k] = st

@@ -86,4 +86,15 @@ python3 "$REPORT" "$W" > "$W/results.md" 2>"$T/e" || no "report.py quick: $(cat 
 want "QUICK RUN" "$W/results.md"
 want "90.0 (n = 1, no sd)" "$W/results.md"
 want "no interval over seeds" "$W/results.md"
+# an --at-40x-only WORKDIR: no main table, the 40x cells listed unpaired
+W4=$T/w40
+mkdir -p "$W4"
+cp "$W/config.json" "$W4/config.json"
+cell "$W4/mild-40x/d11/t1" teacher 0.99 10 256
+cell "$W4/mild-40x/d11/t1" baseline 0.6 1.25 32
+cell "$W4/mild-40x/d11/t1" rbd 0.9 1.25 32
+python3 "$REPORT" "$W4" > "$W4/results.md" 2>"$T/e" || no "report.py, 40x only: $(cat "$T/e")"
+want "No finished rows on slides at 1.0 µm/px" "$W4/results.md"
+want "| 11 | 1 | RBD @1.25x | — | 90.0 | — |" "$W4/results.md"
+grep -q "## Table" "$W4/results.md" && no "an empty main table in a 40x-only report"
 exit $fail
