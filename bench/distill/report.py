@@ -315,6 +315,12 @@ plot = {"title": ("QUICK RUN, one seed: " if cfg["quick"] else "") + "test balan
         "sd": [[(lambda s: s["sd"] if s and s["n"] > 1 else None)(res["regimes"][R]["rows"].get(k)) for k, _ in shown]
                for R in regimes],
         "note": f"mean ± sd over data seeds {cfg['data_seeds']} × training seeds {cfg['train_seeds']}"}
+if at40 and shown:  # the 40x cells as one more group (teacher, baseline, RBD)
+    a40 = res["at_40x"]
+    plot["groups"].append(f"{R0}, slides at 40x")
+    st40 = [(a40.get(k) or {}).get("level0_40x") for k, _ in shown]
+    plot["mean"].append([st["mean"] if st else None for st in st40])
+    plot["sd"].append([st["sd"] if st and st["n"] > 1 else None for st in st40])
 if sweep:
     plot["sweep"] = sweep
 json.dump(clean(plot), open(f"{W}/plot.json", "w"), indent=1)

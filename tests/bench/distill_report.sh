@@ -70,6 +70,7 @@ want '"difference": -4.5' "$W/results.json"
 # the 40x cell paired with the cell of the same seeds at 1 µm/px
 want "| 11 | 1 | baseline @1.25x | 70.0 | 60.0 | -10.0 |" "$W/results.md"
 want "| 11 | 1 | RBD @1.25x | 90.0 | 90.0 | +0.0 |" "$W/results.md"
+want '"mild, slides at 40x"' "$W/plot.json" # the 40x cells drawn as a group of the chart
 rm -rf "$W/mild-40x" "$W/mild/d11/t1/torch" "$W/mild/d11/t2/torch"
 if [ -x "$PLOT" ]; then
     "$PLOT" "$W/plot.json" "$W/results" 2>"$T/e" || no "distill_plot: $(cat "$T/e")"
