@@ -89,19 +89,12 @@ for R in regimes:
                                     "slide_vote": 100 * j["slide_vote_balanced_accuracy"],
                                     "gflops": j["flops_per_patch"] / 1e9, "px": j["input_size"], "mag": j["mag"],
                                     "train_s": j["_seconds"], "epochs_run": ep, "best_epoch": best})
-                tj = f"{c}/torch/results.json"
-                if os.path.exists(tj):
-                    tr = json.load(open(tj)).get(key, {}).get("balanced_accuracy")
-                    if tr is not None:
-                        rr["cells"][-1]["torch"] = 100 * tr
     for key, _ in ROWS:
         v = [x["balanced_accuracy"] for x in rr["cells"] if x["row"] == key]
         if v:
             s = stats(v)
             one = next(x for x in rr["cells"] if x["row"] == key)
             s["gflops"], s["px"] = one["gflops"], one["px"]
-            tv = [x["torch"] for x in rr["cells"] if x["row"] == key and "torch" in x]
-            s["torch"] = stats(tv)
             rr["rows"][key] = s
     res["regimes"][R] = rr
 
