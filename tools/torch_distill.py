@@ -305,7 +305,7 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
     wsched = None
     if warmup > 0 and sched is None:
         wsched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / warmup))
-    best, best_state, bad = -1, None, 0
+    best, best_state, bad, best_ep = -1, None, 0, -1
     t0 = time.time()
     step = 0
     for ep in range(epochs):
@@ -405,9 +405,11 @@ def train(name, args, data, k, mag, method, teacher=None, tnorm=None, epochs=30,
         v = balanced_accuracy(yv, p.argmax(1), k)
         print(f"{name} epoch {ep + 1}: loss {float(loss):.4f} val bacc {v:.4f}", flush=True)
         if v > best + 1e-9:
-            best, bad = v, 0
+            best, bad, best_ep = v, 0, ep
             best_state = {kk: t.clone() for kk, t in vm.state_dict().items()}
-        elif (sched is None or step > int(0.3 * epochs * nb)) and step > warmup:  # warm-up epochs do not count
+        # as magpie's tr_patience_counts: warm-up epochs do not count, nor those of a run whose best is
+        # still its first epoch's and at chance (it has not started, it is not on a plateau)
+        elif (sched is None or step > int(0.3 * epochs * nb)) and step > warmup and (best_ep > 0 or best > 1 / k + 1e-6):
             bad += 1
             if bad >= patience:
                 break

@@ -30,7 +30,8 @@
 #                        baseline and RBD in PyTorch, main and 40x cells; report.py sets them side by side
 # Environment: SLIDES (318), SIDE (1792 px at 1 µm/px), TEACHER_EPOCHS (40; recipe 1: 25), TEACHER_WARMUP (30 steps; recipe 1: 0),
 # LABEL_EPOCHS/LABEL_PATIENCE, RBD_EPOCHS/RBD_PATIENCE, VIEWS (4), THREADS (2), UNLABELED_RATIO (0.755:
-# the share of patients held out unlabeled), RECIPE (2; 1 = the recipe of the 2026-12-04 mild grid).
+# the share of patients held out unlabeled), RECIPE (2; 1 = the recipe of the 2026-12-04 mild grid),
+# TORCH_PYTHON (/usr/bin/python3, for --torch).
 # Recipe 2 (BENCHMARKS.md 'Why the teachers start slowly'): the teachers warm up for 30 steps and
 # may run 40 epochs (patience 8), and the all-labels row gets the RBD student's budget (100
 # epochs, patience 25) instead of the label-only schedule. A WORKDIR keeps the recipe it was made
@@ -98,6 +99,11 @@ TMAG=${MAGS%,*} SMAG=${MAGS#*,}
 case "$MAGS" in *[!0-9.,]* | ,* | *, | *,*,* | *..* | [!0-9]*) bad_mags=1 ;; *,*) bad_mags=0 ;; *) bad_mags=1 ;; esac
 [ "$bad_mags" = 0 ] && awk "BEGIN { exit !($TMAG > $SMAG && $SMAG > 0) }" ||
     { echo "run.sh: --mags $MAGS: want the teacher's and the student's magnification T,S with T > S > 0, e.g. 10,1.25" >&2; exit 2; }
+PY=${TORCH_PYTHON:-/usr/bin/python3} # --torch's Python (Debian's python3-torch)
+if [ "$TORCH" = 1 ] && ! "$PY" -c 'import torch' >/dev/null 2>&1; then # checked before anything is written
+    echo "run.sh: --torch: $PY cannot import torch (Debian: apt-get install python3-torch; or set TORCH_PYTHON)" >&2
+    exit 2
+fi
 if [ -n "$DATASET" ]; then # checked before anything is written; the dataset is only ever read
     [ -f "$DATASET" ] && [ -r "$DATASET" ] || { echo "run.sh: $DATASET: no such readable file (--dataset)" >&2; exit 2; }
     sqlite3 -readonly "$DATASET" "SELECT count(*) FROM images LIMIT 1" >/dev/null 2>&1 ||
@@ -160,10 +166,10 @@ torch_rows() { # CELLDIR DB SEED
     [ -f "$1/torch/.done" ] && return 0
     rm -rf "$1/export" "$1/torch"
     mkdir -p "$1/torch"
-    /usr/bin/python3 tools/export_patches.py "$2" "$1/export" > "$1/torch/export.txt" 2>&1 ||
+    "$PY" tools/export_patches.py "$2" "$1/export" > "$1/torch/export.txt" 2>&1 ||
         { echo "run.sh: exporting $2 for PyTorch failed: $(tail -1 "$1/torch/export.txt")" >&2; exit 2; }
     s=$(date +%s.%N)
-    /usr/bin/python3 tools/torch_distill.py "$1/export" "$1/torch" --threads "$THREADS" --seed "$3" --views "${VIEWS:-4}" \
+    "$PY" tools/torch_distill.py "$1/export" "$1/torch" --threads "$THREADS" --seed "$3" --views "${VIEWS:-4}" \
         --only teacher,baseline,rbd --epochs "teacher=$TE$(kv baseline "${LABEL_EPOCHS:-}")$(kv rbd "${RBD_EPOCHS:-}")" \
         --patience "teacher=8$(kv baseline "${LABEL_PATIENCE:-}")$(kv rbd "${RBD_PATIENCE:-}")" --warmup "teacher=$TW" \
         > "$1/torch/train.txt" 2>&1 ||

@@ -3,8 +3,8 @@
 # takes): slides are synthesized and tiled, exported as class folders, imported with
 # `db import-patches` and split; run.sh then makes the same four-row table from it, reads the
 # dataset without changing a byte, skips finished rows on a rerun, and refuses a missing file, a
-# file that is not a dataset and magnifications the dataset lacks, each with its one-line error
-# and before writing anything. Tiny epochs: this checks the path, not the numbers.
+# file that is not a dataset, magnifications the dataset lacks and --torch without PyTorch, each
+# with its one-line error and before writing anything. Tiny epochs: this checks the path, not the numbers.
 set -u
 T=$(mktemp -d /tmp/mp_distill_dataset.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -74,6 +74,8 @@ bad "run.sh: --mags 1.25,10: want the teacher's and the student's magnification 
     --dataset "$T/i.db" --mags 1.25,10
 bad "run.sh: --mags 10: want the teacher's and the student's magnification T,S with T > S > 0, e.g. 10,1.25" \
     --dataset "$T/i.db" --mags 10
+TORCH_PYTHON=/bin/false bad "run.sh: --torch: /bin/false cannot import torch (Debian: apt-get install python3-torch; or set TORCH_PYTHON)" \
+    --dataset "$T/i.db" --torch
 [ "$(sha256sum "$T/i.db" | cut -d' ' -f1)" = "$before" ] || no "a refused run changed the dataset"
 
 [ $fail = 0 ] && echo "distill dataset: ok"
